@@ -1,0 +1,222 @@
+"""Durable consumers: how every service takes its input from the log.
+
+Pull, explicit ack, bounded redelivery with backoff. A message that can never
+be handled -- it does not decode, or the handler failed on every delivery --
+is recorded as an EventRejected event and acknowledged: never retried forever,
+never dropped silently (DESIGN §2). The message itself stays in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import nats.errors
+import nats.js.api as api
+import nats.js.errors as js_errors
+from nats.aio.msg import Msg
+
+from events import names
+from events.envelope import InvalidEvent, decode, derived_event_id, new_event
+from events.payloads import EventRejected
+from services.wiring.eventlog import EventLog, StoredEvent
+
+log = logging.getLogger(__name__)
+
+# Redelivery delays after a delivery that was neither acked nor nakked (the
+# handler's process died, or hung past its ack deadline): 5 s, 15 s, 1 min,
+# 3 min, 5 min -- ~9.5 min in all, inside the log's one-hour duplicate window,
+# so a re-derived event is still recognised as a duplicate.
+DEFAULT_BACKOFF: tuple[float, ...] = (5.0, 15.0, 60.0, 180.0, 300.0)
+
+Handler = Callable[[StoredEvent], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSettings:
+    """How one durable consumer takes its messages.
+
+    `backoff[i]` is the wait before delivery i+2 when delivery i+1 was not
+    acknowledged; a handler error naks with the same delays. After
+    `len(backoff) + 1` deliveries the message is rejected.
+    """
+
+    name: str
+    subjects: Sequence[str]
+    backoff: Sequence[float] = DEFAULT_BACKOFF
+    batch: int = 32
+    deliver_policy: api.DeliverPolicy = api.DeliverPolicy.ALL
+
+    @property
+    def max_deliver(self) -> int:
+        return len(self.backoff) + 1
+
+
+async def ensure_consumer(event_log: EventLog, settings: ConsumerSettings) -> None:
+    """Create the durable consumer, or update it to `settings`."""
+    config = api.ConsumerConfig(
+        durable_name=settings.name,
+        ack_policy=api.AckPolicy.EXPLICIT,
+        deliver_policy=settings.deliver_policy,
+        max_deliver=settings.max_deliver,
+        # JetStream applies `backoff` to deliveries that time out; the first
+        # entry is the ack deadline (it overrides ack_wait).
+        ack_wait=settings.backoff[0],
+        backoff=list(settings.backoff),
+        max_ack_pending=max(settings.batch * 4, 256),
+    )
+    if len(settings.subjects) == 1:
+        config.filter_subject = settings.subjects[0]
+    else:
+        config.filter_subjects = list(settings.subjects)
+    try:
+        await event_log.js.add_consumer(names.STREAM, config)
+    except js_errors.BadRequestError:
+        # The consumer exists with other settings; some (deliver policy) cannot
+        # change, the rest converge.
+        existing = await event_log.js.consumer_info(names.STREAM, settings.name)
+        config.deliver_policy = existing.config.deliver_policy
+        config.opt_start_seq = existing.config.opt_start_seq
+        await event_log.js.add_consumer(names.STREAM, config)
+
+
+async def consume(
+    event_log: EventLog,
+    settings: ConsumerSettings,
+    handler: Handler,
+    *,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Feed every message of the durable consumer to `handler`, in order, until `stop`.
+
+    The handler is called once per delivery; it must be idempotent (derive
+    its events' ids from the input's, so JetStream drops a re-append). A
+    handler that returns has its message acked; one that raises gets it
+    redelivered with backoff, and on the last delivery it is rejected.
+    """
+    stop = stop or asyncio.Event()
+    await ensure_consumer(event_log, settings)
+    subscription = await event_log.js.pull_subscribe_bind(settings.name, stream=names.STREAM)
+    try:
+        while not stop.is_set():
+            try:
+                messages = await subscription.fetch(settings.batch, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            for message in messages:
+                await _handle(event_log, settings, handler, message)
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await subscription.unsubscribe()
+
+
+async def _handle(
+    event_log: EventLog, settings: ConsumerSettings, handler: Handler, message: Msg
+) -> None:
+    metadata = message.metadata
+    seq = metadata.sequence.stream
+    deliveries = metadata.num_delivered
+    try:
+        event = decode(message.data)
+    except InvalidEvent as exc:
+        await reject(
+            event_log,
+            consumer=settings.name,
+            seq=seq,
+            subject=message.subject,
+            data=message.data,
+            error=str(exc),
+            event_id=exc.event_id,
+            deliveries=deliveries,
+        )
+        await message.ack()
+        return
+    stored = StoredEvent(
+        seq=seq, subject=message.subject, event=event, stored_at=metadata.timestamp
+    )
+    keepalive = asyncio.create_task(_keep_in_progress(message, settings.backoff[0]))
+    try:
+        await handler(stored)
+    except Exception as exc:
+        if deliveries >= settings.max_deliver:
+            log.exception(
+                "%s: giving up on seq %d after %d deliveries", settings.name, seq, deliveries
+            )
+            await reject(
+                event_log,
+                consumer=settings.name,
+                seq=seq,
+                subject=message.subject,
+                data=message.data,
+                error=f"handler failed on all {deliveries} deliveries: {exc!r}",
+                event_id=event.event_id,
+                deliveries=deliveries,
+            )
+            await message.term()
+        else:
+            delay = settings.backoff[min(deliveries - 1, len(settings.backoff) - 1)]
+            log.warning(
+                "%s: handler failed on seq %d (delivery %d), retrying in %.0fs: %r",
+                settings.name,
+                seq,
+                deliveries,
+                delay,
+                exc,
+            )
+            await message.nak(delay=delay)
+        return
+    finally:
+        keepalive.cancel()
+    await message.ack()
+
+
+async def _keep_in_progress(message: Msg, ack_wait: float) -> None:
+    # A handler may legitimately take longer than the ack deadline (an apply
+    # waiting on a slow API server); tell JetStream it is still being worked
+    # on so it is not redelivered to another replica meanwhile.
+    while True:
+        await asyncio.sleep(max(ack_wait / 3, 0.2))
+        with contextlib.suppress(nats.errors.Error):
+            await message.in_progress()
+
+
+async def reject(
+    event_log: EventLog,
+    *,
+    consumer: str,
+    seq: int,
+    subject: str,
+    data: bytes,
+    error: str,
+    event_id: str | None = None,
+    deliveries: int = 1,
+) -> None:
+    """Record that `consumer` skipped the message at `seq`, once however often it is called."""
+    parsed = names.parse_subject(subject)
+    app = names.SYSTEM_APP
+    if parsed is not None:
+        with contextlib.suppress(names.InvalidName):
+            app = names.app_name(parsed[0])
+    payload = EventRejected(
+        stream_seq=seq,
+        subject=subject,
+        consumer=consumer,
+        error=error,
+        deliveries=deliveries,
+        rejected_event_id=event_id,
+        size=len(data),
+        excerpt=data[:256].decode("utf-8", errors="replace"),
+    )
+    cause_id = derived_event_id(f"{names.STREAM}/{seq}", "Delivery", consumer)
+    rejected = new_event(
+        payload,
+        app=app,
+        actor=f"consumer:{consumer}",
+        event_id=derived_event_id(cause_id, EventRejected.event_type),
+        correlation_id=event_id or cause_id,
+    )
+    await event_log.append(rejected)
+    log.error("%s: rejected seq %d on %s: %s", consumer, seq, subject, error)

@@ -1,0 +1,444 @@
+"""The log: Wake's client for the WAKE_EVENTS stream and the WAKE_BUNDLES object store.
+
+Sits beside `events/` (the contracts) and is the only module that turns
+envelopes into JetStream messages and back. Every service appends and reads
+through an `EventLog`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import nats
+import nats.js.api as api
+import nats.js.errors as js_errors
+from nats.aio.client import Client as NatsClient
+
+from events import names
+from events.envelope import Envelope, InvalidEvent, decode, encode
+
+# JetStream keeps the Nats-Msg-Id of every message for this long and answers a
+# second publish of one of them with `duplicate` instead of storing it again.
+# It must outlast the longest time a consumer may take to re-derive an event
+# from a redelivered input: bounded redelivery backs off for at most ~10 min in
+# total (services.wiring.consumers.DEFAULT_BACKOFF) plus a supervised restart.
+# One hour covers that with room; it is not longer because the server holds
+# every id of the window in memory (~100 bytes each: 360k ids, ~40 MB, at a
+# sustained 100 events/s).
+DUPLICATE_WINDOW_SECONDS = 3600.0
+
+# The server's error code for a failed Nats-Expected-Last-Subject-Sequence check.
+_WRONG_LAST_SEQUENCE = 10071
+
+
+def stream_config(*, replicas: int = 1) -> api.StreamConfig:
+    """The WAKE_EVENTS settings of DESIGN §2."""
+    return api.StreamConfig(
+        name=names.STREAM,
+        description="Wake's append-only event log",
+        subjects=[names.ALL_SUBJECTS],
+        retention=api.RetentionPolicy.LIMITS,
+        storage=api.StorageType.FILE,
+        discard=api.DiscardPolicy.NEW,
+        max_age=0,
+        max_msgs=-1,
+        max_bytes=-1,
+        max_msgs_per_subject=-1,
+        max_msg_size=8 * 1024 * 1024,
+        num_replicas=replicas,
+        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        deny_delete=True,
+        deny_purge=True,
+        allow_rollup_hdrs=False,
+        allow_direct=True,
+        allow_atomic=True,
+    )
+
+
+async def provision(nc: NatsClient, *, replicas: int = 1) -> None:
+    """Create the stream and the object store, or bring their settings up to date.
+
+    Idempotent: every service may call it at start.
+    """
+    js = nc.jetstream()
+    config = stream_config(replicas=replicas)
+    try:
+        await js.add_stream(config)
+    except js_errors.BadRequestError as exc:
+        # 10058: the stream exists with other settings -- converge them.
+        if exc.err_code != 10058:
+            raise
+        await js.update_stream(config)
+    try:
+        await js.object_store(names.BUNDLES)
+    except js_errors.BucketNotFoundError:
+        await js.create_object_store(
+            names.BUNDLES,
+            config=api.ObjectStoreConfig(
+                description="Rendered manifests, content-addressed by sha256",
+                storage=api.StorageType.FILE,
+                replicas=replicas,
+            ),
+        )
+
+
+class ConcurrencyConflict(Exception):
+    """A conditional append lost: the app's log moved past the position it was decided on."""
+
+    def __init__(self, event: Envelope, expected_seq: int, on_subjects: str) -> None:
+        super().__init__(
+            f"conflict appending {event.type} {event.event_id} for app {event.app}: "
+            f"expected the last event on {on_subjects} at sequence {expected_seq}, "
+            "but another was appended since"
+        )
+        self.event = event
+        self.expected_seq = expected_seq
+        self.on_subjects = on_subjects
+
+
+class BundleNotFound(LookupError):
+    pass
+
+
+class BundleCorrupt(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Where an event landed. `duplicate`: it was already there (same event id)."""
+
+    event_id: str
+    seq: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as read back from the log, with its place in the global order."""
+
+    seq: int
+    subject: str
+    event: Envelope
+    stored_at: datetime | None = None
+
+
+def headers_for(event: Envelope) -> dict[str, str]:
+    headers = {names.MSG_ID: event.event_id, names.EVENT_TYPE_HEADER: event.type}
+    if event.traceparent:
+        headers[names.TRACEPARENT_HEADER] = event.traceparent
+    return headers
+
+
+class EventLog:
+    """Append to and read from WAKE_EVENTS; put and get bundles."""
+
+    def __init__(self, nc: NatsClient, *, timeout: float = 10.0) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=timeout)
+        self._timeout = timeout
+        self._bundles = None
+
+    @classmethod
+    async def connect(
+        cls, url: str, *, name: str = "wake", provision_log: bool = False
+    ) -> EventLog:
+        nc = await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        if provision_log:
+            await provision(nc)
+        return cls(nc)
+
+    async def close(self) -> None:
+        await self.nc.drain()
+
+    # --- appending ---------------------------------------------------------------
+
+    async def append(
+        self,
+        event: Envelope,
+        *,
+        expected_last_seq: int | None = None,
+        on_subjects: str | None = None,
+    ) -> Appended:
+        """Append one event, durably (acknowledged after fsync).
+
+        Idempotent: appending an event id already in the log (within the
+        duplicate window) stores nothing and returns `duplicate=True`.
+
+        With `expected_last_seq`, the append is conditional: it succeeds only if
+        the last event on `on_subjects` (default: every subject of the event's
+        app) is at that sequence (0: there is none), else ConcurrencyConflict.
+        """
+        headers = headers_for(event)
+        if expected_last_seq is not None:
+            on_subjects = on_subjects or names.app_subjects(event.app)
+            headers[names.EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_seq)
+            headers[names.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = on_subjects
+        try:
+            ack = await self.js.publish(
+                names.subject(event.app, event.type), encode(event), headers=headers
+            )
+        except js_errors.APIError as exc:
+            if expected_last_seq is not None and exc.err_code == _WRONG_LAST_SEQUENCE:
+                raise ConcurrencyConflict(event, expected_last_seq, on_subjects or "") from None
+            raise
+        return Appended(event.event_id, ack.seq, bool(ack.duplicate))
+
+    async def append_many(self, events: Sequence[Envelope], *, window: int = 256) -> list[Appended]:
+        """Append several events in order, pipelined; each is idempotent as in `append`."""
+        results: list[Appended] = []
+        pending: list[tuple[Envelope, asyncio.Future[api.PubAck]]] = []
+        for event in events:
+            future = await self.js.publish_async(
+                names.subject(event.app, event.type), encode(event), headers=headers_for(event)
+            )
+            pending.append((event, future))
+            if len(pending) >= window:
+                results.extend(await _settle(pending))
+                pending = []
+        results.extend(await _settle(pending))
+        return results
+
+    async def position(self, on_subjects: str) -> int:
+        """The sequence of the last event on `on_subjects` (a subject or filter); 0 if none."""
+        try:
+            message = await self.js.get_last_msg(names.STREAM, on_subjects)
+        except js_errors.NotFoundError:
+            return 0
+        return message.seq or 0
+
+    async def app_position(self, app: str) -> int:
+        """The sequence of the app's last event; the base of a conditional append."""
+        return await self.position(names.app_subjects(app))
+
+    # --- reading -----------------------------------------------------------------
+
+    async def last_event(self, app: str, event_type: str) -> StoredEvent | None:
+        """The app's last event of `event_type`, or None."""
+        return await self.last_on(names.subject(app, event_type))
+
+    async def last_on(self, on_subjects: str) -> StoredEvent | None:
+        """The last event on a subject or filter, or None."""
+        try:
+            message = await self.js.get_last_msg(names.STREAM, on_subjects)
+        except js_errors.NotFoundError:
+            return None
+        return StoredEvent(
+            seq=message.seq or 0,
+            subject=message.subject or "",
+            event=decode(message.data or b""),
+            stored_at=message.time,
+        )
+
+    async def read(
+        self,
+        *,
+        from_seq: int = 1,
+        since: datetime | None = None,
+        subjects: Iterable[str] = (),
+        until_seq: int | None = None,
+        follow: bool = False,
+    ) -> AsyncIterator[StoredEvent]:
+        """Yield stored events in sequence order.
+
+        Starts at `from_seq` or at the first event stored at or after `since`;
+        `subjects` filters (default: every event); stops after `until_seq`, or
+        at the end of the log as it was when reading began, unless `follow`.
+        An event that does not decode is raised as InvalidEvent with its seq.
+        """
+        async for seq, subject, data in self.read_raw(
+            from_seq=from_seq, since=since, subjects=subjects, until_seq=until_seq, follow=follow
+        ):
+            try:
+                event = decode(data)
+            except InvalidEvent as exc:
+                raise InvalidEvent(
+                    f"stream sequence {seq} ({subject}): {exc}",
+                    field=exc.field,
+                    event_id=exc.event_id,
+                ) from None
+            yield StoredEvent(seq=seq, subject=subject, event=event)
+
+    async def read_raw(
+        self,
+        *,
+        from_seq: int = 1,
+        since: datetime | None = None,
+        subjects: Iterable[str] = (),
+        until_seq: int | None = None,
+        follow: bool = False,
+    ) -> AsyncIterator[tuple[int, str, bytes]]:
+        """Like `read`, without decoding: (seq, subject, data).
+
+        An ordered push consumer of our own: JetStream pushes to an inbox with
+        flow control, we answer a flow-control request only once the reader has
+        consumed everything before it (so a slow reader slows the server, and
+        memory stays bounded), and a gap in the consumer sequence (a reconnect
+        lost a message) restarts the consumer after the last seq yielded.
+        nats-py's pull `fetch` tops out near 25k msgs/s here; this near 100k.
+        """
+        filters = list(subjects) or [names.ALL_SUBJECTS]
+        if until_seq is None and not follow:
+            info = await self.js.stream_info(names.STREAM)
+            until_seq = info.state.last_seq
+        if until_seq is not None and until_seq < max(from_seq, 1):
+            return
+        next_seq = max(from_seq, 1)
+        start_time = since
+        while True:
+            reader = _PushReader(self, filters, next_seq, start_time)
+            try:
+                if await reader.start() == 0 and not follow:
+                    return
+                async for seq, subject, data, pending in reader:
+                    if until_seq is not None and seq > until_seq:
+                        return
+                    next_seq = seq + 1
+                    start_time = None
+                    yield seq, subject, data
+                    if not follow and (pending == 0 or seq == until_seq):
+                        return
+            except _ConsumerGap:
+                continue
+            finally:
+                await reader.close()
+
+    # --- bundles -------------------------------------------------------------------
+
+    async def _bundle_store(self):
+        if self._bundles is None:
+            self._bundles = await self.js.object_store(names.BUNDLES)
+        return self._bundles
+
+    async def put_bundle(self, data: bytes) -> str:
+        """Store a bundle under the sha256 of its bytes; return the digest. Idempotent."""
+        digest = hashlib.sha256(data).hexdigest()
+        store = await self._bundle_store()
+        try:
+            await store.get_info(digest)
+            return digest
+        except js_errors.ObjectNotFoundError:
+            pass
+        await store.put(digest, data)
+        return digest
+
+    async def get_bundle(self, digest: str) -> bytes:
+        """The bundle stored under `digest`, checked against it."""
+        store = await self._bundle_store()
+        try:
+            result = await store.get(digest)
+        except js_errors.ObjectNotFoundError:
+            raise BundleNotFound(f"no bundle {digest} in {names.BUNDLES}") from None
+        data = result.data or b""
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise BundleCorrupt(f"bundle {digest} in {names.BUNDLES} does not match its digest")
+        return data
+
+
+async def _settle(pending: list[tuple[Envelope, asyncio.Future[api.PubAck]]]) -> list[Appended]:
+    results = []
+    for event, future in pending:
+        ack = await future
+        results.append(Appended(event.event_id, ack.seq, bool(ack.duplicate)))
+    return results
+
+
+class _ConsumerGap(Exception):
+    pass
+
+
+_FLOW_CONTROL = object()
+
+
+class _PushReader:
+    """One ephemeral push consumer and the inbox it delivers to."""
+
+    def __init__(
+        self, log: EventLog, filters: list[str], from_seq: int, since: datetime | None
+    ) -> None:
+        self._log = log
+        self._filters = filters
+        self._from_seq = from_seq
+        self._since = since
+        self._buffer: deque[tuple[int, str, bytes, int] | tuple[object, str]] = deque()
+        self._ready = asyncio.Event()
+        self._consumer_seq = 0
+        self._subscription = None
+        self._consumer_name: str | None = None
+
+    async def start(self) -> int:
+        """Create the consumer; return how many events it will deliver for now."""
+        nc = self._log.nc
+        inbox = nc.new_inbox()
+        self._subscription = await nc.subscribe(
+            inbox, cb=self._receive, pending_msgs_limit=-1, pending_bytes_limit=-1
+        )
+        config = api.ConsumerConfig(
+            deliver_subject=inbox,
+            ack_policy=api.AckPolicy.NONE,
+            flow_control=True,
+            idle_heartbeat=5.0,
+            inactive_threshold=30.0,
+            mem_storage=True,
+            num_replicas=1,
+            max_ack_pending=-1,
+        )
+        if self._since is not None:
+            config.deliver_policy = api.DeliverPolicy.BY_START_TIME
+            config.opt_start_time = self._since.isoformat()
+        else:
+            config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+            config.opt_start_seq = self._from_seq
+        if len(self._filters) == 1:
+            config.filter_subject = self._filters[0]
+        else:
+            config.filter_subjects = self._filters
+        info = await self._log.js.add_consumer(names.STREAM, config)
+        self._consumer_name = info.name
+        return info.num_pending or 0
+
+    async def _receive(self, message) -> None:
+        if not message.data and message.headers and message.headers.get("Status") == "100":
+            # Idle heartbeat (no reply) or flow-control request (reply).
+            if message.reply:
+                self._buffer.append((_FLOW_CONTROL, message.reply))
+                self._ready.set()
+            return
+        # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        tokens = message.reply.split(".")
+        self._buffer.append(
+            (int(tokens[-4]), message.subject, message.data, int(tokens[-1]), int(tokens[-3]))
+        )
+        self._ready.set()
+
+    def __aiter__(self) -> _PushReader:
+        return self
+
+    async def __anext__(self) -> tuple[int, str, bytes, int]:
+        while True:
+            while not self._buffer:
+                self._ready.clear()
+                await self._ready.wait()
+            item = self._buffer.popleft()
+            if item[0] is _FLOW_CONTROL:
+                await self._log.nc.publish(item[1])
+                continue
+            seq, subject, data, pending, consumer_seq = item
+            if consumer_seq != self._consumer_seq + 1:
+                raise _ConsumerGap
+            self._consumer_seq = consumer_seq
+            return seq, subject, data, pending
+
+    async def close(self) -> None:
+        if self._subscription is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._subscription.unsubscribe()
+        if self._consumer_name is not None:
+            with contextlib.suppress(js_errors.NotFoundError, nats.errors.Error):
+                await self._log.js.delete_consumer(names.STREAM, self._consumer_name)
