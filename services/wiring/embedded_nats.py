@@ -114,21 +114,35 @@ async def start_nats(
                 f"nats-server exited with code {process.returncode}; see {log_path}:\n"
                 + _tail(log_path)
             )
-        with contextlib.suppress(Exception):
-            nc = await nats.connect(
-                url, connect_timeout=1, allow_reconnect=False, error_cb=_ignore_error
-            )
-            try:
-                await nc.jetstream().account_info()
-                return server
-            finally:
-                await nc.close()
+        # Probe the port first: nats-py waits its reconnect interval between
+        # attempts at one server, which would add seconds to every start.
+        if await _accepts(host, port):
+            with contextlib.suppress(Exception):
+                nc = await nats.connect(
+                    url, connect_timeout=1, allow_reconnect=False, error_cb=_ignore_error
+                )
+                try:
+                    await nc.jetstream().account_info()
+                    return server
+                finally:
+                    await nc.close()
         if time.monotonic() > deadline:
             await server.stop()
             raise NatsStartError(
                 f"nats-server did not become ready on {url} in {timeout}s; see {log_path}"
             )
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
+
+
+async def _accepts(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 async def _ignore_error(exc: Exception) -> None:

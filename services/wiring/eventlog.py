@@ -22,6 +22,7 @@ from nats.aio.client import Client as NatsClient
 
 from events import names
 from events.envelope import Envelope, InvalidEvent, decode, encode
+from services.wiring.batching import BatchRejected, publish_atomic_batch
 
 # JetStream keeps the Nats-Msg-Id of every message for this long and answers a
 # second publish of one of them with `duplicate` instead of storing it again.
@@ -149,7 +150,14 @@ class EventLog:
     async def connect(
         cls, url: str, *, name: str = "wake", provision_log: bool = False
     ) -> EventLog:
-        nc = await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        nc = await nats.connect(
+            url,
+            name=name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            # Room for a few 1000-event batches in the client's write buffer.
+            pending_size=16 * 1024 * 1024,
+        )
         if provision_log:
             await provision(nc)
         return cls(nc)
@@ -190,20 +198,44 @@ class EventLog:
             raise
         return Appended(event.event_id, ack.seq, bool(ack.duplicate))
 
-    async def append_many(self, events: Sequence[Envelope], *, window: int = 256) -> list[Appended]:
-        """Append several events in order, pipelined; each is idempotent as in `append`."""
-        results: list[Appended] = []
-        pending: list[tuple[Envelope, asyncio.Future[api.PubAck]]] = []
+    async def append_many(
+        self,
+        events: Sequence[Envelope],
+        *,
+        expected_last_seq: int | None = None,
+        on_subjects: str | None = None,
+    ) -> list[Appended]:
+        """Append events in order, with one fsync per batch (group commit).
+
+        Atomic per batch of up to 1000 events: all of a batch is stored, at
+        consecutive sequences, or none of it. Idempotent as `append`: events
+        already in the log come back with `duplicate=True` (JetStream rejects a
+        batch holding a known id; the batch is then re-sent event by event).
+
+        With `expected_last_seq`, the whole call is one conditional batch (at
+        most 1000 events), checked as in `append` against the log before it.
+        """
+        if not events:
+            return []
+        messages = []
         for event in events:
-            future = await self.js.publish_async(
-                names.subject(event.app, event.type), encode(event), headers=headers_for(event)
+            messages.append(
+                (names.subject(event.app, event.type), encode(event), headers_for(event))
             )
-            pending.append((event, future))
-            if len(pending) >= window:
-                results.extend(await _settle(pending))
-                pending = []
-        results.extend(await _settle(pending))
-        return results
+        if expected_last_seq is not None:
+            on_subjects = on_subjects or names.app_subjects(events[0].app)
+            messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_seq)
+            messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = on_subjects
+        try:
+            ack = await publish_atomic_batch(self.nc, messages, timeout=self._timeout)
+        except BatchRejected as exc:
+            if expected_last_seq is not None and exc.err_code == _WRONG_LAST_SEQUENCE:
+                raise ConcurrencyConflict(events[0], expected_last_seq, on_subjects or "") from None
+            raise
+        return [
+            Appended(event.event_id, seq, duplicate)
+            for event, seq, duplicate in zip(events, ack.seqs, ack.duplicates, strict=True)
+        ]
 
     async def position(self, on_subjects: str) -> int:
         """The sequence of the last event on `on_subjects` (a subject or filter); 0 if none."""
@@ -339,14 +371,6 @@ class EventLog:
         if hashlib.sha256(data).hexdigest() != digest:
             raise BundleCorrupt(f"bundle {digest} in {names.BUNDLES} does not match its digest")
         return data
-
-
-async def _settle(pending: list[tuple[Envelope, asyncio.Future[api.PubAck]]]) -> list[Appended]:
-    results = []
-    for event, future in pending:
-        ack = await future
-        results.append(Appended(event.event_id, ack.seq, bool(ack.duplicate)))
-    return results
 
 
 class _ConsumerGap(Exception):

@@ -1,0 +1,172 @@
+"""One example payload of every event type, of realistic size.
+
+Used by the contract tests (every type must round-trip), by the benchmarks
+(what a typical event weighs) and as documentation of what a payload holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from events import payloads as p
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+COMMIT = "3f1e9a4c2b7d8e6f0a1b2c3d4e5f60718293a4b5"
+PARENT = "9a8b7c6d5e4f30211f0e1d2c3b4a59687766a5b4"
+BUNDLE = _sha("bundle")
+
+DEPLOYMENT = p.ResourceRef(api_version="apps/v1", kind="Deployment", name="web", namespace="shop")
+SERVICE = p.ResourceRef(api_version="v1", kind="Service", name="web", namespace="shop")
+CONFIGMAP = p.ResourceRef(api_version="v1", kind="ConfigMap", name="web-config", namespace="shop")
+NAMESPACE = p.ResourceRef(api_version="v1", kind="Namespace", name="shop")
+INVENTORY = [NAMESPACE, DEPLOYMENT, SERVICE, CONFIGMAP]
+
+_DIFF = """\
+--- live apps/v1/Deployment shop/web
++++ desired apps/v1/Deployment shop/web
+@@ spec.replicas @@
+-  replicas: 2
++  replicas: 3
+@@ spec.template.spec.containers[name=web].image @@
+-  image: registry.example.com/shop/web:1.4.2
++  image: registry.example.com/shop/web:1.5.0
+"""
+
+SPEC = p.AppSpec(
+    repo_url="https://git.example.com/platform/deployments.git",
+    path="apps/shop",
+    ref="main",
+    namespace="shop",
+)
+
+
+def sample_payloads() -> list[p.Payload]:
+    """A payload of every type in `PAYLOAD_TYPES`, in that order."""
+    at = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
+    samples: list[p.Payload] = [
+        p.ApplicationRegistered(spec=SPEC),
+        p.ApplicationUpdated(spec=SPEC, changed=["auto_sync"]),
+        p.ApplicationRemoved(reason="moved to another cluster"),
+        p.SyncRequested(reason="wake sync shop"),
+        p.RevisionDetected(
+            repo_url=SPEC.repo_url,
+            ref="main",
+            commit=COMMIT,
+            parent=PARENT,
+            previous_commit=PARENT,
+            author="Ada Lovelace",
+            author_email="ada@example.com",
+            message="shop: bump web to 1.5.0 and scale to 3 replicas",
+            committed_at=at,
+            tree_id=_sha("tree")[:40],
+            trigger="poll",
+        ),
+        p.ManifestsRendered(
+            commit=COMMIT,
+            bundle_digest=BUNDLE,
+            bundle_size=4210,
+            renderer="yaml",
+            resources=[
+                p.RenderedResource(
+                    ref=ref, digest=_sha(str(ref)), source=f"apps/shop/{ref.name}.yaml:1"
+                )
+                for ref in INVENTORY
+            ],
+        ),
+        p.RenderFailed(
+            commit=COMMIT,
+            error="mapping values are not allowed here",
+            file="apps/shop/deployment.yaml",
+            line=14,
+            renderer="yaml",
+        ),
+        p.PlanCreated(
+            plan_id="01a2164a-0000-7000-8000-000000000001",
+            commit=COMMIT,
+            bundle_digest=BUNDLE,
+            changes=[
+                p.ResourceChange(ref=DEPLOYMENT, action="update", diff=_DIFF),
+                p.ResourceChange(ref=SERVICE, action="unchanged"),
+                p.ResourceChange(ref=NAMESPACE, action="unchanged"),
+            ],
+            prune=[CONFIGMAP],
+        ),
+        p.PlanSuperseded(
+            plan_id="01a2164a-0000-7000-8000-000000000001",
+            superseded_by="01a2164a-0000-7000-8000-000000000002",
+        ),
+        p.ApprovalRequested(
+            plan_id="01a2164a-0000-7000-8000-000000000001", summary="1 to update, 1 to prune"
+        ),
+        p.PlanApproved(plan_id="01a2164a-0000-7000-8000-000000000001", via="cli"),
+        p.PlanRejected(
+            plan_id="01a2164a-0000-7000-8000-000000000001", reason="not during the freeze"
+        ),
+        p.ApplyStarted(
+            apply_id="01a2164a-0000-7000-8000-0000000000a1",
+            plan_id="01a2164a-0000-7000-8000-000000000001",
+            commit=COMMIT,
+            bundle_digest=BUNDLE,
+        ),
+        p.ResourceApplied(
+            apply_id="01a2164a-0000-7000-8000-0000000000a1",
+            ref=DEPLOYMENT,
+            action="configured",
+            digest=_sha(str(DEPLOYMENT)),
+        ),
+        p.ApplySucceeded(
+            apply_id="01a2164a-0000-7000-8000-0000000000a1",
+            plan_id="01a2164a-0000-7000-8000-000000000001",
+            commit=COMMIT,
+            bundle_digest=BUNDLE,
+            inventory=INVENTORY[:3],
+        ),
+        p.ApplyFailed(
+            apply_id="01a2164a-0000-7000-8000-0000000000a1",
+            plan_id="01a2164a-0000-7000-8000-000000000001",
+            error='Deployment.apps "web" is invalid: spec.replicas: must be >= 0',
+            resource=DEPLOYMENT,
+            status_code=422,
+        ),
+        p.HealthChanged(
+            status="Progressing",
+            resources=[
+                p.ResourceHealth(ref=DEPLOYMENT, status="Progressing", message="2 of 3 updated"),
+                p.ResourceHealth(ref=SERVICE, status="Healthy"),
+            ],
+            apply_id="01a2164a-0000-7000-8000-0000000000a1",
+        ),
+        p.DriftDetected(
+            bundle_digest=BUNDLE,
+            resources=[p.DriftedResource(ref=DEPLOYMENT, fields=["/spec/replicas"])],
+        ),
+        p.RollbackRequested(target=PARENT, reason="5xx after 1.5.0"),
+        p.NotificationSent(
+            channel="webhook:ops",
+            about_event_id="01a2164a-0000-7000-8000-0000000000a2",
+            about_type="ApplySucceeded",
+            status_code=200,
+        ),
+        p.NotificationFailed(
+            channel="webhook:ops",
+            about_event_id="01a2164a-0000-7000-8000-0000000000a2",
+            about_type="ApplySucceeded",
+            attempts=5,
+            error="HTTP 503 from https://hooks.example.com/wake",
+        ),
+        p.EventRejected(
+            stream_seq=42,
+            subject="wake.evt.shop.PlanCreated",
+            consumer="planner",
+            error="invalid envelope: Object missing required field `app`",
+            size=17,
+            excerpt="{not json at all",
+        ),
+    ]
+    assert [type(s) for s in samples] == list(p.PAYLOAD_TYPES)
+    return samples

@@ -1,0 +1,116 @@
+"""`wake infra`: run or provision the servers Wake's services share (NATS, PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from pathlib import Path
+
+import click
+
+from services.wiring import infra as infra_wiring
+
+_DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=infra_wiring.ENV_DATA_DIR,
+    default=infra_wiring.DEFAULT_DATA_DIR,
+    show_default=True,
+    show_envvar=True,
+    help="Where the servers keep their data, lock and endpoints.json.",
+)
+
+
+@click.group()
+def infra() -> None:
+    """Run or provision NATS JetStream and PostgreSQL for Wake."""
+
+
+@infra.command()
+@_DATA_DIR
+@click.option("--nats-port", type=click.IntRange(1, 65535), help="Default: a free port.")
+@click.option("--postgres-port", type=click.IntRange(1, 65535), help="Default: a free port.")
+def up(data_dir: Path, nats_port: int | None, postgres_port: int | None) -> None:
+    """Start NATS (JetStream) and PostgreSQL on 127.0.0.1 and keep them up until Ctrl-C.
+
+    Creates the WAKE_EVENTS stream and the WAKE_BUNDLES object store, then
+    publishes the servers' URLs in DATA_DIR/endpoints.json for other `wake`
+    commands (and `wake infra env`). SIGINT or SIGTERM stops both cleanly.
+    """
+
+    def on_ready(running: infra_wiring.RunningInfra) -> None:
+        endpoints = running.endpoints
+        click.echo(f"Wake infrastructure is up in {running.data_dir}")
+        click.echo(f"  NATS        {endpoints.nats_url}  (pid {endpoints.nats_pid})")
+        click.echo("              stream WAKE_EVENTS, object store WAKE_BUNDLES")
+        click.echo(f"  PostgreSQL  {endpoints.database_url}  (pid {endpoints.postgres_pid})")
+        click.echo(f"  endpoints   {running.data_dir / infra_wiring.ENDPOINTS_FILE}")
+        click.echo("Press Ctrl-C to stop.")
+
+    def on_stopping(reason: str) -> None:
+        click.echo(f"Stopping ({reason}) ...")
+
+    try:
+        asyncio.run(
+            infra_wiring.serve(
+                data_dir,
+                nats_port=nats_port,
+                postgres_port=postgres_port,
+                on_ready=on_ready,
+                on_stopping=on_stopping,
+            )
+        )
+    except infra_wiring.InfraError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("Stopped.")
+
+
+@infra.command()
+@click.option(
+    "--nats-url",
+    envvar=infra_wiring.ENV_NATS_URL,
+    required=True,
+    show_envvar=True,
+    help="The NATS server to provision.",
+)
+@click.option(
+    "--replicas",
+    type=click.IntRange(1, 5),
+    default=1,
+    show_default=True,
+    envvar="WAKE_STREAM_REPLICAS",
+    show_envvar=True,
+    help="Replicas of the stream and object store (3 on a NATS cluster).",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to keep retrying while the server is not reachable yet.",
+)
+def provision(nats_url: str, replicas: int, wait: float) -> None:
+    """Create or update the WAKE_EVENTS stream and WAKE_BUNDLES object store, then exit.
+
+    Idempotent; for a NATS server Wake did not start (docker compose, a cluster).
+    """
+    try:
+        asyncio.run(infra_wiring.provision_log(nats_url, replicas=replicas, wait=wait))
+    except infra_wiring.InfraError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Provisioned WAKE_EVENTS and WAKE_BUNDLES on {nats_url} (replicas {replicas}).")
+
+
+@infra.command()
+@_DATA_DIR
+def env(data_dir: Path) -> None:
+    """Print shell exports of WAKE_NATS_URL and WAKE_DATABASE_URL of a running `infra up`.
+
+    Use as: eval "$(wake infra env)"
+    """
+    try:
+        endpoints = infra_wiring.load_endpoints(data_dir)
+    except infra_wiring.InfraError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"export {infra_wiring.ENV_NATS_URL}={shlex.quote(endpoints.nats_url)}")
+    click.echo(f"export {infra_wiring.ENV_DATABASE_URL}={shlex.quote(endpoints.database_url)}")

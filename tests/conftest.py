@@ -1,0 +1,33 @@
+"""Shared fixtures: real servers, started from the same code `wake` uses (DESIGN §6)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from services.wiring.embedded_nats import EmbeddedNats, start_nats
+from services.wiring.eventlog import EventLog, provision
+
+# pytest_plugins = ["tests.fixtures_postgres"]
+
+
+@pytest.fixture
+async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
+    """A NATS server of this test's own: each test sees an empty log."""
+    server = await start_nats(tmp_path / "data")
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def event_log(nats_server: EmbeddedNats) -> AsyncIterator[EventLog]:
+    log = await EventLog.connect(nats_server.url, name="tests")
+    await provision(log.nc)
+    try:
+        yield log
+    finally:
+        await log.close()

@@ -1,0 +1,186 @@
+"""The log client against a real JetStream server (STYLE 8)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import nats.js.api as api
+import nats.js.errors as js_errors
+import pytest
+
+from events import InvalidEvent, new_event
+from events.names import BUNDLES, STREAM
+from events.payloads import PlanApproved, SyncRequested
+from events.samples import sample_payloads
+from services.wiring.eventlog import (
+    DUPLICATE_WINDOW_SECONDS,
+    BundleNotFound,
+    ConcurrencyConflict,
+    EventLog,
+    provision,
+)
+
+
+def sync(app: str = "shop", **kw) -> object:
+    return new_event(SyncRequested(**kw), app=app, actor="user:test")
+
+
+async def test_the_stream_has_the_settings_of_the_design(event_log: EventLog):
+    info = await event_log.js.stream_info(STREAM)
+    config = info.config
+    assert config.subjects == ["wake.evt.>"]
+    assert config.storage == api.StorageType.FILE
+    assert config.deny_delete and config.deny_purge
+    assert not config.max_age
+    assert config.duplicate_window == DUPLICATE_WINDOW_SECONDS
+    await event_log.js.object_store(BUNDLES)
+
+
+async def test_provisioning_twice_changes_nothing(event_log: EventLog):
+    await event_log.append(sync())
+    await provision(event_log.nc)
+    info = await event_log.js.stream_info(STREAM)
+    assert info.state.messages == 1
+
+
+async def test_appending_the_same_event_twice_stores_it_once_and_reports_the_duplicate(
+    event_log: EventLog,
+):
+    event = sync()
+    first = await event_log.append(event)
+    second = await event_log.append(event)
+    assert (first.duplicate, second.duplicate) == (False, True)
+    assert second.seq == first.seq
+    stored = [s async for s in event_log.read()]
+    assert [s.event for s in stored] == [event]
+
+
+async def test_two_concurrent_conditional_appends_one_wins_the_other_gets_the_conflict(
+    event_log: EventLog,
+):
+    await event_log.append(sync())
+    position = await event_log.app_position("shop")
+    approvals = [
+        new_event(PlanApproved(plan_id="p1", via="cli"), app="shop", actor=f"user:{who}")
+        for who in ("ada", "grace")
+    ]
+    results = await asyncio.gather(
+        *(event_log.append(e, expected_last_seq=position) for e in approvals),
+        return_exceptions=True,
+    )
+    winners = [r for r in results if not isinstance(r, BaseException)]
+    losers = [r for r in results if isinstance(r, BaseException)]
+    assert len(winners) == 1 and len(losers) == 1
+    assert isinstance(losers[0], ConcurrencyConflict)
+    assert losers[0].expected_seq == position
+    assert await event_log.app_position("shop") == winners[0].seq
+
+
+async def test_a_conditional_append_is_scoped_to_its_app(event_log: EventLog):
+    position = await event_log.app_position("shop")
+    assert position == 0
+    await event_log.append(sync("other"))
+    appended = await event_log.append(sync("shop"), expected_last_seq=position)
+    assert appended.seq == 2
+
+
+async def test_purging_or_deleting_messages_is_refused_by_the_server(event_log: EventLog):
+    await event_log.append(sync())
+    with pytest.raises(js_errors.APIError, match="purge not permitted"):
+        await event_log.js.purge_stream(STREAM)
+    with pytest.raises(js_errors.APIError, match="delete not permitted"):
+        await event_log.js.delete_msg(STREAM, 1)
+    info = await event_log.js.stream_info(STREAM)
+    assert info.state.messages == 1
+
+
+async def test_replay_returns_events_in_sequence_order_and_decodes_every_type(event_log: EventLog):
+    events = [
+        new_event(payload, app=f"app-{i % 3}", actor="user:test")
+        for i, payload in enumerate(sample_payloads() * 3)
+    ]
+    appended = await event_log.append_many(events)
+    assert [a.seq for a in appended] == list(range(1, len(events) + 1))
+    replayed = [s async for s in event_log.read()]
+    assert [s.seq for s in replayed] == list(range(1, len(events) + 1))
+    assert [s.event for s in replayed] == events
+
+
+async def test_reading_from_a_sequence_with_filters_and_until(event_log: EventLog):
+    await event_log.append_many([sync(app, reason=str(i)) for i in range(10) for app in ("a", "b")])
+    only_b = [s async for s in event_log.read(subjects=["wake.evt.b.>"], from_seq=5)]
+    assert [s.seq for s in only_b] == [6, 8, 10, 12, 14, 16, 18, 20]
+    bounded = [s.seq async for s in event_log.read(from_seq=3, until_seq=7)]
+    assert bounded == [3, 4, 5, 6, 7]
+    both = [s.seq async for s in event_log.read(subjects=["wake.evt.a.>", "wake.evt.b.>"])]
+    assert both == list(range(1, 21))
+    assert [s async for s in event_log.read(from_seq=21)] == []
+
+
+async def test_reading_from_a_time(event_log: EventLog):
+    await event_log.append_many([sync(reason="before") for _ in range(3)])
+    middle = datetime.now(UTC)
+    await asyncio.sleep(0.01)  # the server's clock must move past `middle`
+    await event_log.append_many([sync(reason="after") for _ in range(2)])
+    later = [s async for s in event_log.read(since=middle)]
+    assert [s.event.payload.reason for s in later] == ["after", "after"]
+
+
+async def test_following_the_log_yields_events_appended_later(event_log: EventLog):
+    await event_log.append(sync(reason="0"))
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for stored in event_log.read(follow=True):
+            seen.append(stored.event.payload.reason)
+            if len(seen) == 3:
+                return
+
+    task = asyncio.create_task(follow())
+    await event_log.append_many([sync(reason="1"), sync(reason="2")])
+    await asyncio.wait_for(task, timeout=10)
+    assert seen == ["0", "1", "2"]
+
+
+async def test_the_last_event_of_a_type_for_an_app(event_log: EventLog):
+    assert await event_log.last_event("shop", "SyncRequested") is None
+    await event_log.append_many([sync(reason="1"), sync(reason="2"), sync("other", reason="3")])
+    last = await event_log.last_event("shop", "SyncRequested")
+    assert last is not None and last.seq == 2 and last.event.payload.reason == "2"
+
+
+async def test_reading_a_garbage_message_names_its_sequence(event_log: EventLog):
+    await event_log.append(sync())
+    await event_log.js.publish("wake.evt.shop.SyncRequested", b"{garbage")
+    with pytest.raises(InvalidEvent, match="stream sequence 2"):
+        _ = [s async for s in event_log.read()]
+
+
+async def test_bundles_are_content_addressed(event_log: EventLog):
+    data = b"apiVersion: v1\nkind: ConfigMap\n" * 1000
+    digest = await event_log.put_bundle(data)
+    assert await event_log.put_bundle(data) == digest
+    assert await event_log.get_bundle(digest) == data
+    with pytest.raises(BundleNotFound, match="0" * 64):
+        await event_log.get_bundle("0" * 64)
+
+
+async def test_appending_many_is_idempotent_even_when_partly_stored(event_log: EventLog):
+    events = [sync(reason=str(i)) for i in range(1500)]
+    first = await event_log.append_many(events[:700])
+    again = await event_log.append_many(events)
+    assert [a.duplicate for a in again] == [True] * 700 + [False] * 800
+    assert [a.seq for a in again[:700]] == [a.seq for a in first]
+    assert [a.seq for a in again[700:]] == list(range(701, 1501))
+
+
+async def test_a_conditional_batch_conflicts_as_a_whole(event_log: EventLog):
+    await event_log.append(sync())
+    stale = 0
+    with pytest.raises(ConcurrencyConflict):
+        await event_log.append_many([sync(), sync()], expected_last_seq=stale)
+    appended = await event_log.append_many([sync(), sync()], expected_last_seq=1)
+    assert [a.seq for a in appended] == [2, 3]
+    info = await event_log.js.stream_info(STREAM)
+    assert info.state.messages == 3
