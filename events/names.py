@@ -25,7 +25,6 @@ SYSTEM_APP = "_wake"
 MSG_ID = "Nats-Msg-Id"
 EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 EXPECTED_LAST_SUBJECT_SEQ_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
-EVENT_TYPE_HEADER = "Wake-Event-Type"
 TRACEPARENT_HEADER = "traceparent"
 
 # Application names are DNS-1123 labels, as Kubernetes object names are: they

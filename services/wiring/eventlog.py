@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
@@ -89,6 +90,36 @@ async def provision(nc: NatsClient, *, replicas: int = 1) -> None:
         )
 
 
+_HEADER_NAME_WHITESPACE = re.compile(rb"\s")
+
+
+class _Client(NatsClient):
+    """nats-py's client with a faster header parser of the same semantics.
+
+    An event stored by a batch carries four headers (Nats-Msg-Id and the
+    atomic batch's three), and nats-py 2.16 checks each header name for
+    whitespace with a generator over its characters: that check alone was
+    half the CPU time of a replay. A regex does the same check in C.
+    """
+
+    @staticmethod
+    def _parse_header_lines(raw: bytes) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for line in raw.split(b"\r\n"):
+            name, sep, value = line.partition(b":")
+            if not sep:
+                continue
+            name = name.strip()
+            if _HEADER_NAME_WHITESPACE.search(name):
+                continue
+            try:
+                key = name.decode("ascii")
+            except UnicodeDecodeError:
+                continue
+            out[key] = value.strip().decode("utf-8", "replace")
+        return out
+
+
 class ConcurrencyConflict(Exception):
     """A conditional append lost: the app's log moved past the position it was decided on."""
 
@@ -131,7 +162,9 @@ class StoredEvent:
 
 
 def headers_for(event: Envelope) -> dict[str, str]:
-    headers = {names.MSG_ID: event.event_id, names.EVENT_TYPE_HEADER: event.type}
+    # The subject already names the app and the type; every header costs each
+    # reader a parse, so only what JetStream or tracing acts on goes here.
+    headers = {names.MSG_ID: event.event_id}
     if event.traceparent:
         headers[names.TRACEPARENT_HEADER] = event.traceparent
     return headers
@@ -150,7 +183,8 @@ class EventLog:
     async def connect(
         cls, url: str, *, name: str = "wake", provision_log: bool = False
     ) -> EventLog:
-        nc = await nats.connect(
+        nc = _Client()
+        await nc.connect(
             url,
             name=name,
             max_reconnect_attempts=-1,

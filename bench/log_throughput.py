@@ -1,0 +1,110 @@
+"""Appends and replay on WAKE_EVENTS, against a NATS server that fsyncs every write.
+
+    python bench/log_throughput.py [--n 100000] [--one-by-one-n 10000]
+
+Starts its own embedded NATS server (sync_interval: always) in a temporary
+directory and prints, for events of realistic size (events.samples, one of
+every type in turn, over 50 apps):
+
+- appends/s one by one (each awaits its PubAck),
+- appends/s pipelined (500 PubAcks outstanding, nats-py publish_async),
+- appends/s group-committed (EventLog.append_many: JetStream atomic batches),
+- events/s replayed in order and decoded (EventLog.read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from events import encode, new_event
+from events.names import subject
+from events.samples import sample_payloads
+from services.wiring.embedded_nats import start_nats
+from services.wiring.eventlog import EventLog, headers_for, provision
+
+
+def make_events(n: int, tag: str) -> list:
+    samples = sample_payloads()
+    return [
+        new_event(samples[i % len(samples)], app=f"{tag}-{i % 50}", actor="bench") for i in range(n)
+    ]
+
+
+async def fresh_log(root: Path, name: str):
+    server = await start_nats(root / name)
+    log = await EventLog.connect(server.url, name="bench")
+    await provision(log.nc)
+    return server, log
+
+
+async def run(n: int, one_by_one_n: int) -> None:
+    events = make_events(n, "app")
+    size = sum(len(encode(e)) for e in events[:1000]) / 1000
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
+    print(f"python {platform.python_version()}; events: {n}, mean size {size:.0f} bytes")
+    print("nats-server: sync_interval always (every write fsynced before its ack)")
+    with tempfile.TemporaryDirectory(prefix="wake-bench-") as tmp:
+        root = Path(tmp)
+
+        server, log = await fresh_log(root, "one")
+        subset = events[:one_by_one_n]
+        started = time.perf_counter()
+        for event in subset:
+            await log.append(event)
+        rate = len(subset) / (time.perf_counter() - started)
+        print(f"append one by one:      {rate:>10,.0f} events/s  ({len(subset)} events)")
+        await log.close()
+        await server.stop()
+
+        server, log = await fresh_log(root, "pipelined")
+        started = time.perf_counter()
+        window: list[asyncio.Future] = []
+        for event in events:
+            window.append(
+                await log.js.publish_async(
+                    subject(event.app, event.type), encode(event), headers=headers_for(event)
+                )
+            )
+            if len(window) >= 500:
+                await asyncio.gather(*window)
+                window = []
+        await asyncio.gather(*window)
+        rate = n / (time.perf_counter() - started)
+        print(f"append pipelined (500): {rate:>10,.0f} events/s")
+        await log.close()
+        await server.stop()
+
+        server, log = await fresh_log(root, "batched")
+        started = time.perf_counter()
+        for i in range(0, n, 1000):
+            await log.append_many(events[i : i + 1000])
+        rate = n / (time.perf_counter() - started)
+        print(f"append group commit:    {rate:>10,.0f} events/s  (atomic batches of 1000)")
+
+        started = time.perf_counter()
+        count = 0
+        async for _ in log.read():
+            count += 1
+        rate = count / (time.perf_counter() - started)
+        assert count == n, (count, n)
+        print(f"replay + decode:        {rate:>10,.0f} events/s  (in order, {count} events)")
+        await log.close()
+        await server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--one-by-one-n", type=int, default=10_000)
+    args = parser.parse_args()
+    asyncio.run(run(args.n, min(args.one_by_one_n, args.n)))
+
+
+if __name__ == "__main__":
+    main()
