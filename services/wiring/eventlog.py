@@ -161,6 +161,18 @@ class StoredEvent:
     stored_at: datetime | None = None
 
 
+def checked_bytes(event: Envelope) -> bytes:
+    """The event's bytes, once they decode as its readers will decode them.
+
+    Structs are not validated when built in code, so a writer could make an
+    event its readers would reject (a commit id of the wrong length, a naive
+    timestamp); refuse it here, naming the field, rather than log it.
+    """
+    data = encode(event)
+    decode(data)
+    return data
+
+
 def headers_for(event: Envelope) -> dict[str, str]:
     # The subject already names the app and the type; every header costs each
     # reader a parse, so only what JetStream or tracing acts on goes here.
@@ -224,7 +236,7 @@ class EventLog:
             headers[names.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = on_subjects
         try:
             ack = await self.js.publish(
-                names.subject(event.app, event.type), encode(event), headers=headers
+                names.subject(event.app, event.type), checked_bytes(event), headers=headers
             )
         except js_errors.APIError as exc:
             if expected_last_seq is not None and exc.err_code == _WRONG_LAST_SEQUENCE:
@@ -254,7 +266,7 @@ class EventLog:
         messages = []
         for event in events:
             messages.append(
-                (names.subject(event.app, event.type), encode(event), headers_for(event))
+                (names.subject(event.app, event.type), checked_bytes(event), headers_for(event))
             )
         if expected_last_seq is not None:
             on_subjects = on_subjects or names.app_subjects(events[0].app)

@@ -11,7 +11,7 @@ import pytest
 
 from events import InvalidEvent, new_event
 from events.names import BUNDLES, STREAM
-from events.payloads import PlanApproved, SyncRequested
+from events.payloads import PlanApproved, RevisionDetected, SyncRequested
 from events.samples import sample_payloads
 from services.wiring.eventlog import (
     DUPLICATE_WINDOW_SECONDS,
@@ -184,3 +184,25 @@ async def test_a_conditional_batch_conflicts_as_a_whole(event_log: EventLog):
     assert [a.seq for a in appended] == [2, 3]
     info = await event_log.js.stream_info(STREAM)
     assert info.state.messages == 3
+
+
+async def test_an_event_its_readers_would_reject_is_refused_before_it_reaches_the_log(
+    event_log: EventLog,
+):
+    bad = new_event(
+        RevisionDetected(
+            repo_url="https://git.example.com/a.git",
+            ref="main",
+            commit="not-a-commit",
+            committed_at=datetime.now(UTC),
+        ),
+        app="shop",
+        actor="t",
+    )
+    with pytest.raises(InvalidEvent, match="commit") as caught:
+        await event_log.append(bad)
+    assert caught.value.field == "$.payload.commit"
+    with pytest.raises(InvalidEvent):
+        await event_log.append_many([sync(), bad])
+    info = await event_log.js.stream_info(STREAM)
+    assert info.state.messages == 0
