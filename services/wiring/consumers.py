@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 from events import names
 from events.envelope import InvalidEvent, decode, derived_event_id, new_event
 from events.payloads import EventRejected
+from services.wiring import telemetry
 from services.wiring.eventlog import EventLog, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,8 @@ async def _handle(
     )
     keepalive = asyncio.create_task(_keep_in_progress(message, settings.backoff[0]))
     try:
-        await handler(stored)
+        with telemetry.span_for(event, settings.name):
+            await handler(stored)
     except Exception as exc:
         if deliveries >= settings.max_deliver:
             log.exception(

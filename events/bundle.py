@@ -1,0 +1,84 @@
+"""The bundle: a revision's rendered manifests, as stored in WAKE_BUNDLES.
+
+A contract between the renderer (writes it), the planner and applier (read
+it) and rollback (reads it long after Git has moved on): its bytes are the
+canonical JSON below, and its name in the object store is their sha256. Same
+resources, same bytes, same digest -- whatever order the files were read in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+
+from events.payloads import ResourceRef
+
+BUNDLE_FORMAT = 1
+
+Resource = dict[str, Any]
+
+
+class Bundle(msgspec.Struct, frozen=True, kw_only=True):
+    """Every resource of one app at one commit, in canonical order."""
+
+    format: int = BUNDLE_FORMAT
+    app: str
+    repo_url: str
+    commit: str
+    path: str
+    renderer: str
+    resources: list[Resource]
+
+
+class InvalidBundle(ValueError):
+    pass
+
+
+def canonical_json(value: Any) -> bytes:
+    """JSON with sorted keys and no spaces: equal values give equal bytes."""
+    return msgspec.json.encode(value, order="sorted")
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def resource_digest(resource: Resource) -> str:
+    return digest(canonical_json(resource))
+
+
+def ref_of(resource: Resource) -> ResourceRef:
+    """The identity of a resource (apiVersion, kind, namespace, name)."""
+    metadata = resource.get("metadata") or {}
+    return ResourceRef(
+        api_version=str(resource.get("apiVersion", "")),
+        kind=str(resource.get("kind", "")),
+        name=str(metadata.get("name", "")),
+        namespace=str(metadata.get("namespace", "") or ""),
+    )
+
+
+def sort_key(resource: Resource) -> tuple[str, str, str, str]:
+    ref = ref_of(resource)
+    return (ref.api_version, ref.kind, ref.namespace, ref.name)
+
+
+def encode_bundle(bundle: Bundle) -> bytes:
+    """The bundle's canonical bytes, resources in canonical order."""
+    ordered = msgspec.structs.replace(bundle, resources=sorted(bundle.resources, key=sort_key))
+    return canonical_json(ordered)
+
+
+_decoder = msgspec.json.Decoder(Bundle)
+
+
+def decode_bundle(data: bytes) -> Bundle:
+    try:
+        bundle = _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise InvalidBundle(f"invalid bundle: {exc}") from None
+    if bundle.format > BUNDLE_FORMAT:
+        raise InvalidBundle(f"bundle format {bundle.format} is newer than this Wake reads")
+    return bundle

@@ -1,0 +1,121 @@
+"""Process lifecycle of one service: `wake run SERVICE`.
+
+Connects to the log, sets up logging and tracing, turns SIGTERM/SIGINT into
+a stop event, runs the service's `main(ctx)` until it returns, then closes
+cleanly. A service announces it is ready (its consumers exist, it will not
+miss an event appended from now on) with `ctx.ready()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from events.envelope import Envelope, new_event
+from events.payloads import Payload
+from services.wiring import telemetry
+from services.wiring.eventlog import EventLog, provision
+from services.wiring.settings import Settings, require_nats
+
+# service name -> "module:function" of its `async def main(ctx)`
+SERVICES: dict[str, str] = {
+    "git-watcher": "services.git_watcher.service:main",
+    "renderer": "services.renderer.service:main",
+    "planner": "services.planner.service:main",
+    "applier": "services.applier.service:main",
+    "notifier": "services.notifier.service:main",
+}
+
+READY_FILE_ENV = "WAKE_READY_FILE"
+
+
+@dataclass
+class ServiceContext:
+    """What a service's shell gets: the log, its settings, and when to stop."""
+
+    name: str
+    settings: Settings
+    log: EventLog
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    ready_file: Path | None = None
+
+    @property
+    def actor(self) -> str:
+        return f"service:{self.name}"
+
+    def ready(self) -> None:
+        """Tell the supervisor this service is serving."""
+        if self.ready_file is not None:
+            self.ready_file.parent.mkdir(parents=True, exist_ok=True)
+            self.ready_file.write_text(str(os.getpid()))
+
+    def derive(self, payload: Payload, *, cause: Envelope, key: str = "") -> Envelope:
+        """An event caused by `cause`: deterministic id, same journey, current trace."""
+        return new_event(
+            payload,
+            app=cause.app,
+            actor=self.actor,
+            cause=cause,
+            key=key,
+            traceparent=telemetry.traceparent() or cause.traceparent,
+        )
+
+    async def wait_stop(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True if stop was requested meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+        return self.stop.is_set()
+
+
+ServiceMain = Callable[[ServiceContext], Awaitable[None]]
+
+
+def load_main(name: str) -> ServiceMain:
+    try:
+        target = SERVICES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown service {name!r}: one of {', '.join(sorted(SERVICES))}"
+        ) from None
+    module_name, function = target.split(":")
+    return getattr(importlib.import_module(module_name), function)
+
+
+def setup_logging(service: str, level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format=f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s",
+    )
+    # nats-py logs every reconnect attempt at ERROR; a restart of NATS is not an error of ours.
+    logging.getLogger("nats.aio.client").setLevel(logging.CRITICAL)
+
+
+async def run_service(name: str, settings: Settings, *, main: ServiceMain | None = None) -> None:
+    """Run service `name` until SIGTERM/SIGINT; its `main(ctx)` must return once ctx.stop is set."""
+    main = main or load_main(name)
+    setup_logging(name, settings.log_level)
+    telemetry.setup_tracing(name, settings.otel_exporter)
+    log = await EventLog.connect(require_nats(settings), name=f"wake-{name}")
+    await provision(log.nc, replicas=settings.stream_replicas)
+    ready_file = os.environ.get(READY_FILE_ENV)
+    ctx = ServiceContext(
+        name=name, settings=settings, log=log, ready_file=Path(ready_file) if ready_file else None
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, ctx.stop.set)
+    logging.getLogger(__name__).info("%s starting (NATS %s)", name, settings.nats_url)
+    try:
+        await main(ctx)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await log.close()
+        logging.getLogger(__name__).info("%s stopped", name)

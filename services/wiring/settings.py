@@ -1,0 +1,132 @@
+"""Configuration: one documented set of environment variables, `WAKE_<OPTION>`.
+
+Every process of Wake -- `wake up`, `wake run SERVICE`, the CLI commands, a
+container from docker-compose -- reads the same variables. Where the
+endpoints are not set, they come from `<data dir>/endpoints.json`, which a
+running `wake up` or `wake infra up` writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+ENV_PREFIX = "WAKE_"
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    """Every option, its default, and (in `describe()`) its variable."""
+
+    data_dir: str = ".wake"
+    nats_url: str = ""
+    database_url: str = ""
+    kubeconfig: str = ""
+    kube_context: str = ""
+    stream_replicas: int = 1
+    poll_interval: float = 60.0
+    apply_timeout: float = 300.0
+    notify_url: str = ""
+    notify_secret: str = ""
+    notify_events: str = "ApplySucceeded,ApplyFailed,ApprovalRequested,RenderFailed"
+    notify_retries: int = 5
+    log_level: str = "INFO"
+    otel_exporter: str = "none"
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    def notify_event_types(self) -> list[str]:
+        return [t.strip() for t in self.notify_events.split(",") if t.strip()]
+
+
+DESCRIPTIONS: dict[str, str] = {
+    "data_dir": "Where embedded NATS, PostgreSQL, git mirrors and endpoints.json live.",
+    "nats_url": "NATS server with JetStream (default: from endpoints.json).",
+    "database_url": "PostgreSQL for read models (default: from endpoints.json).",
+    "kubeconfig": "Kubeconfig of the target cluster (default: endpoints.json, then "
+    "$KUBECONFIG, then ~/.kube/config).",
+    "kube_context": "Kubeconfig context to use (default: the current context).",
+    "stream_replicas": "Replicas of the WAKE_EVENTS stream (1 on one machine, 3 in a cluster).",
+    "poll_interval": "Seconds between two fetches of a repository by git-watcher.",
+    "apply_timeout": "Seconds an apply may take before it is failed.",
+    "notify_url": "Webhook the notifier POSTs events to (empty: no webhook channel).",
+    "notify_secret": "Key of the webhook's X-Wake-Signature (HMAC-SHA256 of the body).",
+    "notify_events": "Comma-separated event types the webhook channel receives.",
+    "notify_retries": "Attempts per notification before NotificationFailed.",
+    "log_level": "DEBUG, INFO, WARNING or ERROR.",
+    "otel_exporter": "OpenTelemetry span exporter: none or console.",
+}
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def env_name(option: str) -> str:
+    return ENV_PREFIX + option.upper()
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Settings from `overrides` (command-line flags), then WAKE_* variables, then defaults.
+
+    Endpoints still unset are read from `<data_dir>/endpoints.json` if present.
+    A value of the wrong type is an error naming its variable.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    raw: dict[str, Any] = {}
+    for option in Settings.__struct_fields__:
+        value = environ.get(env_name(option))
+        if value is not None and value != "":
+            raw[option] = value
+    for option, value in (overrides or {}).items():
+        if value is not None:
+            raw[option] = value
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        field = str(exc).rsplit("`$.", 1)[-1].rstrip("`") if "`$." in str(exc) else ""
+        where = f" ({env_name(field)} or --{field.replace('_', '-')})" if field else ""
+        raise SettingsError(f"invalid setting{where}: {exc}") from None
+    endpoints = read_endpoints(settings.data_path)
+    filled = {
+        option: endpoints[option]
+        for option in ("nats_url", "database_url", "kubeconfig")
+        if not getattr(settings, option) and endpoints.get(option)
+    }
+    return msgspec.structs.replace(settings, **filled) if filled else settings
+
+
+def read_endpoints(data_dir: Path) -> dict[str, Any]:
+    """What a running `wake up`/`wake infra up` published in endpoints.json, or {}."""
+    path = data_dir / "endpoints.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SettingsError(f"{path}: unreadable endpoints file: {exc}") from None
+
+
+def require_nats(settings: Settings) -> str:
+    if not settings.nats_url:
+        raise SettingsError(
+            f"no NATS server: set {env_name('nats_url')}, or start one with `wake up` "
+            f"(looked for {settings.data_path / 'endpoints.json'})"
+        )
+    return settings.nats_url
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every option, for the README and --help."""
+    defaults = Settings()
+    return [
+        (env_name(option), str(getattr(defaults, option)), DESCRIPTIONS[option])
+        for option in Settings.__struct_fields__
+    ]
