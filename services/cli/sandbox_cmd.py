@@ -1,0 +1,68 @@
+"""`wake sandbox`: run the Kubernetes API emulator in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+import click
+
+from services.sandbox import Sandbox
+from services.sandbox.discovery import GIT_VERSION
+
+
+async def _serve(host: str, port: int, kubeconfig: Path, latency_ms: float) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    sandbox = Sandbox(latency_ms=latency_ms)
+    url = await sandbox.start(host=host, port=port)
+    try:
+        path = sandbox.write_kubeconfig(kubeconfig)
+        click.echo(f"Wake sandbox (Kubernetes API emulator, {GIT_VERSION}) listening on {url}")
+        click.echo(f"kubeconfig: {path.resolve()} (context wake-sandbox)")
+        click.echo(f"try: kubectl --kubeconfig {path} get namespaces")
+        if latency_ms:
+            click.echo(f"added latency: {latency_ms:g} ms per request")
+        click.echo("Not a real cluster: nothing runs, objects only live in memory. Ctrl-C to stop.")
+        await stop.wait()
+    finally:
+        await sandbox.stop()
+        click.echo("Wake sandbox stopped.")
+
+
+@click.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0: a free port."
+)
+@click.option(
+    "--kubeconfig",
+    "kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path(".wake/sandbox/kubeconfig"),
+    show_default=True,
+    help="Where to write a kubeconfig for the sandbox (context wake-sandbox).",
+)
+@click.option(
+    "--latency-ms",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Delay added to every request, to resemble a real API server.",
+)
+def sandbox(host: str, port: int, kubeconfig: Path, latency_ms: float) -> None:
+    """Run a Kubernetes API emulator (not a real cluster) until SIGINT or SIGTERM."""
+    # Warnings and up: an emulator bug surfaces as a logged traceback and a Status 500.
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(_serve(host, port, kubeconfig, latency_ms))
+    except OSError as exc:
+        raise click.ClickException(f"cannot start the sandbox on {host}:{port}: {exc}") from exc
