@@ -35,6 +35,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     notify_retries: int = 5
     log_level: str = "INFO"
     otel_exporter: str = "none"
+    notify_backoff: float = 1.0
 
     @property
     def data_path(self) -> Path:
@@ -60,6 +61,8 @@ DESCRIPTIONS: dict[str, str] = {
     "notify_retries": "Attempts per notification before NotificationFailed.",
     "log_level": "DEBUG, INFO, WARNING or ERROR.",
     "otel_exporter": "OpenTelemetry span exporter: none or console.",
+    "notify_backoff": "Seconds before the notifier's first retry of a webhook; doubles with "
+    "each retry, with jitter (capped at 60).",
 }
 
 
