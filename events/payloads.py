@@ -84,6 +84,9 @@ class ResourceChange(msgspec.Struct, frozen=True, kw_only=True):
     action: Literal["create", "update", "unchanged", "prune"]
     diff: str = ""
     wave: int = 0
+    # Why this change cannot be shown or made as planned (the API server
+    # refused its dry run, a bad annotation); "" when there is nothing wrong.
+    error: str = ""
 
 
 class ResourceHealth(msgspec.Struct, frozen=True, kw_only=True):

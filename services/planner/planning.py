@@ -1,0 +1,281 @@
+"""The planner's decision: desired + dry-run + live + last inventory -> changes and prunes.
+
+Pure: the shell (service.py) asks the API server for dry-run results and live
+objects and hands them in as dicts.
+
+- `create`: nothing live.
+- `update`: the server's dry-run result differs from the live object, once
+  both have lost what the server owns (managedFields, resourceVersion,
+  generation, uid, creationTimestamp, kubectl's last-applied annotation,
+  status). Comparing against the dry-run result, not the manifest, is what
+  makes the diff exact: defaults, merges and admission are the server's.
+- `unchanged`: they are equal.
+- `prune`: in the last applied inventory, no longer desired (only when the
+  app prunes). Refs are compared by group, kind, namespace and name -- not
+  version -- so moving a kind to a new apiVersion never prunes the object
+  that was just applied under it.
+
+Secret values never reach a diff: each `data`/`stringData` value shows as
+`<redacted sha256:abcd1234>`, so a changed secret shows as changed without
+revealing either value.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+import yaml
+
+from events.bundle import ref_of
+from events.payloads import ResourceChange, ResourceRef
+from services.applier.ordering import InvalidWave, order_key, prune_order, wave_of
+from services.planner.desired import group_of
+
+Resource = dict[str, Any]
+
+SERVER_OWNED_METADATA = (
+    "managedFields",
+    "resourceVersion",
+    "generation",
+    "uid",
+    "creationTimestamp",
+)
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+SECRET_VALUE_FIELDS = ("data", "stringData")
+
+Identity = tuple[str, str, str, str]
+
+
+class Refusal(msgspec.Struct, frozen=True, kw_only=True):
+    """The API server refused to dry-run (or to show: `operation` "read") a resource."""
+
+    status_code: int
+    reason: str
+    message: str
+    operation: str = "dry run"
+
+    def __str__(self) -> str:
+        code = f"{self.status_code} " if self.status_code else ""
+        return f"{code}{self.reason}: {self.message}"
+
+
+class Plan(msgspec.Struct, frozen=True, kw_only=True):
+    """Changes of the desired resources in apply order; the refs to prune, in prune order.
+
+    Prunes are not among `changes` (as PlanCreated has them: `prune` says it).
+    """
+
+    changes: list[ResourceChange]
+    prune: list[ResourceRef]
+
+
+DryRun = Resource | Refusal | None
+"""A dry-run outcome: the object the server would store; its refusal; or None when
+the resource could not be dry-run because this plan creates what it needs first
+(its Namespace, or the CRD of its kind)."""
+
+
+def identity(ref: ResourceRef) -> Identity:
+    """What makes two refs the same object: group, kind, namespace, name (not version)."""
+    return (group_of(ref.api_version), ref.kind, ref.namespace, ref.name)
+
+
+def prune_candidates(
+    desired: Iterable[ResourceRef], last_inventory: Iterable[ResourceRef]
+) -> list[ResourceRef]:
+    """Refs of the last inventory that are not desired any more, in prune order."""
+    wanted = {identity(ref) for ref in desired}
+    seen: set[Identity] = set()
+    candidates = []
+    for ref in last_inventory:
+        key = identity(ref)
+        if key not in wanted and key not in seen:
+            seen.add(key)
+            candidates.append(ref)
+    return prune_order(candidates)
+
+
+def normalized(obj: Resource) -> Resource:
+    """A copy of `obj` without what the server owns (see the module docstring)."""
+    clean = copy.deepcopy(obj)
+    clean.pop("status", None)
+    metadata = clean.get("metadata")
+    if isinstance(metadata, dict):
+        for key in SERVER_OWNED_METADATA:
+            metadata.pop(key, None)
+        annotations = metadata.get("annotations")
+        if isinstance(annotations, dict):
+            annotations.pop(LAST_APPLIED, None)
+            if not annotations:
+                del metadata["annotations"]
+    return clean
+
+
+def redacted(obj: Resource) -> Resource:
+    """`obj` with a Secret's values replaced by a short digest of each; other kinds as they are."""
+    if obj.get("kind") != "Secret" or group_of(str(obj.get("apiVersion", ""))) != "":
+        return obj
+    clean = dict(obj)
+    for field in SECRET_VALUE_FIELDS:
+        values = clean.get(field)
+        if isinstance(values, dict):
+            clean[field] = {key: _redact(value) for key, value in values.items()}
+    return clean
+
+
+def _redact(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return f"<redacted sha256:{hashlib.sha256(text.encode()).hexdigest()[:8]}>"
+
+
+class _DiffDumper(yaml.SafeDumper):
+    """YAML for humans: a multi-line string (a config file in a ConfigMap) as a literal block."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_DiffDumper.add_representer(str, _represent_str)
+
+
+def as_yaml(obj: Resource | None) -> list[str]:
+    """The lines of `obj` as sorted-key YAML; none for no object."""
+    if obj is None:
+        return []
+    text = yaml.dump(
+        obj,
+        Dumper=_DiffDumper,
+        sort_keys=True,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=10_000,
+    )
+    return text.splitlines()
+
+
+def unified_diff(ref: ResourceRef, live: Resource | None, desired: Resource | None) -> str:
+    """`--- live` / `+++ desired` unified diff of two normalized, redacted objects; "" if equal."""
+    where = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
+    label = f"{ref.api_version}/{ref.kind} {where}"
+    lines = difflib.unified_diff(
+        as_yaml(live),
+        as_yaml(desired),
+        fromfile=f"live {label}",
+        tofile=f"desired {label}",
+        lineterm="",
+    )
+    text = "\n".join(lines)
+    return f"{text}\n" if text else ""
+
+
+def contains(live: Any, desired: Any) -> bool:
+    """Whether every field `desired` sets has the same value in `live` (lists by position)."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(
+            key in live and contains(live[key], value) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
+        )
+    return live == desired
+
+
+def change_for(resource: Resource, dry_run: DryRun, live: Resource | None) -> ResourceChange:
+    """What applying `resource` (as prepared) does, given its dry-run outcome and live object."""
+    ref = ref_of(resource)
+    error = ""
+    try:
+        wave = wave_of(resource, ref)
+    except InvalidWave as exc:
+        wave, error = 0, str(exc)
+    live_view = redacted(normalized(live)) if live is not None else None
+    if isinstance(dry_run, Refusal):
+        diff = unified_diff(ref, None, redacted(normalized(resource))) if live is None else ""
+        action = "create" if live is None else "update"
+        return ResourceChange(
+            ref=ref,
+            action=action,
+            diff=diff,
+            wave=wave,
+            error="; ".join(filter(None, (f"{dry_run.operation} refused: {dry_run}", error))),
+        )
+    if dry_run is None:
+        # Not dry-run: compare what we send with what is there, field by field.
+        desired_view = redacted(normalized(resource))
+        if live is None:
+            action = "create"
+        else:
+            action = "unchanged" if contains(normalized(live), normalized(resource)) else "update"
+    else:
+        desired_view = redacted(normalized(dry_run))
+        if live is None:
+            action = "create"
+        else:
+            action = "unchanged" if normalized(dry_run) == normalized(live) else "update"
+    diff = "" if action == "unchanged" else unified_diff(ref, live_view, desired_view)
+    return ResourceChange(ref=ref, action=action, diff=diff, wave=wave, error=error)
+
+
+def plan(
+    desired: Sequence[Resource],
+    dry_run: Mapping[ResourceRef, DryRun],
+    live: Mapping[ResourceRef, Resource | None],
+    last_inventory: Sequence[ResourceRef],
+    *,
+    prune: bool,
+) -> Plan:
+    """The changes that bring the cluster to `desired` (resources as prepared, with labels).
+
+    `dry_run` and `live` are keyed by the ref of each desired resource and, for
+    `live`, of each prune candidate too (absent: nothing live; a live prune
+    candidate's wave orders its deletion).
+    """
+    changes = [
+        change_for(resource, dry_run.get(ref_of(resource)), live.get(ref_of(resource)))
+        for resource in desired
+    ]
+    changes.sort(key=lambda change: order_key(change.ref, change.wave))
+    pruned: list[ResourceRef] = []
+    if prune:
+        candidates = prune_candidates((change.ref for change in changes), last_inventory)
+        waves = {ref: live_wave(live.get(ref), ref) for ref in candidates}
+        pruned = prune_order(candidates, waves)
+    return Plan(changes=changes, prune=pruned)
+
+
+def live_wave(obj: Resource | None, ref: ResourceRef) -> int:
+    """The wave of a live object (0 if it has none, or a bad one): where its deletion sorts."""
+    if obj is None:
+        return 0
+    try:
+        return wave_of(obj, ref)
+    except InvalidWave:
+        return 0
+
+
+def summary(changes: Iterable[ResourceChange], prune: Sequence[ResourceRef] = ()) -> str:
+    """Counts as a sentence: `2 to create, 1 to update, 1 to prune`; `no changes` if none.
+
+    Zero counts are left out; changes with an error are counted once more, as such.
+    """
+    counts = {"create": 0, "update": 0, "prune": len(prune)}
+    with_errors = 0
+    for change in changes:
+        if change.action in ("create", "update"):
+            counts[change.action] += 1
+        if change.error:
+            with_errors += 1
+    parts = [f"{n} to {action}" for action, n in counts.items() if n]
+    if with_errors:
+        parts.append(f"{with_errors} with errors")
+    return ", ".join(parts) if parts else "no changes"
