@@ -10,7 +10,7 @@ import pytest
 from services.wiring.embedded_nats import EmbeddedNats, start_nats
 from services.wiring.eventlog import EventLog, provision
 
-# pytest_plugins = ["tests.fixtures_postgres"]
+pytest_plugins = ["tests.fixtures_postgres"]
 
 
 @pytest.fixture

@@ -1,0 +1,407 @@
+"""Wake's infrastructure on one machine: NATS with JetStream and PostgreSQL under a data dir.
+
+`wake infra up` runs `serve`, `wake up` calls `start_infra`; everything else
+finds the running instance with `load_endpoints`. The data dir holds:
+
+- `infra.lock`: flock held by the one process serving this dir (its pid
+  written inside, for the error message of a second one);
+- `endpoints.json`: written once both servers are up and the stream and
+  object store exist, removed before they are stopped, so a reader that finds
+  it finds servers that answer (unless the owner was SIGKILLed: see
+  `load_endpoints`);
+- `nats/` and `postgres/` (+ `postgres.log`, `postgres.lock`): the servers' own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import socket
+from collections.abc import Callable, Coroutine, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import msgspec
+import nats
+from nats.errors import Error as NatsError
+from nats.js.errors import Error as JetStreamError
+
+from services.wiring.embedded_nats import EmbeddedNats, NatsStartError, start_nats
+from services.wiring.embedded_postgres import EmbeddedPostgres, PostgresError, start_postgres
+from services.wiring.eventlog import provision
+
+ENDPOINTS_FILE = "endpoints.json"
+LOCK_FILE = "infra.lock"
+DEFAULT_DATA_DIR = Path(".wake")
+
+ENV_DATA_DIR = "WAKE_DATA_DIR"
+ENV_NATS_URL = "WAKE_NATS_URL"
+ENV_DATABASE_URL = "WAKE_DATABASE_URL"
+
+
+class Endpoints(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a running `wake infra up` serves; the content of `endpoints.json`."""
+
+    nats_url: str
+    database_url: str
+    nats_pid: int
+    postgres_pid: int
+    infra_pid: int
+    """The `wake infra up` (or `wake up`) process that owns both servers."""
+    data_dir: str
+    started_at: datetime | None = None
+
+
+class InfraError(RuntimeError):
+    """Something the operator must fix; the message is one line naming the culprit."""
+
+
+class InfraNotRunning(InfraError):
+    """No `wake infra up` serves the data dir."""
+
+
+class DataDirInUse(InfraError):
+    """Another `wake infra up` already serves the data dir."""
+
+
+class _Server(Protocol):
+    url: str
+
+    @property
+    def pid(self) -> int: ...
+
+    async def stop(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Server)
+
+
+def default_data_dir() -> Path:
+    """`$WAKE_DATA_DIR`, else `./.wake`."""
+    return Path(os.environ.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR)
+
+
+def load_endpoints(data_dir: Path) -> Endpoints:
+    """The endpoints of the `wake infra up` serving `data_dir`.
+
+    Raises InfraNotRunning when none does: no endpoints.json, or one left
+    behind by an owner that was killed before it could remove it.
+    """
+    path = Path(data_dir) / ENDPOINTS_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InfraNotRunning(
+            f"no Wake infrastructure is running on {data_dir} ({path} not found); "
+            f"start it with `wake infra up --data-dir {data_dir}`"
+        ) from None
+    try:
+        endpoints = msgspec.json.decode(raw, type=Endpoints)
+    except msgspec.ValidationError as exc:
+        raise InfraError(f"{path} is not a Wake endpoints file: {exc}") from None
+    if not _process_exists(endpoints.infra_pid):
+        raise InfraNotRunning(
+            f"no Wake infrastructure is running on {data_dir}: {path} is left over from "
+            f"`wake infra up` pid {endpoints.infra_pid}, which is gone"
+        )
+    return endpoints
+
+
+class RunningInfra:
+    """Both servers of a data dir, provisioned, with endpoints.json published."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        lock_fd: int,
+        nats: EmbeddedNats,
+        postgres: EmbeddedPostgres,
+        endpoints: Endpoints,
+        published: bool,
+    ) -> None:
+        self.data_dir = data_dir
+        self.nats = nats
+        self.postgres = postgres
+        self.endpoints = endpoints
+        self._published = published
+        self._lock_fd: int | None = lock_fd
+
+    def exited_server(self) -> str | None:
+        """Name and exit code of a server that died on its own, if one did."""
+        if self.nats.process.poll() is not None:
+            return (
+                f"nats-server (pid {self.nats.pid}) exited with code "
+                f"{self.nats.process.returncode}; see {self.nats.log_path}"
+            )
+        if self.postgres.process.poll() is not None:
+            return (
+                f"postgres (pid {self.postgres.pid}) exited with code "
+                f"{self.postgres.process.returncode}; see {self.postgres.log_path}"
+            )
+        return None
+
+    async def stop(self) -> None:
+        """Unpublish the endpoints, stop both servers, release the data dir; idempotent."""
+        if self._lock_fd is None:
+            return
+        # Unpublish first: from here on nobody should start using the servers.
+        if self._published:
+            with contextlib.suppress(FileNotFoundError):
+                (self.data_dir / ENDPOINTS_FILE).unlink()
+        try:
+            await _stop_all([self.postgres, self.nats])
+        finally:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+async def start_infra(
+    data_dir: Path,
+    *,
+    nats_port: int | None = None,
+    postgres_port: int | None = None,
+    publish: bool = True,
+) -> RunningInfra:
+    """Start NATS and PostgreSQL on `data_dir`, provision the log, publish endpoints.json.
+
+    With `publish=False` endpoints.json is neither written nor removed: the
+    caller (`wake up`) publishes its own once everything it runs is ready.
+    On failure (or cancellation) whatever was started is stopped again.
+    Raises DataDirInUse, InfraError.
+    """
+    data_dir, lock_fd = await asyncio.to_thread(_lock_data_dir, Path(data_dir))
+    started: list[_Server] = []
+    try:
+        for name, port in (("NATS", nats_port), ("PostgreSQL", postgres_port)):
+            if port is not None and not _port_is_free(port):
+                raise InfraError(f"{name} port 127.0.0.1:{port} is already in use")
+        try:
+            nats_server = await _start_uncancellable(start_nats(data_dir, port=nats_port))
+        except NatsStartError as exc:
+            raise InfraError(_first_line(exc)) from None
+        started.append(nats_server)
+        try:
+            postgres = await _start_uncancellable(start_postgres(data_dir, port=postgres_port))
+        except PostgresError as exc:
+            raise InfraError(_first_line(exc)) from None
+        started.append(postgres)
+        await provision_log(nats_server.url)
+        endpoints = Endpoints(
+            nats_url=nats_server.url,
+            database_url=postgres.url,
+            nats_pid=nats_server.pid,
+            postgres_pid=postgres.pid,
+            infra_pid=os.getpid(),
+            started_at=datetime.now(UTC),
+            data_dir=str(data_dir),
+        )
+        if publish:
+            await asyncio.to_thread(_publish, data_dir / ENDPOINTS_FILE, endpoints)
+    except BaseException:
+        try:
+            await _stop_all(reversed(started))
+        finally:
+            os.close(lock_fd)
+        raise
+    return RunningInfra(
+        data_dir=data_dir,
+        lock_fd=lock_fd,
+        nats=nats_server,
+        postgres=postgres,
+        endpoints=endpoints,
+        published=publish,
+    )
+
+
+async def serve(
+    data_dir: Path,
+    *,
+    nats_port: int | None = None,
+    postgres_port: int | None = None,
+    on_ready: Callable[[RunningInfra], None] = lambda infra: None,
+    on_stopping: Callable[[str], None] = lambda reason: None,
+) -> None:
+    """Run the infrastructure until SIGINT or SIGTERM, then stop it cleanly.
+
+    A signal during startup aborts it. Raises InfraError if startup fails or
+    a server dies on its own (after stopping the other one).
+    """
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    reason: list[str] = []
+
+    def request_stop(signum: int) -> None:
+        reason.append(signal.Signals(signum).name)
+        stop_requested.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, request_stop, signum)
+    try:
+        startup = asyncio.create_task(
+            start_infra(data_dir, nats_port=nats_port, postgres_port=postgres_port)
+        )
+        stop_waiter = asyncio.create_task(stop_requested.wait())
+        try:
+            await asyncio.wait({startup, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_waiter.cancel()
+        if not startup.done():
+            # start_infra stops whatever it had started when cancelled.
+            startup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await startup
+            on_stopping(reason[0])
+            return
+        infra = startup.result()
+        try:
+            on_ready(infra)
+            died = None
+            # Wake up now and then to notice a server that died under us:
+            # serving endpoints of a dead server would mislead every client.
+            while died is None and not stop_requested.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop_requested.wait(), timeout=0.5)
+                died = infra.exited_server()
+            on_stopping(reason[0] if reason else (died or "stop"))
+        finally:
+            await infra.stop()
+        if died is not None:
+            raise InfraError(died)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def provision_log(nats_url: str, *, replicas: int = 1, wait: float = 0.0) -> None:
+    """Create (or converge) the WAKE_EVENTS stream and WAKE_BUNDLES object store at `nats_url`.
+
+    Keeps trying to connect for `wait` seconds (a server still starting, as
+    in docker compose). Raises InfraError naming the server on failure.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    last_error: list[BaseException] = []
+
+    async def remember(error: BaseException) -> None:
+        # nats-py's default error callback logs a traceback per failed attempt.
+        last_error.append(error)
+
+    while True:
+        try:
+            # max_reconnect_attempts=0 would mean "forever" to nats-py; 1 makes
+            # it give up after two quick attempts and leaves the pacing to us.
+            nc = await nats.connect(
+                nats_url,
+                connect_timeout=2,
+                allow_reconnect=False,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.1,
+                error_cb=remember,
+            )
+            break
+        except (OSError, TimeoutError, NatsError) as exc:
+            if loop.time() >= deadline:
+                cause = last_error[-1] if last_error else exc
+                detail = str(cause) or type(cause).__name__
+                raise InfraError(f"cannot connect to NATS at {nats_url}: {detail}") from None
+            await asyncio.sleep(0.2)
+    try:
+        await provision(nc, replicas=replicas)
+    except (JetStreamError, NatsError, TimeoutError) as exc:
+        detail = str(exc) or type(exc).__name__
+        raise InfraError(f"provisioning the event log on {nats_url} failed: {detail}") from None
+    finally:
+        await nc.close()
+
+
+# --- the data dir -------------------------------------------------------------
+
+
+def _lock_data_dir(data_dir: Path) -> tuple[Path, int]:
+    """Create and lock `data_dir`; return it resolved and the locked descriptor."""
+    try:
+        data_dir = data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise InfraError(f"cannot create or write data dir {data_dir}: {exc.strerror}") from None
+    try:
+        # flock, not a pid file: the kernel releases it however the owner dies,
+        # so a SIGKILLed `infra up` never blocks the next one.
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            raise DataDirInUse(
+                f"data dir {data_dir} is already in use by another Wake (pid {holder})"
+            ) from None
+        raise InfraError(f"cannot lock {data_dir / LOCK_FILE}: {exc.strerror}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return data_dir, fd
+
+
+def _publish(path: Path, endpoints: Endpoints) -> None:
+    """Write `path` atomically: a reader sees the old file, no file, or the whole new one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with temporary.open("wb") as file:
+        file.write(msgspec.json.format(msgspec.json.encode(endpoints)) + b"\n")
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+async def _start_uncancellable(starting: Coroutine[Any, Any, _S]) -> _S:
+    """Await a server's start; if cancelled meanwhile, let it finish and stop it, then re-raise.
+
+    A starter cancelled half-way may already have spawned its process and
+    lose track of it; the server it returns is the only handle to stop it.
+    """
+    task = asyncio.ensure_future(starting)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await (await task).stop()
+        raise
+
+
+async def _stop_all(servers: Iterable[_Server]) -> None:
+    """Stop every server even if one of them fails to; re-raise the first failure."""
+    results = await asyncio.gather(*(server.stop() for server in servers), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _port_is_free(port: int) -> bool:
+    # SO_REUSEADDR as servers set it: only a socket bound to the port counts,
+    # not connections lingering in TIME_WAIT.
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

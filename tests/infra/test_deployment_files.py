@@ -1,0 +1,63 @@
+"""docker-compose.yml and the NATS config it mounts: the files exist and do what they say."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+from services.wiring.embedded_nats import free_port, nats_server_binary
+
+REPO = Path(__file__).resolve().parents[2]
+NATS_CONFIG = REPO / "infra" / "nats" / "nats-server.conf"
+
+
+def test_compose_names_files_that_exist() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+
+    mounts = [volume.split(":")[0] for volume in services["nats"]["volumes"]]
+    assert "./infra/nats/nats-server.conf" in mounts
+    assert (REPO / services["wake-infra"]["build"]["dockerfile"]).is_file()
+    assert services["wake-infra"]["command"] == ["infra", "provision"]
+
+
+async def test_nats_config_runs_jetstream_with_fsync_on_every_write(tmp_path: Path) -> None:
+    # The same file with the container's addresses and volume swapped for local ones.
+    client_port, monitor_port = free_port(), free_port()
+    config = (
+        NATS_CONFIG.read_text()
+        .replace("0.0.0.0:4222", f"127.0.0.1:{client_port}")
+        .replace("0.0.0.0:8222", f"127.0.0.1:{monitor_port}")
+        .replace("store_dir: /data", f'store_dir: "{tmp_path / "data"}"')
+    )
+    (tmp_path / "nats-server.conf").write_text(config)
+    server = await asyncio.create_subprocess_exec(
+        nats_server_binary(), "-c", str(tmp_path / "nats-server.conf"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as http:
+            varz = await _wait_for_json(http, f"http://127.0.0.1:{monitor_port}/varz", within=20)
+        jetstream = varz["jetstream"]["config"]
+        assert jetstream["sync_always"] is True
+        assert jetstream["store_dir"].startswith(str(tmp_path / "data"))
+    finally:
+        server.terminate()
+        await server.wait()
+
+
+async def _wait_for_json(http: aiohttp.ClientSession, url: str, *, within: float) -> dict:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            async with http.get(url, timeout=aiohttp.ClientTimeout(total=1)) as response:
+                return await response.json()
+        except (aiohttp.ClientError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url} did not answer within {within}s") from None
+            await asyncio.sleep(0.05)
