@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from events import names
-from events.payloads import AppSpec
+from events.envelope import Envelope
+from events.payloads import AppSpec, PlanCreated
+from services.catalog.plans import PLAN_EVENT_TYPES, PlanView, fold_plans
 from services.catalog.registry import LIFECYCLE_TYPES, Registry, current_spec
 from services.wiring.eventlog import EventLog
 
@@ -38,3 +40,36 @@ async def follow_registry(log: EventLog, registry: Registry, after_seq: int) -> 
     async for stored in log.read(subjects=LIFECYCLE_SUBJECTS, from_seq=after_seq + 1, follow=True):
         if registry.apply(stored.seq, stored.event):
             yield stored.event.app
+
+
+async def app_events(log: EventLog, app: str, types: Iterable[str]) -> list[tuple[int, Envelope]]:
+    """The app's events of `types`, in log order, as (seq, event)."""
+    subjects = [names.subject(app, t) for t in types]
+    return [(stored.seq, stored.event) async for stored in log.read(subjects=subjects)]
+
+
+async def app_plans(log: EventLog, app: str) -> dict[str, PlanView]:
+    return fold_plans(await app_events(log, app, PLAN_EVENT_TYPES))
+
+
+class PlanNotFound(LookupError):
+    pass
+
+
+async def find_plan(log: EventLog, plan_id: str) -> tuple[PlanView, int]:
+    """The plan with this id and the position of its app's log it was read at."""
+    async for stored in log.read(subjects=[names.type_subjects(PlanCreated.event_type)]):
+        if getattr(stored.event.payload, "plan_id", None) == plan_id:
+            app = stored.event.app
+            # The position first: a decision appended on it conflicts with
+            # anything that lands on the app while we were reading.
+            position = await log.app_position(app)
+            plans = fold_plans(
+                [
+                    (seq, event)
+                    for seq, event in await app_events(log, app, PLAN_EVENT_TYPES)
+                    if seq <= position
+                ]
+            )
+            return plans[plan_id], position
+    raise PlanNotFound(f"no plan {plan_id} in the log")

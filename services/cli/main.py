@@ -13,9 +13,17 @@ import click
 
 # command name -> "module:attribute" of a click command or group
 _COMMANDS: dict[str, str] = {
+    "app": "services.cli.apps_cmd:app",
+    "approve": "services.cli.plans_cmd:approve",
+    "demo": "services.cli.demo_cmd:demo",
     "events": "services.cli.events_cmd:events",
     "infra": "services.cli.infra_cmd:infra",
+    "plans": "services.cli.plans_cmd:plans",
+    "reject": "services.cli.plans_cmd:reject",
+    "run": "services.cli.run_cmd:run_service_command",
     "sandbox": "services.cli.sandbox_cmd:sandbox",
+    "sync": "services.cli.plans_cmd:sync",
+    "up": "services.cli.run_cmd:up",
 }
 
 

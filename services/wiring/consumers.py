@@ -105,7 +105,9 @@ async def consume(
         while not stop.is_set():
             try:
                 messages = await subscription.fetch(settings.batch, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):
+                # No message within the second (nats-py raises either type); look
+                # at `stop` and ask again.
                 continue
             for message in messages:
                 await _handle(event_log, settings, handler, message)

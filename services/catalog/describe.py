@@ -1,0 +1,92 @@
+"""One readable line per event, for `wake events tail`, timelines and messages. Pure."""
+
+from __future__ import annotations
+
+from events.envelope import Envelope
+from events.payloads import (
+    ApplicationRegistered,
+    ApplicationRemoved,
+    ApplicationUpdated,
+    ApplyFailed,
+    ApplyStarted,
+    ApplySucceeded,
+    ApprovalRequested,
+    DriftDetected,
+    EventRejected,
+    HealthChanged,
+    ManifestsRendered,
+    NotificationFailed,
+    NotificationSent,
+    PlanApproved,
+    PlanCreated,
+    PlanRejected,
+    PlanSuperseded,
+    RenderFailed,
+    ResourceApplied,
+    RevisionDetected,
+    RollbackRequested,
+    SyncRequested,
+)
+from services.catalog.plans import summary
+
+
+def short(commit: str | None) -> str:
+    return (commit or "")[:7]
+
+
+def describe(event: Envelope) -> str:
+    """What the event says, in a line a person reads."""
+    p = event.payload
+    match p:
+        case ApplicationRegistered():
+            policy = "auto-sync" if p.spec.auto_sync else "manual"
+            return f"registered {p.spec.repo_url} path {p.spec.path} ref {p.spec.ref} ({policy})"
+        case ApplicationUpdated():
+            return f"updated: {', '.join(p.changed) or 'spec'}"
+        case ApplicationRemoved():
+            return f"removed{': ' + p.reason if p.reason else ''}"
+        case SyncRequested():
+            return "sync requested" + (" (resume)" if p.resume else "")
+        case RevisionDetected():
+            first_line = p.message.splitlines()[0] if p.message else ""
+            return f"commit {short(p.commit)} by {p.author}: {first_line} [{p.trigger}]"
+        case ManifestsRendered():
+            bundle = p.bundle_digest[:12]
+            return f"rendered {short(p.commit)}: {len(p.resources)} resources, bundle {bundle}"
+        case RenderFailed():
+            where = f" at {p.file}:{p.line}" if p.line else (f" in {p.file}" if p.file else "")
+            return f"render of {short(p.commit)} failed{where}: {p.error}"
+        case PlanCreated():
+            return f"plan {p.plan_id[:8]} for {short(p.commit)}: {summary(p)}"
+        case PlanSuperseded():
+            return f"plan {p.plan_id[:8]} superseded by {p.superseded_by[:8]}"
+        case ApprovalRequested():
+            return f"plan {p.plan_id[:8]} awaits approval: {p.summary}"
+        case PlanApproved():
+            return f"plan {p.plan_id[:8]} approved via {p.via}"
+        case PlanRejected():
+            return f"plan {p.plan_id[:8]} rejected via {p.via}: {p.reason}"
+        case ApplyStarted():
+            rollback = f" (rollback to {p.rollback_of})" if p.rollback_of else ""
+            return f"apply {p.apply_id[:8]} of {short(p.commit)} started{rollback}"
+        case ResourceApplied():
+            return f"{p.action} {p.ref}"
+        case ApplySucceeded():
+            return f"applied {short(p.commit)}: {len(p.inventory)} resources"
+        case ApplyFailed():
+            at = f" at {p.resource}" if p.resource else ""
+            return f"apply {p.apply_id[:8]} failed{at}: {p.error}"
+        case HealthChanged():
+            return f"health {p.status}"
+        case DriftDetected():
+            return f"drift in {len(p.resources)} resources"
+        case RollbackRequested():
+            return f"rollback to {p.target} requested" + (f": {p.reason}" if p.reason else "")
+        case NotificationSent():
+            tries = f"{p.attempts} attempt" + ("s" if p.attempts != 1 else "")
+            return f"notified {p.channel} of {p.about_type} ({tries})"
+        case NotificationFailed():
+            return f"notifying {p.channel} of {p.about_type} failed after {p.attempts}: {p.error}"
+        case EventRejected():
+            return f"{p.consumer} rejected seq {p.stream_seq} ({p.subject}): {p.error}"
+    return event.type

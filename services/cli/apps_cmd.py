@@ -1,0 +1,226 @@
+"""`wake app`: register, list, show and remove applications (as events)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import msgspec
+
+from events import names, new_event
+from events.payloads import ApplicationRegistered, ApplicationRemoved, AppSpec
+from services.catalog import lookup
+from services.catalog.describe import describe, short
+from services.cli.connecting import (
+    checked_app_name,
+    connected,
+    current_actor,
+    data_dir_option,
+    run,
+    settings_for,
+)
+from services.wiring.eventlog import ConcurrencyConflict, EventLog
+
+STATUS_TYPES = (
+    "RevisionDetected",
+    "ManifestsRendered",
+    "RenderFailed",
+    "PlanCreated",
+    "ApprovalRequested",
+    "ApplySucceeded",
+    "ApplyFailed",
+    "HealthChanged",
+)
+
+
+@click.group()
+def app() -> None:
+    """Register and inspect applications."""
+
+
+@app.command()
+@data_dir_option
+@click.argument("name")
+@click.option("--repo", "repo_url", required=True, help="Git repository URL (or local path).")
+@click.option("--path", default=".", show_default=True, help="Directory of the app in the repo.")
+@click.option("--namespace", required=True, help="Namespace for namespaced resources without one.")
+@click.option("--ref", default="main", show_default=True, help="Branch, tag or commit to follow.")
+@click.option("--manual", is_flag=True, help="Plans wait for `wake approve` instead of auto-sync.")
+@click.option("--no-prune", is_flag=True, help="Never delete resources that left the repo.")
+def add(
+    data_dir: str,
+    name: str,
+    repo_url: str,
+    path: str,
+    namespace: str,
+    ref: str,
+    manual: bool,
+    no_prune: bool,
+) -> None:
+    """Register application NAME: Wake starts following REPO at PATH."""
+    from services.wiring.git import InvalidRepoPath, RepoPath, RepoUnreachable, check_reachable
+
+    name = checked_app_name(name)
+    try:
+        app_path = RepoPath.parse(path)
+    except InvalidRepoPath as exc:
+        raise click.BadParameter(str(exc), param_hint="--path") from None
+    try:
+        names.app_name(namespace)
+    except names.InvalidName:
+        raise click.BadParameter(
+            f"invalid namespace {namespace!r}", param_hint="--namespace"
+        ) from None
+    spec = AppSpec(
+        repo_url=repo_url,
+        path=str(app_path),
+        ref=ref,
+        namespace=namespace,
+        auto_sync=not manual,
+        prune=not no_prune,
+    )
+
+    async def register() -> None:
+        try:
+            await check_reachable(repo_url)
+        except RepoUnreachable as exc:
+            raise click.ClickException(str(exc)) from None
+        async with connected(settings_for(data_dir)) as log:
+            position = await log.app_position(name)
+            if await lookup.app_spec(log, name) is not None:
+                raise click.ClickException(f"application {name!r} is already registered")
+            event = new_event(ApplicationRegistered(spec=spec), app=name, actor=current_actor())
+            try:
+                appended = await log.append(event, expected_last_seq=position)
+            except ConcurrencyConflict:
+                raise click.ClickException(
+                    f"application {name!r} changed while registering it; run the command again"
+                ) from None
+            click.echo(f"registered {name} (event {event.event_id}, seq {appended.seq})")
+
+    run(register())
+
+
+@app.command(name="list")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True)
+def list_apps(data_dir: str, as_json: bool) -> None:
+    """List registered applications and where each stands."""
+
+    async def show_all() -> None:
+        async with connected(settings_for(data_dir)) as log:
+            registry, _ = await lookup.load_registry(log)
+            rows = [
+                await _status(log, application.name, application.spec)
+                for application in sorted(registry.apps.values(), key=lambda a: a.name)
+            ]
+        if as_json:
+            sys.stdout.buffer.write(msgspec.json.encode(rows) + b"\n")
+            return
+        if not rows:
+            click.echo("no applications registered (wake app add NAME --repo URL ...)")
+            return
+        click.echo(f"{'NAME':<20} {'SYNC':<7} {'REVISION':<9} {'STATE':<18} SOURCE")
+        for row in rows:
+            spec = row["spec"]
+            click.echo(
+                f"{row['name']:<20} {row['sync_policy']:<7} {short(row['revision']):<9} "
+                f"{row['state']:<18} {spec['repo_url']} {spec['path']}@{spec['ref']}"
+            )
+
+    run(show_all())
+
+
+@app.command()
+@data_dir_option
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def show(data_dir: str, name: str, as_json: bool) -> None:
+    """Show application NAME: its spec and its latest events."""
+    name = checked_app_name(name)
+
+    async def show_one() -> None:
+        async with connected(settings_for(data_dir)) as log:
+            spec = await lookup.app_spec(log, name)
+            if spec is None:
+                raise click.ClickException(f"no application {name!r} is registered")
+            row = await _status(log, name, spec)
+        if as_json:
+            sys.stdout.buffer.write(msgspec.json.encode(row) + b"\n")
+            return
+        click.echo(f"Application {name}")
+        for key, value in row["spec"].items():
+            click.echo(f"  {key + ':':<24} {value}")
+        click.echo(f"  {'state:':<24} {row['state']}")
+        click.echo(f"  {'revision:':<24} {row['revision'] or '-'}")
+        click.echo(f"  {'applied revision:':<24} {row['applied_revision'] or '-'}")
+        click.echo("Latest events:")
+        for event_type, item in row["latest"].items():
+            click.echo(f"  {item['seq']:>7}  {event_type:<20} {item['summary']}")
+
+    run(show_one())
+
+
+@app.command()
+@data_dir_option
+@click.argument("name")
+@click.option("--reason", default="", help="Why, for the record.")
+def remove(data_dir: str, name: str, reason: str) -> None:
+    """Stop managing application NAME. Its resources stay in the cluster."""
+    name = checked_app_name(name)
+
+    async def remove_one() -> None:
+        async with connected(settings_for(data_dir)) as log:
+            position = await log.app_position(name)
+            if await lookup.app_spec(log, name) is None:
+                raise click.ClickException(f"no application {name!r} is registered")
+            event = new_event(ApplicationRemoved(reason=reason), app=name, actor=current_actor())
+            try:
+                await log.append(event, expected_last_seq=position)
+            except ConcurrencyConflict:
+                raise click.ClickException(
+                    f"application {name!r} changed while removing it; run the command again"
+                ) from None
+        click.echo(f"removed {name}; its resources were left in the cluster")
+
+    run(remove_one())
+
+
+async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
+    """Where an app stands, from the last event of each type that tells it."""
+    latest = {}
+    for event_type in STATUS_TYPES:
+        stored = await log.last_event(name, event_type)
+        if stored is not None:
+            latest[event_type] = stored
+    ordered = sorted(latest.values(), key=lambda s: s.seq)
+    state = "registered"
+    states = {
+        "RevisionDetected": "detected",
+        "ManifestsRendered": "rendered",
+        "RenderFailed": "render-failed",
+        "PlanCreated": "planned",
+        "ApprovalRequested": "awaiting-approval",
+        "ApplySucceeded": "synced",
+        "ApplyFailed": "apply-failed",
+    }
+    for stored in ordered:
+        state = states.get(stored.event.type, state)
+    revision = latest.get("RevisionDetected")
+    applied = latest.get("ApplySucceeded")
+    return {
+        "name": name,
+        "spec": msgspec.to_builtins(spec),
+        "sync_policy": "auto" if spec.auto_sync else "manual",
+        "state": state,
+        "revision": revision.event.payload.commit if revision else None,
+        "applied_revision": applied.event.payload.commit if applied else None,
+        "latest": {
+            stored.event.type: {
+                "seq": stored.seq,
+                "event_id": stored.event.event_id,
+                "summary": describe(stored.event),
+            }
+            for stored in ordered
+        },
+    }

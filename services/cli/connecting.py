@@ -1,0 +1,76 @@
+"""What every `wake` command that talks to a running Wake shares: finding it, connecting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
+
+import click
+import nats.errors
+
+from events import names
+from services.wiring.eventlog import EventLog
+from services.wiring.settings import Settings, SettingsError, load_settings, require_nats
+
+T = TypeVar("T")
+
+data_dir_option = click.option(
+    "--data-dir",
+    envvar="WAKE_DATA_DIR",
+    default=".wake",
+    show_default=True,
+    show_envvar=True,
+    type=click.Path(file_okay=False),
+    help="The data dir of the running Wake (its endpoints.json says where NATS is).",
+)
+
+
+def settings_for(data_dir: str | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings({"data_dir": data_dir, **overrides})
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextlib.asynccontextmanager
+async def connected(settings: Settings) -> AsyncIterator[EventLog]:
+    """The event log of the running Wake; a clear error if there is none."""
+    try:
+        url = require_nats(settings)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        log = await asyncio.wait_for(EventLog.connect(url, name="wake-cli"), timeout=5)
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        raise click.ClickException(
+            f"cannot reach NATS at {url}: {exc or type(exc).__name__}"
+        ) from None
+    try:
+        yield log
+    finally:
+        await log.close()
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; Ctrl-C ends it quietly."""
+    try:
+        return asyncio.run(coroutine)
+    except KeyboardInterrupt:
+        raise click.Abort() from None
+
+
+def checked_app_name(name: str) -> str:
+    """NAME as an application name, or a usage error saying what is wrong with it."""
+    try:
+        return names.app_name(name)
+    except names.InvalidName as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
+
+
+def current_actor() -> str:
+    """Who is giving this command: $WAKE_ACTOR, else the OS user."""
+    return os.environ.get("WAKE_ACTOR") or f"user:{getpass.getuser()}"

@@ -1,0 +1,159 @@
+"""`wake sync`, `wake plans`, `wake approve`, `wake reject`: commands given as events."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import msgspec
+
+from events import new_event
+from events.payloads import PlanApproved, PlanRejected, SyncRequested
+from services.catalog import lookup
+from services.catalog.plans import AWAITING_APPROVAL, PlanView, summary
+from services.cli.connecting import (
+    checked_app_name,
+    connected,
+    current_actor,
+    data_dir_option,
+    run,
+    settings_for,
+)
+from services.wiring.eventlog import ConcurrencyConflict
+
+
+@click.command()
+@data_dir_option
+@click.argument("name")
+@click.option("--reason", default="", help="Why, for the record.")
+def sync(data_dir: str, name: str, reason: str) -> None:
+    """Check application NAME's source now instead of at the next poll."""
+    name = checked_app_name(name)
+
+    async def request() -> None:
+        async with connected(settings_for(data_dir)) as log:
+            if await lookup.app_spec(log, name) is None:
+                raise click.ClickException(f"no application {name!r} is registered")
+            event = new_event(SyncRequested(reason=reason), app=name, actor=current_actor())
+            appended = await log.append(event)
+        click.echo(f"sync of {name} requested (event {event.event_id}, seq {appended.seq})")
+
+    run(request())
+
+
+@click.command()
+@data_dir_option
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per plan.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+def plans(data_dir: str, name: str, as_json: bool, limit: int) -> None:
+    """List application NAME's plans, newest first, with their diffs."""
+    name = checked_app_name(name)
+
+    async def show() -> None:
+        async with connected(settings_for(data_dir)) as log:
+            if await lookup.app_spec(log, name) is None:
+                raise click.ClickException(f"no application {name!r} is registered")
+            views = sorted((await lookup.app_plans(log, name)).values(), key=lambda v: -v.seq)
+        views = views[:limit]
+        if as_json:
+            for view in views:
+                sys.stdout.buffer.write(msgspec.json.encode(_as_json(view)) + b"\n")
+            return
+        if not views:
+            click.echo(f"{name} has no plans yet")
+        for view in views:
+            _print_plan(view)
+
+    run(show())
+
+
+def _as_json(view: PlanView) -> dict:
+    return {
+        "plan_id": view.plan_id,
+        "app": view.app,
+        "status": view.status,
+        "seq": view.seq,
+        "created_at": view.created_at,
+        "commit": view.plan.commit,
+        "bundle_digest": view.plan.bundle_digest,
+        "reason": view.plan.reason,
+        "summary": summary(view.plan),
+        "changes": msgspec.to_builtins(view.plan.changes),
+        "prune": msgspec.to_builtins(view.plan.prune),
+        "decided_by": view.decided_by or None,
+        "decided_via": view.decided_via or None,
+        "decided_at": view.decided_at,
+        "rejection_reason": view.reason or None,
+        "apply_id": view.apply_id or None,
+        "error": view.error or None,
+    }
+
+
+def _print_plan(view: PlanView) -> None:
+    created = view.created_at.strftime("%Y-%m-%d %H:%M:%S")
+    click.echo(
+        f"plan {view.plan_id}  {view.status}  commit {view.plan.commit[:7]}  {created}  "
+        f"{summary(view.plan)}"
+    )
+    if view.decided_by:
+        how = f"{view.status} by {view.decided_by} via {view.decided_via}"
+        click.echo(f"  {how}" + (f": {view.reason}" if view.reason else ""))
+    if view.error:
+        click.echo(f"  error: {view.error}")
+    for change in view.plan.changes:
+        if change.action == "unchanged":
+            continue
+        click.echo(f"  {change.action:<9} {change.ref}")
+        for line in change.diff.splitlines():
+            click.echo(f"      {line}")
+    for ref in view.plan.prune:
+        click.echo(f"  {'prune':<9} {ref}")
+
+
+async def _decide(data_dir: str, plan_id: str, decision: str, reason: str) -> None:
+    async with connected(settings_for(data_dir)) as log:
+        # Read, decide, append on the position read: if anything lands on the
+        # app meanwhile (another person's decision, a superseding plan), the
+        # append conflicts and the decision is taken again on the new state.
+        for _ in range(5):
+            try:
+                view, position = await lookup.find_plan(log, plan_id)
+            except lookup.PlanNotFound as exc:
+                raise click.ClickException(str(exc)) from None
+            if view.status != AWAITING_APPROVAL:
+                by = f" by {view.decided_by}" if view.decided_by else ""
+                raise click.ClickException(
+                    f"plan {plan_id} of {view.app} is {view.status}{by}, not awaiting approval"
+                )
+            payload = (
+                PlanApproved(plan_id=plan_id, via="cli")
+                if decision == "approve"
+                else PlanRejected(plan_id=plan_id, reason=reason, via="cli")
+            )
+            event = new_event(payload, app=view.app, actor=current_actor(), cause=view.event)
+            try:
+                await log.append(event, expected_last_seq=position)
+            except ConcurrencyConflict:
+                continue
+            verb = "approved" if decision == "approve" else "rejected"
+            click.echo(f"plan {plan_id} of {view.app} {verb} (event {event.event_id})")
+            return
+        raise click.ClickException(f"plan {plan_id}: the app kept changing; try again")
+
+
+@click.command()
+@data_dir_option
+@click.argument("plan_id")
+def approve(data_dir: str, plan_id: str) -> None:
+    """Approve plan PLAN_ID: the applier applies it."""
+    run(_decide(data_dir, plan_id, "approve", ""))
+
+
+@click.command()
+@data_dir_option
+@click.argument("plan_id")
+@click.option("--reason", required=True, help="Why the plan is rejected.")
+def reject(data_dir: str, plan_id: str, reason: str) -> None:
+    """Reject plan PLAN_ID: nothing of it is applied."""
+    run(_decide(data_dir, plan_id, "reject", reason))

@@ -1,0 +1,85 @@
+"""`wake run SERVICE` (one service, as containers run it) and `wake up` (everything)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import click
+
+from services.cli.connecting import data_dir_option, settings_for
+from services.wiring.runtime import SERVICES
+
+
+@click.command(name="run")
+@data_dir_option
+@click.argument("service", type=click.Choice(sorted(SERVICES)))
+def run_service_command(data_dir: str, service: str) -> None:
+    """Run one SERVICE in the foreground until SIGTERM or Ctrl-C.
+
+    Configured by the WAKE_* environment variables (see the README); NATS is
+    found through WAKE_NATS_URL or the data dir's endpoints.json.
+    """
+    from services.wiring.runtime import run_service
+    from services.wiring.settings import SettingsError
+
+    settings = settings_for(data_dir)
+    try:
+        asyncio.run(run_service(service, settings))
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@click.command()
+@data_dir_option
+@click.option(
+    "--sandbox", is_flag=True, help="Also start a sandbox cluster (Kubernetes API emulator)."
+)
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write each process's output to a file there instead of this terminal.",
+)
+def up(data_dir: str, sandbox: bool, log_dir: Path | None) -> None:
+    """Start NATS, PostgreSQL, every service (and a sandbox) until Ctrl-C.
+
+    Without --sandbox the services target WAKE_KUBECONFIG, else the current
+    kubeconfig context. DATA_DIR/endpoints.json is written once all is ready.
+    """
+    from services.wiring import infra
+    from services.wiring.supervision import StartupError, start_wake
+
+    settings = settings_for(data_dir)
+
+    async def serve() -> str:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        running = await start_wake(
+            Path(data_dir), sandbox=sandbox, kubeconfig=settings.kubeconfig, log_dir=log_dir
+        )
+        try:
+            endpoints = running.endpoints
+            click.echo(f"Wake is up in {running.data_dir}")
+            click.echo(f"  NATS JetStream  {endpoints.nats_url}")
+            click.echo(f"  PostgreSQL      {endpoints.database_url}")
+            cluster = "sandbox cluster (Kubernetes API emulator)" if sandbox else "cluster"
+            click.echo(f"  {cluster:<15} {endpoints.kubeconfig or 'current kubeconfig context'}")
+            for name, pid in endpoints.services.items():
+                click.echo(f"  {name:<15} pid {pid}")
+            click.echo(f"  endpoints       {running.data_dir / infra.ENDPOINTS_FILE}")
+            click.echo("Press Ctrl-C to stop.")
+            return await running.supervise(stop)
+        finally:
+            click.echo("Stopping ...")
+            await running.stop()
+
+    try:
+        reason = asyncio.run(serve())
+    except (StartupError, infra.InfraError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Stopped ({reason}).")

@@ -1,0 +1,180 @@
+"""Walk two commits of a sample repository through a real, local Wake.
+
+Everything is real but the cluster: NATS JetStream and PostgreSQL from their
+wheels, each service in its own process, git repositories on disk, webhooks
+over HTTP; the cluster is the sandbox (a Kubernetes API emulator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from events import new_event
+from events.envelope import Envelope
+from events.payloads import (
+    ApplicationRegistered,
+    ApplyFailed,
+    ApplySucceeded,
+    AppSpec,
+    NotificationSent,
+    RenderFailed,
+    RevisionDetected,
+    SyncRequested,
+)
+from services.catalog.describe import describe
+from services.demo.sample import APP_PATH, NAMESPACE, SampleRepo, first_commit, second_commit
+from services.wiring.eventlog import EventLog
+from services.wiring.supervision import start_wake
+
+APP = "demo"
+WEBHOOK_SECRET = "wake-demo-secret"
+FINAL_TYPES = {ApplySucceeded.event_type, ApplyFailed.event_type, RenderFailed.event_type}
+
+
+class DemoFailed(RuntimeError):
+    pass
+
+
+class WebhookReceiver:
+    """A local HTTP endpoint that checks X-Wake-Signature, standing in for a chat webhook."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/wake", self._receive)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/wake"
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, request.headers.get("X-Wake-Signature", "")):
+            return web.Response(status=401)
+        self.received.append(request.headers.get("X-Wake-Event", ""))
+        return web.Response(status=204)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def wait_for_journey(
+    log: EventLog, app: str, commit: str, *, after_seq: int, timeout: float, notified: bool
+) -> list[tuple[int, Envelope]]:
+    """The events of the journey of `commit`, once it has ended (and been notified)."""
+    journey: list[tuple[int, Envelope]] = []
+    correlation: str | None = None
+    final: Envelope | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            async for stored in log.read(
+                subjects=[f"wake.evt.{app}.>"], from_seq=after_seq + 1, follow=True
+            ):
+                event = stored.event
+                payload = event.payload
+                if isinstance(payload, RevisionDetected) and payload.commit == commit:
+                    correlation = event.event_id
+                if correlation is None or event.correlation_id != correlation:
+                    continue
+                journey.append((stored.seq, event))
+                if event.type in FINAL_TYPES:
+                    final = event
+                if final is not None and (
+                    not notified
+                    or (
+                        isinstance(payload, NotificationSent)
+                        and payload.about_event_id == final.event_id
+                    )
+                ):
+                    return journey
+    except TimeoutError:
+        seen = ", ".join(e.type for _, e in journey) or "nothing"
+        raise DemoFailed(
+            f"commit {commit[:7]} did not finish its journey in {timeout:.0f}s (seen: {seen})"
+        ) from None
+    raise DemoFailed("the log ended while following it")
+
+
+def timeline(journey: list[tuple[int, Envelope]], committed_at: datetime) -> list[str]:
+    lines = []
+    for _, event in journey:
+        elapsed = (event.occurred_at - committed_at).total_seconds()
+        service = event.actor.removeprefix("service:")
+        lines.append(f"  {elapsed:+7.3f}s  {event.type:<18} {service:<12} {describe(event)}")
+    return lines
+
+
+async def run_demo(
+    workdir: Path, *, echo: Callable[[str], None] = print, timeout: float = 120.0
+) -> None:
+    """Run the whole demo in `workdir`; raise DemoFailed if a journey does not end in an apply."""
+    echo("Wake demo: one application, two commits, from Git to a sandbox cluster.")
+    echo("(The cluster is Wake's sandbox, a Kubernetes API emulator, not a real cluster.)")
+    receiver = WebhookReceiver()
+    await receiver.start()
+    echo(f"Starting NATS JetStream, PostgreSQL, the sandbox and five services in {workdir} ...")
+    running = await start_wake(
+        workdir / "data",
+        sandbox=True,
+        log_dir=workdir / "logs",
+        extra_env={
+            "WAKE_NOTIFY_URL": receiver.url,
+            "WAKE_NOTIFY_SECRET": WEBHOOK_SECRET,
+            "WAKE_NOTIFY_EVENTS": "ApplySucceeded,ApplyFailed,RenderFailed",
+        },
+    )
+    log = await EventLog.connect(running.endpoints.nats_url, name="wake-demo")
+    try:
+        sample = SampleRepo.create(workdir / "repo")
+        for number, make_commit, trigger in (
+            (1, first_commit, _register),
+            (2, second_commit, _sync),
+        ):
+            after = (await log.js.stream_info("WAKE_EVENTS")).state.last_seq
+            committed_at = datetime.now(UTC)
+            commit = make_commit(sample)
+            message = sample.repo[commit].message.strip()
+            echo("")
+            echo(f"Commit {number}: {commit[:7]} {message!r}")
+            await trigger(log, sample)
+            journey = await wait_for_journey(
+                log, APP, commit, after_seq=after, timeout=timeout, notified=True
+            )
+            for line in timeline(journey, committed_at):
+                echo(line)
+            final = next(e for _, e in journey if e.type in FINAL_TYPES)
+            if not isinstance(final.payload, ApplySucceeded):
+                raise DemoFailed(f"commit {commit[:7]} was not applied: {describe(final)}")
+        echo("")
+        echo(f"The webhook received {len(receiver.received)} signed notifications.")
+        echo(f"Logs of every process are in {workdir / 'logs'}.")
+    finally:
+        await log.close()
+        await running.stop()
+        await receiver.stop()
+
+
+async def _register(log: EventLog, sample: SampleRepo) -> None:
+    spec = AppSpec(repo_url=sample.url, path=APP_PATH, ref="main", namespace=NAMESPACE)
+    await log.append(new_event(ApplicationRegistered(spec=spec), app=APP, actor="user:demo"))
+
+
+async def _sync(log: EventLog, sample: SampleRepo) -> None:
+    await log.append(
+        new_event(SyncRequested(reason="wake demo: commit 2"), app=APP, actor="user:demo")
+    )

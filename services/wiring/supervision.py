@@ -1,0 +1,277 @@
+"""`wake up`: the embedded infrastructure, an optional sandbox cluster, and every
+service as its own supervised process.
+
+A service that exits while Wake is up is restarted with backoff; its restarts
+are counted and shown. The data dir's endpoints.json is published only once
+every part is ready, and removed before anything is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from services.wiring import infra
+from services.wiring.runtime import READY_FILE_ENV, SERVICES
+
+log = logging.getLogger(__name__)
+
+# Backoff between restarts of a crashing service: 0.5 s doubling up to 30 s,
+# back to 0.5 s once it has run for a minute.
+_RESTART_MIN, _RESTART_MAX, _HEALTHY_AFTER = 0.5, 30.0, 60.0
+
+
+class StartupError(RuntimeError):
+    """A part of Wake did not come up; the message names it and where its log is."""
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path | None
+    ready_file: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    backoff: float = _RESTART_MIN
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def spawn(self) -> None:
+        if self.ready_file is not None:
+            self.ready_file.unlink(missing_ok=True)
+        output = self.log_path.open("ab") if self.log_path is not None else None
+        try:
+            self.process = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT if output is not None else None,
+                stdin=subprocess.DEVNULL,
+                # Own process group: the terminal's Ctrl-C reaches only `wake up`,
+                # which then stops the services in order.
+                start_new_session=True,
+            )
+        finally:
+            if output is not None:
+                output.close()
+        self.started_at = time.monotonic()
+
+    def exited(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def is_ready(self) -> bool:
+        return self.ready_file is None or self.ready_file.exists()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(process.wait, timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0fs; killing it", self.name, timeout)
+            process.kill()
+            await asyncio.to_thread(process.wait)
+
+
+class WakeEndpoints(msgspec.Struct, frozen=True, kw_only=True):
+    """endpoints.json of a running `wake up`: the infrastructure's, plus the rest."""
+
+    nats_url: str
+    database_url: str
+    kubeconfig: str
+    sandbox: bool
+    data_dir: str
+    infra_pid: int
+    nats_pid: int
+    postgres_pid: int
+    services: dict[str, int] = {}
+
+
+@dataclass
+class RunningWake:
+    data_dir: Path
+    infrastructure: infra.RunningInfra
+    kubeconfig: str
+    sandbox: Child | None
+    services: dict[str, Child] = field(default_factory=dict)
+
+    @property
+    def endpoints(self) -> WakeEndpoints:
+        base = self.infrastructure.endpoints
+        return WakeEndpoints(
+            nats_url=base.nats_url,
+            database_url=base.database_url,
+            kubeconfig=self.kubeconfig,
+            sandbox=self.sandbox is not None,
+            data_dir=str(self.data_dir),
+            infra_pid=base.infra_pid,
+            nats_pid=base.nats_pid,
+            postgres_pid=base.postgres_pid,
+            services={name: child.pid or 0 for name, child in self.services.items()},
+        )
+
+    def publish(self) -> None:
+        path = self.data_dir / infra.ENDPOINTS_FILE
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(msgspec.json.format(msgspec.json.encode(self.endpoints)))
+        os.replace(temporary, path)
+
+    async def supervise(self, stop: asyncio.Event) -> str:
+        """Restart services that exit until `stop`; return why supervision ended."""
+        while not stop.is_set():
+            died = self.infrastructure.exited_server()
+            if died is not None:
+                return died
+            if self.sandbox is not None and self.sandbox.exited() is not None:
+                return f"the sandbox cluster exited with code {self.sandbox.exited()}"
+            for child in self.services.values():
+                code = child.exited()
+                if code is None:
+                    if time.monotonic() - child.started_at > _HEALTHY_AFTER:
+                        child.backoff = _RESTART_MIN
+                    continue
+                if time.monotonic() - child.started_at < child.backoff:
+                    continue
+                child.restarts += 1
+                log.warning(
+                    "%s exited with code %s; restarting it (restart %d)",
+                    child.name,
+                    code,
+                    child.restarts,
+                )
+                child.backoff = min(child.backoff * 2, _RESTART_MAX)
+                child.spawn()
+                self.publish()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.2)
+        return "stop requested"
+
+    async def stop(self) -> None:
+        """Unpublish, stop the services, then the sandbox, then NATS and PostgreSQL."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.data_dir / infra.ENDPOINTS_FILE).unlink()
+        await asyncio.gather(*(child.stop() for child in self.services.values()))
+        if self.sandbox is not None:
+            await self.sandbox.stop()
+        await self.infrastructure.stop()
+
+
+def _wake_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "services.cli", *args]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _wait_ready(children: list[Child], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        for child in children:
+            code = child.exited()
+            if code is not None:
+                where = f"; see {child.log_path}" if child.log_path else ""
+                raise StartupError(f"{child.name} exited with code {code} while starting{where}")
+        if all(child.is_ready() for child in children):
+            return
+        if time.monotonic() > deadline:
+            waiting = ", ".join(c.name for c in children if not c.is_ready())
+            raise StartupError(f"not ready after {timeout:.0f}s: {waiting}")
+        await asyncio.sleep(0.05)
+
+
+async def start_wake(
+    data_dir: Path,
+    *,
+    sandbox: bool = False,
+    sandbox_latency_ms: float = 0.0,
+    kubeconfig: str = "",
+    log_dir: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+    services: list[str] | None = None,
+    ready_timeout: float = 60.0,
+) -> RunningWake:
+    """Start everything `wake up` runs and return once all of it is ready.
+
+    `log_dir`: where each process writes its output (default: this terminal).
+    """
+    data_dir = Path(data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = data_dir / "run"
+    run_dir.mkdir(exist_ok=True)
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    infrastructure = await infra.start_infra(data_dir, publish=False)
+    running = RunningWake(
+        data_dir=data_dir, infrastructure=infrastructure, kubeconfig=kubeconfig, sandbox=None
+    )
+    try:
+        base_env = {
+            **os.environ,
+            **(extra_env or {}),
+            "WAKE_DATA_DIR": str(data_dir),
+            "WAKE_NATS_URL": infrastructure.endpoints.nats_url,
+            "WAKE_DATABASE_URL": infrastructure.endpoints.database_url,
+        }
+        if sandbox:
+            kubeconfig_path = data_dir / "sandbox" / "kubeconfig"
+            kubeconfig_path.parent.mkdir(exist_ok=True)
+            kubeconfig_path.unlink(missing_ok=True)
+            child = Child(
+                name="sandbox",
+                argv=_wake_command(
+                    "sandbox",
+                    "--port",
+                    str(_free_port()),
+                    "--kubeconfig",
+                    str(kubeconfig_path),
+                    "--latency-ms",
+                    str(sandbox_latency_ms),
+                ),
+                env=base_env,
+                log_path=log_dir / "sandbox.log" if log_dir else None,
+                ready_file=kubeconfig_path,
+            )
+            child.spawn()
+            running.sandbox = child
+            await _wait_ready([child], ready_timeout)
+            running.kubeconfig = str(kubeconfig_path)
+        if running.kubeconfig:
+            base_env["WAKE_KUBECONFIG"] = running.kubeconfig
+        for name in services or list(SERVICES):
+            running.services[name] = Child(
+                name=name,
+                argv=_wake_command("run", name),
+                env={**base_env, READY_FILE_ENV: str(run_dir / f"{name}.ready")},
+                log_path=log_dir / f"{name}.log" if log_dir else None,
+                ready_file=run_dir / f"{name}.ready",
+            )
+            running.services[name].spawn()
+        await _wait_ready(list(running.services.values()), ready_timeout)
+        running.publish()
+    except BaseException:
+        await running.stop()
+        raise
+    return running

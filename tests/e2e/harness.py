@@ -1,0 +1,111 @@
+"""A running Wake for end-to-end tests, and the Given / When / Then vocabulary over it.
+
+The services run as separate processes under the same supervisor `wake up`
+uses; the cluster is the sandbox. Tests talk to Wake the way its users do:
+the `wake` CLI as a subprocess, the log, the cluster's API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from events.names import STREAM
+from events.payloads import ResourceRef
+from services.demo.sample import SampleRepo
+from services.demo.walkthrough import WebhookReceiver
+from services.wiring.eventlog import EventLog, StoredEvent
+from services.wiring.kube import Kube
+from services.wiring.supervision import RunningWake
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class WakeUnderTest:
+    running: RunningWake
+    log: EventLog
+    kube: Kube
+    receiver: WebhookReceiver
+    root: Path
+
+    # --- given / when -----------------------------------------------------------
+
+    def repository(self, name: str) -> SampleRepo:
+        return SampleRepo.create(self.root / "repos" / name)
+
+    async def wake(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the `wake` CLI against this Wake, as a user would."""
+        env = {**os.environ, "WAKE_DATA_DIR": str(self.running.data_dir), "WAKE_ACTOR": "user:e2e"}
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "services.cli", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"wake {' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+            )
+        return result
+
+    async def position(self) -> int:
+        return (await self.log.js.stream_info(STREAM)).state.last_seq
+
+    # --- then ---------------------------------------------------------------------
+
+    async def next_event(
+        self,
+        app: str,
+        event_type: str,
+        *,
+        after: int,
+        where: Callable[[StoredEvent], bool] = lambda stored: True,
+        timeout: float = 60.0,
+    ) -> StoredEvent:
+        """The first `event_type` of `app` after sequence `after` that satisfies `where`."""
+        try:
+            async with asyncio.timeout(timeout):
+                async for stored in self.log.read(
+                    subjects=[f"wake.evt.{app}.{event_type}"], from_seq=after + 1, follow=True
+                ):
+                    if where(stored):
+                        return stored
+        except TimeoutError:
+            raise AssertionError(
+                f"no {event_type} for {app} after seq {after} within {timeout}s"
+            ) from None
+        raise AssertionError("the log ended")
+
+    async def events(self, app: str, *, after: int = 0) -> list[StoredEvent]:
+        return [s async for s in self.log.read(subjects=[f"wake.evt.{app}.>"], from_seq=after + 1)]
+
+    async def cluster_object(
+        self, api_version: str, kind: str, name: str, namespace: str = ""
+    ) -> dict | None:
+        ref = ResourceRef(api_version=api_version, kind=kind, name=name, namespace=namespace)
+        return await self.kube.get(ref)
+
+    async def consumer_has_handled(self, consumer: str, seq: int, timeout: float = 30.0) -> None:
+        """Wait until durable `consumer` has acknowledged every message of its filter up to `seq`.
+
+        `seq` is already in the stream, so once nothing of the consumer's filter
+        is pending or unacknowledged, everything up to `seq` has been handled.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    info = await self.log.js.consumer_info(STREAM, consumer)
+                    if info.num_pending == 0 and info.num_ack_pending == 0:
+                        return
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise AssertionError(f"{consumer} has not handled seq {seq} in {timeout}s") from None
