@@ -15,6 +15,7 @@ twice; the apply id is the ApplyStarted's event id.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 
 import msgspec
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 
 CONSUMER = ConsumerSettings(name="applier", subjects=[names.type_subjects(PlanApproved.event_type)])
 
+# Server-side applies of one group (same wave and kind rank) sent at once.
+APPLY_CONCURRENCY = 16
+
 # Conditional appends lost in a row before the approval goes back for redelivery.
 MAX_CONFLICTS = 5
 # How long a custom resource waits for the CRD applied before it to be served.
@@ -75,6 +79,12 @@ class _Failed(Exception):
         return cls(f"{what}: {code}{exc.reason}: {exc.message}", exc.ref, exc.status_code or None)
 
 
+def _group_of(d: DesiredResource, waves: dict[ResourceRef, int]) -> tuple[int, int]:
+    """(wave, kind rank): what must be applied before the next group starts."""
+    wave, rank, *_ = order_key(d.ref, waves[d.ref])
+    return wave, rank
+
+
 async def main(ctx: ServiceContext) -> None:
     await serve(ctx)
 
@@ -98,6 +108,8 @@ class Applier:
         self.ctx = ctx
         self.kube = kube
         self.consumer = consumer
+        # Requests one apply has in flight at once against the API server.
+        self._in_flight = asyncio.Semaphore(APPLY_CONCURRENCY)
 
     async def handle(self, stored: StoredEvent) -> None:
         approval = stored.event
@@ -279,10 +291,27 @@ class Applier:
             except InvalidWave as exc:
                 raise _Failed(str(exc), d.ref) from None
         ordered = sorted(desired, key=lambda d: order_key(d.ref, waves[d.ref]))
-        for d in ordered:
-            progress.append(d.ref)
-            action = await self._apply_one(d)
-            await self._record(approval, apply_id, d.ref, action, d.digest, key="apply")
+        # Resources of one wave and one kind rank need nothing of each other:
+        # apply them together (a bounded number at a time), and the next group
+        # only once all of them are in. Their ResourceApplied events go to the
+        # log as one batch: one fsync for the group.
+        for _, grouped in itertools.groupby(ordered, key=lambda d: _group_of(d, waves)):
+            group = list(grouped)
+            progress.extend(d.ref for d in group)
+            outcomes = await asyncio.gather(
+                *(self._apply_bounded(d) for d in group), return_exceptions=True
+            )
+            done = [
+                (d, action)
+                for d, action in zip(group, outcomes, strict=True)
+                if isinstance(action, str)
+            ]
+            await self._record_many(
+                approval, apply_id, [(d.ref, action, d.digest) for d, action in done], key="apply"
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         released = await self._prune(approval, plan, apply_id, progress)
         applied = {identity(d.ref) for d in ordered}
         gone = {identity(ref) for ref in released}
@@ -296,6 +325,10 @@ class Applier:
             if identity(ref) not in applied and identity(ref) not in gone
         ]
         return [d.ref for d in ordered] + kept
+
+    async def _apply_bounded(self, d: DesiredResource) -> str:
+        async with self._in_flight:
+            return await self._apply_one(d)
 
     async def _apply_one(self, d: DesiredResource) -> str:
         """Server-side apply one resource; created, configured or unchanged."""
@@ -378,3 +411,21 @@ class Applier:
             key=f"{key}:{ref.api_version}/{ref.kind}/{ref.namespace}/{ref.name}",
         )
         await self.ctx.log.append(event)
+
+    async def _record_many(
+        self,
+        approval: Envelope,
+        apply_id: str,
+        applied: list[tuple[ResourceRef, str, str]],
+        *,
+        key: str,
+    ) -> None:
+        events = [
+            self.ctx.derive(
+                ResourceApplied(apply_id=apply_id, ref=ref, action=action, digest=digest),
+                cause=approval,
+                key=f"{key}:{ref.api_version}/{ref.kind}/{ref.namespace}/{ref.name}",
+            )
+            for ref, action, digest in applied
+        ]
+        await self.ctx.log.append_many(events)
