@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -61,3 +62,31 @@ async def _wait_for_json(http: aiohttp.ClientSession, url: str, *, within: float
             if time.monotonic() > deadline:
                 raise AssertionError(f"{url} did not answer within {within}s") from None
             await asyncio.sleep(0.05)
+
+
+def test_every_wake_command_compose_names_exists() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    commands = [
+        service["command"]
+        for service in compose["services"].values()
+        if service.get("image") == "wake:local"
+    ]
+    assert ["run", "applier"] in commands and len(commands) >= 6
+    for command in commands:
+        result = subprocess.run(
+            [sys.executable, "-m", "services.cli", *command, "--help"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        assert result.returncode == 0, f"wake {' '.join(command)}: {result.stderr}"
+
+
+def test_every_service_runs_from_the_one_image() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    for name in ("git-watcher", "renderer", "planner", "applier", "notifier"):
+        assert services[name]["command"] == ["run", name]
+        assert services[name]["depends_on"]["wake-infra"]["condition"] == (
+            "service_completed_successfully"
+        )
