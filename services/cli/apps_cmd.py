@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 import msgspec
@@ -71,6 +72,10 @@ def add(
         raise click.BadParameter(
             f"invalid namespace {namespace!r}", param_hint="--namespace"
         ) from None
+    if "://" not in repo_url and not repo_url.startswith("git@") and Path(repo_url).exists():
+        # Services run elsewhere (other working directories, other containers):
+        # a local path must not depend on where this command was typed.
+        repo_url = str(Path(repo_url).resolve())
     spec = AppSpec(
         repo_url=repo_url,
         path=str(app_path),

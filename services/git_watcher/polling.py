@@ -1,0 +1,252 @@
+"""Checking apps against their repositories: fetch once per repo, then decide per app.
+
+The shell around `changes.detect`: it fetches each repository once however
+many apps live in it (a monorepo), resolves every app's ref in the fresh
+mirror, reads the app's last RevisionDetected from the log, and appends what
+the core decides.
+
+Appends are conditional on the app's last RevisionDetected: two watcher
+replicas that resolved different commits cannot both extend the chain; the
+loser's next check starts from the winner's event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+
+import pygit2
+
+from events import names
+from events.envelope import new_event
+from events.payloads import RevisionDetected
+from services.catalog.registry import Application
+from services.git_watcher.changes import (
+    Detection,
+    Revision,
+    Trigger,
+    detect,
+    last_detection,
+)
+from services.wiring import telemetry
+from services.wiring.eventlog import Appended, ConcurrencyConflict, EventLog
+from services.wiring.git import (
+    InvalidRepoPath,
+    Mirror,
+    Mirrors,
+    RefNotFound,
+    RepoPath,
+    RepoUnreachable,
+    normalize_url,
+    redact,
+    resolve,
+    tree_id_of,
+)
+
+log = logging.getLogger(__name__)
+
+# Repositories fetched at once during a poll: enough to hide network latency,
+# few enough not to open a connection to every repo of a large fleet at once.
+CONCURRENT_FETCHES = 8
+
+# A problem that persists is logged again after this long, not at every poll.
+REPEAT_COMPLAINT_SECONDS = 600.0
+
+
+def next_delay(interval: float, rng: random.Random) -> float:
+    """`interval` with +-10% jitter, so many watchers do not poll a forge in step."""
+    return interval * rng.uniform(0.9, 1.1)
+
+
+def revision_of(commit: pygit2.Commit, tree_id: str | None) -> Revision:
+    """What the core needs to know about `commit` (committer time, with its offset)."""
+    offset = timezone(timedelta(minutes=commit.commit_time_offset))
+    author = commit.author
+    return Revision(
+        commit=str(commit.id),
+        parent=str(commit.parent_ids[0]) if commit.parent_ids else None,
+        tree_id=tree_id or "",
+        author=author.name,
+        author_email=author.email,
+        message=commit.message,
+        committed_at=datetime.fromtimestamp(commit.commit_time, UTC).astimezone(offset),
+    )
+
+
+class Complaints:
+    """Log a persisting problem once (and again every REPEAT_COMPLAINT_SECONDS), not per poll."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[str, float]] = {}
+
+    def report(self, key: str, message: str) -> None:
+        previous = self._open.get(key)
+        now = time.monotonic()
+        if previous is None or previous[0] != message:
+            log.error("%s", message)
+            self._open[key] = (message, now)
+        elif now - previous[1] >= REPEAT_COMPLAINT_SECONDS:
+            log.error("%s (still failing)", message)
+            self._open[key] = (message, now)
+
+    def resolved(self, key: str, message: str) -> None:
+        if self._open.pop(key, None) is not None:
+            log.info("%s", message)
+
+
+class Watcher:
+    """Checks apps for new revisions and appends RevisionDetected events."""
+
+    def __init__(self, *, log: EventLog, mirrors: Mirrors, actor: str) -> None:
+        self.log = log
+        self.mirrors = mirrors
+        self.actor = actor
+        self.complaints = Complaints()
+        self._app_locks: dict[str, asyncio.Lock] = {}
+        self._fetch_slots = asyncio.Semaphore(CONCURRENT_FETCHES)
+
+    async def check_apps(self, apps: Iterable[Application], trigger: Trigger) -> list[str]:
+        """Check every app, fetching each repository once; the ids of the events appended.
+
+        A repository that cannot be fetched is logged (naming its apps and
+        URL) and skipped; the others are checked all the same.
+        """
+        by_repo: dict[str, list[Application]] = defaultdict(list)
+        for app in apps:
+            by_repo[normalize_url(app.spec.repo_url)].append(app)
+        results = await asyncio.gather(
+            *(self._check_repo(group, trigger) for group in by_repo.values())
+        )
+        return [event_id for appended in results for event_id in appended]
+
+    async def _check_repo(self, apps: Sequence[Application], trigger: Trigger) -> list[str]:
+        url = apps[0].spec.repo_url
+        key = f"fetch {normalize_url(url)}"
+        app_names = ("apps " if len(apps) > 1 else "app ") + ", ".join(
+            sorted(app.name for app in apps)
+        )
+        try:
+            async with self._fetch_slots:
+                mirror = await self.mirrors.fetch(url)
+        except RepoUnreachable as exc:
+            self.complaints.report(key, f"{app_names}: {exc}")
+            return []
+        self.complaints.resolved(key, f"{app_names}: repository {redact(url)} reachable again")
+        appended = []
+        for app in apps:
+            try:
+                event_id = await self.check_app(app, mirror, trigger)
+            except Exception:
+                # One app's trouble (the log briefly unavailable, a commit
+                # this code chokes on) must not keep its neighbours unchecked.
+                log.exception("app %s: check failed; trying again at the next one", app.name)
+                continue
+            if event_id is not None:
+                appended.append(event_id)
+        return appended
+
+    async def check_app(self, app: Application, mirror: Mirror, trigger: Trigger) -> str | None:
+        """Decide on one app against a fetched mirror; the id of the event appended, if any."""
+        lock = self._app_locks.setdefault(app.name, asyncio.Lock())
+        async with lock:
+            revision = self._revision(app, mirror)
+            if revision is None:
+                return None
+            last = await self.log.last_event(app.name, RevisionDetected.event_type)
+            detection = detect(
+                app=app.name,
+                spec=app.spec,
+                registered_seq=app.registered_seq,
+                last=last_detection(
+                    (last.seq, last.event) if last is not None else None,
+                    registered_seq=app.registered_seq,
+                ),
+                revision=revision,
+                trigger=trigger,
+            )
+            if detection is None:
+                return None
+            appended = await self._append(app.name, detection, last.seq if last else 0)
+            return appended.event_id if appended is not None else None
+
+    def _revision(self, app: Application, mirror: Mirror) -> Revision | None:
+        key = f"app {app.name}"
+        try:
+            path = RepoPath.parse(app.spec.path)
+            commit = mirror.commit(resolve(mirror, app.spec.ref))
+        except (InvalidRepoPath, RefNotFound) as exc:
+            self.complaints.report(key, f"app {app.name}: {exc}")
+            return None
+        self.complaints.resolved(
+            key, f"app {app.name}: ref {app.spec.ref!r} and path {app.spec.path!r} resolve again"
+        )
+        return revision_of(commit, tree_id_of(commit, path))
+
+    async def _append(self, app: str, detection: Detection, last_seq: int) -> Appended | None:
+        payload = detection.payload
+        subject = names.subject(app, RevisionDetected.event_type)
+        with telemetry.root_span(
+            "detect revision", **{"wake.app": app, "wake.commit": payload.commit}
+        ):
+            event = new_event(
+                payload,
+                app=app,
+                actor=self.actor,
+                event_id=detection.event_id,
+                correlation_id=detection.event_id,
+                traceparent=telemetry.traceparent(),
+            )
+            try:
+                appended = await self.log.append(
+                    event, expected_last_seq=last_seq, on_subjects=subject
+                )
+            except ConcurrencyConflict:
+                # Another replica appended a detection since we read the last
+                # one; ours was decided on stale ground. The next check starts
+                # from theirs.
+                log.info("app %s: another watcher detected a revision first", app)
+                return None
+        if not appended.duplicate:
+            log.info(
+                "app %s: revision %s detected (%s, tree %s, previous %s)",
+                app,
+                payload.commit[:12],
+                payload.trigger,
+                payload.tree_id[:12] or "missing",
+                (payload.previous_commit or "none")[:12],
+            )
+        return appended
+
+
+async def poll_forever(
+    watcher: Watcher,
+    apps: Callable[[], Iterable[Application]],
+    *,
+    interval: float,
+    stop: asyncio.Event,
+    rng: random.Random | None = None,
+) -> None:
+    """Check every registered app now, then every `interval` seconds (+-10%), until `stop`."""
+    rng = rng or random.Random()
+    while not stop.is_set():
+        try:
+            current = list(apps())
+            detected = await watcher.check_apps(current, "poll")
+            log.debug(
+                "poll done: %d apps in %d repositories, %d revisions detected",
+                len(current),
+                len({normalize_url(app.spec.repo_url) for app in current}),
+                len(detected),
+            )
+        except Exception:
+            # NATS unavailable, a bug on one app...: the next poll tries again.
+            log.exception("poll failed; trying again at the next interval")
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=next_delay(interval, rng))
+        except TimeoutError:
+            pass

@@ -1,0 +1,143 @@
+"""git-watcher: the shell. Registry from the log, three reasons to check, one decision.
+
+- an app registered (or updated): checked at once, trigger "register";
+- a SyncRequested: checked at once, trigger "sync" (durable consumer
+  `git-watcher-sync`, so a request made while the watcher is down is served
+  when it is back);
+- every `poll_interval` seconds (+-10%): every app, trigger "poll", each
+  repository fetched once.
+
+Nothing is kept that the log cannot rebuild: the registry is replayed at
+start, and the last detection of each app is read from the log at each check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import nats.js.api as api
+
+from events import names
+from events.payloads import ApplicationRegistered, SyncRequested
+from services.catalog.lookup import app_spec, follow_registry, load_registry
+from services.catalog.registry import Application, Registry
+from services.git_watcher.changes import Trigger
+from services.git_watcher.polling import Watcher, poll_forever
+from services.wiring.consumers import ConsumerSettings, consume, ensure_consumer
+from services.wiring.eventlog import StoredEvent
+from services.wiring.git import Mirrors
+from services.wiring.runtime import ServiceContext
+
+log = logging.getLogger(__name__)
+
+SERVICE = "git-watcher"
+SYNC_CONSUMER = "git-watcher-sync"
+
+
+def sync_consumer() -> ConsumerSettings:
+    # NEW, not ALL: on its first start the watcher checks every app anyway,
+    # so the SyncRequested events of the past need no replay.
+    return ConsumerSettings(
+        name=SYNC_CONSUMER,
+        subjects=[names.type_subjects(SyncRequested.event_type)],
+        deliver_policy=api.DeliverPolicy.NEW,
+    )
+
+
+async def main(ctx: ServiceContext) -> None:
+    """Watch every registered app's repository until `ctx.stop`."""
+    mirrors = Mirrors(ctx.settings.data_path / SERVICE / "mirrors")
+    watcher = Watcher(log=ctx.log, mirrors=mirrors, actor=ctx.actor)
+    registry, registry_seq = await load_registry(ctx.log)
+    settings = sync_consumer()
+    await ensure_consumer(ctx.log, settings)
+    checks: set[asyncio.Task] = set()
+
+    def check_soon(apps: list[Application], trigger: Trigger) -> None:
+        task = asyncio.create_task(_check(watcher, apps, trigger))
+        checks.add(task)
+        task.add_done_callback(checks.discard)
+
+    async def handle_sync(stored: StoredEvent) -> None:
+        application = await _registered(ctx, stored.event.app)
+        if application is None:
+            log.warning(
+                "SyncRequested %s for app %s, which is not registered: ignored",
+                stored.event.event_id,
+                stored.event.app,
+            )
+            return
+        await watcher.check_apps([application], "sync")
+
+    tasks = [
+        asyncio.create_task(_follow(ctx, registry, registry_seq, check_soon), name="registry"),
+        asyncio.create_task(
+            consume(ctx.log, settings, handle_sync, stop=ctx.stop), name="sync-consumer"
+        ),
+        asyncio.create_task(
+            poll_forever(
+                watcher,
+                lambda: list(registry.apps.values()),
+                interval=ctx.settings.poll_interval,
+                stop=ctx.stop,
+            ),
+            name="poll",
+        ),
+    ]
+    ctx.ready()
+    log.info(
+        "watching %d apps, polling every %.0fs", len(registry.apps), ctx.settings.poll_interval
+    )
+    stopping = asyncio.create_task(ctx.stop.wait())
+    try:
+        # Returns at stop, or when a task dies (the log gone for good): then
+        # its error ends the process and the supervisor restarts it.
+        done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopping and not task.cancelled() and task.exception() is not None:
+                raise task.exception()
+    finally:
+        ctx.stop.set()
+        # The registry follower reads forever and in-flight checks may be mid-fetch;
+        # the consumer and the poll loop return by themselves once stop is set.
+        for task in [stopping, tasks[0], *checks]:
+            task.cancel()
+        await asyncio.gather(*tasks, *checks, stopping, return_exceptions=True)
+
+
+async def _follow(
+    ctx: ServiceContext,
+    registry: Registry,
+    after_seq: int,
+    check_soon: Callable[[list[Application], Trigger], None],
+) -> None:
+    """Keep the registry current; check a newly registered or updated app at once."""
+    async for app in follow_registry(ctx.log, registry, after_seq):
+        application = registry.apps.get(app)
+        if application is not None:
+            check_soon([application], "register")
+
+
+async def _check(watcher: Watcher, apps: list[Application], trigger: Trigger) -> None:
+    try:
+        await watcher.check_apps(apps, trigger)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception(
+            "check (%s) of %s failed; the next poll tries again",
+            trigger,
+            ", ".join(a.name for a in apps),
+        )
+
+
+async def _registered(ctx: ServiceContext, app: str) -> Application | None:
+    """The app as registered now, read from the log (the registry may lag behind it)."""
+    spec = await app_spec(ctx.log, app)
+    if spec is None:
+        return None
+    registered = await ctx.log.last_event(app, ApplicationRegistered.event_type)
+    seq = registered.seq if registered is not None else 0
+    return Application(app, spec, seq, seq)

@@ -1,0 +1,185 @@
+"""An app directory's manifest files, read from a commit's tree (no worktree, no filesystem).
+
+Symbolic links are resolved from the tree itself: a link is a blob whose
+content is its target, checked by `paths.link_target` before it is followed,
+so a link cannot read anything outside the app's path whatever the machine
+the renderer runs on holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pygit2
+from pygit2.enums import FileMode
+
+from services.renderer.manifests import RenderError
+from services.renderer.paths import (
+    MAX_LINK_HOPS,
+    is_manifest,
+    is_skipped_directory,
+    link_target,
+)
+from services.wiring.git import RepoPath
+
+
+@dataclass(frozen=True, slots=True)
+class AppFiles:
+    """The app's manifest files by their path in the repository, and its top-level names."""
+
+    files: dict[RepoPath, bytes]
+    top_level: frozenset[str]
+
+
+def read_app_files(commit: pygit2.Commit, app_path: RepoPath) -> AppFiles:
+    """Every manifest file under `app_path` at `commit`, recursively.
+
+    A file reached through a symlink is listed under the link's path. Raises
+    RenderError if the app path is not a directory there, or a symlink in it
+    points outside it, nowhere, or in a loop.
+    """
+    reader = _TreeReader(commit, app_path)
+    root = reader.app_tree()
+    files: dict[RepoPath, bytes] = {}
+    reader.walk(root, shown=app_path, real=app_path, files=files, stack=(app_path,))
+    return AppFiles(files=files, top_level=frozenset(entry.name for entry in root))
+
+
+def _is_link(entry: pygit2.Object) -> bool:
+    return entry.filemode == FileMode.LINK
+
+
+class _TreeReader:
+    def __init__(self, commit: pygit2.Commit, app_path: RepoPath) -> None:
+        self.commit = commit
+        self.app_path = app_path
+        self.short = str(commit.id)[:12]
+
+    def app_tree(self) -> pygit2.Tree:
+        tree: pygit2.Tree = self.commit.tree
+        walked = RepoPath(".")
+        for segment in self.app_path.parts:
+            walked = walked.joinpath(segment)
+            try:
+                entry = tree[segment]
+            except KeyError:
+                raise RenderError(
+                    self.app_path,
+                    None,
+                    f"the app path {self.app_path} does not exist at commit {self.short}",
+                ) from None
+            if _is_link(entry):
+                raise RenderError(
+                    self.app_path,
+                    None,
+                    f"the app path goes through the symlink {walked}, which is not followed",
+                )
+            if not isinstance(entry, pygit2.Tree):
+                raise RenderError(
+                    self.app_path,
+                    None,
+                    f"the app path {self.app_path} is not a directory at commit {self.short}",
+                )
+            tree = entry
+        return tree
+
+    def walk(
+        self,
+        tree: pygit2.Tree,
+        *,
+        shown: RepoPath,
+        real: RepoPath,
+        files: dict[RepoPath, bytes],
+        stack: tuple[RepoPath, ...],
+    ) -> None:
+        """Collect the manifests of `tree`, found at `real`, listed under `shown`.
+
+        `stack` holds the real directories being walked, to catch a directory
+        symlink that leads back into one of them.
+        """
+        for entry in sorted(tree, key=lambda e: e.name):
+            name = entry.name
+            if isinstance(entry, pygit2.Tree):
+                if not is_skipped_directory(name):
+                    self.walk(
+                        entry,
+                        shown=shown.joinpath(name),
+                        real=real.joinpath(name),
+                        files=files,
+                        stack=(*stack, real.joinpath(name)),
+                    )
+            elif _is_link(entry):
+                self._follow(
+                    entry,
+                    shown=shown.joinpath(name),
+                    link=real.joinpath(name),
+                    files=files,
+                    stack=stack,
+                )
+            elif isinstance(entry, pygit2.Blob) and is_manifest(name):
+                files[shown.joinpath(name)] = entry.data
+            # Submodules (commit entries) and other files hold no manifests.
+
+    def _follow(
+        self,
+        entry: pygit2.Blob,
+        *,
+        shown: RepoPath,
+        link: RepoPath,
+        files: dict[RepoPath, bytes],
+        stack: tuple[RepoPath, ...],
+    ) -> None:
+        target, obj = self.resolve(link, entry)
+        if isinstance(obj, pygit2.Tree):
+            # Following a link to a directory being walked (or one above it) never ends.
+            if any(walking.is_within(target) for walking in stack):
+                raise RenderError(shown, None, f"symlink to {target} makes a directory loop")
+            self.walk(obj, shown=shown, real=target, files=files, stack=(*stack, target))
+        elif isinstance(obj, pygit2.Blob) and is_manifest(shown.name):
+            files[shown] = obj.data
+
+    def resolve(self, link: RepoPath, entry: pygit2.Blob) -> tuple[RepoPath, pygit2.Object]:
+        """Follow the symlink at `link` (and any link its target goes through) to a real object."""
+        hops = 0
+        path = link_target(link, _target_of(link, entry), app_path=self.app_path)
+        while True:
+            found = self._lookup(link, path)
+            if found is None:
+                raise RenderError(
+                    link, None, f"symlink to {path}, which does not exist at commit {self.short}"
+                )
+            where, obj, rest = found
+            if not _is_link(obj):
+                return path, obj
+            hops += 1
+            if hops > MAX_LINK_HOPS:
+                raise RenderError(link, None, "too many levels of symlinks")
+            path = link_target(where, _target_of(where, obj), app_path=self.app_path)
+            if rest:
+                path = path.joinpath(*rest)
+
+    def _lookup(
+        self, link: RepoPath, path: RepoPath
+    ) -> tuple[RepoPath, pygit2.Object, tuple[str, ...]] | None:
+        """The object at `path`, or the first symlink on the way (with the segments after it)."""
+        obj: pygit2.Object = self.commit.tree
+        walked = RepoPath(".")
+        parts = path.parts
+        for index, segment in enumerate(parts):
+            if not isinstance(obj, pygit2.Tree):
+                return None
+            try:
+                obj = obj[segment]
+            except KeyError:
+                return None
+            walked = walked.joinpath(segment)
+            if _is_link(obj):
+                return walked, obj, parts[index + 1 :]
+        return walked, obj, ()
+
+
+def _target_of(link: RepoPath, entry: pygit2.Blob) -> str:
+    try:
+        return entry.data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RenderError(link, None, "symlink target is not UTF-8") from None

@@ -1,0 +1,233 @@
+"""git-watcher against real repositories and a real JetStream: what it appends, and when."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from events import new_event
+from events.envelope import Envelope
+from events.payloads import ApplicationRegistered, AppSpec, RevisionDetected, SyncRequested
+from services.catalog.lookup import load_registry
+from services.git_watcher.polling import Watcher
+from services.git_watcher.service import main
+from services.wiring.eventlog import EventLog
+from services.wiring.git import Mirrors, normalize_url
+from services.wiring.runtime import ServiceContext
+from services.wiring.settings import Settings
+from tests.git_watcher.repos import GitRepo, configmap
+from tests.waiting import eventually
+
+POLL_DONE = "poll done"
+
+
+async def register(log: EventLog, app: str, spec: AppSpec) -> None:
+    await log.append(new_event(ApplicationRegistered(spec=spec), app=app, actor="user:test"))
+
+
+async def detections(log: EventLog, app: str = "*") -> list[Envelope]:
+    return [
+        stored.event async for stored in log.read(subjects=[f"wake.evt.{app}.RevisionDetected"])
+    ]
+
+
+@contextlib.asynccontextmanager
+async def watcher_running(
+    log: EventLog, data_dir: Path, *, poll_interval: float = 3600.0
+) -> AsyncIterator[ServiceContext]:
+    ready = data_dir / "ready"
+    ready.unlink(missing_ok=True)
+    ctx = ServiceContext(
+        name="git-watcher",
+        settings=Settings(data_dir=str(data_dir), poll_interval=poll_interval),
+        log=log,
+        ready_file=ready,
+    )
+    task = asyncio.create_task(main(ctx))
+    try:
+        await eventually(lambda: ready.exists() or task.done(), what="git-watcher ready")
+        assert not task.done(), task.exception()
+        yield ctx
+    finally:
+        ctx.stop.set()
+        await asyncio.wait_for(task, timeout=10)
+
+
+def polls_done(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(POLL_DONE in record.getMessage() for record in caplog.records)
+
+
+async def test_a_registered_apps_commit_becomes_a_revision_detected(
+    event_log: EventLog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG, logger="services.git_watcher.polling")
+    repo = GitRepo(tmp_path / "shop")
+    commit = repo.commit(
+        "web: first config\n\nwith a body",
+        {"apps/web/cm.yaml": configmap("web")},
+        date="2025-03-04T05:06:07+02:00",
+    )
+    async with watcher_running(event_log, tmp_path / "wake"):
+        # The start-up poll is over: what follows is the registration's own check.
+        await eventually(lambda: polls_done(caplog) == 1, what="the start-up poll")
+        await register(
+            event_log, "web", AppSpec(repo_url=repo.url, path="apps/web", namespace="web")
+        )
+
+        async def detected() -> bool:
+            return len(await detections(event_log)) == 1
+
+        await eventually(detected, what="a RevisionDetected for web")
+    event = (await detections(event_log))[0]
+    payload = event.payload
+    assert isinstance(payload, RevisionDetected)
+    assert (payload.commit, payload.parent, payload.previous_commit) == (commit, None, None)
+    assert (payload.repo_url, payload.ref, payload.trigger) == (repo.url, "main", "register")
+    assert (payload.author, payload.author_email) == ("Ada Lovelace", "ada@example.com")
+    assert payload.message == "web: first config\n\nwith a body\n"
+    assert payload.committed_at.isoformat() == "2025-03-04T05:06:07+02:00"
+    assert payload.tree_id == repo.git("rev-parse", "HEAD:apps/web")
+    assert event.app == "web"
+    assert event.actor == "service:git-watcher"
+    assert event.correlation_id == event.event_id
+    assert event.causation_id is None
+    assert (tmp_path / "wake" / "git-watcher" / "mirrors").is_dir()
+
+
+async def test_a_monorepo_is_fetched_once_and_only_the_changed_app_is_detected(
+    event_log: EventLog, tmp_path: Path
+):
+    repo = GitRepo(tmp_path / "mono")
+    first = repo.commit(
+        "two apps",
+        {"apps/web/cm.yaml": configmap("web"), "apps/api/cm.yaml": configmap("api")},
+    )
+    for app in ("web", "api"):
+        await register(event_log, app, AppSpec(repo_url=repo.url, path=f"apps/{app}"))
+    registry, _ = await load_registry(event_log)
+    mirrors = Mirrors(tmp_path / "mirrors")
+    watcher = Watcher(log=event_log, mirrors=mirrors, actor="service:git-watcher")
+    fetched = lambda: mirrors.fetches[normalize_url(repo.url)]  # noqa: E731
+
+    assert len(await watcher.check_apps(registry.apps.values(), "poll")) == 2
+    assert fetched() == 1
+
+    second = repo.commit("api: bump", {"apps/api/cm.yaml": configmap("api", "2")})
+    appended = await watcher.check_apps(registry.apps.values(), "poll")
+    assert fetched() == 2
+    assert len(appended) == 1
+    api = await detections(event_log, "api")
+    web = await detections(event_log, "web")
+    assert [e.payload.commit for e in api] == [first, second]
+    assert [e.payload.commit for e in web] == [first]
+    assert api[1].payload.previous_commit == first
+    assert api[1].event_id == appended[0]
+
+    repo.commit("docs only", {"README.md": "hello\n"})
+    assert await watcher.check_apps(registry.apps.values(), "poll") == []
+    assert fetched() == 3
+    assert len(await detections(event_log)) == 3
+
+
+async def test_sync_requested_checks_the_app_at_once(event_log: EventLog, tmp_path: Path):
+    repo = GitRepo(tmp_path / "shop")
+    repo.commit("one", {"deploy/cm.yaml": configmap("web")})
+    async with watcher_running(event_log, tmp_path / "wake", poll_interval=3600):
+        await register(event_log, "web", AppSpec(repo_url=repo.url, path="deploy"))
+
+        async def count_is(n: int):
+            async def check() -> bool:
+                return len(await detections(event_log)) == n
+
+            return check
+
+        await eventually(await count_is(1), what="first detection")
+        second = repo.commit("two", {"deploy/cm.yaml": configmap("web", "2")})
+        await event_log.append(
+            new_event(SyncRequested(reason="test"), app="web", actor="user:test")
+        )
+        await eventually(await count_is(2), what="a detection after SyncRequested")
+    latest = (await detections(event_log))[-1].payload
+    assert (latest.commit, latest.trigger) == (second, "sync")
+
+
+async def test_a_restarted_watcher_resumes_from_the_log(
+    event_log: EventLog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG, logger="services.git_watcher.polling")
+    repo = GitRepo(tmp_path / "shop")
+    first = repo.commit("one", {"deploy/cm.yaml": configmap("web")})
+    await register(event_log, "web", AppSpec(repo_url=repo.url, path="deploy"))
+    async with watcher_running(event_log, tmp_path / "wake-1", poll_interval=0.1):
+
+        async def one_detected() -> bool:
+            return len(await detections(event_log)) == 1
+
+        await eventually(one_detected, what="first detection")
+
+    # Another process, another data dir: nothing but the log to go on.
+    caplog.clear()
+    async with watcher_running(event_log, tmp_path / "wake-2", poll_interval=0.1):
+        await eventually(lambda: polls_done(caplog) >= 3, what="three polls after restart")
+        assert len(await detections(event_log)) == 1
+        second = repo.commit("two", {"deploy/cm.yaml": configmap("web", "2")})
+
+        async def two_detected() -> bool:
+            return len(await detections(event_log)) == 2
+
+        await eventually(two_detected, what="second detection")
+        settled = polls_done(caplog)
+        await eventually(lambda: polls_done(caplog) >= settled + 2, what="two more polls")
+    events = await detections(event_log)
+    assert [e.payload.commit for e in events] == [first, second]
+    assert events[1].payload.previous_commit == first
+    assert events[1].payload.trigger == "poll"
+
+
+async def test_an_unreachable_repository_is_logged_once_and_the_others_are_watched(
+    event_log: EventLog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG, logger="services.git_watcher.polling")
+    good = GitRepo(tmp_path / "good")
+    good.commit("one", {"deploy/cm.yaml": configmap("web")})
+    missing = tmp_path / "moved-away"
+    await register(event_log, "ghost", AppSpec(repo_url=str(missing), path="deploy"))
+    await register(event_log, "web", AppSpec(repo_url=good.url, path="deploy"))
+    await register(event_log, "typo", AppSpec(repo_url=good.url, path="deploy", ref="mian"))
+    async with watcher_running(event_log, tmp_path / "wake", poll_interval=0.05):
+        await eventually(lambda: polls_done(caplog) >= 5, what="five polls")
+    assert [e.app for e in await detections(event_log)] == ["web"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    ghost = [m for m in errors if "ghost" in m]
+    assert len(ghost) == 1, errors
+    assert f"cannot reach repository {missing}" in ghost[0]
+    typo = [m for m in errors if "typo" in m]
+    assert len(typo) == 1, errors
+    assert "ref 'mian' not found" in typo[0]
+    # Nothing but the registrations and web's detection: no event per failed poll.
+    types = [s.event.type async for s in event_log.read()]
+    assert sorted(types) == sorted(["ApplicationRegistered"] * 3 + ["RevisionDetected"])
+
+
+async def test_two_watchers_racing_on_one_change_append_one_event(
+    event_log: EventLog, tmp_path: Path
+):
+    repo = GitRepo(tmp_path / "shop")
+    repo.commit("one", {"deploy/cm.yaml": configmap("web")})
+    await register(event_log, "web", AppSpec(repo_url=repo.url, path="deploy"))
+    registry, _ = await load_registry(event_log)
+    replicas = [
+        Watcher(log=event_log, mirrors=Mirrors(tmp_path / f"replica-{i}"), actor="w")
+        for i in range(3)
+    ]
+    await asyncio.gather(*(w.check_apps(registry.apps.values(), "poll") for w in replicas))
+    repo.commit("two", {"deploy/cm.yaml": configmap("web", "2")})
+    await asyncio.gather(*(w.check_apps(registry.apps.values(), "poll") for w in replicas))
+    events = await detections(event_log)
+    assert len(events) == 2
+    assert events[1].payload.previous_commit == events[0].payload.commit
