@@ -11,11 +11,19 @@ import click
 from services.cli.connecting import data_dir_option, settings_for
 from services.wiring.runtime import SERVICES
 
+interval_option = click.option(
+    "--interval",
+    type=click.FloatRange(min=1),
+    help="Seconds between two polls of a repository by git-watcher [env: WAKE_POLL_INTERVAL; "
+    "default: 60].",
+)
+
 
 @click.command(name="run")
 @data_dir_option
+@interval_option
 @click.argument("service", type=click.Choice(sorted(SERVICES)))
-def run_service_command(data_dir: str, service: str) -> None:
+def run_service_command(data_dir: str, interval: float | None, service: str) -> None:
     """Run one SERVICE in the foreground until SIGTERM or Ctrl-C.
 
     Configured by the WAKE_* environment variables (see the README); NATS is
@@ -24,7 +32,7 @@ def run_service_command(data_dir: str, service: str) -> None:
     from services.wiring.runtime import run_service
     from services.wiring.settings import SettingsError
 
-    settings = settings_for(data_dir)
+    settings = settings_for(data_dir, poll_interval=interval)
     try:
         asyncio.run(run_service(service, settings))
     except SettingsError as exc:
@@ -43,7 +51,7 @@ def run_service_command(data_dir: str, service: str) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write each process's output to a file there instead of this terminal.",
 )
-def up(data_dir: str, sandbox: bool, log_dir: Path | None) -> None:
+def up(data_dir: str, interval: float | None, sandbox: bool, log_dir: Path | None) -> None:
     """Start NATS, PostgreSQL, every service (and a sandbox) until Ctrl-C.
 
     Without --sandbox the services target WAKE_KUBECONFIG, else the current
@@ -60,7 +68,11 @@ def up(data_dir: str, sandbox: bool, log_dir: Path | None) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         running = await start_wake(
-            Path(data_dir), sandbox=sandbox, kubeconfig=settings.kubeconfig, log_dir=log_dir
+            Path(data_dir),
+            sandbox=sandbox,
+            kubeconfig=settings.kubeconfig,
+            log_dir=log_dir,
+            extra_env={"WAKE_POLL_INTERVAL": str(interval)} if interval else None,
         )
         try:
             endpoints = running.endpoints

@@ -80,6 +80,23 @@ async def test_a_commit_travels_from_git_to_the_cluster_as_one_journey(wake: Wak
         "policy",
     }
     assert "ApplySucceeded" in wake.receiver.received
+    # and the CLI tells the same story
+    shown = json.loads((await wake.wake("app", "show", "journey", "--json")).stdout)
+    assert shown["state"] == "synced" and shown["applied_revision"] == commit
+    tail = await wake.wake("events", "tail", "--app", "journey", "--json")
+    lines = [json.loads(line) for line in tail.stdout.splitlines()]
+    assert [line["type"] for line in lines][:3] == [
+        "ApplicationRegistered",
+        "RevisionDetected",
+        "ManifestsRendered",
+    ]
+    assert all(line["app"] == "journey" for line in lines)
+    assert [line["seq"] for line in lines] == sorted(line["seq"] for line in lines)
+    first = lines[1]
+    assert first["payload"]["commit"] == commit
+    assert {"event_id", "occurred_at", "causation_id", "correlation_id", "actor"} <= set(first)
+    plans = await wake.wake("events", "tail", "--app", "journey", "--type", "PlanCreated")
+    assert len(plans.stdout.splitlines()) == 1 and "4 to create" in plans.stdout
 
 
 async def test_a_second_commit_updates_and_prunes_and_an_unchanged_path_detects_nothing(
