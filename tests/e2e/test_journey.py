@@ -80,6 +80,10 @@ async def test_a_commit_travels_from_git_to_the_cluster_as_one_journey(wake: Wak
         "policy",
     }
     assert "ApplySucceeded" in wake.receiver.received
+    # and it is one OpenTelemetry trace, across five processes
+    trace_ids = {e.traceparent.split("-")[1] for e in journey}
+    assert len(trace_ids) == 1 and "0" * 32 not in trace_ids
+    assert len({e.traceparent.split("-")[2] for e in journey}) > 1  # spans of several services
     # and the CLI tells the same story
     shown = json.loads((await wake.wake("app", "show", "journey", "--json")).stdout)
     assert shown["state"] == "synced" and shown["applied_revision"] == commit
