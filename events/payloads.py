@@ -66,6 +66,17 @@ class AppSpec(msgspec.Struct, frozen=True, kw_only=True):
     destination_context: str = ""
     ignore_differences: list[IgnoreRule] = []
     health_timeout_seconds: float = 300.0
+    # Jsonnet: external variables and top-level arguments (strings).
+    jsonnet_ext_vars: dict[str, str] = {}
+    jsonnet_tla: dict[str, str] = {}
+    # Helm: values files inside the app path, and the release name ("" = the app name).
+    helm_values: list[str] = []
+    helm_release: str = ""
+    # The name of a git credential (HTTPS token or SSH key) configured on the
+    # services, never the secret itself: events are read by everyone.
+    git_credential: str = ""
+    # A file on the git-watcher holding this app's webhook secret ("" = the global one).
+    webhook_secret_file: str = ""
 
 
 class RenderedResource(msgspec.Struct, frozen=True, kw_only=True):
@@ -253,11 +264,19 @@ class DriftDetected(Payload, frozen=True, kw_only=True):
 
 
 class RollbackRequested(Payload, frozen=True, kw_only=True):
-    """Roll the app back to `target`, a commit or an apply id."""
+    """Roll the app back to `target`, a commit or an apply id.
+
+    The requester resolves the target to the apply it means: `apply_id`,
+    `commit` and `bundle_digest` of that ApplySucceeded, so the planner needs
+    neither Git nor a search.
+    """
 
     event_type: ClassVar[str] = "RollbackRequested"
     target: str
     reason: str = ""
+    apply_id: str = ""
+    commit: str = ""
+    bundle_digest: str = ""
 
 
 # --- notifications and the log itself ------------------------------------------------

@@ -9,7 +9,7 @@ import click
 import msgspec
 
 from events import names, new_event
-from events.payloads import ApplicationRegistered, ApplicationRemoved, AppSpec
+from events.payloads import ApplicationRegistered, ApplicationRemoved, AppSpec, IgnoreRule
 from services.catalog import lookup
 from services.catalog.describe import describe, short
 from services.cli.connecting import (
@@ -48,6 +48,34 @@ def app() -> None:
 @click.option("--ref", default="main", show_default=True, help="Branch, tag or commit to follow.")
 @click.option("--manual", is_flag=True, help="Plans wait for `wake approve` instead of auto-sync.")
 @click.option("--no-prune", is_flag=True, help="Never delete resources that left the repo.")
+@click.option("--self-heal", is_flag=True, help="Undo drift found in the cluster by re-applying.")
+@click.option(
+    "--renderer",
+    type=click.Choice(["auto", "yaml", "kustomize", "jsonnet", "helm"]),
+    default="auto",
+    show_default=True,
+    help="How the app path becomes manifests (auto: by the files found there).",
+)
+@click.option(
+    "--option", "renderer_options", multiple=True, metavar="KEY=VALUE", help="Renderer option."
+)
+@click.option("--ext-var", "ext_vars", multiple=True, metavar="KEY=VALUE", help="Jsonnet ext var.")
+@click.option(
+    "--tla", "tla", multiple=True, metavar="KEY=VALUE", help="Jsonnet top-level argument."
+)
+@click.option("--values", "helm_values", multiple=True, metavar="FILE", help="Helm values file.")
+@click.option("--release", "helm_release", default="", help="Helm release name (default: NAME).")
+@click.option("--context", "context", default="", help="Kubeconfig context of the destination.")
+@click.option(
+    "--ignore",
+    "ignores",
+    multiple=True,
+    metavar="[KIND[/NAME]:]POINTER",
+    help="Ignore differences at this JSON pointer (like Argo CD's ignoreDifferences).",
+)
+@click.option("--health-timeout", type=click.FloatRange(min=1), default=300.0, show_default=True)
+@click.option("--git-credential", default="", help="Name of a configured git credential.")
+@click.option("--webhook-secret-file", default="", help="This app's own webhook secret file.")
 def add(
     data_dir: str,
     name: str,
@@ -57,6 +85,18 @@ def add(
     ref: str,
     manual: bool,
     no_prune: bool,
+    self_heal: bool,
+    renderer: str,
+    renderer_options: tuple[str, ...],
+    ext_vars: tuple[str, ...],
+    tla: tuple[str, ...],
+    helm_values: tuple[str, ...],
+    helm_release: str,
+    context: str,
+    ignores: tuple[str, ...],
+    health_timeout: float,
+    git_credential: str,
+    webhook_secret_file: str,
 ) -> None:
     """Register application NAME: Wake starts following REPO at PATH."""
     from services.wiring.git import InvalidRepoPath, RepoPath, RepoUnreachable, check_reachable
@@ -83,6 +123,18 @@ def add(
         namespace=namespace,
         auto_sync=not manual,
         prune=not no_prune,
+        self_heal=self_heal,
+        renderer=renderer,
+        renderer_options=_pairs(renderer_options, "--option"),
+        jsonnet_ext_vars=_pairs(ext_vars, "--ext-var"),
+        jsonnet_tla=_pairs(tla, "--tla"),
+        helm_values=list(helm_values),
+        helm_release=helm_release,
+        destination_context=context,
+        ignore_differences=[_ignore_rule(value) for value in ignores],
+        health_timeout_seconds=health_timeout,
+        git_credential=git_credential,
+        webhook_secret_file=webhook_secret_file,
     )
 
     async def register() -> None:
@@ -104,6 +156,27 @@ def add(
             click.echo(f"registered {name} (event {event.event_id}, seq {appended.seq})")
 
     run(register())
+
+
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, item = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{value!r} is not KEY=VALUE", param_hint=option)
+        pairs[key] = item
+    return pairs
+
+
+def _ignore_rule(value: str) -> IgnoreRule:
+    """`[KIND[/NAME]:]/json/pointer` as an IgnoreRule."""
+    scope, sep, pointer = value.rpartition(":")
+    if not pointer.startswith("/"):
+        raise click.BadParameter(
+            f"{value!r}: the JSON pointer must start with '/'", param_hint="--ignore"
+        )
+    kind, _, name = scope.partition("/") if sep else ("", "", "")
+    return IgnoreRule(json_pointers=[pointer], kind=kind, name=name)
 
 
 @app.command(name="list")

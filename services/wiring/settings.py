@@ -36,6 +36,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     log_level: str = "INFO"
     otel_exporter: str = "none"
     notify_backoff: float = 1.0
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 0
+    webhook_secret: str = ""
+    webhook_secret_file: str = ""
+    git_credentials_dir: str = ""
+    render_timeout: float = 60.0
+    render_max_bytes: int = 64 * 1024 * 1024
+    drift_interval: float = 300.0
+    health_interval: float = 2.0
 
     @property
     def data_path(self) -> Path:
@@ -61,6 +70,16 @@ DESCRIPTIONS: dict[str, str] = {
     "notify_retries": "Attempts per notification before NotificationFailed.",
     "log_level": "DEBUG, INFO, WARNING or ERROR.",
     "otel_exporter": "OpenTelemetry span exporter: none or console.",
+    "webhook_host": "Address git-watcher's webhook receiver listens on.",
+    "webhook_port": "Port of git-watcher's webhook receiver (0: no receiver; `wake up` picks one).",
+    "webhook_secret": "Secret every webhook must be signed with (or use webhook_secret_file).",
+    "webhook_secret_file": "File holding the webhook secret.",
+    "git_credentials_dir": "Directory of git credentials, one subdirectory per name holding "
+    "`token` (HTTPS) or `ssh_key` (+ optional `known_hosts`).",
+    "render_timeout": "Seconds one render may take.",
+    "render_max_bytes": "Largest rendered output (and input read) of one render, in bytes.",
+    "drift_interval": "Seconds between two drift checks of an app by the applier.",
+    "health_interval": "Seconds between two health checks of an app being rolled out.",
     "notify_backoff": "Seconds before the notifier's first retry of a webhook; doubles with "
     "each retry, with jitter (capped at 60).",
 }
