@@ -105,6 +105,7 @@ class WakeEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     nats_pid: int
     postgres_pid: int
     services: dict[str, int] = {}
+    webhook_url: str = ""
 
 
 @dataclass
@@ -114,6 +115,7 @@ class RunningWake:
     kubeconfig: str
     sandbox: Child | None
     services: dict[str, Child] = field(default_factory=dict)
+    webhook_url: str = ""
 
     @property
     def endpoints(self) -> WakeEndpoints:
@@ -128,6 +130,7 @@ class RunningWake:
             nats_pid=base.nats_pid,
             postgres_pid=base.postgres_pid,
             services={name: child.pid or 0 for name, child in self.services.items()},
+            webhook_url=self.webhook_url,
         )
 
     def publish(self) -> None:
@@ -260,6 +263,12 @@ async def start_wake(
             running.kubeconfig = str(kubeconfig_path)
         if running.kubeconfig:
             base_env["WAKE_KUBECONFIG"] = running.kubeconfig
+        # git-watcher receives webhooks only with a secret to check them against.
+        if base_env.get("WAKE_WEBHOOK_SECRET") or base_env.get("WAKE_WEBHOOK_SECRET_FILE"):
+            port = base_env.get("WAKE_WEBHOOK_PORT") or str(_free_port())
+            host = base_env.get("WAKE_WEBHOOK_HOST") or "127.0.0.1"
+            base_env["WAKE_WEBHOOK_PORT"] = port
+            running.webhook_url = f"http://{host}:{port}"
         for name in services or list(SERVICES):
             running.services[name] = Child(
                 name=name,
