@@ -63,3 +63,11 @@ def tail(
                 sys.stdout.flush()
 
     run(print_events())
+
+
+@events.command()
+def docs() -> None:
+    """Print the reference of every event (docs/events.md), generated from the contracts."""
+    from events.reference import events_reference
+
+    click.echo(events_reference(), nl=False)
