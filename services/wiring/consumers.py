@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ class ConsumerSettings:
     backoff: Sequence[float] = DEFAULT_BACKOFF
     batch: int = 32
     deliver_policy: api.DeliverPolicy = api.DeliverPolicy.ALL
+    # Messages handled at once, never two of one app: an app's messages are
+    # handled one after another, in log order; different apps' side by side.
+    # 1 keeps the whole consumer in log order (what a projection needs).
+    concurrency: int = 1
 
     @property
     def max_deliver(self) -> int:
@@ -67,7 +72,7 @@ async def ensure_consumer(event_log: EventLog, settings: ConsumerSettings) -> No
         # entry is the ack deadline (it overrides ack_wait).
         ack_wait=settings.backoff[0],
         backoff=list(settings.backoff),
-        max_ack_pending=max(settings.batch * 4, 256),
+        max_ack_pending=max(settings.batch * 4, settings.concurrency * 2, 256),
     )
     if len(settings.subjects) == 1:
         config.filter_subject = settings.subjects[0]
@@ -101,6 +106,7 @@ async def consume(
     stop = stop or asyncio.Event()
     await ensure_consumer(event_log, settings)
     subscription = await event_log.js.pull_subscribe_bind(settings.name, stream=names.STREAM)
+    lanes = _Lanes(event_log, settings, handler) if settings.concurrency > 1 else None
     try:
         while not stop.is_set():
             try:
@@ -110,10 +116,50 @@ async def consume(
                 # at `stop` and ask again.
                 continue
             for message in messages:
-                await _handle(event_log, settings, handler, message)
+                if settings.concurrency <= 1:
+                    await _handle(event_log, settings, handler, message)
+                else:
+                    await lanes.dispatch(message)
     finally:
+        if lanes is not None:
+            await lanes.drain()
         with contextlib.suppress(nats.errors.Error):
             await subscription.unsubscribe()
+
+
+class _Lanes:
+    """Up to `concurrency` handlers at once, one lane per app keeping its order."""
+
+    def __init__(self, event_log: EventLog, settings: ConsumerSettings, handler: Handler) -> None:
+        self._handle = functools.partial(_handle, event_log, settings, handler)
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._lanes: dict[str, asyncio.Lock] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def dispatch(self, message: Msg) -> None:
+        await self._slots.acquire()
+        parsed = names.parse_subject(message.subject)
+        key = parsed[0] if parsed is not None else message.subject
+        # Locks are taken in dispatch order (asyncio.Lock wakes waiters FIFO), so
+        # an app's messages are handled in the order they were fetched.
+        lane = self._lanes.setdefault(key, asyncio.Lock())
+        task = asyncio.create_task(self._run(lane, message))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self, lane: asyncio.Lock, message: Msg) -> None:
+        try:
+            async with lane:
+                await self._handle(message)
+        except Exception:
+            log.exception("handling %s failed", message.subject)
+        finally:
+            self._slots.release()
+
+    async def drain(self) -> None:
+        """Let the handlers under way finish (their messages are then acked)."""
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
 
 
 async def _handle(

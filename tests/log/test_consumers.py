@@ -140,3 +140,38 @@ async def test_a_consumer_killed_mid_handler_gets_the_message_again_and_its_even
     derived = await events_of(event_log, "ApprovalRequested")
     assert len(derived) == 1
     assert derived[0].event.causation_id == source.event_id
+
+
+async def test_with_concurrency_apps_are_handled_side_by_side_each_in_log_order(
+    event_log: EventLog,
+):
+    # Given the first message of app "slow" blocks until every "fast" message is handled
+    handled: list[tuple[str, str]] = []
+    fast_done = asyncio.Event()
+
+    async def handler(stored: StoredEvent) -> None:
+        app, reason = stored.event.app, stored.event.payload.reason
+        if (app, reason) == ("slow", "1"):
+            await asyncio.wait_for(fast_done.wait(), timeout=10)
+        handled.append((app, reason))
+        if [r for a, r in handled if a == "fast"] == ["1", "2", "3"]:
+            fast_done.set()
+
+    await event_log.append_many(
+        [
+            new_event(SyncRequested(reason=str(i)), app=app, actor="t")
+            for i in (1, 2, 3)
+            for app in ("slow", "fast")
+        ]
+    )
+    settings = ConsumerSettings(
+        name="lanes-test", subjects=["wake.evt.*.SyncRequested"], concurrency=4
+    )
+    # When they are consumed with a concurrency above one
+    async with running(event_log, settings, handler):
+        await eventually(lambda: len(handled) == 6, what="all six handled")
+    # Then "fast" did not wait for "slow", and each app kept its order
+    assert handled[:3] == [("fast", "1"), ("fast", "2"), ("fast", "3")]
+    assert [r for a, r in handled if a == "slow"] == ["1", "2", "3"]
+    info = await event_log.js.consumer_info(STREAM, "lanes-test")
+    assert info.num_ack_pending == 0 and info.num_pending == 0
