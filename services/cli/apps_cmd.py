@@ -232,6 +232,11 @@ def show(data_dir: str, name: str, as_json: bool) -> None:
         click.echo(f"  {'state:':<24} {row['state']}")
         click.echo(f"  {'revision:':<24} {row['revision'] or '-'}")
         click.echo(f"  {'applied revision:':<24} {row['applied_revision'] or '-'}")
+        if row["rolled_back_to"]:
+            click.echo(
+                f"  {'rolled back:':<24} to {row['rolled_back_to']}; stays there until a new "
+                f"commit or `wake sync {name} --resume`"
+            )
         click.echo("Latest events:")
         for event_type, item in row["latest"].items():
             click.echo(f"  {item['seq']:>7}  {event_type:<20} {item['summary']}")
@@ -286,6 +291,9 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
         state = states.get(stored.event.type, state)
     revision = latest.get("RevisionDetected")
     applied = latest.get("ApplySucceeded")
+    rolled_back_to = applied.event.payload.rollback_of if applied else None
+    if rolled_back_to and state == "synced":
+        state = "rolled-back"
     return {
         "name": name,
         "spec": msgspec.to_builtins(spec),
@@ -293,6 +301,9 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
         "state": state,
         "revision": revision.event.payload.commit if revision else None,
         "applied_revision": applied.event.payload.commit if applied else None,
+        # Set while the app stays on a rollback: auto-sync does not move it until a
+        # new commit arrives or `wake sync NAME --resume`.
+        "rolled_back_to": rolled_back_to,
         "latest": {
             stored.event.type: {
                 "seq": stored.seq,

@@ -85,7 +85,7 @@ def test_every_wake_command_compose_names_exists() -> None:
 def test_every_service_runs_from_the_one_image() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
-    for name in ("git-watcher", "renderer", "planner", "applier", "notifier"):
+    for name in ("git-watcher", "renderer", "planner", "applier", "notifier", "projector"):
         assert services[name]["command"] == ["run", name]
         assert services[name]["depends_on"]["wake-infra"]["condition"] == (
             "service_completed_successfully"
