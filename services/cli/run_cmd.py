@@ -43,6 +43,7 @@ def run_service_command(data_dir: str, interval: float | None, service: str) -> 
 
 @click.command()
 @data_dir_option
+@interval_option
 @click.option(
     "--sandbox", is_flag=True, help="Also start a sandbox cluster (Kubernetes API emulator)."
 )

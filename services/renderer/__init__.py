@@ -1,8 +1,16 @@
 """The renderer: RevisionDetected -> canonical resources in a bundle -> ManifestsRendered.
 
-- `manifests.py` plain YAML/JSON files -> checked, namespaced, canonical resources (pure)
-- `paths.py`     which files are manifests, where a symlink may point (pure)
-- `selection.py` which renderer reads the app; only plain directories for now (pure)
-- `sources.py`   the app directory's files, read from a commit's tree (no worktree)
-- `service.py`   the shell: consume RevisionDetected, render, store the bundle, append
+- `selection.py`     which renderer reads the app: named, or detected by `auto` (pure)
+- `manifests.py`     YAML/JSON and tools' output -> checked, namespaced, canonical resources;
+                     the one YAML loader, with its alias-bomb guard (pure)
+- `paths.py`         which files are manifests, where a symlink may point (pure)
+- `kustomization.py` what a kustomization reads, what it may not (remote, plugins) (pure)
+- `sources.py`       the app directory's files, read from a commit's tree (no worktree)
+- `checkout.py`      a commit's files for a tool: looked up, or written to a private dir
+- `processes.py`     a tool as a subprocess within the timeout and the output cap
+- `kustomize.py`     `kubectl kustomize` over a private copy of what the app references
+- `jsonnet.py`       the app's main jsonnet file, evaluated by `jsonnet_worker.py`
+- `helm.py`          `helm template`, where helm is installed
+- `rendering.py`     one render: choose, run within the caps, make the bundle
+- `service.py`       the shell: consume RevisionDetected, render, store the bundle, append
 """

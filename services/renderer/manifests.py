@@ -7,6 +7,13 @@ namespaced kinds without a namespace get the app's; two resources with the
 same apiVersion, kind, namespace and name are an error. The result does not
 depend on the order the files come in.
 
+The output of kustomize, helm and jsonnet goes through the same checks and
+canonical order (`render_output`, `render_values`), so a bundle is canonical
+whichever renderer made it.
+
+YAML is read by one loader, which refuses a document whose aliases would
+expand it far beyond its text (a "billion laughs") before building anything.
+
 Every error is a RenderError naming the file and, where there is one, the
 1-based line.
 """
@@ -59,11 +66,11 @@ class SourcedResource:
 
     resource: Resource
     file: str
-    line: int
+    line: int | None
 
     @property
     def source(self) -> str:
-        return f"{self.file}:{self.line}"
+        return self.file if self.line is None else f"{self.file}:{self.line}"
 
 
 # --- loading: the one place YAML is parsed --------------------------------------------
@@ -78,6 +85,16 @@ class _Loader(_BaseLoader):
     text), and a key given twice in one mapping is an error (kubectl refuses
     it; PyYAML would silently keep the last).
     """
+
+    def get_node(self):
+        # The composed graph shares an aliased node instead of copying it, so
+        # composing a billion laughs is cheap; constructing and copying it is
+        # not. Its expanded size is measured on the graph, before anything is
+        # built from it.
+        node = super().get_node()
+        if node is not None:
+            _check_expansion(node)
+        return node
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -104,6 +121,73 @@ _Loader.add_constructor(
 )
 
 
+# How much larger than its text aliases may make a document: weight is one
+# per node plus the length of every scalar, counted once per place it appears.
+# Merge keys (`<<: *base`) and the odd shared anchor stay far below it.
+MAX_ALIAS_EXPANSION = 10_000_000
+
+
+class AliasBomb(yaml.YAMLError):
+    """A document whose aliases would expand beyond MAX_ALIAS_EXPANSION, or refer to themselves."""
+
+    def __init__(self, mark: yaml.Mark | None, message: str) -> None:
+        self.problem_mark = mark
+        self.message = message
+        super().__init__(message)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _weight(node: yaml.Node) -> int:
+    return 1 + (len(node.value) if isinstance(node, yaml.ScalarNode) else 0)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Raise AliasBomb if expanding the aliases of `root` would exceed MAX_ALIAS_EXPANSION.
+
+    Linear in the composed graph (each distinct node is visited once; the
+    expanded weight is summed per node with Python's unbounded ints), so the
+    check costs no more than the text it reads. A node that contains itself
+    (`&a [*a]`) is refused too: it expands without end.
+    """
+    expanded: dict[int, int] = {}
+    distinct = 0
+    in_progress: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            in_progress.discard(key)
+            expanded[key] = _weight(node) + sum(expanded[id(c)] for c in _children(node))
+            distinct += _weight(node)
+            continue
+        if key in expanded:
+            continue
+        if key in in_progress:
+            raise AliasBomb(node.start_mark, "an alias refers to a node that contains it")
+        in_progress.add(key)
+        stack.append((node, True))
+        for child in reversed(_children(node)):
+            if id(child) in in_progress:
+                raise AliasBomb(child.start_mark, "an alias refers to a node that contains it")
+            if id(child) not in expanded:
+                stack.append((child, False))
+    growth = expanded[id(root)] - distinct
+    if growth > MAX_ALIAS_EXPANSION:
+        raise AliasBomb(
+            root.start_mark,
+            f"aliases expand this document by more than {MAX_ALIAS_EXPANSION} "
+            "(nodes plus scalar characters): refused as a YAML alias bomb",
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class _Document:
     line: int
@@ -127,6 +211,9 @@ def load_yaml(file: str, text: str) -> list[_Document]:
             if value is None:
                 continue
             documents.append(_Document(node.start_mark.line + 1, value, _item_lines(node)))
+    except AliasBomb as exc:
+        mark = exc.problem_mark
+        raise RenderError(file, mark.line + 1 if mark else None, exc.message) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -190,7 +277,7 @@ def load_documents(file: str, data: bytes) -> list[_Document]:
 # --- from documents to resources -------------------------------------------------------
 
 
-def _plain(value: Any, file: str, line: int) -> Any:
+def _plain(value: Any, file: str, line: int | None) -> Any:
     """`value` as JSON values only, as Kubernetes would read it."""
     if isinstance(value, dict):
         return {_key(k): _plain(v, file, line) for k, v in value.items()}
@@ -212,7 +299,7 @@ def _key(key: Any) -> str:
     return str(key)
 
 
-def _resources_of(file: str, document: _Document) -> list[tuple[Resource, int]]:
+def _resources_of(file: str, document: _Document) -> list[tuple[Resource, int | None]]:
     value = document.value
     if not isinstance(value, dict):
         raise RenderError(
@@ -236,7 +323,7 @@ def _resources_of(file: str, document: _Document) -> list[tuple[Resource, int]]:
     return [(value, document.line)]
 
 
-def _checked(resource: Resource, file: str, line: int) -> Resource:
+def _checked(resource: Resource, file: str, line: int | None) -> Resource:
     for field in ("apiVersion", "kind"):
         value = resource.get(field)
         if not isinstance(value, str) or not value:
@@ -281,11 +368,56 @@ def render(files: Mapping[str, bytes], *, namespace: str) -> list[SourcedResourc
     Raises RenderError at the first problem, files taken in path order so the
     same input always names the same one.
     """
-    found: list[tuple[Resource, str, int]] = []
+    found: list[tuple[Resource, str, int | None]] = []
     for file in sorted(files):
         for document in load_documents(file, files[file]):
             for resource, line in _resources_of(file, document):
                 found.append((_checked(resource, file, line), file, line))
+    return _canonical(found, namespace=namespace)
+
+
+def render_output(output: bytes, *, tool: str, entry: str, namespace: str) -> list[SourcedResource]:
+    """The resources of a tool's YAML output (kustomize, helm), canonical as plain files are.
+
+    `entry` is the repository file the tool read first (the kustomization,
+    the chart): every resource names it as its source, and a RenderError names
+    it with the line of the tool's output at fault in its message.
+    """
+    label = f"{tool} output"
+    try:
+        documents = load_documents(label, output)
+        found: list[tuple[Resource, str, int | None]] = []
+        for document in documents:
+            for resource, line in _resources_of(label, document):
+                found.append((_checked(resource, label, line), entry, None))
+        return _canonical(found, namespace=namespace)
+    except RenderError as exc:
+        if exc.file != label:
+            raise
+        where = f" at line {exc.line}" if exc.line is not None else ""
+        raise RenderError(entry, None, f"in the {label}{where}: {exc.message}") from None
+
+
+def render_values(values: list[Any], *, entry: str, namespace: str) -> list[SourcedResource]:
+    """Resources given as JSON values (jsonnet's output), canonical as plain files are.
+
+    Each value is a resource or a `kind: List`; every resource names `entry`
+    as its source, and so does a RenderError.
+    """
+    found: list[tuple[Resource, str, int | None]] = []
+    for index, value in enumerate(values):
+        document = _Document(1, value)
+        try:
+            for resource, _ in _resources_of(entry, document):
+                found.append((_checked(resource, entry, None), entry, None))
+        except RenderError as exc:
+            raise RenderError(entry, None, f"output item {index}: {exc.message}") from None
+    return _canonical(found, namespace=namespace)
+
+
+def _canonical(
+    found: list[tuple[Resource, str, int | None]], *, namespace: str
+) -> list[SourcedResource]:
     custom_cluster_kinds = cluster_scoped_custom_kinds([r for r, _, _ in found])
     rendered: list[SourcedResource] = []
     seen: dict[tuple[str, str, str, str], SourcedResource] = {}
@@ -301,7 +433,7 @@ def render(files: Mapping[str, bytes], *, namespace: str) -> list[SourcedResourc
             metadata.pop("namespace", None)
         elif not metadata.get("namespace"):
             metadata["namespace"] = namespace
-        item = SourcedResource(resource, file, line)
+        item = SourcedResource(resource, str(file), line)
         key = sort_key(resource)
         if key in seen:
             first = seen[key]

@@ -1,50 +1,66 @@
 """Which renderer reads an app's directory. Pure.
 
-Only plain YAML/JSON directories are rendered for now. `auto` reads a
-directory as plain manifests unless it is plainly made for another tool (a
-kustomization or a Helm chart at its top), which gets a clear RenderFailed
-rather than a confusing one about a kustomization.yaml without metadata.name.
+An app names its renderer, or leaves it to `auto`, which reads the top of the
+app's directory: a kustomization makes it kustomize, a Chart.yaml helm, a main
+jsonnet file (`main.jsonnet`, or the file named by the renderer option `main`)
+jsonnet; anything else is read as plain YAML/JSON manifests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from services.renderer.manifests import RenderError
 from services.wiring.git import RepoPath
 
-AVAILABLE = ("yaml",)
+AVAILABLE = ("yaml", "kustomize", "jsonnet", "helm")
 
-# A file at the top of the app's directory that says which tool it is for.
-MARKERS = {
-    "kustomization.yaml": "kustomize",
-    "kustomization.yml": "kustomize",
-    "Kustomization": "kustomize",
-    "Chart.yaml": "helm",
-}
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+JSONNET_SUFFIXES = (".jsonnet", ".libsonnet")
+DEFAULT_JSONNET_MAIN = "main.jsonnet"
+
+# A file at the top of the app's directory that says which tool it is for,
+# looked for in this order.
+MARKERS = (
+    *((name, "kustomize") for name in KUSTOMIZATION_FILES),
+    ("Chart.yaml", "helm"),
+)
 
 
 def unavailable(requested: str) -> str | None:
     """Why `requested` cannot render (a message), or None if it can."""
     if requested in ("auto", *AVAILABLE):
         return None
-    return (
-        f"the {requested} renderer is not available yet: only plain YAML/JSON "
-        "directories can be rendered (renderer auto or yaml)"
-    )
+    return f"unknown renderer {requested!r}: use one of auto, {', '.join(AVAILABLE)}"
 
 
-def choose(requested: str, *, app_path: RepoPath, top_level: frozenset[str]) -> str:
-    """The renderer for the app: `yaml`, or RenderError naming the file that says otherwise."""
+def jsonnet_main(options: Mapping[str, str]) -> str:
+    """The jsonnet file evaluated, relative to the app's directory."""
+    return options.get("main") or DEFAULT_JSONNET_MAIN
+
+
+def choose(
+    requested: str,
+    *,
+    app_path: RepoPath,
+    top_level: frozenset[str],
+    options: Mapping[str, str] | None = None,
+) -> str:
+    """The renderer for the app: `requested`, or what `auto` detects from `top_level`.
+
+    Raises RenderError naming the app path for an unknown renderer.
+    """
     reason = unavailable(requested)
     if reason is not None:
         raise RenderError(app_path, None, reason)
-    if requested == "auto":
-        for marker in sorted(top_level & MARKERS.keys()):
-            tool = MARKERS[marker]
-            raise RenderError(
-                app_path.joinpath(marker),
-                None,
-                f"this looks like a {tool} directory, and the {tool} renderer is not "
-                "available yet; set the app's renderer to yaml to read its files as "
-                "plain manifests",
-            )
+    if requested != "auto":
+        return requested
+    for marker, tool in MARKERS:
+        if marker in top_level:
+            return tool
+    options = options or {}
+    if "main" in options and options["main"].endswith(JSONNET_SUFFIXES):
+        return "jsonnet"
+    if DEFAULT_JSONNET_MAIN in top_level:
+        return "jsonnet"
     return "yaml"

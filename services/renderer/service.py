@@ -6,9 +6,10 @@ app's files read from the commit's tree (never a worktree), the pure render,
 the bundle stored under its digest, then the outcome appended, derived from
 the RevisionDetected (redelivery re-derives the same id: stored once).
 
-A revision that cannot render (bad YAML, a symlink out of the app, an
-unavailable renderer, a commit gone from the repository) is a RenderFailed
-naming the file and line. A repository that cannot be reached is not the
+A revision that cannot render (bad YAML, a symlink out of the app or the
+repository, a refused kustomization, a jsonnet error, a missing helm, a cap
+exceeded, a commit gone from the repository) is a RenderFailed naming the
+renderer, the file and the line. A repository that cannot be reached is not the
 revision's fault: the handler raises and the consumer retries with backoff.
 """
 
@@ -16,10 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
 from events import names
-from events.bundle import Bundle, encode_bundle, ref_of, resource_digest
+from events.bundle import ref_of, resource_digest
 from events.payloads import (
     AppSpec,
     ManifestsRendered,
@@ -29,12 +29,12 @@ from events.payloads import (
 )
 from services.catalog.lookup import app_spec
 from services.renderer import selection
-from services.renderer.manifests import RenderError, SourcedResource, render
-from services.renderer.sources import read_app_files
+from services.renderer.rendering import Rendered, render_app
 from services.wiring.consumers import ConsumerSettings, consume, ensure_consumer
 from services.wiring.eventlog import StoredEvent
-from services.wiring.git import CommitNotFound, InvalidRepoPath, Mirror, Mirrors, RepoPath
+from services.wiring.git import CommitNotFound, InvalidRepoPath, Mirrors, RepoPath
 from services.wiring.runtime import ServiceContext
+from services.wiring.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,6 @@ SERVICE = "renderer"
 CONSUMER = ConsumerSettings(
     name="renderer", subjects=[names.type_subjects(RevisionDetected.event_type)]
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    """A successful render: the bundle's bytes and its resources, in canonical order."""
-
-    renderer: str
-    data: bytes
-    resources: list[SourcedResource]
 
 
 async def main(ctx: ServiceContext) -> None:
@@ -82,7 +73,9 @@ async def handle_revision(ctx: ServiceContext, mirrors: Mirrors, stored: StoredE
             event.app,
         )
         return
-    outcome = await render_revision(mirrors, app=event.app, spec=spec, revision=revision)
+    outcome = await render_revision(
+        mirrors, app=event.app, spec=spec, revision=revision, settings=ctx.settings
+    )
     if isinstance(outcome, RenderFailed):
         log.warning(
             "app %s: render of %s failed: %s", event.app, revision.commit[:12], outcome.error
@@ -116,9 +109,14 @@ async def handle_revision(ctx: ServiceContext, mirrors: Mirrors, stored: StoredE
 
 
 async def render_revision(
-    mirrors: Mirrors, *, app: str, spec: AppSpec, revision: RevisionDetected
+    mirrors: Mirrors,
+    *,
+    app: str,
+    spec: AppSpec,
+    revision: RevisionDetected,
+    settings: Settings,
 ) -> Rendered | RenderFailed:
-    """Render the app at the revision's commit.
+    """Render the app at the revision's commit, within the settings' caps.
 
     Raises RepoUnreachable when the commit is missing and the repository
     cannot be fetched (a retry may succeed); every other failure is a RenderFailed.
@@ -129,35 +127,21 @@ async def render_revision(
     try:
         app_path = RepoPath.parse(spec.path)
     except InvalidRepoPath as exc:
-        return RenderFailed(commit=revision.commit, error=str(exc), file=spec.path, renderer="yaml")
+        return RenderFailed(
+            commit=revision.commit, error=str(exc), file=spec.path, renderer=spec.renderer
+        )
     try:
         mirror = await mirrors.with_commit(revision.repo_url, revision.commit)
     except CommitNotFound as exc:
-        return RenderFailed(commit=revision.commit, error=str(exc), renderer="yaml")
-    try:
-        # Parsing a large app is CPU work: off the event loop, which keeps
-        # the consumer's in-progress heartbeats going meanwhile.
-        return await asyncio.to_thread(
-            _render_blocking, mirror, app=app, spec=spec, revision=revision, app_path=app_path
-        )
-    except RenderError as exc:
-        return RenderFailed(
-            commit=revision.commit, error=str(exc), file=exc.file, line=exc.line, renderer="yaml"
-        )
-
-
-def _render_blocking(
-    mirror: Mirror, *, app: str, spec: AppSpec, revision: RevisionDetected, app_path: RepoPath
-) -> Rendered:
-    app_files = read_app_files(mirror.commit(revision.commit), app_path)
-    renderer = selection.choose(spec.renderer, app_path=app_path, top_level=app_files.top_level)
-    resources = render(app_files.files, namespace=spec.namespace)
-    bundle = Bundle(
+        return RenderFailed(commit=revision.commit, error=str(exc), renderer=spec.renderer)
+    # Rendering is CPU work and subprocesses: off the event loop, which keeps
+    # the consumer's in-progress heartbeats going meanwhile.
+    return await asyncio.to_thread(
+        render_app,
+        mirror,
         app=app,
-        repo_url=revision.repo_url,
-        commit=revision.commit,
-        path=str(app_path),
-        renderer=renderer,
-        resources=[item.resource for item in resources],
+        spec=spec,
+        revision=revision,
+        app_path=app_path,
+        settings=settings,
     )
-    return Rendered(renderer=renderer, data=encode_bundle(bundle), resources=resources)

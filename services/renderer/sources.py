@@ -45,6 +45,15 @@ def read_app_files(commit: pygit2.Commit, app_path: RepoPath) -> AppFiles:
     return AppFiles(files=files, top_level=frozenset(entry.name for entry in root))
 
 
+def app_directory(commit: pygit2.Commit, app_path: RepoPath) -> pygit2.Tree:
+    """The tree of the app's directory at `commit`.
+
+    Raises RenderError if it does not exist, is not a directory, or is reached
+    through a symlink.
+    """
+    return _TreeReader(commit, app_path).app_tree()
+
+
 def _is_link(entry: pygit2.Object) -> bool:
     return entry.filemode == FileMode.LINK
 

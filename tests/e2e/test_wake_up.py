@@ -48,7 +48,7 @@ async def test_wake_up_serves_until_ctrl_c_then_stops_everything(tmp_path: Path)
         assert Path(endpoints["kubeconfig"]).is_file()
         pids = [endpoints["nats_pid"], endpoints["postgres_pid"], *endpoints["services"].values()]
         assert set(endpoints["services"]) == {
-            "git-watcher", "renderer", "planner", "applier", "notifier",
+            "git-watcher", "renderer", "planner", "applier", "notifier", "projector",
         }  # fmt: skip
         assert all(psutil.pid_exists(pid) for pid in pids)
         # and other commands find it through the data dir

@@ -310,13 +310,75 @@ def test_a_symlink_out_of_the_app_path_is_refused(link: str, target: str, compla
     assert c.value.file == link
 
 
-def test_only_plain_directories_render_for_now():
-    assert unavailable("yaml") is None and unavailable("auto") is None
-    assert "helm renderer is not available yet" in (unavailable("helm") or "")
-    assert choose("auto", app_path=APP, top_level=frozenset({"a.yaml"})) == "yaml"
+@pytest.mark.parametrize(
+    ("top_level", "options", "chosen"),
+    [
+        ({"a.yaml", "b.json"}, {}, "yaml"),
+        ({"kustomization.yaml", "a.yaml"}, {}, "kustomize"),
+        ({"kustomization.yml"}, {}, "kustomize"),
+        ({"Kustomization"}, {}, "kustomize"),
+        ({"Chart.yaml", "values.yaml", "templates"}, {}, "helm"),
+        ({"main.jsonnet", "lib.libsonnet"}, {}, "jsonnet"),
+        ({"env.jsonnet"}, {"main": "env.jsonnet"}, "jsonnet"),
+        ({"env.jsonnet"}, {}, "yaml"),
+        ({"kustomization.yaml", "Chart.yaml"}, {}, "kustomize"),
+    ],
+)
+def test_auto_detects_the_renderer_from_the_top_of_the_app(
+    top_level: set[str], options: dict[str, str], chosen: str
+):
+    assert choose("auto", app_path=APP, top_level=frozenset(top_level), options=options) == chosen
+
+
+def test_a_named_renderer_is_used_as_named_and_an_unknown_one_is_an_error():
+    assert unavailable("auto") is None and unavailable("helm") is None
     assert choose("yaml", app_path=APP, top_level=frozenset({"kustomization.yaml"})) == "yaml"
-    with pytest.raises(RenderError, match="kustomize renderer is not available") as caught:
-        choose("auto", app_path=APP, top_level=frozenset({"kustomization.yaml", "a.yaml"}))
-    assert caught.value.file == "apps/web/kustomization.yaml"
-    with pytest.raises(RenderError, match="jsonnet renderer is not available"):
-        choose("jsonnet", app_path=APP, top_level=frozenset())
+    assert choose("jsonnet", app_path=APP, top_level=frozenset()) == "jsonnet"
+    with pytest.raises(RenderError, match="unknown renderer 'ksonnet'") as caught:
+        choose("ksonnet", app_path=APP, top_level=frozenset())
+    assert caught.value.file == "apps/web"
+
+
+def billion_laughs(levels: int = 12, fanout: int = 10) -> bytes:
+    """A ConfigMap whose last alias would expand to fanout**levels strings."""
+    lines = ["apiVersion: v1", "kind: ConfigMap", "metadata: {name: lol}", "lols:"]
+    lines.append('  l0: &l0 "lol"')
+    for level in range(1, levels + 1):
+        refs = ", ".join([f"*l{level - 1}"] * fanout)
+        lines.append(f"  l{level}: &l{level} [{refs}]")
+    lines.append(f"data: {{bomb: *l{levels}}}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_a_yaml_alias_bomb_is_refused_before_anything_is_built():
+    import tracemalloc
+
+    bomb = billion_laughs()  # 10**12 strings once expanded: far beyond any memory
+    assert len(bomb) < 2000
+    tracemalloc.start()
+    try:
+        with pytest.raises(RenderError, match="alias bomb") as caught:
+            render({"apps/web/lol.yaml": bomb}, namespace="shop")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (caught.value.file, caught.value.line) == ("apps/web/lol.yaml", 1)
+    # The expansion was measured on the composed graph, never built.
+    assert peak < 5 * 1024 * 1024
+
+
+def test_a_self_referencing_alias_is_refused_and_ordinary_aliases_are_read():
+    with pytest.raises(RenderError, match="refers to a node that contains it") as caught:
+        render(
+            {
+                "loop.yaml": b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"
+                b"data: &d {a: *d}\n"
+            },
+            namespace="s",
+        )
+    assert caught.value.file == "loop.yaml"
+    # A small amplification (a shared block used a few times) is fine.
+    shared = billion_laughs(levels=3, fanout=3)
+    (resource,) = resources({"ok.yaml": shared})
+    assert len(resource["data"]["bomb"]) == 3
+    assert resource["data"]["bomb"][0][0] == ["lol", "lol", "lol"]

@@ -204,7 +204,7 @@ async def test_symlinks_out_of_the_app_fail_and_in_path_symlinks_render(
     }
 
 
-async def test_an_unavailable_renderer_or_missing_path_is_a_render_failed(
+async def test_a_missing_helm_or_missing_path_is_a_render_failed(
     event_log: EventLog, tmp_path: Path
 ):
     repo = GitRepo(tmp_path / "shop")
@@ -221,12 +221,53 @@ async def test_an_unavailable_renderer_or_missing_path_is_a_render_failed(
         auto = await outcome_of(event_log, await detect(event_log, repo, commit, "auto-app"))
         lost = await outcome_of(event_log, await detect(event_log, repo, commit, "lost"))
     assert isinstance(helm.payload, RenderFailed)
-    assert "helm renderer is not available yet" in helm.payload.error
-    assert helm.payload.renderer == "helm"
+    assert "helm is not installed on the renderer" in helm.payload.error
+    assert (helm.payload.renderer, helm.payload.file) == ("helm", "chart/Chart.yaml")
     assert isinstance(auto.payload, RenderFailed)
-    assert auto.payload.file == "chart/Chart.yaml"
+    assert (auto.payload.renderer, auto.payload.file) == ("helm", "chart/Chart.yaml")
     assert isinstance(lost.payload, RenderFailed)
     assert "the app path nowhere does not exist" in lost.payload.error
+
+
+async def test_a_kustomize_app_renders_and_a_slow_jsonnet_app_fails_on_the_timeout(
+    event_log: EventLog, tmp_path: Path
+):
+    repo = GitRepo(tmp_path / "shop")
+    commit = repo.commit(
+        "kustomize and jsonnet",
+        {
+            "base/kustomization.yaml": "resources: [deployment.yaml]\n",
+            "base/deployment.yaml": DEPLOYMENT,
+            "apps/web/kustomization.yaml": "resources: [../../base]\nnameSuffix: -prod\n",
+            "apps/slow/main.jsonnet": (
+                "local f(n) = if n < 2 then n else f(n - 1) + f(n - 2); { x: f(60) }\n"
+            ),
+        },
+    )
+    await register(event_log, AppSpec(repo_url=repo.url, path="apps/web", namespace="shop"))
+    await register(event_log, AppSpec(repo_url=repo.url, path="apps/slow"), app="slow")
+    ctx = ServiceContext(
+        name="renderer",
+        settings=Settings(data_dir=str(tmp_path / "wake"), render_timeout=1),
+        log=event_log,
+        ready_file=tmp_path / "renderer.ready",
+    )
+    task = asyncio.create_task(renderer_main(ctx))
+    try:
+        kustomized = await outcome_of(event_log, await detect(event_log, repo, commit))
+        slow = await outcome_of(event_log, await detect(event_log, repo, commit, "slow"))
+    finally:
+        ctx.stop.set()
+        await asyncio.wait_for(task, timeout=10)
+    rendered = kustomized.payload
+    assert isinstance(rendered, ManifestsRendered), rendered
+    assert rendered.renderer == "kustomize"
+    assert [(str(r.ref), r.source) for r in rendered.resources] == [
+        ("Deployment shop/web-prod", "apps/web/kustomization.yaml")
+    ]
+    assert isinstance(slow.payload, RenderFailed)
+    assert slow.payload.renderer == "jsonnet"
+    assert "render timeout of 1 s" in slow.payload.error
 
 
 async def test_a_commit_travels_from_git_watcher_to_a_rendered_bundle(

@@ -1,0 +1,140 @@
+"""One render, start to finish: choose the renderer, run it within the caps, make the bundle.
+
+Blocking (git reads, subprocesses): the service runs it in a thread. Every
+failure a revision can be blamed for comes back as a RenderFailed naming the
+renderer, the file and, where known, the line; nothing here raises for it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from events.bundle import Bundle, encode_bundle
+from events.payloads import AppSpec, RenderFailed, RevisionDetected
+from services.renderer import selection
+from services.renderer.checkout import RepoTree
+from services.renderer.helm import release_of, render_helm
+from services.renderer.jsonnet import render_jsonnet
+from services.renderer.kustomize import render_kustomize
+from services.renderer.manifests import RenderError, SourcedResource, render
+from services.renderer.processes import Limits
+from services.renderer.sources import app_directory, read_app_files
+from services.wiring.git import InvalidRepoPath, Mirror, RepoPath
+from services.wiring.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A successful render: the bundle's bytes and its resources, in canonical order."""
+
+    renderer: str
+    data: bytes
+    resources: list[SourcedResource]
+
+
+def render_app(
+    mirror: Mirror,
+    *,
+    app: str,
+    spec: AppSpec,
+    revision: RevisionDetected,
+    app_path: RepoPath,
+    settings: Settings,
+) -> Rendered | RenderFailed:
+    """Render the app at the revision's commit (which the mirror holds)."""
+    limits = Limits.starting_now(
+        timeout=settings.render_timeout, max_bytes=settings.render_max_bytes
+    )
+    renderer = spec.renderer
+    try:
+        commit = mirror.commit(revision.commit)
+        top_level = frozenset(entry.name for entry in app_directory(commit, app_path))
+        renderer = selection.choose(
+            spec.renderer, app_path=app_path, top_level=top_level, options=spec.renderer_options
+        )
+        resources = _render_with(
+            renderer, mirror, commit, app=app, spec=spec, app_path=app_path, limits=limits
+        )
+        bundle = Bundle(
+            app=app,
+            repo_url=revision.repo_url,
+            commit=revision.commit,
+            path=str(app_path),
+            renderer=renderer,
+            resources=[item.resource for item in resources],
+        )
+        data = encode_bundle(bundle)
+        if len(data) > limits.max_bytes:
+            raise RenderError(
+                app_path,
+                None,
+                f"the bundle is {len(data)} bytes, over the output cap of {limits.max_bytes} "
+                "bytes (render_max_bytes)",
+            )
+    except RenderError as exc:
+        return RenderFailed(
+            commit=revision.commit,
+            error=str(exc),
+            file=exc.file,
+            line=exc.line,
+            renderer=renderer,
+        )
+    return Rendered(renderer=renderer, data=data, resources=resources)
+
+
+def _render_with(
+    renderer: str,
+    mirror: Mirror,
+    commit: pygit2.Commit,
+    *,
+    app: str,
+    spec: AppSpec,
+    app_path: RepoPath,
+    limits: Limits,
+) -> list[SourcedResource]:
+    if renderer == "yaml":
+        app_files = read_app_files(commit, app_path)
+        size = sum(len(data) for data in app_files.files.values())
+        if size > limits.max_bytes:
+            raise RenderError(
+                app_path,
+                None,
+                f"the app's manifests are {size} bytes, over the input cap of "
+                f"{limits.max_bytes} bytes (render_max_bytes)",
+            )
+        return render(app_files.files, namespace=spec.namespace)
+    tree = RepoTree(commit, max_bytes=limits.max_bytes)
+    with tempfile.TemporaryDirectory(prefix="wake-render-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        if renderer == "kustomize":
+            return render_kustomize(
+                tree, app_path, namespace=spec.namespace, limits=limits, scratch=scratch
+            )
+        if renderer == "helm":
+            release = release_of(
+                app=app,
+                app_path=app_path,
+                release=spec.helm_release,
+                namespace=spec.namespace,
+                values=spec.helm_values,
+            )
+            return render_helm(tree, release, limits=limits, scratch=scratch)
+        main = selection.jsonnet_main(spec.renderer_options)
+        try:
+            main_path = app_path.joinpath(*RepoPath.parse(main).parts)
+        except InvalidRepoPath as exc:
+            raise RenderError(app_path, None, f"renderer option main: {exc}") from None
+        return render_jsonnet(
+            repo=mirror.path,
+            commit=str(commit.id),
+            main=main_path,
+            ext_vars=spec.jsonnet_ext_vars,
+            tla=spec.jsonnet_tla,
+            namespace=spec.namespace,
+            limits=limits,
+            scratch=scratch,
+        )
