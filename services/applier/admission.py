@@ -10,7 +10,9 @@ into an `AppHistory` and asks `decide`. The rules, in order:
 4. A plan already applied under another approval is skipped.
 5. A plan older than one whose apply has started is skipped: applying it
    now would take the cluster back in time. "Older" is by the PlanCreated's
-   place in the log, so a rollback (a new plan) counts as the newest.
+   place in the log, so a rollback (a new plan) counts as the newest. A
+   self-heal plan (reason "drift") re-applies what was applied already: it
+   makes no plan older, so a revision approved after it still applies.
 6. Another apply still unfinished: wait for it -- unless it began more than
    `apply_timeout + EXPIRY_GRACE` ago, when its applier is presumed dead
    (every apply bounds itself by apply_timeout) and it is expired.
@@ -196,7 +198,11 @@ def decide(
             return Skip(f"plan {plan_id} was already applied by apply {other.apply_id}")
     for started in history.starts.values():
         other_plan = history.plans.get(history.plan_ids.get(started.event.payload.plan_id, ""))
-        if other_plan is not None and other_plan.seq > plan.seq:
+        if (
+            other_plan is not None
+            and other_plan.seq > plan.seq
+            and other_plan.event.payload.reason != "drift"
+        ):
             return Skip(
                 f"plan {plan_id} is older than plan {started.event.payload.plan_id}, "
                 f"whose apply {started.event.payload.apply_id} has started"

@@ -1,5 +1,10 @@
 """The applier's shell: PlanApproved -> ApplyStarted, ResourceApplied, ApplySucceeded/ApplyFailed.
 
+Beside the consumer run the health watches of finished applies
+(`health_watch.py`: HealthChanged) and the drift checks (`drift_watch.py`:
+DriftDetected). Each app is applied on its destination: the kubeconfig
+context its spec names (`Clusters`, one client per context).
+
 For each approval: fold the app's plan and apply events into an
 `admission.AppHistory`, let `admission.decide`, and on Start append
 ApplyStarted conditionally -- so that two replicas, or two approvals, never
@@ -15,6 +20,7 @@ twice; the apply id is the ApplyStarted's event id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 
@@ -33,6 +39,8 @@ from events.payloads import (
     ResourceRef,
 )
 from services.applier import admission
+from services.applier.drift_watch import DriftWatch
+from services.applier.health_watch import HealthWatch
 from services.applier.ordering import InvalidWave, order_key, prune_order, wave_of
 from services.catalog.lookup import app_spec
 from services.planner.labels import is_labelled_for
@@ -40,7 +48,15 @@ from services.planner.loading import DesiredResource, load_bundle, prepare_all
 from services.planner.planning import identity, live_wave
 from services.wiring.consumers import ConsumerSettings, consume, ensure_consumer, reject
 from services.wiring.eventlog import BundleCorrupt, BundleNotFound, ConcurrencyConflict, StoredEvent
-from services.wiring.kube import Kube, KubeError, KubeUnreachable, Resource, wait_established
+from services.wiring.kube import (
+    Clusters,
+    Kube,
+    KubeConfigError,
+    KubeError,
+    KubeUnreachable,
+    Resource,
+    wait_established,
+)
 from services.wiring.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -90,24 +106,36 @@ async def main(ctx: ServiceContext) -> None:
 
 
 async def serve(ctx: ServiceContext, *, consumer: ConsumerSettings = CONSUMER) -> None:
-    """Apply every approved plan until ctx.stop; `consumer` lets tests shorten backoff."""
-    kube = await Kube.from_settings(ctx.settings)
-    try:
-        applier = Applier(ctx, kube, consumer=consumer.name)
+    """Apply every approved plan, watch health and drift, until ctx.stop.
+
+    `consumer` lets tests shorten backoff.
+    """
+    async with Clusters.from_settings(ctx.settings) as clusters:
+        applier = Applier(ctx, clusters, consumer=consumer.name)
+        drift = DriftWatch(ctx, clusters)
         await ensure_consumer(ctx.log, consumer)
-        ctx.ready()
-        await consume(ctx.log, consumer, applier.handle, stop=ctx.stop)
-    finally:
-        await kube.close()
+        await applier.health.resume()
+        drifting = asyncio.create_task(drift.run(), name="drift")
+        try:
+            ctx.ready()
+            await consume(ctx.log, consumer, applier.handle, stop=ctx.stop)
+        finally:
+            drifting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drifting
+            await applier.health.close()
 
 
 class Applier:
     """Handles one PlanApproved at a time; safe to run as several replicas."""
 
-    def __init__(self, ctx: ServiceContext, kube: Kube, *, consumer: str = CONSUMER.name) -> None:
+    def __init__(
+        self, ctx: ServiceContext, clusters: Clusters, *, consumer: str = CONSUMER.name
+    ) -> None:
         self.ctx = ctx
-        self.kube = kube
+        self.clusters = clusters
         self.consumer = consumer
+        self.health = HealthWatch(ctx, clusters)
         # Requests one apply has in flight at once against the API server.
         self._in_flight = asyncio.Semaphore(APPLY_CONCURRENCY)
 
@@ -257,7 +285,10 @@ class Applier:
                 inventory=inventory,
                 rollback_of=plan.rollback_of,
             )
-        await self.ctx.log.append(self.ctx.derive(outcome, cause=approval))
+        finished = self.ctx.derive(outcome, cause=approval)
+        await self.ctx.log.append(finished)
+        if isinstance(outcome, ApplySucceeded):
+            self.health.watch(finished)
         if isinstance(outcome, ApplyFailed):
             log.warning("%s: apply %s failed: %s", approval.app, apply_id, outcome.error)
         else:
@@ -275,13 +306,15 @@ class Applier:
         spec = await app_spec(self.ctx.log, app)
         default_namespace = spec.namespace if spec is not None else "default"
         try:
+            kube = await self.clusters.get(spec.destination_context if spec is not None else "")
+        except KubeConfigError as exc:
+            raise _Failed(f"destination of {app}: {exc}") from None
+        try:
             bundle = await load_bundle(self.ctx.log, plan.bundle_digest, app=app)
         except (BundleNotFound, BundleCorrupt, InvalidBundle) as exc:
             raise _Failed(f"plan {plan.plan_id}: {exc}") from None
         try:
-            desired = await prepare_all(
-                self.kube, bundle, app=app, default_namespace=default_namespace
-            )
+            desired = await prepare_all(kube, bundle, app=app, default_namespace=default_namespace)
         except KubeUnreachable as exc:
             raise _Failed.of(exc, "discovery for") from None
         waves: dict[ResourceRef, int] = {}
@@ -299,7 +332,7 @@ class Applier:
             group = list(grouped)
             progress.extend(d.ref for d in group)
             outcomes = await asyncio.gather(
-                *(self._apply_bounded(d) for d in group), return_exceptions=True
+                *(self._apply_bounded(kube, d) for d in group), return_exceptions=True
             )
             done = [
                 (d, action)
@@ -312,7 +345,7 @@ class Applier:
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
-        released = await self._prune(approval, plan, apply_id, progress)
+        released = await self._prune(kube, approval, plan, apply_id, progress)
         applied = {identity(d.ref) for d in ordered}
         gone = {identity(ref) for ref in released}
         # What Wake still manages but did not apply now (not desired, not pruned:
@@ -326,21 +359,21 @@ class Applier:
         ]
         return [d.ref for d in ordered] + kept
 
-    async def _apply_bounded(self, d: DesiredResource) -> str:
+    async def _apply_bounded(self, kube: Kube, d: DesiredResource) -> str:
         async with self._in_flight:
-            return await self._apply_one(d)
+            return await self._apply_one(kube, d)
 
-    async def _apply_one(self, d: DesiredResource) -> str:
+    async def _apply_one(self, kube: Kube, d: DesiredResource) -> str:
         """Server-side apply one resource; created, configured or unchanged."""
         if d.error is not None:
             raise _Failed.of(d.error, "cannot apply")
         try:
             if not d.served:
                 await wait_established(
-                    self.kube, d.ref.api_version, d.ref.kind, timeout=CRD_ESTABLISH_SECONDS
+                    kube, d.ref.api_version, d.ref.kind, timeout=CRD_ESTABLISH_SECONDS
                 )
-            live = await self.kube.get(d.ref)
-            applied = await self.kube.apply(d.resource)
+            live = await kube.get(d.ref)
+            applied = await kube.apply(d.resource)
         except KubeError as exc:
             raise _Failed.of(exc, "apply of") from None
         if applied.created or live is None:
@@ -351,6 +384,7 @@ class Applier:
 
     async def _prune(
         self,
+        kube: Kube,
         approval: Envelope,
         plan: PlanCreated,
         apply_id: str,
@@ -366,7 +400,7 @@ class Applier:
         for ref in plan.prune:
             progress.append(ref)
             try:
-                live[ref] = await self.kube.get(ref)
+                live[ref] = await kube.get(ref)
             except KubeUnreachable as exc:
                 raise _Failed.of(exc, "prune of") from None
             except KubeError as exc:
@@ -388,7 +422,7 @@ class Applier:
                 continue
             if obj is not None:
                 try:
-                    await self.kube.delete(ref)
+                    await kube.delete(ref)
                 except KubeError as exc:
                     raise _Failed.of(exc, "prune of") from None
             await self._record(approval, apply_id, ref, "pruned", "", key="prune")

@@ -7,8 +7,9 @@ objects and hands them in as dicts.
 - `update`: the server's dry-run result differs from the live object, once
   both have lost what the server owns (managedFields, resourceVersion,
   generation, uid, creationTimestamp, kubectl's last-applied annotation,
-  status). Comparing against the dry-run result, not the manifest, is what
-  makes the diff exact: defaults, merges and admission are the server's.
+  status) and the paths the app's ignore rules name (`differences.py`).
+  Comparing against the dry-run result, not the manifest, is what makes the
+  diff exact: defaults, merges and admission are the server's, on both sides.
 - `unchanged`: they are equal.
 - `prune`: in the last applied inventory, no longer desired (only when the
   app prunes). Refs are compared by group, kind, namespace and name -- not
@@ -22,7 +23,6 @@ revealing either value.
 
 from __future__ import annotations
 
-import copy
 import difflib
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,20 +32,20 @@ import msgspec
 import yaml
 
 from events.bundle import ref_of
-from events.payloads import ResourceChange, ResourceRef
+from events.payloads import IgnoreRule, ResourceChange, ResourceRef
 from services.applier.ordering import InvalidWave, order_key, prune_order, wave_of
 from services.planner.desired import group_of
+from services.planner.differences import (
+    LAST_APPLIED,
+    SERVER_OWNED_METADATA,
+    comparable,
+    normalized,
+)
+
+__all__ = ["LAST_APPLIED", "SERVER_OWNED_METADATA", "normalized"]
 
 Resource = dict[str, Any]
 
-SERVER_OWNED_METADATA = (
-    "managedFields",
-    "resourceVersion",
-    "generation",
-    "uid",
-    "creationTimestamp",
-)
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 SECRET_VALUE_FIELDS = ("data", "stringData")
 
 Identity = tuple[str, str, str, str]
@@ -98,22 +98,6 @@ def prune_candidates(
             seen.add(key)
             candidates.append(ref)
     return prune_order(candidates)
-
-
-def normalized(obj: Resource) -> Resource:
-    """A copy of `obj` without what the server owns (see the module docstring)."""
-    clean = copy.deepcopy(obj)
-    clean.pop("status", None)
-    metadata = clean.get("metadata")
-    if isinstance(metadata, dict):
-        for key in SERVER_OWNED_METADATA:
-            metadata.pop(key, None)
-        annotations = metadata.get("annotations")
-        if isinstance(annotations, dict):
-            annotations.pop(LAST_APPLIED, None)
-            if not annotations:
-                del metadata["annotations"]
-    return clean
 
 
 def redacted(obj: Resource) -> Resource:
@@ -190,17 +174,30 @@ def contains(live: Any, desired: Any) -> bool:
     return live == desired
 
 
-def change_for(resource: Resource, dry_run: DryRun, live: Resource | None) -> ResourceChange:
-    """What applying `resource` (as prepared) does, given its dry-run outcome and live object."""
+def change_for(
+    resource: Resource,
+    dry_run: DryRun,
+    live: Resource | None,
+    ignore: Sequence[IgnoreRule] = (),
+) -> ResourceChange:
+    """What applying `resource` (as prepared) does, given its dry-run outcome and live object.
+
+    Paths the app's `ignore` rules name for this resource neither show in the
+    diff nor make it an update.
+    """
     ref = ref_of(resource)
     error = ""
     try:
         wave = wave_of(resource, ref)
     except InvalidWave as exc:
         wave, error = 0, str(exc)
-    live_view = redacted(normalized(live)) if live is not None else None
+
+    def view(obj: Resource) -> Resource:
+        return comparable(obj, ignore, ref)
+
+    live_view = redacted(view(live)) if live is not None else None
     if isinstance(dry_run, Refusal):
-        diff = unified_diff(ref, None, redacted(normalized(resource))) if live is None else ""
+        diff = unified_diff(ref, None, redacted(view(resource))) if live is None else ""
         action = "create" if live is None else "update"
         return ResourceChange(
             ref=ref,
@@ -211,17 +208,17 @@ def change_for(resource: Resource, dry_run: DryRun, live: Resource | None) -> Re
         )
     if dry_run is None:
         # Not dry-run: compare what we send with what is there, field by field.
-        desired_view = redacted(normalized(resource))
+        desired_view = redacted(view(resource))
         if live is None:
             action = "create"
         else:
-            action = "unchanged" if contains(normalized(live), normalized(resource)) else "update"
+            action = "unchanged" if contains(view(live), view(resource)) else "update"
     else:
-        desired_view = redacted(normalized(dry_run))
+        desired_view = redacted(view(dry_run))
         if live is None:
             action = "create"
         else:
-            action = "unchanged" if normalized(dry_run) == normalized(live) else "update"
+            action = "unchanged" if view(dry_run) == view(live) else "update"
     diff = "" if action == "unchanged" else unified_diff(ref, live_view, desired_view)
     return ResourceChange(ref=ref, action=action, diff=diff, wave=wave, error=error)
 
@@ -233,6 +230,7 @@ def plan(
     last_inventory: Sequence[ResourceRef],
     *,
     prune: bool,
+    ignore: Sequence[IgnoreRule] = (),
 ) -> Plan:
     """The changes that bring the cluster to `desired` (resources as prepared, with labels).
 
@@ -241,7 +239,7 @@ def plan(
     candidate's wave orders its deletion).
     """
     changes = [
-        change_for(resource, dry_run.get(ref_of(resource)), live.get(ref_of(resource)))
+        change_for(resource, dry_run.get(ref_of(resource)), live.get(ref_of(resource)), ignore)
         for resource in desired
     ]
     changes.sort(key=lambda change: order_key(change.ref, change.wave))

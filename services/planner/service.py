@@ -1,15 +1,28 @@
-"""The planner's shell: ManifestsRendered -> PlanCreated + PlanApproved | ApprovalRequested.
+"""The planner's shell: ManifestsRendered, RollbackRequested, DriftDetected -> a plan.
 
-For each rendered revision: load its bundle, prepare each resource (inventory
-labels, namespace), GET what is live and dry-run the apply, read the last
-applied inventory from the log, let `planning.plan` decide, let `policy`
-approve or ask, and append the plan and its follow-up together.
+For each rendered revision, each rollback and each self-heal: load the
+bundle, prepare each resource (inventory labels, namespace), GET what is live
+and dry-run the apply on the app's destination cluster, read the last applied
+inventory from the log, let `planning.plan` decide, let `policy` approve or
+ask, and append -- conditionally on the app's position in the log, so that
+two planners cannot both leave a plan awaiting approval -- the plan, its
+follow-up, and a PlanSuperseded for each older plan still awaiting approval.
+
+- ManifestsRendered: a plan of reason "revision" for its bundle; held for a
+  person while a rollback pins the app (`policy`'s rollback pin).
+- RollbackRequested: a plan of reason "rollback" from the bundle of the
+  ApplySucceeded it names (by apply id or commit), read from the object
+  store: Git is never touched, so a rollback works with the repository gone.
+- DriftDetected with self_heal: a plan of reason "drift" from the last
+  applied bundle (the rolled-back one, while rolled back), approved by
+  policy as a self-heal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -17,35 +30,69 @@ import msgspec
 
 from events import names
 from events.bundle import InvalidBundle
-from events.envelope import derived_event_id, encode
+from events.envelope import Envelope, derived_event_id, encode
 from events.payloads import (
     ApplySucceeded,
+    AppSpec,
+    DriftDetected,
     ManifestsRendered,
     PlanApproved,
     PlanCreated,
     ResourceRef,
+    RollbackRequested,
 )
-from services.catalog.lookup import app_spec
-from services.planner import policy
+from services.catalog.lookup import app_events, app_spec
+from services.planner import policy, superseding
 from services.planner.loading import DesiredResource, load_bundle, prepare_all
 from services.planner.planning import DryRun, Refusal, plan, prune_candidates, summary
 from services.wiring.consumers import ConsumerSettings, consume, ensure_consumer, reject
-from services.wiring.eventlog import BundleCorrupt, BundleNotFound, StoredEvent
-from services.wiring.kube import Kube, KubeError, KubeUnreachable, Resource
+from services.wiring.eventlog import (
+    BundleCorrupt,
+    BundleNotFound,
+    ConcurrencyConflict,
+    StoredEvent,
+)
+from services.wiring.kube import (
+    Clusters,
+    Kube,
+    KubeConfigError,
+    KubeError,
+    KubeUnreachable,
+    Resource,
+)
 from services.wiring.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
 
 CONSUMER = ConsumerSettings(
-    name="planner", subjects=[names.type_subjects(ManifestsRendered.event_type)]
+    name="planner",
+    subjects=[
+        names.type_subjects(ManifestsRendered.event_type),
+        names.type_subjects(RollbackRequested.event_type),
+        names.type_subjects(DriftDetected.event_type),
+    ],
 )
 
 # Requests in flight to the API server per plan: enough to hide latency,
 # few enough not to look like a flood to an API server's priority and fairness.
 CONCURRENT_REQUESTS = 8
+# Conditional appends lost in a row (the app's log moved meanwhile) before
+# the event goes back for redelivery.
+MAX_CONFLICTS = 10
+
+COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Unplannable(Exception):
+    """This event can never be planned (the message says why): it is rejected, not retried."""
+
+
+class PlanConflict(Exception):
+    """The app's log kept moving under the planner: the event is redelivered later."""
 
 
 async def main(ctx: ServiceContext) -> None:
@@ -53,89 +100,242 @@ async def main(ctx: ServiceContext) -> None:
 
 
 async def serve(ctx: ServiceContext, *, consumer: ConsumerSettings = CONSUMER) -> None:
-    """Plan every rendered revision until ctx.stop; `consumer` lets tests shorten backoff."""
-    kube = await Kube.from_settings(ctx.settings)
-    try:
-        planner = Planner(ctx, kube, consumer=consumer.name)
+    """Plan every rendered revision, rollback and self-heal until ctx.stop.
+
+    `consumer` lets tests shorten backoff.
+    """
+    async with Clusters.from_settings(ctx.settings) as clusters:
+        planner = Planner(ctx, clusters, consumer=consumer.name)
         await ensure_consumer(ctx.log, consumer)
         ctx.ready()
         await consume(ctx.log, consumer, planner.handle, stop=ctx.stop)
-    finally:
-        await kube.close()
 
 
 class Planner:
-    """Handles one ManifestsRendered at a time; idempotent (every event it appends is derived)."""
+    """Handles one event at a time; idempotent (every event it appends is derived)."""
 
-    def __init__(self, ctx: ServiceContext, kube: Kube, *, consumer: str = CONSUMER.name) -> None:
+    def __init__(
+        self, ctx: ServiceContext, clusters: Clusters, *, consumer: str = CONSUMER.name
+    ) -> None:
         self.ctx = ctx
-        self.kube = kube
+        self.clusters = clusters
         self.consumer = consumer
         self._limit = asyncio.Semaphore(CONCURRENT_REQUESTS)
 
     async def handle(self, stored: StoredEvent) -> None:
         event = stored.event
-        rendered = event.payload
-        if not isinstance(rendered, ManifestsRendered):
+        payload = event.payload
+        if not isinstance(payload, ManifestsRendered | RollbackRequested | DriftDetected):
             return
         spec = await app_spec(self.ctx.log, event.app)
         if spec is None:
             log.info("skipping %s of %s: the app is not registered", event.event_id, event.app)
             return
         try:
-            bundle = await load_bundle(self.ctx.log, rendered.bundle_digest, app=event.app)
-        except (BundleNotFound, BundleCorrupt, InvalidBundle) as exc:
-            # The renderer stores the bundle before it announces it: this will not heal.
+            if isinstance(payload, ManifestsRendered):
+                await self._on_rendered(event, payload, spec)
+            elif isinstance(payload, RollbackRequested):
+                await self._on_rollback(event, payload, spec)
+            else:
+                await self._on_drift(event, payload, spec)
+        except Unplannable as exc:
             await reject(
                 self.ctx.log,
                 consumer=self.consumer,
                 seq=stored.seq,
                 subject=stored.subject,
                 data=encode(event),
-                error=f"ManifestsRendered {event.event_id}: {exc}",
+                error=f"{event.type} {event.event_id}: {exc}",
                 event_id=event.event_id,
             )
-            return
-        desired = await prepare_all(
-            self.kube, bundle, app=event.app, default_namespace=spec.namespace
+
+    async def _on_rendered(
+        self, event: Envelope, rendered: ManifestsRendered, spec: AppSpec
+    ) -> None:
+        applied = policy.applied_history(
+            await app_events(self.ctx.log, event.app, policy.PIN_EVENT_TYPES)
         )
-        live, dry_run = await self._observe(desired)
+        pinned = policy.held_by_pin(applied, rendered.commit)
+        await self._plan(
+            event,
+            spec,
+            bundle_digest=rendered.bundle_digest,
+            commit=rendered.commit,
+            reason="revision",
+            pinned=pinned,
+        )
+
+    async def _on_rollback(
+        self, event: Envelope, request: RollbackRequested, spec: AppSpec
+    ) -> None:
+        target = await self._rollback_target(event.app, request)
+        await self._plan(
+            event,
+            spec,
+            bundle_digest=target.bundle_digest,
+            commit=target.commit,
+            reason="rollback",
+            rollback_of=target.apply_id,
+        )
+
+    async def _rollback_target(self, app: str, request: RollbackRequested) -> ApplySucceeded:
+        """The ApplySucceeded a rollback goes back to: by apply id, else by commit (or prefix).
+
+        The log is the authority: a target the app was never applied at is an
+        error naming it, whatever the requester resolved.
+        """
+        applied = [
+            e.payload
+            for _, e in await app_events(self.ctx.log, app, [ApplySucceeded.event_type])
+            if isinstance(e.payload, ApplySucceeded)
+        ]
+        wanted = request.apply_id or request.target
+        for candidate in reversed(applied):
+            if candidate.apply_id == wanted:
+                return candidate
+        commit = (request.commit or request.target).lower()
+        if len(commit) >= 7 and re.fullmatch(r"[0-9a-f]+", commit):
+            for candidate in reversed(applied):
+                if candidate.commit.startswith(commit):
+                    return candidate
+        raise Unplannable(
+            f"cannot roll {app} back to {request.target!r}: no apply of {app} succeeded "
+            f"at that apply id or commit (a rollback goes to a revision that was applied)"
+        )
+
+    async def _on_drift(self, event: Envelope, drift: DriftDetected, spec: AppSpec) -> None:
+        if not (drift.self_heal and spec.self_heal):
+            return
         last = await self.ctx.log.last_event(event.app, ApplySucceeded.event_type)
+        if last is None or not isinstance(last.event.payload, ApplySucceeded):
+            return
+        applied = last.event.payload
+        if applied.bundle_digest != drift.bundle_digest:
+            # Another apply came after the drift was seen: it is what is live now.
+            log.info(
+                "%s: not healing drift %s: bundle %s is no longer the last applied",
+                event.app,
+                event.event_id,
+                drift.bundle_digest[:12],
+            )
+            return
+        await self._plan(
+            event,
+            spec,
+            bundle_digest=applied.bundle_digest,
+            commit=applied.commit,
+            reason="drift",
+            # Healing a rolled-back app keeps it rolled back (and pinned).
+            rollback_of=applied.rollback_of,
+        )
+
+    async def _plan(
+        self,
+        event: Envelope,
+        spec: AppSpec,
+        *,
+        bundle_digest: str,
+        commit: str,
+        reason: str,
+        rollback_of: str | None = None,
+        pinned: policy.RollbackPin | None = None,
+    ) -> None:
+        """Plan `bundle_digest` for `event`'s app and append the plan with what follows it."""
+        app = event.app
+        if not COMMIT.match(commit) or not SHA256.match(bundle_digest):
+            raise Unplannable(f"commit {commit!r} or bundle digest {bundle_digest!r} is malformed")
+        try:
+            bundle = await load_bundle(self.ctx.log, bundle_digest, app=app)
+        except (BundleNotFound, BundleCorrupt, InvalidBundle) as exc:
+            # The renderer stores the bundle before it announces it: this will not heal.
+            raise Unplannable(str(exc)) from None
+        try:
+            kube = await self.clusters.get(spec.destination_context)
+        except KubeConfigError as exc:
+            raise Unplannable(f"destination of {app}: {exc}") from None
+        desired = await prepare_all(kube, bundle, app=app, default_namespace=spec.namespace)
+        live, dry_run = await self._observe(kube, desired)
+        last = await self.ctx.log.last_event(app, ApplySucceeded.event_type)
         inventory = last.event.payload.inventory if last is not None else []
         if spec.prune:
             candidates = prune_candidates((d.ref for d in desired), inventory)
-            for ref, obj in zip(candidates, await self._all(self._live, candidates), strict=True):
+            found = await self._all(lambda ref: self._live(kube, ref), candidates)
+            for ref, obj in zip(candidates, found, strict=True):
                 # Unreadable (its kind is not served any more): shown without a diff.
                 live[ref] = None if isinstance(obj, Refusal) else obj
-        decided = plan([d.resource for d in desired], dry_run, live, inventory, prune=spec.prune)
+        decided = plan(
+            [d.resource for d in desired],
+            dry_run,
+            live,
+            inventory,
+            prune=spec.prune,
+            ignore=spec.ignore_differences,
+        )
         plan_id = derived_event_id(event.event_id, PlanCreated.event_type)
         created = self.ctx.derive(
             PlanCreated(
                 plan_id=plan_id,
-                commit=rendered.commit,
-                bundle_digest=rendered.bundle_digest,
+                commit=commit,
+                bundle_digest=bundle_digest,
                 changes=decided.changes,
                 prune=decided.prune,
-                reason="revision",
-                needs_approval=policy.needs_approval(spec),
+                reason=reason,
+                rollback_of=rollback_of,
+                needs_approval=policy.needs_approval(spec, reason=reason, pinned=pinned),
             ),
             cause=event,
         )
-        follow_up = self.ctx.derive(policy.decide(created.payload), cause=created)
+        assert isinstance(created.payload, PlanCreated)
+        follow_up = self.ctx.derive(policy.decide(created.payload, pinned=pinned), cause=created)
         if isinstance(follow_up.payload, PlanApproved):
             follow_up = msgspec.structs.replace(follow_up, actor=policy.POLICY_ACTOR)
-        await self.ctx.log.append_many([created, follow_up])
+        superseded = await self._append(created, follow_up)
         log.info(
-            "%s: plan %s for %s: %s -> %s",
-            event.app,
+            "%s: %s plan %s for %s: %s -> %s%s",
+            app,
+            reason,
             plan_id,
-            rendered.commit[:12],
+            commit[:12],
             summary(decided.changes, decided.prune),
             follow_up.type,
+            f", superseding {', '.join(superseded)}" if superseded else "",
         )
 
+    async def _append(self, created: Envelope, follow_up: Envelope) -> list[str]:
+        """Append the plan, its follow-up and what it supersedes, as one conditional batch.
+
+        The race this closes: two plans of one app made at once (two replicas,
+        or a revision and a rollback) each see the other's absence, and both
+        would stay awaiting approval. Each batch expects the app's last event
+        to be the one its reading saw; one wins, the other reads again and
+        supersedes the winner. A redelivery finds its plan in the log and
+        appends nothing: the batch was atomic.
+        """
+        app = created.app
+        plan = created.payload
+        assert isinstance(plan, PlanCreated)
+        for _ in range(MAX_CONFLICTS):
+            position = await self.ctx.log.app_position(app)
+            events = [
+                (seq, e)
+                for seq, e in await app_events(self.ctx.log, app, superseding.PLAN_EVENT_TYPES)
+                if seq <= position
+            ]
+            if plan.plan_id in superseding.plan_ids(events):
+                return []
+            supersedes = superseding.superseded_by(plan, events)
+            superseded = [self.ctx.derive(s, cause=created, key=s.plan_id) for s in supersedes]
+            try:
+                await self.ctx.log.append_many(
+                    [created, follow_up, *superseded], expected_last_seq=position
+                )
+            except ConcurrencyConflict:
+                continue
+            return [s.plan_id for s in supersedes]
+        raise PlanConflict(f"{app}: lost {MAX_CONFLICTS} conditional appends of a plan in a row")
+
     async def _observe(
-        self, desired: list[DesiredResource]
+        self, kube: Kube, desired: list[DesiredResource]
     ) -> tuple[dict[ResourceRef, Resource | None], dict[ResourceRef, DryRun]]:
         """Live objects and dry-run outcomes of every desired resource, by ref."""
         live: dict[ResourceRef, Resource | None] = {}
@@ -146,7 +346,9 @@ class Planner:
                 refusals[d.ref] = _refusal(d.error)
         readable = [d for d in desired if d.served and d.error is None]
         for d, obj in zip(
-            readable, await self._all(self._live, [d.ref for d in readable]), strict=True
+            readable,
+            await self._all(lambda ref: self._live(kube, ref), [d.ref for d in readable]),
+            strict=True,
         ):
             if isinstance(obj, Refusal):
                 refusals[d.ref] = obj
@@ -162,22 +364,24 @@ class Planner:
             for d in readable
             if d.ref not in refusals and d.ref.namespace not in missing_namespaces
         ]
-        for d, outcome in zip(runnable, await self._all(self._dry_run, runnable), strict=True):
+        for d, outcome in zip(
+            runnable, await self._all(lambda d: self._dry_run(kube, d), runnable), strict=True
+        ):
             dry_run[d.ref] = outcome
         dry_run.update(refusals)
         return live, dry_run
 
-    async def _live(self, ref: ResourceRef) -> Resource | Refusal | None:
+    async def _live(self, kube: Kube, ref: ResourceRef) -> Resource | Refusal | None:
         try:
-            return await self.kube.get(ref)
+            return await kube.get(ref)
         except KubeUnreachable:
             raise
         except KubeError as exc:
             return _refusal(exc, operation="read")
 
-    async def _dry_run(self, d: DesiredResource) -> DryRun:
+    async def _dry_run(self, kube: Kube, d: DesiredResource) -> DryRun:
         try:
-            return (await self.kube.apply(d.resource, dry_run=True)).object
+            return (await kube.apply(d.resource, dry_run=True)).object
         except KubeUnreachable:
             raise
         except KubeError as exc:

@@ -364,6 +364,54 @@ class Kube:
         return data, status
 
 
+class Clusters:
+    """One `Kube` per kubeconfig context, made on first use: how one Wake serves several clusters.
+
+    An app's destination is a context of the settings' kubeconfig (its
+    `destination_context`; "" is the settings' `kube_context`, itself "" for
+    the kubeconfig's current context). `close()` closes every client made.
+    """
+
+    def __init__(self, *, kubeconfig: str = "", default_context: str = "") -> None:
+        self.kubeconfig = kubeconfig
+        self.default_context = default_context
+        self._clients: dict[str, Kube] = {}
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Clusters:
+        return cls(kubeconfig=settings.kubeconfig, default_context=settings.kube_context)
+
+    @classmethod
+    def serving(cls, kube: Kube, *, kubeconfig: str = "") -> Clusters:
+        """Clusters whose default context is served by `kube`, already connected."""
+        clusters = cls(kubeconfig=kubeconfig)
+        clusters._clients[""] = kube
+        return clusters
+
+    async def get(self, context: str = "") -> Kube:
+        """The client of `context` ("" = the default); KubeConfigError naming a bad context."""
+        name = context or self.default_context
+        async with self._lock:
+            # Under the lock: two apps of a new context at once must not make two clients.
+            kube = self._clients.get(name)
+            if kube is None:
+                kube = await Kube.connect(kubeconfig=self.kubeconfig, context=name)
+                self._clients[name] = kube
+            return kube
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for kube in clients:
+            await kube.close()
+
+    async def __aenter__(self) -> Clusters:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
 def _api_error(exc: ApiException, ref: ResourceRef | None) -> KubeError:
     """The API's Status (reason, message) if the body is one, else what HTTP said."""
     status = int(exc.status or 0)

@@ -112,16 +112,20 @@ class Log:
     def history(self) -> admission.AppHistory:
         return admission.AppHistory.of(self.events)
 
-    def plan(self) -> Envelope:
+    def plan(self, reason: str = "revision") -> Envelope:
         created = new_event(
-            PlanCreated(plan_id="", commit=COMMIT, bundle_digest=BUNDLE, changes=[]),
+            PlanCreated(plan_id="", commit=COMMIT, bundle_digest=BUNDLE, changes=[], reason=reason),
             app=APP,
             actor="service:planner",
             occurred_at=T0,
         )
         # plan_id = the PlanCreated's own event id, as the planner makes it.
         payload = PlanCreated(
-            plan_id=created.event_id, commit=COMMIT, bundle_digest=BUNDLE, changes=[]
+            plan_id=created.event_id,
+            commit=COMMIT,
+            bundle_digest=BUNDLE,
+            changes=[],
+            reason=reason,
         )
         return self.add(
             new_event(
@@ -232,6 +236,15 @@ def test_a_plan_older_than_a_started_one_is_skipped() -> None:
     decision = decide(log, log.approve(old_plan))
     assert isinstance(decision, admission.Skip)
     assert "older" in decision.reason
+
+
+def test_a_self_heal_applied_after_a_plan_does_not_make_it_older() -> None:
+    # A revision awaits a person while a self-heal re-applies what was applied.
+    log = Log()
+    waiting = log.plan()
+    log.finish(log.start(log.approve(log.plan(reason="drift"))))
+    decision = decide(log, log.approve(waiting))
+    assert isinstance(decision, admission.Start)
 
 
 def test_rejected_and_already_applied_plans_are_skipped() -> None:

@@ -24,7 +24,7 @@ from services.applier.service import CONSUMER, Applier, ApplyInFlight, serve
 from services.planner.service import Planner
 from services.sandbox import Sandbox
 from services.wiring.consumers import ConsumerSettings
-from services.wiring.kube import Kube
+from services.wiring.kube import Clusters, Kube
 from tests.planner.scenario import (
     Scenario,
     configmap,
@@ -48,7 +48,9 @@ async def planned(
 ) -> Envelope:
     """Render and plan `resources`; the plan's approval (by policy, or by a person)."""
     rendered = await scenario.render(resources, label=label)
-    await Planner(scenario.context("planner"), kube).handle(await scenario.stored(rendered))
+    await Planner(scenario.context("planner"), Clusters.serving(kube)).handle(
+        await scenario.stored(rendered)
+    )
     plans = await scenario.events(PlanCreated.event_type)
     plan = plans[-1]
     approvals = [
@@ -62,8 +64,9 @@ async def planned(
 
 
 async def apply(scenario: Scenario, kube: Kube, approval: Envelope, **settings: Any) -> None:
-    applier = Applier(scenario.context("applier", **settings), kube)
+    applier = Applier(scenario.context("applier", **settings), Clusters.serving(kube))
     await applier.handle(await scenario.stored(approval))
+    await applier.health.wait_idle()
 
 
 def created_at(sandbox: Sandbox, resource: dict[str, Any]) -> int:
@@ -290,7 +293,7 @@ async def test_two_approvals_for_one_app_never_apply_at_once(
     sandbox.latency_ms = 20
 
     # When two applier replicas take one each at the same moment
-    replicas = [Applier(scenario.context("applier"), kube) for _ in range(2)]
+    replicas = [Applier(scenario.context("applier"), Clusters.serving(kube)) for _ in range(2)]
     outcomes = await asyncio.gather(
         replicas[0].handle(await scenario.stored(first)),
         replicas[1].handle(await scenario.stored(second)),
@@ -424,7 +427,9 @@ async def test_a_rejected_plan_is_not_applied(
 ) -> None:
     await scenario.register(auto_sync=False)
     rendered = await scenario.render([namespace()])
-    await Planner(scenario.context("planner"), kube).handle(await scenario.stored(rendered))
+    await Planner(scenario.context("planner"), Clusters.serving(kube)).handle(
+        await scenario.stored(rendered)
+    )
     plan = await scenario.last(PlanCreated.event_type)
     await scenario.append(
         PlanRejected(plan_id=plan.payload.plan_id, reason="freeze"), actor="ada", cause=plan

@@ -124,7 +124,8 @@ class Scenario:
         return event
 
     async def register(self, **spec: Any) -> None:
-        fields = {"repo_url": REPO, "namespace": "shop", **spec}
+        """Register the app; health is judged at once (no rollout waits unless a test asks)."""
+        fields = {"repo_url": REPO, "namespace": "shop", "health_timeout_seconds": 0.0, **spec}
         await self.append(ApplicationRegistered(spec=AppSpec(**fields)))
 
     async def render(self, resources: list[dict[str, Any]], label: str = "v1") -> Envelope:

@@ -17,7 +17,7 @@ from events.payloads import (
 from services.planner.service import CONSUMER, Planner, serve
 from services.sandbox import Sandbox
 from services.wiring.consumers import ConsumerSettings
-from services.wiring.kube import Kube
+from services.wiring.kube import Clusters, Kube
 from tests.planner.scenario import (
     Scenario,
     configmap,
@@ -30,7 +30,7 @@ from tests.waiting import eventually
 
 
 async def plan_once(scenario: Scenario, kube: Kube, rendered) -> PlanCreated:
-    planner = Planner(scenario.context("planner"), kube)
+    planner = Planner(scenario.context("planner"), Clusters.serving(kube))
     await planner.handle(await scenario.stored(rendered))
     return (await scenario.last(PlanCreated.event_type)).payload
 
@@ -211,7 +211,7 @@ async def test_a_custom_resource_whose_crd_is_in_the_bundle_is_planned(
 async def test_a_redelivered_render_plans_once(scenario: Scenario, kube: Kube) -> None:
     await scenario.register()
     rendered = await scenario.render([namespace(), configmap("c", a="1")])
-    planner = Planner(scenario.context("planner"), kube)
+    planner = Planner(scenario.context("planner"), Clusters.serving(kube))
     stored = await scenario.stored(rendered)
     await planner.handle(stored)
     await planner.handle(stored)
@@ -230,7 +230,7 @@ async def test_a_missing_bundle_is_rejected_naming_the_event(
             commit="a" * 40, bundle_digest="f" * 64, bundle_size=1, renderer="yaml", resources=[]
         )
     )
-    planner = Planner(scenario.context("planner"), kube)
+    planner = Planner(scenario.context("planner"), Clusters.serving(kube))
     await planner.handle(await scenario.stored(rendered))
     rejected = (await scenario.last(EventRejected.event_type)).payload
     assert rejected.rejected_event_id == rendered.event_id
@@ -240,5 +240,7 @@ async def test_a_missing_bundle_is_rejected_naming_the_event(
 
 async def test_an_unregistered_app_is_not_planned(scenario: Scenario, kube: Kube) -> None:
     rendered = await scenario.render([namespace()])
-    await Planner(scenario.context("planner"), kube).handle(await scenario.stored(rendered))
+    await Planner(scenario.context("planner"), Clusters.serving(kube)).handle(
+        await scenario.stored(rendered)
+    )
     assert await scenario.events(PlanCreated.event_type) == []

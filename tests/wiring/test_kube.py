@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from events.payloads import ResourceRef
 from services.sandbox import Sandbox
 from services.wiring.kube import (
     APPLY_PATCH,
+    Clusters,
     Kube,
     KubeConfigError,
     KubeError,
@@ -254,3 +256,27 @@ async def test_an_unreachable_server_is_its_own_error(tmp_path: Path) -> None:
             await kube.resource("v1", "ConfigMap")
     assert caught.value.status_code == 0
     assert f"127.0.0.1:{port}" in str(caught.value)
+
+
+async def test_clusters_keep_one_client_per_context(tmp_path: Path) -> None:
+    async with Sandbox() as east, Sandbox() as west:
+        # Given a kubeconfig with two contexts, east current
+        config = east.kubeconfig()
+        other = west.kubeconfig()
+        config["clusters"][0]["name"] = config["contexts"][0]["context"]["cluster"] = "east"
+        config["contexts"][0]["name"] = config["current-context"] = "east"
+        config["clusters"].append({"name": "west", "cluster": other["clusters"][0]["cluster"]})
+        config["contexts"].append(
+            {"name": "west", "context": {"cluster": "west", "user": config["users"][0]["name"]}}
+        )
+        path = tmp_path / "kubeconfig"
+        path.write_text(yaml.safe_dump(config))
+        async with Clusters(kubeconfig=str(path)) as clusters:
+            # Then "" is the current context, a named one its own cluster, each made once
+            default, named = await clusters.get(""), await clusters.get("west")
+            assert await clusters.get("west") is named
+            assert default.api.configuration.host == east.url
+            assert named.api.configuration.host == west.url
+            # and a context the kubeconfig lacks is an error naming it
+            with pytest.raises(KubeConfigError, match="nowhere"):
+                await clusters.get("nowhere")
