@@ -99,7 +99,14 @@ def add(
     webhook_secret_file: str,
 ) -> None:
     """Register application NAME: Wake starts following REPO at PATH."""
-    from services.wiring.git import InvalidRepoPath, RepoPath, RepoUnreachable, check_reachable
+    from services.wiring.git import (
+        CredentialError,
+        GitCredentials,
+        InvalidRepoPath,
+        RepoPath,
+        RepoUnreachable,
+        check_reachable,
+    )
 
     name = checked_app_name(name)
     try:
@@ -139,8 +146,11 @@ def add(
 
     async def register() -> None:
         try:
-            await check_reachable(repo_url)
-        except RepoUnreachable as exc:
+            # The same credential sources as the services: the CLI's own
+            # WAKE_GIT_CREDENTIALS_DIR and WAKE_GIT_TOKEN_<NAME>.
+            credential = GitCredentials.from_settings(settings_for(data_dir)).get(git_credential)
+            await check_reachable(repo_url, credential=credential)
+        except (RepoUnreachable, CredentialError) as exc:
             raise click.ClickException(str(exc)) from None
         async with connected(settings_for(data_dir)) as log:
             position = await log.app_position(name)

@@ -26,7 +26,13 @@ from services.wiring.eventlog import ConcurrencyConflict
 @data_dir_option
 @click.argument("name")
 @click.option("--reason", default="", help="Why, for the record.")
-def sync(data_dir: str, name: str, reason: str) -> None:
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="After a rollback: detect the ref's current commit again, even if unchanged, "
+    "so the app moves forward to it.",
+)
+def sync(data_dir: str, name: str, reason: str, resume: bool) -> None:
     """Check application NAME's source now instead of at the next poll."""
     name = checked_app_name(name)
 
@@ -34,9 +40,12 @@ def sync(data_dir: str, name: str, reason: str) -> None:
         async with connected(settings_for(data_dir)) as log:
             if await lookup.app_spec(log, name) is None:
                 raise click.ClickException(f"no application {name!r} is registered")
-            event = new_event(SyncRequested(reason=reason), app=name, actor=current_actor())
+            event = new_event(
+                SyncRequested(reason=reason, resume=resume), app=name, actor=current_actor()
+            )
             appended = await log.append(event)
-        click.echo(f"sync of {name} requested (event {event.event_id}, seq {appended.seq})")
+        what = "sync (resume)" if resume else "sync"
+        click.echo(f"{what} of {name} requested (event {event.event_id}, seq {appended.seq})")
 
     run(request())
 

@@ -90,6 +90,7 @@ def detect(
     last: LastDetection | None,
     revision: Revision,
     trigger: Trigger,
+    resume: str = "",
 ) -> Detection | None:
     """The RevisionDetected due for `revision`, or None if nothing changed for the app.
 
@@ -97,7 +98,21 @@ def detect(
     its path differs from the last detected one, or when the app now follows
     another repository or ref (a new source is a first detection of it).
     A new commit that leaves the app's path untouched is not a change.
+
+    `resume` is the id of a SyncRequested(resume=True): the ref's commit is
+    detected even if unchanged (a rollback pinned the app to an older
+    revision; this moves it forward again), once per request -- its id is
+    keyed by the request, so a redelivered request finds its own detection
+    last and detects nothing more.
     """
+    if resume:
+        event_id = derived_event_id(f"{app}/resume/{resume}", RevisionDetected.event_type)
+        if last is not None and last.event_id == event_id:
+            return None
+        return Detection(
+            event_id=event_id,
+            payload=_payload(spec=spec, last=last, revision=revision, trigger=trigger),
+        )
     if last is not None and (
         last.tree_id == revision.tree_id and last.repo_url == spec.repo_url and last.ref == spec.ref
     ):
@@ -106,7 +121,15 @@ def detect(
     # reset back and forth (A, B, A, B) detects B twice, and the second must
     # not be mistaken by the log's dedupe for the first.
     after = last.event_id if last is not None else f"registered@{registered_seq}"
-    payload = RevisionDetected(
+    payload = _payload(spec=spec, last=last, revision=revision, trigger=trigger)
+    event_id = derived_event_id(f"{app}/{after}/{revision.commit}", RevisionDetected.event_type)
+    return Detection(event_id=event_id, payload=payload)
+
+
+def _payload(
+    *, spec: AppSpec, last: LastDetection | None, revision: Revision, trigger: Trigger
+) -> RevisionDetected:
+    return RevisionDetected(
         repo_url=spec.repo_url,
         ref=spec.ref,
         commit=revision.commit,
@@ -119,8 +142,6 @@ def detect(
         tree_id=revision.tree_id,
         trigger=trigger,
     )
-    event_id = derived_event_id(f"{app}/{after}/{revision.commit}", RevisionDetected.event_type)
-    return Detection(event_id=event_id, payload=payload)
 
 
 def capped(message: str) -> str:

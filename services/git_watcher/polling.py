@@ -110,29 +110,37 @@ class Watcher:
         self._app_locks: dict[str, asyncio.Lock] = {}
         self._fetch_slots = asyncio.Semaphore(CONCURRENT_FETCHES)
 
-    async def check_apps(self, apps: Iterable[Application], trigger: Trigger) -> list[str]:
+    async def check_apps(
+        self, apps: Iterable[Application], trigger: Trigger, *, resume: str = ""
+    ) -> list[str]:
         """Check every app, fetching each repository once; the ids of the events appended.
 
         A repository that cannot be fetched is logged (naming its apps and
-        URL) and skipped; the others are checked all the same.
+        URL) and skipped; the others are checked all the same. Apps of one
+        repository that name different credentials are fetched once per
+        credential (one of them may see what another may not). `resume` is
+        the id of a SyncRequested(resume=True): see `changes.detect`.
         """
-        by_repo: dict[str, list[Application]] = defaultdict(list)
+        by_repo: dict[tuple[str, str], list[Application]] = defaultdict(list)
         for app in apps:
-            by_repo[normalize_url(app.spec.repo_url)].append(app)
+            by_repo[normalize_url(app.spec.repo_url), app.spec.git_credential].append(app)
         results = await asyncio.gather(
-            *(self._check_repo(group, trigger) for group in by_repo.values())
+            *(self._check_repo(group, trigger, resume) for group in by_repo.values())
         )
         return [event_id for appended in results for event_id in appended]
 
-    async def _check_repo(self, apps: Sequence[Application], trigger: Trigger) -> list[str]:
+    async def _check_repo(
+        self, apps: Sequence[Application], trigger: Trigger, resume: str
+    ) -> list[str]:
         url = apps[0].spec.repo_url
-        key = f"fetch {normalize_url(url)}"
+        credential = apps[0].spec.git_credential
+        key = f"fetch {normalize_url(url)} {credential}"
         app_names = ("apps " if len(apps) > 1 else "app ") + ", ".join(
             sorted(app.name for app in apps)
         )
         try:
             async with self._fetch_slots:
-                mirror = await self.mirrors.fetch(url)
+                mirror = await self.mirrors.fetch(url, credential=credential)
         except RepoUnreachable as exc:
             self.complaints.report(key, f"{app_names}: {exc}")
             return []
@@ -140,7 +148,7 @@ class Watcher:
         appended = []
         for app in apps:
             try:
-                event_id = await self.check_app(app, mirror, trigger)
+                event_id = await self.check_app(app, mirror, trigger, resume=resume)
             except Exception:
                 # One app's trouble (the log briefly unavailable, a commit
                 # this code chokes on) must not keep its neighbours unchecked.
@@ -150,7 +158,9 @@ class Watcher:
                 appended.append(event_id)
         return appended
 
-    async def check_app(self, app: Application, mirror: Mirror, trigger: Trigger) -> str | None:
+    async def check_app(
+        self, app: Application, mirror: Mirror, trigger: Trigger, *, resume: str = ""
+    ) -> str | None:
         """Decide on one app against a fetched mirror; the id of the event appended, if any."""
         lock = self._app_locks.setdefault(app.name, asyncio.Lock())
         async with lock:
@@ -168,6 +178,7 @@ class Watcher:
                 ),
                 revision=revision,
                 trigger=trigger,
+                resume=resume,
             )
             if detection is None:
                 return None

@@ -5,7 +5,13 @@
   `git-watcher-sync`, so a request made while the watcher is down is served
   when it is back);
 - every `poll_interval` seconds (+-10%): every app, trigger "poll", each
-  repository fetched once.
+  repository fetched once;
+- a verified webhook push (`receiver.py`, when `webhook_port` is set and a
+  webhook secret configured): the apps of the pushed repository and ref,
+  trigger "webhook".
+
+A SyncRequested with `resume` detects the ref's commit even if unchanged.
+git-watcher announces itself ready only once its webhook receiver listens.
 
 Nothing is kept that the log cannot rebuild: the registry is replayed at
 start, and the last detection of each app is read from the log at each check.
@@ -25,9 +31,10 @@ from services.catalog.lookup import app_spec, follow_registry, load_registry
 from services.catalog.registry import Application, Registry
 from services.git_watcher.changes import Trigger
 from services.git_watcher.polling import Watcher, poll_forever
+from services.git_watcher.receiver import Receiver, RegisteredApp, SecretUnavailable, global_secret
 from services.wiring.consumers import ConsumerSettings, consume, ensure_consumer
 from services.wiring.eventlog import StoredEvent
-from services.wiring.git import Mirrors
+from services.wiring.git import GitCredentials, Mirrors
 from services.wiring.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -48,7 +55,10 @@ def sync_consumer() -> ConsumerSettings:
 
 async def main(ctx: ServiceContext) -> None:
     """Watch every registered app's repository until `ctx.stop`."""
-    mirrors = Mirrors(ctx.settings.data_path / SERVICE / "mirrors")
+    mirrors = Mirrors(
+        ctx.settings.data_path / SERVICE / "mirrors",
+        credentials=GitCredentials.from_settings(ctx.settings),
+    )
     watcher = Watcher(log=ctx.log, mirrors=mirrors, actor=ctx.actor)
     registry, registry_seq = await load_registry(ctx.log)
     settings = sync_consumer()
@@ -69,7 +79,40 @@ async def main(ctx: ServiceContext) -> None:
                 stored.event.app,
             )
             return
-        await watcher.check_apps([application], "sync")
+        payload = stored.event.payload
+        resuming = isinstance(payload, SyncRequested) and payload.resume
+        resume = stored.event.event_id if resuming else ""
+        await watcher.check_apps([application], "sync", resume=resume)
+
+    # Pushes coalesce per app: one arriving while the app's webhook check runs
+    # marks it for one more check after it (that check may have fetched just
+    # before the push landed); ten arriving meanwhile still cost one more.
+    webhook_running: set[str] = set()
+    webhook_again: set[str] = set()
+
+    def check_pushed(app_names: list[str]) -> None:
+        webhook_again.update(n for n in app_names if n in webhook_running)
+        fresh = [n for n in app_names if n not in webhook_running and n in registry.apps]
+        if not fresh:
+            return
+        webhook_running.update(fresh)
+
+        async def run() -> None:
+            todo = fresh
+            try:
+                while todo:
+                    current = [registry.apps[n] for n in todo if n in registry.apps]
+                    await _check(watcher, current, "webhook")
+                    todo = [n for n in fresh if n in webhook_again]
+                    webhook_again.difference_update(todo)
+            finally:
+                webhook_running.difference_update(fresh)
+
+        task = asyncio.create_task(run())
+        checks.add(task)
+        task.add_done_callback(checks.discard)
+
+    receiver = await _start_receiver(ctx, registry, check_pushed)
 
     tasks = [
         asyncio.create_task(_follow(ctx, registry, registry_seq, check_soon), name="registry"),
@@ -88,7 +131,10 @@ async def main(ctx: ServiceContext) -> None:
     ]
     ctx.ready()
     log.info(
-        "watching %d apps, polling every %.0fs", len(registry.apps), ctx.settings.poll_interval
+        "watching %d apps, polling every %.0fs%s",
+        len(registry.apps),
+        ctx.settings.poll_interval,
+        f", webhooks at {receiver.url}" if receiver is not None else "",
     )
     stopping = asyncio.create_task(ctx.stop.wait())
     try:
@@ -100,11 +146,48 @@ async def main(ctx: ServiceContext) -> None:
                 raise task.exception()
     finally:
         ctx.stop.set()
+        if receiver is not None:
+            await receiver.stop()
         # The registry follower reads forever and in-flight checks may be mid-fetch;
         # the consumer and the poll loop return by themselves once stop is set.
         for task in [stopping, tasks[0], *checks]:
             task.cancel()
         await asyncio.gather(*tasks, *checks, stopping, return_exceptions=True)
+
+
+async def _start_receiver(
+    ctx: ServiceContext, registry: Registry, check: Callable[[list[str]], None]
+) -> Receiver | None:
+    """The webhook receiver, listening; None if none is configured or no secret is.
+
+    Raises OSError naming the address if the port cannot be had (the
+    supervisor restarts the process; a webhook URL that silently does not
+    answer would be worse).
+    """
+    settings = ctx.settings
+    if not settings.webhook_port:
+        log.info("no webhook receiver (WAKE_WEBHOOK_PORT is 0): polling only")
+        return None
+    try:
+        secret = global_secret(settings.webhook_secret, settings.webhook_secret_file)
+    except SecretUnavailable as exc:
+        log.error("webhook receiver not started: %s", exc)
+        return None
+
+    def registered() -> list[RegisteredApp]:
+        return [
+            RegisteredApp(
+                name=app.name,
+                repo_url=app.spec.repo_url,
+                ref=app.spec.ref,
+                webhook_secret_file=app.spec.webhook_secret_file,
+            )
+            for app in registry.apps.values()
+        ]
+
+    receiver = Receiver(secret=secret, apps=registered, check=check)
+    await receiver.start(settings.webhook_host, settings.webhook_port)
+    return receiver
 
 
 async def _follow(

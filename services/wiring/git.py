@@ -9,6 +9,14 @@ Thread safety: libgit2 lets several threads use the library at once, but not
 one `pygit2.Repository` handle; so every fetch opens its own handle in its
 thread, and a `Mirror` returned to a caller carries a fresh handle that the
 caller uses from one thread at a time.
+
+Private repositories: an app names a credential (`AppSpec.git_credential`),
+never holds it. `GitCredentials` finds it by name in
+`<git_credentials_dir>/<name>/` (`token`, optional `username`; or `ssh_key`,
+optional `ssh_key.pub`, `passphrase`, `known_hosts`) or, for a token, in
+`WAKE_GIT_TOKEN_<NAME>`; fetches and `check_reachable` hand it to libgit2
+through `RemoteCallbacks`. A secret is read from its file at each use (so a
+rotated token is picked up) and never enters a message, an event or a log.
 """
 
 from __future__ import annotations
@@ -18,13 +26,17 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pygit2
-from pygit2.enums import FetchPrune
+from pygit2.enums import CredentialType, FetchPrune
+
+from services.wiring.settings import Settings
 
 # A mirror holds every branch and tag of its repository under the same names.
 MIRROR_REFSPECS = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
@@ -230,6 +242,273 @@ def _configure_libgit2() -> None:
         _configured = True
 
 
+# --- credentials ---------------------------------------------------------------------
+
+TOKEN_ENV_PREFIX = "WAKE_GIT_TOKEN_"
+USERNAME_ENV_PREFIX = "WAKE_GIT_USERNAME_"
+
+# The user name sent with a bare token. GitHub, GitLab and Gitea accept any
+# name with a personal access token; this is the one GitHub documents.
+DEFAULT_TOKEN_USERNAME = "x-access-token"
+
+_CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+class CredentialError(Exception):
+    """A credential that cannot be used: unknown, malformed, unreadable, or unsafe here."""
+
+
+class CredentialName(str):
+    """A credential's name, checked: letters, digits, `_ . -`; a directory name, never a path."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: str) -> CredentialName:
+        if isinstance(value, CredentialName):
+            return value
+        if not isinstance(value, str) or not _CREDENTIAL_NAME.match(value):
+            raise CredentialError(
+                f"invalid git credential name {value!r}: use letters, digits, '_', '.', '-' "
+                "(at most 63, starting with a letter or digit)"
+            )
+        return super().__new__(cls, value)
+
+    @property
+    def env_suffix(self) -> str:
+        """The name as it ends an environment variable: upper case, '-' and '.' as '_'."""
+        return re.sub(r"[^A-Z0-9_]", "_", self.upper())
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCredential:
+    """An HTTPS token (sent as the password of Basic auth). `repr` never shows the token."""
+
+    name: CredentialName
+    username: str
+    token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SshKeyCredential:
+    """An SSH key pair on disk; `known_hosts` (if any) lists the hosts it may talk to."""
+
+    name: CredentialName
+    private_key: Path
+    public_key: Path | None
+    passphrase: str | None = field(repr=False)
+    known_hosts: Path | None
+
+
+GitCredential = TokenCredential | SshKeyCredential
+
+
+class GitCredentials:
+    """Where credentials are found by name: a directory and the environment.
+
+    `<directory>/<name>/token` (HTTPS; optional `username` beside it) or
+    `<directory>/<name>/ssh_key` (optional `ssh_key.pub`, `passphrase`,
+    `known_hosts`); else `WAKE_GIT_TOKEN_<NAME>` (optional
+    `WAKE_GIT_USERNAME_<NAME>`), NAME upper-cased with '-' and '.' as '_'.
+    A file wins over the environment.
+    """
+
+    def __init__(
+        self, directory: str | Path = "", *, environ: Mapping[str, str] | None = None
+    ) -> None:
+        self.directory = Path(directory).expanduser() if directory else None
+        self.environ = dict(os.environ if environ is None else environ)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GitCredentials:
+        """The credentials a process configured by `settings` may use (and its environment)."""
+        return cls(settings.git_credentials_dir)
+
+    def get(self, name: str) -> GitCredential | None:
+        """The credential called `name`; None for "" (no credential).
+
+        Raises CredentialError naming the credential (never its secret) when it
+        is not configured or its files are unusable.
+        """
+        if not name:
+            return None
+        checked = CredentialName(name)
+        if self.directory is not None:
+            home = self.directory / checked
+            if (home / "token").is_file():
+                return TokenCredential(
+                    name=checked,
+                    username=_read_secret(home / "username", checked, optional=True)
+                    or DEFAULT_TOKEN_USERNAME,
+                    token=_read_secret(home / "token", checked),
+                )
+            if (home / "ssh_key").is_file():
+                public = home / "ssh_key.pub"
+                known_hosts = home / "known_hosts"
+                return SshKeyCredential(
+                    name=checked,
+                    private_key=home / "ssh_key",
+                    public_key=public if public.is_file() else None,
+                    passphrase=_read_secret(home / "passphrase", checked, optional=True) or None,
+                    known_hosts=known_hosts if known_hosts.is_file() else None,
+                )
+        token = self.environ.get(TOKEN_ENV_PREFIX + checked.env_suffix, "").strip()
+        if token:
+            username = self.environ.get(USERNAME_ENV_PREFIX + checked.env_suffix, "").strip()
+            return TokenCredential(
+                name=checked, username=username or DEFAULT_TOKEN_USERNAME, token=token
+            )
+        where = f"{self.directory / checked}/token or ssh_key, " if self.directory else ""
+        raise CredentialError(
+            f"git credential {checked!r} is not configured "
+            f"(looked for {where}{TOKEN_ENV_PREFIX}{checked.env_suffix})"
+        )
+
+
+def _read_secret(path: Path, name: str, *, optional: bool = False) -> str:
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        if optional:
+            return ""
+        raise CredentialError(f"git credential {name!r}: {path} is missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CredentialError(
+            f"git credential {name!r}: cannot read {path}: {type(exc).__name__}"
+        ) from None
+    if not value and not optional:
+        raise CredentialError(f"git credential {name!r}: {path} is empty")
+    return value
+
+
+class _Authenticating(pygit2.RemoteCallbacks):
+    """Hands libgit2 one credential, once: a refusal is an error, never a retry loop.
+
+    libgit2 calls `credentials` again after each refusal; answering with the
+    same credential forever would hang the fetch.
+    """
+
+    def __init__(self, credential: GitCredential) -> None:
+        super().__init__()
+        self.credential = credential
+        self.attempts = 0
+
+    def credentials(
+        self, url: str, username_from_url: str | None, allowed_types: CredentialType
+    ) -> pygit2.UserPass | pygit2.Keypair | pygit2.Username:
+        credential = self.credential
+        username = username_from_url or "git"
+        if allowed_types & CredentialType.USERNAME and not allowed_types & CredentialType.SSH_KEY:
+            # SSH asks for the user name first and for the key next: not an attempt.
+            return pygit2.Username(username)
+        self.attempts += 1
+        if self.attempts > 1:
+            raise CredentialError(
+                f"authentication with git credential {credential.name!r} was refused"
+            )
+        if isinstance(credential, TokenCredential):
+            if not allowed_types & CredentialType.USERPASS_PLAINTEXT:
+                raise CredentialError(
+                    f"git credential {credential.name!r} is an HTTPS token, "
+                    "but the server asks for another kind (an SSH URL needs an ssh_key)"
+                )
+            _refuse_cleartext(url, credential.name)
+            return pygit2.UserPass(credential.username, credential.token)
+        if not allowed_types & CredentialType.SSH_KEY:
+            raise CredentialError(
+                f"git credential {credential.name!r} is an SSH key, "
+                "but the server asks for another kind (an HTTPS URL needs a token)"
+            )
+        return pygit2.Keypair(
+            username,
+            str(credential.public_key) if credential.public_key else None,
+            str(credential.private_key),
+            credential.passphrase or "",
+        )
+
+    def certificate_check(self, certificate: None, valid: bool, host: bytes) -> bool:
+        # libgit2 has already checked the TLS chain, or the SSH host key
+        # against known_hosts (see _trust_known_hosts); an unknown host is refused.
+        if not valid:
+            raise CredentialError(
+                f"the host key or certificate of {host.decode(errors='replace')} is not trusted"
+                + (
+                    " (add it to the credential's known_hosts)"
+                    if isinstance(self.credential, SshKeyCredential)
+                    else ""
+                )
+            )
+        return True
+
+
+def _refuse_cleartext(url: str, name: str) -> None:
+    """A token goes over HTTPS only (or to this machine): over plain HTTP anyone may read it."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.hostname or "") in _LOOPBACK:
+        return
+    raise CredentialError(
+        f"git credential {name!r} is not sent over {parts.scheme or 'this'} to "
+        f"{parts.hostname}: use an https:// URL"
+    )
+
+
+_known_hosts_lock = threading.Lock()
+_known_hosts_home: Path | None = None
+_known_hosts_files: set[Path] = set()
+
+
+def _trust_known_hosts(credential: SshKeyCredential) -> None:
+    """Make libgit2 check SSH host keys against the credential's known_hosts too.
+
+    libgit2 reads `<home>/.ssh/known_hosts`, and pygit2 does not show the
+    host key to a callback; so the process gets a home of its own (created
+    once) whose known_hosts is the union of every credential's file used so
+    far plus the user's own. The home is process-wide, hence the lock.
+    """
+    global _known_hosts_home
+    if credential.known_hosts is None:
+        return
+    with _known_hosts_lock:
+        if _known_hosts_home is None:
+            user_file = Path(pygit2.settings.homedir or "~").expanduser() / ".ssh" / "known_hosts"
+            _known_hosts_home = Path(tempfile.mkdtemp(prefix="wake-ssh-home-"))
+            (_known_hosts_home / ".ssh").mkdir(mode=0o700)
+            if user_file.is_file():
+                _known_hosts_files.add(user_file)
+        if credential.known_hosts not in _known_hosts_files:
+            _known_hosts_files.add(credential.known_hosts)
+            lines = []
+            for path in sorted(_known_hosts_files):
+                try:
+                    lines.append(path.read_text())
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise CredentialError(
+                        f"git credential {credential.name!r}: cannot read {path}: "
+                        f"{type(exc).__name__}"
+                    ) from None
+            (_known_hosts_home / ".ssh" / "known_hosts").write_text(
+                "\n".join(text.rstrip("\n") for text in lines) + "\n"
+            )
+        if pygit2.settings.homedir != str(_known_hosts_home):
+            pygit2.settings.homedir = str(_known_hosts_home)
+
+
+def remote_callbacks(credential: GitCredential | None) -> pygit2.RemoteCallbacks | None:
+    """The callbacks that authenticate a fetch or listing with `credential` (None: anonymous).
+
+    Called in the thread that fetches: files (a rotated key) are read now.
+    """
+    if credential is None:
+        return None
+    if isinstance(credential, SshKeyCredential):
+        if not os.access(credential.private_key, os.R_OK):
+            raise CredentialError(
+                f"git credential {credential.name!r}: cannot read {credential.private_key}"
+            )
+        _trust_known_hosts(credential)
+    return _Authenticating(credential)
+
+
 # --- mirrors -----------------------------------------------------------------------
 
 
@@ -255,10 +534,15 @@ class Mirror:
 
 
 class Mirrors:
-    """The mirrors of one service, under `root`; fetches one at a time per mirror."""
+    """The mirrors of one service, under `root`; fetches one at a time per mirror.
 
-    def __init__(self, root: Path) -> None:
+    `credentials` is where a fetch's `credential=<name>` is looked up; without
+    it, a fetch naming a credential fails (RepoUnreachable saying so).
+    """
+
+    def __init__(self, root: Path, *, credentials: GitCredentials | None = None) -> None:
         self.root = Path(root)
+        self.credentials = credentials or GitCredentials()
         self._locks: dict[str, asyncio.Lock] = {}
         self.fetches: Counter[str] = Counter()
         """Completed fetches per normalized URL (for logs and tests)."""
@@ -269,14 +553,17 @@ class Mirrors:
     def _lock(self, url: str) -> asyncio.Lock:
         return self._locks.setdefault(mirror_name(url), asyncio.Lock())
 
-    async def fetch(self, url: str) -> Mirror:
+    async def fetch(self, url: str, *, credential: str = "") -> Mirror:
         """Bring the mirror up to date with every branch and tag of `url` (pruned).
 
-        Creates the mirror on first use. Raises RepoUnreachable with a one-line reason.
+        Creates the mirror on first use. `credential` names the credential to
+        authenticate with ("" = none). Raises RepoUnreachable with a one-line
+        reason (an unknown credential included).
         """
         path = self.path_for(url)
         async with self._lock(url):
-            await asyncio.to_thread(_fetch_blocking, url, path)
+            found = self._credential(url, credential)
+            await asyncio.to_thread(_fetch_blocking, url, path, found)
             self.fetches[normalize_url(url)] += 1
         return await asyncio.to_thread(_open, url, path)
 
@@ -287,7 +574,7 @@ class Mirrors:
             return None
         return await asyncio.to_thread(_open, url, path)
 
-    async def with_commit(self, url: str, commit_id: str) -> Mirror:
+    async def with_commit(self, url: str, commit_id: str, *, credential: str = "") -> Mirror:
         """A mirror holding `commit_id`: fetched only if it is missing.
 
         Raises RepoUnreachable if a needed fetch fails, CommitNotFound if the
@@ -296,46 +583,55 @@ class Mirrors:
         mirror = await self.open(url)
         if mirror is not None and mirror.has(commit_id):
             return mirror
-        mirror = await self.fetch(url)
+        mirror = await self.fetch(url, credential=credential)
         if not mirror.has(commit_id):
             raise CommitNotFound(commit_id, url)
         return mirror
+
+    def _credential(self, url: str, name: str) -> GitCredential | None:
+        try:
+            return self.credentials.get(name)
+        except CredentialError as exc:
+            raise RepoUnreachable(url, str(exc)) from None
 
 
 def _open(url: str, path: Path) -> Mirror:
     return Mirror(url=url, path=path, repo=pygit2.Repository(str(path)))
 
 
-def _fetch_blocking(url: str, path: Path) -> None:
+def _fetch_blocking(url: str, path: Path, credential: GitCredential | None) -> None:
     _configure_libgit2()
     try:
+        callbacks = remote_callbacks(credential)
         if not (path / "HEAD").exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             repo = pygit2.init_repository(str(path), bare=True)
         else:
             repo = pygit2.Repository(str(path))
         remote = repo.remotes.create_anonymous(fetch_url(url))
-        remote.fetch(MIRROR_REFSPECS, prune=FetchPrune.PRUNE)
-    except (pygit2.GitError, OSError, ValueError) as exc:
+        remote.fetch(MIRROR_REFSPECS, prune=FetchPrune.PRUNE, callbacks=callbacks)
+    except (pygit2.GitError, OSError, ValueError, CredentialError) as exc:
         raise RepoUnreachable(url, _reason(exc)) from None
 
 
-async def check_reachable(url: str) -> dict[str, str]:
+async def check_reachable(url: str, *, credential: GitCredential | None = None) -> dict[str, str]:
     """List the repository's refs without fetching; {ref name: target id}.
 
+    `credential` (from `GitCredentials.get`) authenticates, if given.
     Raises RepoUnreachable(url, reason) with a one-line reason if it cannot be
     listed (no such path, not a repository, connection refused, auth failed).
     """
-    return await asyncio.to_thread(_list_refs_blocking, url)
+    return await asyncio.to_thread(_list_refs_blocking, url, credential)
 
 
-def _list_refs_blocking(url: str) -> dict[str, str]:
+def _list_refs_blocking(url: str, credential: GitCredential | None) -> dict[str, str]:
     _configure_libgit2()
     with tempfile.TemporaryDirectory(prefix="wake-ls-remote-") as scratch:
         try:
+            callbacks = remote_callbacks(credential)
             repo = pygit2.init_repository(scratch, bare=True)
-            heads = repo.remotes.create_anonymous(fetch_url(url)).list_heads()
-        except (pygit2.GitError, OSError, ValueError) as exc:
+            heads = repo.remotes.create_anonymous(fetch_url(url)).list_heads(callbacks=callbacks)
+        except (pygit2.GitError, OSError, ValueError, CredentialError) as exc:
             raise RepoUnreachable(url, _reason(exc)) from None
     return {head.name: str(head.oid) for head in heads}
 

@@ -189,3 +189,22 @@ def test_a_huge_commit_message_is_capped_and_says_so():
     cut = capped(huge)
     assert cut.startswith("x" * MAX_MESSAGE_CHARS)
     assert cut.endswith("[... 5 more characters]")
+
+
+def test_a_resume_detects_an_unchanged_tree_once_per_request():
+    previous = last("e1", C1, T1)
+    args = dict(app="web", spec=SPEC, registered_seq=7, revision=revision(C1, T1), trigger="sync")
+    assert detect(**args, last=previous) is None
+    resumed = detect(**args, last=previous, resume="sync-request-1")
+    assert resumed is not None
+    assert resumed.event_id == derived_event_id(
+        "web/resume/sync-request-1", RevisionDetected.event_type
+    )
+    assert (resumed.payload.commit, resumed.payload.previous_commit) == (C1, C1)
+    assert resumed.payload.trigger == "sync"
+    # The same request redelivered finds its own detection last: nothing more.
+    after = last(resumed.event_id, C1, T1)
+    assert detect(**args, last=after, resume="sync-request-1") is None
+    # Another resume request is another detection.
+    again = detect(**args, last=after, resume="sync-request-2")
+    assert again is not None and again.event_id != resumed.event_id

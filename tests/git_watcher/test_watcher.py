@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from events import new_event
+from events import names, new_event
 from events.envelope import Envelope
 from events.payloads import ApplicationRegistered, AppSpec, RevisionDetected, SyncRequested
 from services.catalog.lookup import load_registry
 from services.git_watcher.polling import Watcher
-from services.git_watcher.service import main
+from services.git_watcher.service import SYNC_CONSUMER, main
 from services.wiring.eventlog import EventLog
 from services.wiring.git import Mirrors, normalize_url
 from services.wiring.runtime import ServiceContext
@@ -231,3 +234,80 @@ async def test_two_watchers_racing_on_one_change_append_one_event(
     events = await detections(event_log)
     assert len(events) == 2
     assert events[1].payload.previous_commit == events[0].payload.commit
+
+
+async def test_one_fetch_serves_every_app_of_a_monorepo(event_log: EventLog, tmp_path: Path):
+    repo = GitRepo(tmp_path / "mono")
+    apps = [f"app{i:02d}" for i in range(25)]
+    repo.commit("all apps", {f"apps/{n}/cm.yaml": configmap(n) for n in apps})
+    for name in apps:
+        await register(event_log, name, AppSpec(repo_url=repo.url, path=f"apps/{name}"))
+    # Another spelling of the same repository is still the same mirror and fetch.
+    await register(
+        event_log, "spelled", AppSpec(repo_url=f"file://{repo.path}/", path="apps/app00")
+    )
+    registry, _ = await load_registry(event_log)
+    mirrors = Mirrors(tmp_path / "mirrors")
+    watcher = Watcher(log=event_log, mirrors=mirrors, actor="service:git-watcher")
+
+    assert len(await watcher.check_apps(registry.apps.values(), "poll")) == 26
+    assert sum(mirrors.fetches.values()) == 1
+
+    changed = apps[3:6]
+    repo.commit("three apps", {f"apps/{n}/cm.yaml": configmap(n, "2") for n in changed})
+    appended = await watcher.check_apps(registry.apps.values(), "webhook")
+    assert sum(mirrors.fetches.values()) == 2
+    assert len(appended) == 3
+    second = [e for e in await detections(event_log) if e.event_id in appended]
+    assert sorted(e.app for e in second) == changed
+    assert {e.payload.trigger for e in second} == {"webhook"}
+
+
+async def sync_consumer_idle(log: EventLog) -> bool:
+    info = await log.js.consumer_info(names.STREAM, SYNC_CONSUMER)
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+def wake_cli(nats_url: str, data_dir: Path, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "WAKE_NATS_URL": nats_url, "WAKE_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+async def test_sync_resume_detects_an_unchanged_head_again(
+    event_log: EventLog, nats_server, tmp_path: Path
+):
+    repo = GitRepo(tmp_path / "shop")
+    head = repo.commit("one", {"deploy/cm.yaml": configmap("web")})
+    async with watcher_running(event_log, tmp_path / "wake"):
+        await register(event_log, "web", AppSpec(repo_url=repo.url, path="deploy"))
+
+        async def count_is(n: int) -> bool:
+            return len(await detections(event_log, "web")) == n
+
+        await eventually(lambda: count_is(1), what="first detection")
+
+        # A plain sync of an unchanged head detects nothing.
+        out = await asyncio.to_thread(wake_cli, nats_server.url, tmp_path / "cli", "sync", "web")
+        assert out.startswith("sync of web requested")
+        await eventually(lambda: sync_consumer_idle(event_log), what="plain sync handled")
+        assert await count_is(1)
+
+        out = await asyncio.to_thread(
+            wake_cli, nats_server.url, tmp_path / "cli", "sync", "web", "--resume"
+        )
+        assert out.startswith("sync (resume) of web requested")
+        await eventually(lambda: count_is(2), what="a detection after sync --resume")
+        await eventually(lambda: sync_consumer_idle(event_log), what="resume handled")
+    first, again = await detections(event_log, "web")
+    assert again.payload.commit == first.payload.commit == head
+    assert (again.payload.previous_commit, again.payload.trigger) == (head, "sync")
+    requests = [s.event async for s in event_log.read(subjects=["wake.evt.web.SyncRequested"])]
+    assert [r.payload.resume for r in requests] == [False, True]
