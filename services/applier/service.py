@@ -118,7 +118,13 @@ async def serve(ctx: ServiceContext, *, consumer: ConsumerSettings = CONSUMER) -
         drifting = asyncio.create_task(drift.run(), name="drift")
         try:
             ctx.ready()
-            await consume(ctx.log, consumer, applier.handle, stop=ctx.stop)
+            await consume(
+                ctx.log,
+                consumer,
+                applier.handle,
+                stop=ctx.stop,
+                concurrency=ctx.settings.concurrency,
+            )
         finally:
             drifting.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -84,6 +84,9 @@ def up(data_dir: str, interval: float | None, sandbox: bool, log_dir: Path | Non
             click.echo(f"  {cluster:<15} {endpoints.kubeconfig or 'current kubeconfig context'}")
             for name, pid in endpoints.services.items():
                 click.echo(f"  {name:<15} pid {pid}")
+            providers = "{github,gitlab,gitea,bitbucket,generic}"
+            click.echo(f"  webhooks        {endpoints.webhook_url}/{providers}")
+            click.echo(f"  webhook secret  {running.webhook_secret_file or 'WAKE_WEBHOOK_SECRET'}")
             click.echo(f"  endpoints       {running.data_dir / infra.ENDPOINTS_FILE}")
             click.echo("Press Ctrl-C to stop.")
             return await running.supervise(stop)

@@ -69,7 +69,13 @@ async def main(ctx: ServiceContext) -> None:
         notifier = Notifier(ctx, routes, session)
         await ensure_consumer(ctx.log, CONSUMER)
         ctx.ready()
-        await consume(ctx.log, CONSUMER, notifier.handle, stop=ctx.stop)
+        await consume(
+            ctx.log,
+            CONSUMER,
+            notifier.handle,
+            stop=ctx.stop,
+            concurrency=ctx.settings.concurrency,
+        )
 
 
 class Notifier:

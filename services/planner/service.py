@@ -108,7 +108,13 @@ async def serve(ctx: ServiceContext, *, consumer: ConsumerSettings = CONSUMER) -
         planner = Planner(ctx, clusters, consumer=consumer.name)
         await ensure_consumer(ctx.log, consumer)
         ctx.ready()
-        await consume(ctx.log, consumer, planner.handle, stop=ctx.stop)
+        await consume(
+            ctx.log,
+            consumer,
+            planner.handle,
+            stop=ctx.stop,
+            concurrency=ctx.settings.concurrency,
+        )
 
 
 class Planner:

@@ -32,7 +32,14 @@ from services.renderer import selection
 from services.renderer.rendering import Rendered, render_app
 from services.wiring.consumers import ConsumerSettings, consume, ensure_consumer
 from services.wiring.eventlog import StoredEvent
-from services.wiring.git import CommitNotFound, InvalidRepoPath, Mirrors, RepoPath
+from services.wiring.git import (
+    CommitNotFound,
+    CredentialError,
+    GitCredentials,
+    InvalidRepoPath,
+    Mirrors,
+    RepoPath,
+)
 from services.wiring.runtime import ServiceContext
 from services.wiring.settings import Settings
 
@@ -46,14 +53,17 @@ CONSUMER = ConsumerSettings(
 
 async def main(ctx: ServiceContext) -> None:
     """Render every detected revision until `ctx.stop`."""
-    mirrors = Mirrors(ctx.settings.data_path / SERVICE / "mirrors")
+    mirrors = Mirrors(
+        ctx.settings.data_path / SERVICE / "mirrors",
+        credentials=GitCredentials.from_settings(ctx.settings),
+    )
     await ensure_consumer(ctx.log, CONSUMER)
     ctx.ready()
 
     async def handle(stored: StoredEvent) -> None:
         await handle_revision(ctx, mirrors, stored)
 
-    await consume(ctx.log, CONSUMER, handle, stop=ctx.stop)
+    await consume(ctx.log, CONSUMER, handle, stop=ctx.stop, concurrency=ctx.settings.concurrency)
 
 
 async def handle_revision(ctx: ServiceContext, mirrors: Mirrors, stored: StoredEvent) -> None:
@@ -131,8 +141,10 @@ async def render_revision(
             commit=revision.commit, error=str(exc), file=spec.path, renderer=spec.renderer
         )
     try:
-        mirror = await mirrors.with_commit(revision.repo_url, revision.commit)
-    except CommitNotFound as exc:
+        mirror = await mirrors.with_commit(
+            revision.repo_url, revision.commit, credential=spec.git_credential
+        )
+    except (CommitNotFound, CredentialError) as exc:
         return RenderFailed(commit=revision.commit, error=str(exc), renderer=spec.renderer)
     # Rendering is CPU work and subprocesses: off the event loop, which keeps
     # the consumer's in-progress heartbeats going meanwhile.

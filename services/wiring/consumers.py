@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -95,8 +96,11 @@ async def consume(
     handler: Handler,
     *,
     stop: asyncio.Event | None = None,
+    concurrency: int | None = None,
 ) -> None:
     """Feed every message of the durable consumer to `handler`, in order, until `stop`.
+
+    `concurrency` (default: the settings') is how many apps are handled at once.
 
     The handler is called once per delivery; it must be idempotent (derive
     its events' ids from the input's, so JetStream drops a re-append). A
@@ -104,6 +108,8 @@ async def consume(
     redelivered with backoff, and on the last delivery it is rejected.
     """
     stop = stop or asyncio.Event()
+    if concurrency is not None:
+        settings = dataclasses.replace(settings, concurrency=concurrency)
     await ensure_consumer(event_log, settings)
     subscription = await event_log.js.pull_subscribe_bind(settings.name, stream=names.STREAM)
     lanes = _Lanes(event_log, settings, handler) if settings.concurrency > 1 else None

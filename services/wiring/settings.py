@@ -45,6 +45,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     render_max_bytes: int = 64 * 1024 * 1024
     drift_interval: float = 300.0
     health_interval: float = 2.0
+    concurrency: int = 16
 
     @property
     def data_path(self) -> Path:
@@ -80,6 +81,8 @@ DESCRIPTIONS: dict[str, str] = {
     "render_max_bytes": "Largest rendered output (and input read) of one render, in bytes.",
     "drift_interval": "Seconds between two drift checks of an app by the applier.",
     "health_interval": "Seconds between two health checks of an app being rolled out.",
+    "concurrency": "Apps the renderer, planner, applier and notifier each handle at once; one "
+    "app's events are always handled in log order.",
     "notify_backoff": "Seconds before the notifier's first retry of a webhook; doubles with "
     "each retry, with jitter (capped at 60).",
 }

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -116,6 +117,7 @@ class RunningWake:
     sandbox: Child | None
     services: dict[str, Child] = field(default_factory=dict)
     webhook_url: str = ""
+    webhook_secret_file: str = ""
 
     @property
     def endpoints(self) -> WakeEndpoints:
@@ -177,6 +179,16 @@ class RunningWake:
         if self.sandbox is not None:
             await self.sandbox.stop()
         await self.infrastructure.stop()
+
+
+def _webhook_secret_file(data_dir: Path) -> Path:
+    """DATA_DIR/webhook-secret, made once with a random secret, mode 0600."""
+    path = data_dir / "webhook-secret"
+    if not path.exists():
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(32))
+    return path
 
 
 def _wake_command(*args: str) -> list[str]:
@@ -263,12 +275,16 @@ async def start_wake(
             running.kubeconfig = str(kubeconfig_path)
         if running.kubeconfig:
             base_env["WAKE_KUBECONFIG"] = running.kubeconfig
-        # git-watcher receives webhooks only with a secret to check them against.
-        if base_env.get("WAKE_WEBHOOK_SECRET") or base_env.get("WAKE_WEBHOOK_SECRET_FILE"):
-            port = base_env.get("WAKE_WEBHOOK_PORT") or str(_free_port())
-            host = base_env.get("WAKE_WEBHOOK_HOST") or "127.0.0.1"
-            base_env["WAKE_WEBHOOK_PORT"] = port
-            running.webhook_url = f"http://{host}:{port}"
+        # git-watcher receives webhooks only with a secret to check them against:
+        # without one given, Wake makes one (readable by this user only) and
+        # says where it is, so a forge can be pointed at webhook_url at once.
+        if not (base_env.get("WAKE_WEBHOOK_SECRET") or base_env.get("WAKE_WEBHOOK_SECRET_FILE")):
+            base_env["WAKE_WEBHOOK_SECRET_FILE"] = str(_webhook_secret_file(data_dir))
+        port = base_env.get("WAKE_WEBHOOK_PORT") or str(_free_port())
+        host = base_env.get("WAKE_WEBHOOK_HOST") or "127.0.0.1"
+        base_env["WAKE_WEBHOOK_PORT"] = port
+        running.webhook_url = f"http://{host}:{port}"
+        running.webhook_secret_file = base_env.get("WAKE_WEBHOOK_SECRET_FILE", "")
         for name in services or list(SERVICES):
             running.services[name] = Child(
                 name=name,
