@@ -124,6 +124,25 @@ def kubeconfig_source(kubeconfig: str = "", environ: Mapping[str, str] | None = 
     )
 
 
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+def _skip_env_lookups_without_proxies(api: client.ApiClient, environ: Mapping[str, str]) -> None:
+    """Stop aiohttp reading ~/.netrc and proxy variables on every request, when none is set.
+
+    kubernetes_asyncio opens its aiohttp session with trust_env=True, and aiohttp
+    then looks up .netrc and the proxy variables in a worker thread for every
+    request: 15% of the planner's CPU in the 1000-app fan-out. A kubeconfig
+    carries its own credentials, so .netrc is never what authenticates Wake; with
+    a proxy variable set, the lookups stay on so the proxy is used.
+    """
+    if any(name in environ or name.upper() in environ for name in _PROXY_VARIABLES):
+        return
+    session = api.rest_client.pool_manager
+    if hasattr(session, "_trust_env"):
+        session._trust_env = False
+
+
 class Kube:
     """An API server, by kubeconfig. Use `await Kube.connect(...)`, then `close()`."""
 
@@ -170,6 +189,7 @@ class Kube:
             raise KubeConfigError(f"kubeconfig {where}{with_context}: {exc}") from None
         api = client.ApiClient(configuration=configuration)
         api.user_agent = USER_AGENT  # what an API server's audit log shows as the client
+        _skip_env_lookups_without_proxies(api, os.environ if environ is None else environ)
         return cls(api, loader=loader, request_timeout=request_timeout)
 
     @classmethod

@@ -1,0 +1,190 @@
+"""Fan-out: one monorepo commit changes 1000 apps; how long until all are applied.
+
+    python bench/fanout.py [--apps 1000] [--latency-ms 15] [--poll 2]
+
+The shape of Flux's published benchmark: every app has 4 objects (a Deployment
+scaled to 0, a ServiceAccount, a Service, an Ingress) under apps/<app>/ of one
+repository. A real Wake (every service its own process, embedded NATS and
+PostgreSQL) and a sandbox cluster at --latency-ms per API request. The apps are
+registered and applied at commit 1 (the first fan-out), then commit 2 changes
+every app and git-watcher's next poll finds it (the second fan-out). Prints the
+time from each commit until every app has ApplySucceeded, and the peak RSS of
+each service process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from events import new_event
+from events.names import STREAM
+from events.payloads import ApplicationRegistered, AppSpec
+from services.demo.sample import SampleRepo
+from services.wiring.eventlog import EventLog
+from services.wiring.supervision import RunningWake, start_wake
+
+
+def app_files(app: str, generation: int) -> dict[str, str]:
+    base = f"apps/{app}"
+    labels = f"  labels:\n    app: {app}\n    generation: '{generation}'\n"
+    return {
+        f"{base}/serviceaccount.yaml": f"apiVersion: v1\nkind: ServiceAccount\nmetadata:\n"
+        f"  name: {app}\n{labels}",
+        f"{base}/service.yaml": f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {app}\n{labels}"
+        f"spec:\n  selector:\n    app: {app}\n  ports:\n    - port: 80\n",
+        f"{base}/deployment.yaml": f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n"
+        f"  name: {app}\n{labels}spec:\n  replicas: 0\n  selector:\n    matchLabels:\n"
+        f"      app: {app}\n  template:\n    metadata:\n      labels:\n        app: {app}\n"
+        f"    spec:\n      serviceAccountName: {app}\n      containers:\n"
+        f"        - name: app\n          image: nginx:1.27\n",
+        f"{base}/ingress.yaml": f"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n"
+        f"  name: {app}\n{labels}spec:\n  rules:\n    - host: {app}.example.com\n"
+        f"      http:\n        paths:\n          - path: /\n            pathType: Prefix\n"
+        f"            backend:\n              service:\n                name: {app}\n"
+        f"                port:\n                  number: 80\n",
+    }
+
+
+class PeakRss:
+    """Samples the RSS of every service process; keeps each one's peak."""
+
+    def __init__(self, running: RunningWake) -> None:
+        self.running = running
+        self.peaks: dict[str, int] = {}
+
+    def sample(self) -> None:
+        for name, child in self.running.services.items():
+            if child.pid is None:
+                continue
+            try:
+                rss = psutil.Process(child.pid).memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+            self.peaks[name] = max(self.peaks.get(name, 0), rss)
+
+
+async def wait_all_applied(
+    log: EventLog, apps: set[str], commit: str, after: int, rss: PeakRss, timeout: float
+) -> float:
+    """Seconds until every app has ApplySucceeded for `commit`."""
+    started = time.perf_counter()
+    pending = set(apps)
+    last_sample = 0.0
+    async with asyncio.timeout(timeout):
+        async for stored in log.read(
+            subjects=[
+                "wake.evt.*.ApplySucceeded",
+                "wake.evt.*.ApplyFailed",
+                "wake.evt.*.RenderFailed",
+            ],
+            from_seq=after + 1,
+            follow=True,
+        ):
+            if time.perf_counter() - last_sample > 0.5:
+                rss.sample()
+                last_sample = time.perf_counter()
+            event = stored.event
+            if event.type != "ApplySucceeded":
+                raise RuntimeError(f"{event.app}: {event.type}: {event.payload}")
+            if event.payload.commit == commit:
+                pending.discard(event.app)
+                if not pending:
+                    return time.perf_counter() - started
+    raise RuntimeError("the log ended")
+
+
+STAGES = ("RevisionDetected", "ManifestsRendered", "PlanCreated", "ApplyStarted", "ApplySucceeded")
+
+
+async def print_stages(log: EventLog, after: int, committed_at: datetime) -> None:
+    """When the first and the last event of each stage were appended, since the commit."""
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    async for stored in log.read(subjects=[f"wake.evt.*.{t}" for t in STAGES], from_seq=after + 1):
+        since = (stored.event.occurred_at - committed_at).total_seconds()
+        first.setdefault(stored.event.type, since)
+        last[stored.event.type] = since
+    print("second fan-out, seconds since the commit (first .. last event of each stage):")
+    for stage in STAGES:
+        if stage in first:
+            print(f"  {stage:<18} {first[stage]:6.1f} .. {last[stage]:6.1f}")
+
+
+async def run(apps: int, latency_ms: float, poll: float, timeout: float) -> None:
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
+    print(f"{apps} apps x 4 objects in one repository, sandbox latency {latency_ms:g} ms/request")
+    names = [f"app-{i:04d}" for i in range(apps)]
+    with tempfile.TemporaryDirectory(prefix="wake-fanout-") as tmp:
+        root = Path(tmp)
+        repo = SampleRepo.create(root / "monorepo")
+        files: dict[str, str] = {}
+        for name in names:
+            files.update(app_files(name, 1))
+        first = repo.commit("1000 apps", files)
+        running = await start_wake(
+            root / "data",
+            sandbox=True,
+            sandbox_latency_ms=latency_ms,
+            log_dir=root / "logs",
+            extra_env={"WAKE_POLL_INTERVAL": str(poll), "WAKE_LOG_LEVEL": "WARNING"},
+        )
+        rss = PeakRss(running)
+        log = await EventLog.connect(running.endpoints.nats_url, name="bench")
+        try:
+            after = (await log.js.stream_info(STREAM)).state.last_seq
+            registrations = [
+                new_event(
+                    ApplicationRegistered(
+                        spec=AppSpec(repo_url=repo.url, path=f"apps/{name}", namespace="default")
+                    ),
+                    app=name,
+                    actor="bench",
+                )
+                for name in names
+            ]
+            for i in range(0, len(registrations), 500):
+                await log.append_many(registrations[i : i + 500])
+            elapsed = await wait_all_applied(log, set(names), first, after, rss, timeout)
+            print(f"registration of {apps} apps -> all applied: {elapsed:.1f} s")
+
+            files = {}
+            for name in names:
+                files.update(app_files(name, 2))
+            after = (await log.js.stream_info(STREAM)).state.last_seq
+            committed_at = datetime.now(UTC)
+            second = repo.commit("change every app", files)
+            elapsed = await wait_all_applied(log, set(names), second, after, rss, timeout)
+            print(
+                f"one commit changing {apps} apps -> all applied: {elapsed:.1f} s "
+                f"(includes up to {poll:g} s until the next poll)"
+            )
+            await print_stages(log, after, committed_at)
+        finally:
+            await log.close()
+            await running.stop()
+    print("peak RSS per service:")
+    for name, peak in sorted(rss.peaks.items()):
+        print(f"  {name:<12} {peak / 2**20:7.1f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--apps", type=int, default=1000)
+    parser.add_argument("--latency-ms", type=float, default=15.0)
+    parser.add_argument("--poll", type=float, default=2.0, help="git-watcher poll interval")
+    parser.add_argument("--timeout", type=float, default=900.0)
+    args = parser.parse_args()
+    asyncio.run(run(args.apps, args.latency_ms, args.poll, args.timeout))
+
+
+if __name__ == "__main__":
+    main()
