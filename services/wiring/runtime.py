@@ -31,6 +31,7 @@ SERVICES: dict[str, str] = {
     "planner": "services.planner.service:main",
     "applier": "services.applier.service:main",
     "notifier": "services.notifier.service:main",
+    "projector": "services.projector.service:main",
 }
 
 READY_FILE_ENV = "WAKE_READY_FILE"

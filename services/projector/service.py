@@ -1,0 +1,149 @@
+"""The projector: folds the log into the PostgreSQL read models, exactly once.
+
+Reads the log with `EventLog.read_raw` from the position stored in the read
+models, not with a durable consumer: the position lives in PostgreSQL, in the
+same transaction as the rows it accounts for (STYLE 9), so there is no second
+position (a consumer's ack floor) that could disagree with it.
+
+Crash semantics: a batch is folded in memory and written by one transaction
+that also moves the position. Killed before the commit, nothing of the batch
+is in PostgreSQL and the restarted projector reads the batch again from the
+old position; killed after, the batch is there and reading resumes after it.
+Either way each event is folded exactly once. Nothing is acked: the reader's
+consumer is ephemeral and the server drops it when the projector goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import asyncpg
+
+from services.projector import store
+from services.projector.folding import ReadModels, decoded, fold, keys_needed
+from services.wiring.runtime import ServiceContext
+
+log = logging.getLogger(__name__)
+
+BATCH_EVENTS = 500
+BATCH_SECONDS = 0.1
+
+_END = object()
+
+
+def require_database(url: str) -> str:
+    if not url:
+        raise RuntimeError(
+            "the projector needs PostgreSQL: set WAKE_DATABASE_URL, or start one with `wake up`"
+        )
+    return url
+
+
+async def main(ctx: ServiceContext) -> None:
+    """Fold the log into the live read models until `ctx.stop`."""
+    conn = await asyncpg.connect(require_database(ctx.settings.database_url))
+    try:
+        schema = store.schema_name(store.LIVE_SCHEMA)
+        applied = await store.migrate(conn, schema)
+        if applied:
+            log.info("applied %d migration(s) to schema %s", applied, schema)
+        ready = False
+        while not ctx.stop.is_set():
+            position = await store.position(conn, schema)
+            log.info("projecting from sequence %d into schema %s", position + 1, schema)
+            queue: asyncio.Queue = asyncio.Queue(maxsize=BATCH_EVENTS * 4)
+            reader = asyncio.create_task(_read(ctx, position + 1, queue))
+            if not ready:
+                ctx.ready()
+                ready = True
+            try:
+                await _project(ctx, conn, schema, queue, reader, position)
+            except store.PositionMoved as exc:
+                # Another replica folded these events first; carry on after them.
+                log.warning("%s; resuming from the stored position", exc)
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+    finally:
+        await conn.close()
+
+
+async def _read(ctx: ServiceContext, start: int, queue: asyncio.Queue) -> None:
+    try:
+        async for item in ctx.log.read_raw(from_seq=start, follow=True):
+            await queue.put(item)
+    finally:
+        # Wake the batcher if reading ended for any reason other than cancellation.
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(_END)
+
+
+async def _project(
+    ctx: ServiceContext,
+    conn: asyncpg.Connection,
+    schema: store.SchemaName,
+    queue: asyncio.Queue,
+    reader: asyncio.Task,
+    position: int,
+) -> None:
+    models = ReadModels()
+    stopping = asyncio.create_task(ctx.stop.wait())
+    try:
+        while not ctx.stop.is_set():
+            getting = asyncio.create_task(queue.get())
+            await asyncio.wait({getting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not getting.done():
+                getting.cancel()
+                return
+            batch = [getting.result()]
+            deadline = time.monotonic() + BATCH_SECONDS
+            while len(batch) < BATCH_EVENTS and batch[-1] is not _END:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(queue.get(), remaining))
+                except TimeoutError:
+                    break
+            ended = batch[-1] is _END
+            if ended:
+                batch.pop()
+            if batch:
+                await _commit(conn, schema, models, batch, position)
+                position = batch[-1][0]
+            if ended:
+                # The reader failed; surface its error so the supervisor restarts us.
+                reader.result()
+                raise RuntimeError("the projector's reader of the log ended")
+    finally:
+        stopping.cancel()
+
+
+async def _commit(
+    conn: asyncpg.Connection,
+    schema: store.SchemaName,
+    models: ReadModels,
+    batch: list[tuple[int, str, bytes]],
+    position: int,
+) -> None:
+    events = []
+    for seq, subject, data in batch:
+        event = decoded(data)
+        if event is None:
+            log.error("seq %d (%s) is not a valid event; not projected", seq, subject)
+        else:
+            events.append((seq, event))
+    await store.load(conn, schema, models, (k for _, e in events for k in keys_needed(e)))
+    for seq, event in events:
+        fold(models, seq, event)
+    models.last_seq = batch[-1][0]
+    try:
+        await store.write_batch(conn, schema, models, expected_position=position)
+    finally:
+        # Rows are reloaded per batch: the working set stays bounded, and the
+        # database, not this process, holds the state.
+        models.forget()
