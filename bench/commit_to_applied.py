@@ -71,6 +71,7 @@ async def run(runs: int, resources: int, latency_ms: float) -> None:
         running = await start_wake(
             root / "data",
             sandbox=True,
+            sandbox_ready_workloads=True,
             sandbox_latency_ms=latency_ms,
             log_dir=root / "logs",
             extra_env={"WAKE_POLL_INTERVAL": "3600", "WAKE_LOG_LEVEL": "WARNING"},

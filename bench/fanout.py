@@ -55,21 +55,31 @@ def app_files(app: str, generation: int) -> dict[str, str]:
 
 
 class PeakRss:
-    """Samples the RSS of every service process; keeps each one's peak."""
+    """Samples the RSS of every service process; keeps each one's peak, and its CPU time."""
 
     def __init__(self, running: RunningWake) -> None:
         self.running = running
         self.peaks: dict[str, int] = {}
+        self.cpu: dict[str, float] = {}
+
+    def processes(self) -> dict[str, int]:
+        pids = {name: child.pid for name, child in self.running.services.items() if child.pid}
+        if self.running.sandbox is not None and self.running.sandbox.pid:
+            pids["sandbox"] = self.running.sandbox.pid
+        pids["nats-server"] = self.running.infrastructure.endpoints.nats_pid
+        return pids
 
     def sample(self) -> None:
-        for name, child in self.running.services.items():
-            if child.pid is None:
-                continue
+        for name, pid in self.processes().items():
             try:
-                rss = psutil.Process(child.pid).memory_info().rss
+                process = psutil.Process(pid)
+                rss = process.memory_info().rss
+                times = process.cpu_times()
             except psutil.NoSuchProcess:
                 continue
-            self.peaks[name] = max(self.peaks.get(name, 0), rss)
+            if name not in ("sandbox", "nats-server"):
+                self.peaks[name] = max(self.peaks.get(name, 0), rss)
+            self.cpu[name] = times.user + times.system
 
 
 async def wait_all_applied(
@@ -133,6 +143,7 @@ async def run(apps: int, latency_ms: float, poll: float, timeout: float) -> None
         running = await start_wake(
             root / "data",
             sandbox=True,
+            sandbox_ready_workloads=True,
             sandbox_latency_ms=latency_ms,
             log_dir=root / "logs",
             extra_env={"WAKE_POLL_INTERVAL": str(poll), "WAKE_LOG_LEVEL": "WARNING"},
@@ -168,12 +179,14 @@ async def run(apps: int, latency_ms: float, poll: float, timeout: float) -> None
                 f"(includes up to {poll:g} s until the next poll)"
             )
             await print_stages(log, after, committed_at)
+            rss.sample()
         finally:
             await log.close()
             await running.stop()
-    print("peak RSS per service:")
-    for name, peak in sorted(rss.peaks.items()):
-        print(f"  {name:<12} {peak / 2**20:7.1f} MiB")
+    print("peak RSS per service, and CPU seconds used by each process over the whole run:")
+    for name in sorted(rss.cpu):
+        peak = f"{rss.peaks[name] / 2**20:7.1f} MiB" if name in rss.peaks else " " * 11
+        print(f"  {name:<12} {peak}  {rss.cpu[name]:7.1f} s CPU")
 
 
 def main() -> None:

@@ -67,7 +67,7 @@ def describe(event: Envelope) -> str:
         case PlanRejected():
             return f"plan {p.plan_id[:8]} rejected via {p.via}: {p.reason}"
         case ApplyStarted():
-            rollback = f" (rollback to {p.rollback_of})" if p.rollback_of else ""
+            rollback = f" (rollback to apply {p.rollback_of[:8]})" if p.rollback_of else ""
             return f"apply {p.apply_id[:8]} of {short(p.commit)} started{rollback}"
         case ResourceApplied():
             return f"{p.action} {p.ref}"
@@ -81,7 +81,8 @@ def describe(event: Envelope) -> str:
         case DriftDetected():
             return f"drift in {len(p.resources)} resources"
         case RollbackRequested():
-            return f"rollback to {p.target} requested" + (f": {p.reason}" if p.reason else "")
+            target = short(p.commit) if p.commit else p.target
+            return f"rollback to {target} requested" + (f": {p.reason}" if p.reason else "")
         case NotificationSent():
             tries = f"{p.attempts} attempt" + ("s" if p.attempts != 1 else "")
             return f"notified {p.channel} of {p.about_type} ({tries})"

@@ -71,6 +71,8 @@ def up(data_dir: str, interval: float | None, sandbox: bool, log_dir: Path | Non
         running = await start_wake(
             Path(data_dir),
             sandbox=sandbox,
+            # A sandbox is for trying Wake: let workloads become ready as they would.
+            sandbox_ready_workloads=sandbox,
             kubeconfig=settings.kubeconfig,
             log_dir=log_dir,
             extra_env={"WAKE_POLL_INTERVAL": str(interval)} if interval else None,

@@ -14,13 +14,15 @@ from services.sandbox import Sandbox
 from services.sandbox.discovery import GIT_VERSION
 
 
-async def _serve(host: str, port: int, kubeconfig: Path, latency_ms: float) -> None:
+async def _serve(
+    host: str, port: int, kubeconfig: Path, latency_ms: float, ready_workloads: bool
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    sandbox = Sandbox(latency_ms=latency_ms)
+    sandbox = Sandbox(latency_ms=latency_ms, ready_workloads=ready_workloads)
     url = await sandbox.start(host=host, port=port)
     try:
         path = sandbox.write_kubeconfig(kubeconfig)
@@ -29,6 +31,8 @@ async def _serve(host: str, port: int, kubeconfig: Path, latency_ms: float) -> N
         click.echo(f"try: kubectl --kubeconfig {path} get namespaces")
         if latency_ms:
             click.echo(f"added latency: {latency_ms:g} ms per request")
+        if ready_workloads:
+            click.echo("workloads: rollouts complete as soon as they are applied")
         click.echo("Not a real cluster: nothing runs, objects only live in memory. Ctrl-C to stop.")
         await stop.wait()
     finally:
@@ -56,13 +60,21 @@ async def _serve(host: str, port: int, kubeconfig: Path, latency_ms: float) -> N
     show_default=True,
     help="Delay added to every request, to resemble a real API server.",
 )
-def sandbox(host: str, port: int, kubeconfig: Path, latency_ms: float) -> None:
+@click.option(
+    "--ready-workloads",
+    is_flag=True,
+    help="Complete every Deployment, StatefulSet and DaemonSet rollout as soon as it is "
+    "applied, as an idle real cluster would (no controllers run here otherwise).",
+)
+def sandbox(
+    host: str, port: int, kubeconfig: Path, latency_ms: float, ready_workloads: bool
+) -> None:
     """Run a Kubernetes API emulator (not a real cluster) until SIGINT or SIGTERM."""
     # Warnings and up: an emulator bug surfaces as a logged traceback and a Status 500.
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(_serve(host, port, kubeconfig, latency_ms))
+        asyncio.run(_serve(host, port, kubeconfig, latency_ms, ready_workloads))
     except OSError as exc:
         raise click.ClickException(f"cannot start the sandbox on {host}:{port}: {exc}") from exc

@@ -26,6 +26,7 @@ from events.payloads import (
     NotificationSent,
     RenderFailed,
     RevisionDetected,
+    RollbackRequested,
     SyncRequested,
 )
 from services.catalog.describe import describe
@@ -74,9 +75,20 @@ class WebhookReceiver:
 
 
 async def wait_for_journey(
-    log: EventLog, app: str, commit: str, *, after_seq: int, timeout: float, notified: bool
+    log: EventLog,
+    app: str,
+    commit: str,
+    *,
+    after_seq: int,
+    timeout: float,
+    notified: bool,
+    started_by: str | None = None,
 ) -> list[tuple[int, Envelope]]:
-    """The events of the journey of `commit`, once it has ended (and been notified)."""
+    """The events of the journey of `commit`, once it has ended (and been notified).
+
+    The journey starts with the RevisionDetected of `commit`, or with the
+    event `started_by` (a command such as a rollback) when given.
+    """
     journey: list[tuple[int, Envelope]] = []
     correlation: str | None = None
     final: Envelope | None = None
@@ -87,7 +99,11 @@ async def wait_for_journey(
             ):
                 event = stored.event
                 payload = event.payload
-                if isinstance(payload, RevisionDetected) and payload.commit == commit:
+                if event.event_id == started_by or (
+                    started_by is None
+                    and isinstance(payload, RevisionDetected)
+                    and payload.commit == commit
+                ):
                     correlation = event.event_id
                 if correlation is None or event.correlation_id != correlation:
                     continue
@@ -131,6 +147,7 @@ async def run_demo(
     running = await start_wake(
         workdir / "data",
         sandbox=True,
+        sandbox_ready_workloads=True,
         log_dir=workdir / "logs",
         extra_env={
             "WAKE_NOTIFY_URL": receiver.url,
@@ -160,6 +177,28 @@ async def run_demo(
             final = next(e for _, e in journey if e.type in FINAL_TYPES)
             if not isinstance(final.payload, ApplySucceeded):
                 raise DemoFailed(f"commit {commit[:7]} was not applied: {describe(final)}")
+        rollback_to = sample.repo.revparse_single("main~1").id
+        echo("")
+        echo(f"Rollback to commit 1 ({str(rollback_to)[:7]}), from its stored bundle:")
+        after = (await log.js.stream_info("WAKE_EVENTS")).state.last_seq
+        requested_at = datetime.now(UTC)
+        request = await _rollback(log, str(rollback_to))
+        journey = await wait_for_journey(
+            log,
+            APP,
+            str(rollback_to),
+            after_seq=after,
+            timeout=timeout,
+            notified=True,
+            started_by=request.event_id,
+        )
+        for line in timeline(journey, requested_at):
+            echo(line)
+        final = next(e for _, e in journey if e.type in FINAL_TYPES)
+        if not isinstance(final.payload, ApplySucceeded) or not final.payload.rollback_of:
+            raise DemoFailed(f"the rollback was not applied: {describe(final)}")
+        echo(f"{APP} now stays on {str(rollback_to)[:7]} until a new commit or "
+             f"`wake sync {APP} --resume`.")  # fmt: skip
         echo("")
         echo(f"The webhook received {len(receiver.received)} signed notifications.")
         echo(f"Logs of every process are in {workdir / 'logs'}.")
@@ -172,6 +211,30 @@ async def run_demo(
 async def _register(log: EventLog, sample: SampleRepo) -> None:
     spec = AppSpec(repo_url=sample.url, path=APP_PATH, ref="main", namespace=NAMESPACE)
     await log.append(new_event(ApplicationRegistered(spec=spec), app=APP, actor="user:demo"))
+
+
+async def _rollback(log: EventLog, commit: str) -> Envelope:
+    """What `wake rollback demo --to COMMIT` appends: the apply of COMMIT, resolved."""
+    applied = [
+        stored.event.payload
+        async for stored in log.read(subjects=[f"wake.evt.{APP}.ApplySucceeded"])
+        if isinstance(stored.event.payload, ApplySucceeded)
+        and stored.event.payload.commit == commit
+    ]
+    target = applied[-1]
+    request = new_event(
+        RollbackRequested(
+            target=commit,
+            reason="wake demo: back to commit 1",
+            apply_id=target.apply_id,
+            commit=target.commit,
+            bundle_digest=target.bundle_digest,
+        ),
+        app=APP,
+        actor="user:demo",
+    )
+    await log.append(request)
+    return request
 
 
 async def _sync(log: EventLog, sample: SampleRepo) -> None:

@@ -33,9 +33,9 @@ DUMMY_TOKEN = "wake-sandbox-emulator-token"
 class Sandbox:
     """A Kubernetes API emulator over plain HTTP, labelled as one wherever it shows itself."""
 
-    def __init__(self, *, latency_ms: float = 0.0) -> None:
+    def __init__(self, *, latency_ms: float = 0.0, ready_workloads: bool = False) -> None:
         self.catalogue = Catalogue()
-        self.store = ObjectStore(self.catalogue)
+        self.store = ObjectStore(self.catalogue, ready_workloads=ready_workloads)
         self._server = SandboxServer(self.store, latency_ms=latency_ms)
         self._runner: web.AppRunner | None = None
         self._url: str | None = None

@@ -120,9 +120,13 @@ class ObjectStore:
         catalogue: Catalogue,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        ready_workloads: bool = False,
     ) -> None:
         self.catalogue = catalogue
         self._clock = clock
+        # No controllers run here; with ready_workloads, a workload's rollout
+        # completes the moment its spec is written, as on an idle real cluster.
+        self.ready_workloads = ready_workloads
         self._revision = 0
         self._objects: dict[tuple[str, str], dict[ObjectKey, Obj]] = {}
         self._history: deque[WatchEvent] = deque(maxlen=_HISTORY_LIMIT)
@@ -617,6 +621,8 @@ class ObjectStore:
     # -- CRDs and server-written status -----------------------------------
 
     def _server_status(self, t: ResourceType, obj: Obj) -> None:
+        if self.ready_workloads and t.storage_key in _WORKLOADS:
+            _complete_rollout(t.kind, obj)
         if t.storage_key == NAMESPACES:
             obj.setdefault("status", {"phase": "Active"})
         elif t.storage_key == (CRD_GROUP, CRD_PLURAL):
@@ -640,6 +646,49 @@ class ObjectStore:
         for key in list(self._objects.get(served.storage_key, {})):
             self._remove(served, self._objects[served.storage_key][key])
         self._objects.pop(served.storage_key, None)
+
+
+_WORKLOADS = {("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets")}
+
+
+def _complete_rollout(kind: str, obj: Obj) -> None:
+    """Write the status a workload controller would once its rollout is done.
+
+    Only for a generation not observed yet, so a status a test wrote for the
+    current generation stays as written.
+    """
+    generation = obj["metadata"].get("generation", 1)
+    status = obj.get("status") or {}
+    if status.get("observedGeneration") == generation:
+        return
+    if kind == "DaemonSet":
+        obj["status"] = {
+            "observedGeneration": generation,
+            "desiredNumberScheduled": 1,
+            "currentNumberScheduled": 1,
+            "updatedNumberScheduled": 1,
+            "numberReady": 1,
+            "numberAvailable": 1,
+        }
+        return
+    replicas = (obj.get("spec") or {}).get("replicas", 1)
+    obj["status"] = {
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+        "currentReplicas": replicas,
+        "conditions": [
+            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+        ],
+    }
+    if kind == "StatefulSet":
+        obj["status"].pop("conditions")
+        obj["status"]["currentRevision"] = obj["status"]["updateRevision"] = (
+            f"{obj['metadata']['name']}-{generation}"
+        )
 
 
 def _validate_crd(catalogue: Catalogue, crd: Obj) -> None:

@@ -802,3 +802,31 @@ async def test_a_cluster_scoped_crd_serves_its_kind_without_namespaces(
     assert not regions.namespaced
     assert regions.path(name="eu-west") == "/apis/infra.example.com/v1alpha1/regions/eu-west"
     assert (await request(dynamic, "GET", regions.path(name="eu-west")))["spec"] == {"zones": 3}
+
+
+async def test_with_ready_workloads_a_rollout_completes_when_applied():
+    from services.sandbox import Sandbox
+
+    async with Sandbox(ready_workloads=True) as sandbox:
+        deployments = sandbox.resource_type("apps/v1", "Deployment")
+        body = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}},
+        }
+        sandbox.store.create(deployments, "default", body, manager="test", dry_run=False)
+        status = sandbox.get("apps/v1", "Deployment", "web", namespace="default")["status"]
+        assert status["observedGeneration"] == 1 and status["availableReplicas"] == 3
+        # a status written for the current generation is left as written
+        sandbox.set_status(
+            "apps/v1",
+            "Deployment",
+            "web",
+            {"observedGeneration": 1, "replicas": 3},
+            namespace="default",
+        )
+        assert (
+            "availableReplicas"
+            not in sandbox.get("apps/v1", "Deployment", "web", namespace="default")["status"]
+        )
