@@ -17,10 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pygit2
-from pygit2.enums import FileMode
 
 from services.renderer.manifests import RenderError
 from services.renderer.paths import MAX_LINK_HOPS, link_target
+from services.renderer.sources import is_link, walk_to
 from services.wiring.git import RepoPath
 
 ROOT = RepoPath(".")
@@ -32,10 +32,6 @@ ENTRY_COST = 256
 
 class InputTooLarge(RenderError):
     """More bytes of the repository were needed than the input cap allows."""
-
-
-def is_link(obj: pygit2.Object) -> bool:
-    return obj.filemode == FileMode.LINK
 
 
 class RepoTree:
@@ -58,7 +54,7 @@ class RepoTree:
         """
         hops = 0
         while True:
-            found = self._walk(path)
+            found = walk_to(self.commit, path)
             if found is None:
                 return None
             where, obj, rest = found
@@ -92,23 +88,6 @@ class RepoTree:
                 "(render_max_bytes)",
             )
         return data
-
-    def _walk(self, path: RepoPath) -> tuple[RepoPath, pygit2.Object, tuple[str, ...]] | None:
-        """The object at `path`, or the first symlink on the way and the segments after it."""
-        obj: pygit2.Object = self.commit.tree
-        walked = ROOT
-        parts = path.parts
-        for index, segment in enumerate(parts):
-            if not isinstance(obj, pygit2.Tree):
-                return None
-            try:
-                obj = obj[segment]
-            except KeyError:
-                return None
-            walked = walked.joinpath(segment)
-            if is_link(obj):
-                return walked, obj, parts[index + 1 :]
-        return walked, obj, ()
 
 
 class Checkout:

@@ -54,8 +54,29 @@ def app_directory(commit: pygit2.Commit, app_path: RepoPath) -> pygit2.Tree:
     return _TreeReader(commit, app_path).app_tree()
 
 
-def _is_link(entry: pygit2.Object) -> bool:
+def is_link(entry: pygit2.Object) -> bool:
     return entry.filemode == FileMode.LINK
+
+
+def walk_to(
+    commit: pygit2.Commit, path: RepoPath
+) -> tuple[RepoPath, pygit2.Object, tuple[str, ...]] | None:
+    """The object at `path` in `commit`'s tree, or the first symlink on the way (with the
+    segments after it); None if nothing is there."""
+    obj: pygit2.Object = commit.tree
+    walked = RepoPath(".")
+    parts = path.parts
+    for index, segment in enumerate(parts):
+        if not isinstance(obj, pygit2.Tree):
+            return None
+        try:
+            obj = obj[segment]
+        except KeyError:
+            return None
+        walked = walked.joinpath(segment)
+        if is_link(obj):
+            return walked, obj, parts[index + 1 :]
+    return walked, obj, ()
 
 
 class _TreeReader:
@@ -77,7 +98,7 @@ class _TreeReader:
                     None,
                     f"the app path {self.app_path} does not exist at commit {self.short}",
                 ) from None
-            if _is_link(entry):
+            if is_link(entry):
                 raise RenderError(
                     self.app_path,
                     None,
@@ -117,7 +138,7 @@ class _TreeReader:
                         files=files,
                         stack=(*stack, real.joinpath(name)),
                     )
-            elif _is_link(entry):
+            elif is_link(entry):
                 self._follow(
                     entry,
                     shown=shown.joinpath(name),
@@ -152,13 +173,13 @@ class _TreeReader:
         hops = 0
         path = link_target(link, _target_of(link, entry), app_path=self.app_path)
         while True:
-            found = self._lookup(link, path)
+            found = walk_to(self.commit, path)
             if found is None:
                 raise RenderError(
                     link, None, f"symlink to {path}, which does not exist at commit {self.short}"
                 )
             where, obj, rest = found
-            if not _is_link(obj):
+            if not is_link(obj):
                 return path, obj
             hops += 1
             if hops > MAX_LINK_HOPS:
@@ -166,25 +187,6 @@ class _TreeReader:
             path = link_target(where, _target_of(where, obj), app_path=self.app_path)
             if rest:
                 path = path.joinpath(*rest)
-
-    def _lookup(
-        self, link: RepoPath, path: RepoPath
-    ) -> tuple[RepoPath, pygit2.Object, tuple[str, ...]] | None:
-        """The object at `path`, or the first symlink on the way (with the segments after it)."""
-        obj: pygit2.Object = self.commit.tree
-        walked = RepoPath(".")
-        parts = path.parts
-        for index, segment in enumerate(parts):
-            if not isinstance(obj, pygit2.Tree):
-                return None
-            try:
-                obj = obj[segment]
-            except KeyError:
-                return None
-            walked = walked.joinpath(segment)
-            if _is_link(obj):
-                return walked, obj, parts[index + 1 :]
-        return walked, obj, ()
 
 
 def _target_of(link: RepoPath, entry: pygit2.Blob) -> str:

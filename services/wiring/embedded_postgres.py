@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import os
 import pwd
 import shutil
@@ -41,6 +39,8 @@ from pathlib import Path
 
 import asyncpg
 import psutil
+
+from services.wiring.locking import LockHeld, lock_exclusively
 
 # Importing the wheel's package also builds its PostgresServer class, whose
 # platformdirs lookup warns when XDG_RUNTIME_DIR is unset (containers, CI).
@@ -198,24 +198,14 @@ def _acquire_lock(data_dir: Path) -> tuple[Path, int]:
     try:
         data_dir = data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
-        lock_path = data_dir / "postgres.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        return data_dir, lock_exclusively(data_dir / "postgres.lock")
+    except LockHeld as held:
+        raise PostgresDataDirInUse(
+            f"PostgreSQL data dir {data_dir / 'postgres'} is in use by another process "
+            f"(pid {held.holder})"
+        ) from None
     except OSError as exc:
         raise PostgresError(f"cannot create or write data dir {data_dir}: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            raise PostgresDataDirInUse(
-                f"PostgreSQL data dir {data_dir / 'postgres'} is in use by another process "
-                f"(pid {holder})"
-            ) from None
-        raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return data_dir, fd
 
 
 async def _launch_uncancellable(data_dir: Path, port: int) -> EmbeddedPostgres:

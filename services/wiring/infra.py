@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import os
 import signal
 import socket
@@ -34,6 +32,7 @@ from nats.js.errors import Error as JetStreamError
 from services.wiring.embedded_nats import EmbeddedNats, NatsStartError, start_nats
 from services.wiring.embedded_postgres import EmbeddedPostgres, PostgresError, start_postgres
 from services.wiring.eventlog import provision
+from services.wiring.locking import LockHeld, lock_exclusively
 
 ENDPOINTS_FILE = "endpoints.json"
 LOCK_FILE = "infra.lock"
@@ -328,24 +327,13 @@ def _lock_data_dir(data_dir: Path) -> tuple[Path, int]:
     try:
         data_dir = data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        return data_dir, lock_exclusively(data_dir / LOCK_FILE)
+    except LockHeld as held:
+        raise DataDirInUse(
+            f"data dir {data_dir} is already in use by another Wake (pid {held.holder})"
+        ) from None
     except OSError as exc:
         raise InfraError(f"cannot create or write data dir {data_dir}: {exc.strerror}") from None
-    try:
-        # flock, not a pid file: the kernel releases it however the owner dies,
-        # so a SIGKILLed `infra up` never blocks the next one.
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            raise DataDirInUse(
-                f"data dir {data_dir} is already in use by another Wake (pid {holder})"
-            ) from None
-        raise InfraError(f"cannot lock {data_dir / LOCK_FILE}: {exc.strerror}") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return data_dir, fd
 
 
 def _publish(path: Path, endpoints: Endpoints) -> None:

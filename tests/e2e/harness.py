@@ -8,22 +8,66 @@ the `wake` CLI as a subprocess, the log, the cluster's API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from events.names import STREAM
 from events.payloads import ResourceRef
 from services.demo.sample import SampleRepo
-from services.demo.walkthrough import WebhookReceiver
+from services.demo.walkthrough import WEBHOOK_SECRET, WebhookReceiver
 from services.wiring.eventlog import EventLog, StoredEvent
 from services.wiring.kube import Kube
-from services.wiring.supervision import RunningWake
+from services.wiring.supervision import RunningWake, start_wake
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextlib.asynccontextmanager
+async def running_wake(
+    root: Path, *, env: dict[str, str] | None = None, sandbox_latency_ms: float = 0
+) -> AsyncIterator[WakeUnderTest]:
+    """A whole Wake under `root` (services supervised as `wake up` does), with a
+    webhook receiver for its notifications; each process's log is printed on teardown."""
+    receiver = WebhookReceiver()
+    await receiver.start()
+    running = await start_wake(
+        root / "data",
+        sandbox=True,
+        sandbox_latency_ms=sandbox_latency_ms,
+        log_dir=root / "logs",
+        extra_env={
+            "WAKE_NOTIFY_URL": receiver.url,
+            "WAKE_NOTIFY_SECRET": WEBHOOK_SECRET,
+            **(env or {}),
+        },
+    )
+    stop = asyncio.Event()
+    supervising = asyncio.create_task(running.supervise(stop))
+    log = await EventLog.connect(running.endpoints.nats_url, name="e2e")
+    kube = await Kube.connect(kubeconfig=running.kubeconfig)
+    try:
+        yield WakeUnderTest(running=running, log=log, kube=kube, receiver=receiver, root=root)
+    finally:
+        stop.set()
+        await supervising
+        await kube.close()
+        await log.close()
+        await running.stop()
+        await receiver.stop()
+        print_logs(root / "logs")
+
+
+def print_logs(logs: Path) -> None:
+    """The tail of every process's log (pytest shows it only when a test failed)."""
+    for path in sorted(logs.glob("*.log")):
+        tail = path.read_text(errors="replace").splitlines()[-40:]
+        print(f"--- {path.name} (last {len(tail)} lines)")
+        print("\n".join(tail))
 
 
 @dataclass

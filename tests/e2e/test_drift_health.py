@@ -24,12 +24,7 @@ from events.payloads import (
     PlanCreated,
 )
 from services.demo.sample import APP_PATH, first_commit
-from services.demo.walkthrough import WebhookReceiver
-from services.wiring.eventlog import EventLog
-from services.wiring.kube import Kube
-from services.wiring.supervision import start_wake
-from tests.e2e.conftest import _print_logs_on_failure
-from tests.e2e.harness import WakeUnderTest
+from tests.e2e.harness import WakeUnderTest, running_wake
 from tests.waiting import eventually
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
@@ -38,29 +33,11 @@ KUBECTL = Path(sys.executable).parent / "kubectl"
 @pytest.fixture(scope="module")
 async def quick(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WakeUnderTest]:
     """A Wake whose applier checks drift every second and health every 0.2 s."""
-    root = tmp_path_factory.mktemp("e2e-drift")
-    receiver = WebhookReceiver()
-    await receiver.start()
-    running = await start_wake(
-        root / "data",
-        sandbox=True,
-        log_dir=root / "logs",
-        extra_env={"WAKE_DRIFT_INTERVAL": "1", "WAKE_HEALTH_INTERVAL": "0.2"},
-    )
-    stop = asyncio.Event()
-    supervising = asyncio.create_task(running.supervise(stop))
-    log = await EventLog.connect(running.endpoints.nats_url, name="e2e-drift")
-    kube = await Kube.connect(kubeconfig=running.kubeconfig)
-    try:
-        yield WakeUnderTest(running=running, log=log, kube=kube, receiver=receiver, root=root)
-    finally:
-        stop.set()
-        await supervising
-        await kube.close()
-        await log.close()
-        await running.stop()
-        await receiver.stop()
-        _print_logs_on_failure(root / "logs")
+    async with running_wake(
+        tmp_path_factory.mktemp("e2e-drift"),
+        env={"WAKE_DRIFT_INTERVAL": "1", "WAKE_HEALTH_INTERVAL": "0.2"},
+    ) as wake:
+        yield wake
 
 
 async def kubectl(wake: WakeUnderTest, *args: str) -> str:

@@ -11,10 +11,7 @@ import pytest
 
 from events.payloads import ApplySucceeded
 from services.demo.sample import APP_PATH, first_commit, second_commit
-from services.wiring.eventlog import EventLog
-from services.wiring.kube import Kube
-from services.wiring.supervision import start_wake
-from tests.e2e.harness import WakeUnderTest
+from tests.e2e.harness import WakeUnderTest, running_wake
 from tests.waiting import eventually
 
 
@@ -98,20 +95,8 @@ async def polls_happen(wake: WakeUnderTest, count: int) -> None:
 @pytest.fixture
 async def polling_wake(tmp_path: Path) -> AsyncIterator[WakeUnderTest]:
     """A Wake of its own whose git-watcher polls every second."""
-    running = await start_wake(
-        tmp_path / "data",
-        sandbox=True,
-        log_dir=tmp_path / "logs",
-        extra_env={"WAKE_POLL_INTERVAL": "1"},
-    )
-    log = await EventLog.connect(running.endpoints.nats_url, name="e2e-rollback")
-    kube = await Kube.connect(kubeconfig=running.kubeconfig)
-    try:
-        yield WakeUnderTest(running=running, log=log, kube=kube, receiver=None, root=tmp_path)  # type: ignore[arg-type]
-    finally:
-        await kube.close()
-        await log.close()
-        await running.stop()
+    async with running_wake(tmp_path, env={"WAKE_POLL_INTERVAL": "1"}) as wake:
+        yield wake
 
 
 async def test_a_rolled_back_auto_sync_app_stays_through_polls_until_a_new_commit_or_resume(
