@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -40,13 +41,16 @@ async def quick(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WakeU
         yield wake
 
 
-async def kubectl(wake: WakeUnderTest, *args: str) -> str:
+async def kubectl(wake: WakeUnderTest, *args: str, editor: str = "") -> str:
+    """The real kubectl against the sandbox; `editor` is what `kubectl edit` runs."""
+    env = {**os.environ, "KUBE_EDITOR": editor} if editor else None
     result = await asyncio.to_thread(
         subprocess.run,
         [str(KUBECTL), "--kubeconfig", wake.running.kubeconfig, *args],
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
     )
     assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
     return result.stdout
@@ -105,9 +109,12 @@ async def test_health_follows_the_rollout_and_a_stuck_one_is_degraded(quick: Wak
 async def test_drift_made_with_kubectl_is_detected_and_undone_by_self_heal(quick: WakeUnderTest):
     # Given a self-healing app, applied
     seq, _ = await deployed(quick, "healing", "--self-heal")
-    # When someone edits its ConfigMap and deletes its Service with kubectl
-    patch = json.dumps({"data": {"greeting": "edited by hand"}})
-    await kubectl(quick, "patch", "configmap", "web-config", "-n", "healing", "-p", patch)
+    # When someone edits its ConfigMap with `kubectl edit` (the editor a script that
+    # changes the greeting) and deletes its Service with kubectl
+    editor = "sed -i s/hello.from.commit.1/edited-by-hand/"
+    await kubectl(quick, "edit", "configmap", "web-config", "-n", "healing", editor=editor)
+    edited = await quick.cluster_object("v1", "ConfigMap", "web-config", "healing")
+    assert edited is not None and edited["data"]["greeting"] == "edited-by-hand"
     await kubectl(quick, "delete", "service", "web", "-n", "healing")
 
     # Then self-heal undoes both
