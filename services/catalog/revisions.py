@@ -33,15 +33,26 @@ def applied_revisions(events: list[tuple[int, Envelope]]) -> list[AppliedRevisio
     ]
 
 
-def find_applied(app: str, applied: list[AppliedRevision], target: str) -> AppliedRevision:
-    """The apply `target` names: an apply id, or a commit or its prefix (its latest apply)."""
+def find_applied(
+    app: str,
+    applied: list[AppliedRevision],
+    target: str,
+    *,
+    commit: str = "",
+    min_prefix: int = MIN_COMMIT_PREFIX,
+) -> AppliedRevision:
+    """The apply `target` names: an apply id, or a commit or its prefix (its latest apply).
+
+    `commit`, when given, is the commit to look for if `target` is no apply id.
+    """
     target = target.strip().lower()
     for revision in applied:
         if revision.apply.apply_id == target:
             return revision
-    if len(target) < MIN_COMMIT_PREFIX:
+    target = commit.strip().lower() or target
+    if len(target) < min_prefix:
         raise RevisionNotApplied(
-            f"{target!r} is too short: give an apply id or at least {MIN_COMMIT_PREFIX} "
+            f"{target!r} is too short: give an apply id or at least {min_prefix} "
             "characters of a commit"
         )
     matches = [r for r in applied if r.apply.commit.startswith(target)]

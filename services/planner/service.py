@@ -42,6 +42,7 @@ from events.payloads import (
     RollbackRequested,
 )
 from services.catalog.lookup import app_events, app_spec
+from services.catalog.revisions import RevisionNotApplied, applied_revisions, find_applied
 from services.planner import policy, superseding
 from services.planner.loading import DesiredResource, load_bundle, prepare_all
 from services.planner.planning import DryRun, Refusal, plan, prune_candidates, summary
@@ -190,24 +191,23 @@ class Planner:
         The log is the authority: a target the app was never applied at is an
         error naming it, whatever the requester resolved.
         """
-        applied = [
-            e.payload
-            for _, e in await app_events(self.ctx.log, app, [ApplySucceeded.event_type])
-            if isinstance(e.payload, ApplySucceeded)
-        ]
-        wanted = request.apply_id or request.target
-        for candidate in reversed(applied):
-            if candidate.apply_id == wanted:
-                return candidate
-        commit = (request.commit or request.target).lower()
-        if len(commit) >= 7 and re.fullmatch(r"[0-9a-f]+", commit):
-            for candidate in reversed(applied):
-                if candidate.commit.startswith(commit):
-                    return candidate
-        raise Unplannable(
-            f"cannot roll {app} back to {request.target!r}: no apply of {app} succeeded "
-            f"at that apply id or commit (a rollback goes to a revision that was applied)"
+        applied = applied_revisions(
+            await app_events(self.ctx.log, app, [ApplySucceeded.event_type])
         )
+        try:
+            return find_applied(
+                app,
+                applied,
+                request.apply_id or request.target,
+                commit=request.commit or request.target,
+                min_prefix=7,
+            ).apply
+        except RevisionNotApplied as exc:
+            raise Unplannable(
+                f"cannot roll {app} back to {request.target!r}: no apply of {app} succeeded "
+                f"at that apply id or commit (a rollback goes to a revision that was "
+                f"applied): {exc}"
+            ) from None
 
     async def _on_drift(self, event: Envelope, drift: DriftDetected, spec: AppSpec) -> None:
         if not (drift.self_heal and spec.self_heal):
