@@ -6,6 +6,8 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 
+import psutil
+
 
 async def eventually(
     predicate: Callable[[], Awaitable[bool] | bool], *, timeout: float = 15.0, what: str = ""
@@ -22,3 +24,11 @@ async def eventually(
                 await asyncio.sleep(0.05)
     except TimeoutError:
         raise AssertionError(f"not true within {timeout}s: {what or predicate}") from None
+
+
+def process_gone(pid: int) -> bool:
+    """True once `pid` has exited (a zombie nobody reaped counts as exited)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

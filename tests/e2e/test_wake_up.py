@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.waiting import eventually
+from tests.waiting import eventually, process_gone
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,17 +65,10 @@ async def test_wake_up_serves_until_ctrl_c_then_stops_everything(tmp_path: Path)
     assert "Stopped" in output
     assert not endpoints_file.exists()
     await eventually(
-        lambda: not any(psutil.pid_exists(pid) and _alive(pid) for pid in pids),
+        lambda: all(process_gone(pid) for pid in pids),
         timeout=10,
         what="every process of wake up gone",
     )
     # and a command now says clearly that no Wake is running
     gone = wake("app", "list", data_dir=data_dir)
     assert gone.returncode != 0 and "no NATS server" in gone.stderr
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False

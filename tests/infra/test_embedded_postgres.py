@@ -22,7 +22,7 @@ from services.wiring.embedded_postgres import (
     PostgresPortInUse,
     start_postgres,
 )
-from tests.infra.waiting import process_gone, wait_until
+from tests.waiting import eventually, process_gone
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,7 +79,7 @@ async def test_recovers_from_a_stale_postmaster_pid_after_sigkill(
     server = await start_postgres(tmp_path)
     await _write_row(server, "committed before the kill")
     os.kill(server.pid, signal.SIGKILL)
-    await wait_until(lambda: server.process.poll() is not None, within=10, what="postgres to die")
+    await eventually(lambda: server.process.poll() is not None, timeout=10, what="postgres to die")
     await server.stop()  # reaps it and releases the data dir; leaves the debris alone
 
     postmaster_pid = tmp_path / "postgres" / "postmaster.pid"
@@ -187,7 +187,7 @@ async def test_a_data_dir_too_deep_for_a_unix_socket_still_works(tmp_path: Path)
 async def test_cancelling_a_start_leaves_no_server_behind(tmp_path: Path) -> None:
     starting = asyncio.create_task(start_postgres(tmp_path))
     # Cancel while initdb runs in its thread, which a cancellation cannot stop.
-    await wait_until((tmp_path / "postgres.initdb").exists, within=30, what="initdb to start")
+    await eventually((tmp_path / "postgres.initdb").exists, timeout=30, what="initdb to start")
     starting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await starting

@@ -26,7 +26,7 @@ from services.wiring.infra import (
     InfraNotRunning,
     load_endpoints,
 )
-from tests.infra.waiting import process_gone, wait_until
+from tests.waiting import eventually, process_gone
 
 WAKE = str(Path(sys.executable).with_name("wake"))
 
@@ -82,7 +82,7 @@ async def infra_up(tmp_path: Path) -> AsyncIterator[InfraUp]:
     # The process's returncode is only updated by a waiter; watch it.
     waiter = asyncio.create_task(process.wait())
     try:
-        await wait_until(published, within=60, what=f"{data_dir / ENDPOINTS_FILE}")
+        await eventually(published, timeout=60, what=f"{data_dir / ENDPOINTS_FILE}")
         yield InfraUp(process=process, data_dir=data_dir, endpoints=endpoints[0])
     finally:
         if process.returncode is None:
@@ -236,7 +236,7 @@ async def test_sigint_during_startup_leaves_nothing_running(tmp_path: Path, star
         WAKE, "infra", "up", "--data-dir", str(data_dir),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    await wait_until((data_dir / starting).exists, within=30, what=f"{starting} to appear")
+    await eventually((data_dir / starting).exists, timeout=30, what=f"{starting} to appear")
     process.send_signal(signal.SIGINT)
 
     assert await asyncio.wait_for(process.wait(), 30) == 0

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.infra.waiting import process_gone
+from tests.waiting import process_gone
 
 REPO = Path(__file__).resolve().parents[2]
 
