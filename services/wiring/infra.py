@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +32,7 @@ from services.wiring.embedded_nats import EmbeddedNats, NatsStartError, start_na
 from services.wiring.embedded_postgres import EmbeddedPostgres, PostgresError, start_postgres
 from services.wiring.eventlog import provision
 from services.wiring.locking import LockHeld, lock_exclusively
+from services.wiring.ports import port_is_free
 
 ENDPOINTS_FILE = "endpoints.json"
 LOCK_FILE = "infra.lock"
@@ -178,7 +178,7 @@ async def start_infra(
     started: list[_Server] = []
     try:
         for name, port in (("NATS", nats_port), ("PostgreSQL", postgres_port)):
-            if port is not None and not _port_is_free(port):
+            if port is not None and not port_is_free(port):
                 raise InfraError(f"{name} port 127.0.0.1:{port} is already in use")
         try:
             nats_server = await _start_uncancellable(start_nats(data_dir, port=nats_port))
@@ -377,18 +377,6 @@ def _process_exists(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _port_is_free(port: int) -> bool:
-    # SO_REUSEADDR as servers set it: only a socket bound to the port counts,
-    # not connections lingering in TIME_WAIT.
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def _first_line(exc: BaseException) -> str:

@@ -14,7 +14,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import msgspec
 
 from services.wiring import infra
+from services.wiring.ports import free_port
 from services.wiring.runtime import READY_FILE_ENV, SERVICES
 
 log = logging.getLogger(__name__)
@@ -195,12 +195,6 @@ def _wake_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "services.cli", *args]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def _wait_ready(children: list[Child], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -260,7 +254,7 @@ async def start_wake(
                 argv=_wake_command(
                     "sandbox",
                     "--port",
-                    str(_free_port()),
+                    str(free_port()),
                     "--kubeconfig",
                     str(kubeconfig_path),
                     "--latency-ms",
@@ -282,7 +276,7 @@ async def start_wake(
         # says where it is, so a forge can be pointed at webhook_url at once.
         if not (base_env.get("WAKE_WEBHOOK_SECRET") or base_env.get("WAKE_WEBHOOK_SECRET_FILE")):
             base_env["WAKE_WEBHOOK_SECRET_FILE"] = str(_webhook_secret_file(data_dir))
-        port = base_env.get("WAKE_WEBHOOK_PORT") or str(_free_port())
+        port = base_env.get("WAKE_WEBHOOK_PORT") or str(free_port())
         host = base_env.get("WAKE_WEBHOOK_HOST") or "127.0.0.1"
         base_env["WAKE_WEBHOOK_PORT"] = port
         running.webhook_url = f"http://{host}:{port}"

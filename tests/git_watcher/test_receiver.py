@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from events.payloads import AppSpec
 from services.git_watcher.service import main
 from services.git_watcher.webhooks import MAX_BODY_BYTES, hmac_sha256_hex
 from services.wiring.eventlog import EventLog
+from services.wiring.ports import free_port
 from services.wiring.runtime import ServiceContext
 from services.wiring.settings import Settings
 from tests.git_watcher.repos import GitRepo, configmap
@@ -24,12 +24,6 @@ from tests.git_watcher.test_watcher import detections, register
 from tests.waiting import eventually
 
 SECRET = "global-webhook-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.asynccontextmanager

@@ -14,8 +14,9 @@ from events.samples import sample_payloads
 from services.notifier.delivery import DeliveryInterrupted, deliver
 from services.notifier.routing import Message, route, routes_from_settings
 from services.notifier.signing import SIGNATURE_HEADER, verify
+from services.wiring.ports import free_port
 from services.wiring.settings import Settings
-from tests.notifier.receiver import Receiver, free_port
+from tests.notifier.receiver import Receiver
 from tests.waiting import eventually
 
 SECRET = "delivery-secret"

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import aiohttp
 import yaml
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from services.wiring.ports import free_port
 
 
 async def test_wake_sandbox_serves_writes_a_kubeconfig_and_stops_on_sigterm(

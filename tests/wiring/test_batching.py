@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -25,15 +24,10 @@ from services.wiring.batching import (
     BatchTooLarge,
     publish_atomic_batch,
 )
+from services.wiring.ports import free_port
 
 NATS_SERVER = Path(sys.executable).parent / "nats-server"
 PAYLOAD = b"p" * 600
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +35,7 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("nats")
     conf = tmp / "server.conf"
     conf.write_text("jetstream { sync_interval: always }\n")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(NATS_SERVER), "-c", str(conf), "-js", "-sd", str(tmp / "js"), "-p", str(port)],
         stdout=subprocess.DEVNULL,
