@@ -20,6 +20,7 @@ from services.cli.connecting import (
     run,
     settings_for,
 )
+from services.renderer.options import RENDERER_OPTIONS, unknown_options
 from services.wiring.eventlog import ConcurrencyConflict, EventLog
 
 STATUS_TYPES = (
@@ -57,11 +58,34 @@ def app() -> None:
     help="How the app path becomes manifests (auto: by the files found there).",
 )
 @click.option(
-    "--option", "renderer_options", multiple=True, metavar="KEY=VALUE", help="Renderer option."
+    "--option",
+    "renderer_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Renderer option, one of: "
+    + "; ".join(f"{key}: {what}" for key, what in RENDERER_OPTIONS.items())
+    + ".",
 )
 @click.option("--ext-var", "ext_vars", multiple=True, metavar="KEY=VALUE", help="Jsonnet ext var.")
 @click.option(
     "--tla", "tla", multiple=True, metavar="KEY=VALUE", help="Jsonnet top-level argument."
+)
+@click.option(
+    "--ext-code",
+    "ext_code",
+    multiple=True,
+    metavar="KEY=CODE",
+    help="Jsonnet ext var given as code (Argo CD's code: true): 3 is a number.",
+)
+@click.option(
+    "--tla-code",
+    "tla_code",
+    multiple=True,
+    metavar="KEY=CODE",
+    help="Jsonnet top-level argument given as code: replicas=3 is the number 3.",
+)
+@click.option(
+    "--allow-empty", is_flag=True, help="A render with no resources is a success, not an error."
 )
 @click.option("--values", "helm_values", multiple=True, metavar="FILE", help="Helm values file.")
 @click.option("--release", "helm_release", default="", help="Helm release name (default: NAME).")
@@ -90,6 +114,9 @@ def add(
     renderer_options: tuple[str, ...],
     ext_vars: tuple[str, ...],
     tla: tuple[str, ...],
+    ext_code: tuple[str, ...],
+    tla_code: tuple[str, ...],
+    allow_empty: bool,
     helm_values: tuple[str, ...],
     helm_release: str,
     context: str,
@@ -119,6 +146,25 @@ def add(
         raise click.BadParameter(
             f"invalid namespace {namespace!r}", param_hint="--namespace"
         ) from None
+    options = _pairs(renderer_options, "--option")
+    unknown = unknown_options(options)
+    if unknown is not None:
+        raise click.BadParameter(unknown, param_hint="--option")
+    jsonnet = {
+        flag: _pairs(values, flag)
+        for flag, values in (
+            ("--ext-var", ext_vars),
+            ("--ext-code", ext_code),
+            ("--tla", tla),
+            ("--tla-code", tla_code),
+        )
+    }
+    for strings, code in (("--ext-var", "--ext-code"), ("--tla", "--tla-code")):
+        both = sorted(set(jsonnet[strings]) & set(jsonnet[code]))
+        if both:
+            raise click.BadParameter(
+                f"{', '.join(both)} given both as {strings} and as {code}", param_hint=code
+            )
     if "://" not in repo_url and not repo_url.startswith("git@") and Path(repo_url).exists():
         # Services run elsewhere (other working directories, other containers):
         # a local path must not depend on where this command was typed.
@@ -132,9 +178,9 @@ def add(
         prune=not no_prune,
         self_heal=self_heal,
         renderer=renderer,
-        renderer_options=_pairs(renderer_options, "--option"),
-        jsonnet_ext_vars=_pairs(ext_vars, "--ext-var"),
-        jsonnet_tla=_pairs(tla, "--tla"),
+        renderer_options=options,
+        jsonnet_ext_vars=jsonnet["--ext-var"],
+        jsonnet_tla=jsonnet["--tla"],
         helm_values=list(helm_values),
         helm_release=helm_release,
         destination_context=context,
@@ -142,6 +188,9 @@ def add(
         health_timeout_seconds=health_timeout,
         git_credential=git_credential,
         webhook_secret_file=webhook_secret_file,
+        allow_empty=allow_empty,
+        jsonnet_ext_code=jsonnet["--ext-code"],
+        jsonnet_tla_code=jsonnet["--tla-code"],
     )
 
     async def register() -> None:
