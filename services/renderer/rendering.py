@@ -66,7 +66,7 @@ def render_app(
             raise RenderError(
                 app_path,
                 None,
-                f"the {renderer} renderer found no resources in {app_path}; "
+                f"the {renderer} renderer found no resources here; "
                 "register the app with --allow-empty if it may be empty",
             )
         bundle = Bundle(
@@ -161,8 +161,8 @@ def _render_jsonnet(
             raise RenderError(
                 app_path,
                 None,
-                f"no .jsonnet file at the top of {app_path} (.libsonnet files are libraries); "
-                "name the entry file with --option main=FILE",
+                "no .jsonnet file at the top of the app path (.libsonnet files are "
+                "libraries); name the entry file with --option main=FILE",
             )
         tree = RepoTree(commit, max_bytes=limits.max_bytes)
         files = {

@@ -18,6 +18,7 @@ from events.payloads import (
     RenderFailed,
     RevisionDetected,
 )
+from services.catalog.describe import describe
 from services.git_watcher.service import main as watcher_main
 from services.renderer.service import main as renderer_main
 from services.wiring.eventlog import EventLog
@@ -163,7 +164,11 @@ async def test_broken_yaml_fails_naming_file_and_line_and_the_next_good_commit_r
         5,
         "yaml",
     )
-    assert payload.error.startswith("deploy/cm.yaml:5: invalid YAML")
+    # The message alone: the file and line are fields, and a summary names them once.
+    assert payload.error.startswith("invalid YAML")
+    summary = describe(failed)
+    assert summary.count("deploy/cm.yaml") == 1
+    assert f"render of {broken[:7]} failed at deploy/cm.yaml:5: invalid YAML" in summary
     assert isinstance(rendered.payload, ManifestsRendered)
     assert rendered.payload.commit == fixed
     assert len(rendered.payload.resources) == 2
