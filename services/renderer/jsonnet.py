@@ -1,5 +1,4 @@
-"""The jsonnet renderer: the app's entry files evaluated in a worker process, their output as
-resources.
+"""The jsonnet renderer: entry files evaluated in a worker process, their output as resources.
 
 The entries are the app's main file, or every top-level `.jsonnet` file of a
 directory, whose top-level YAML/JSON manifests then join them in one bundle (as

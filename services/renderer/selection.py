@@ -24,6 +24,8 @@ KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization
 JSONNET_SUFFIXES = (".jsonnet", ".libsonnet")
 JSONNET_ENTRY_SUFFIX = ".jsonnet"
 DEFAULT_JSONNET_MAIN = "main.jsonnet"
+# jsonnet-bundler's own files: JSON beside the entries, never manifests.
+JSONNET_TOOLING = frozenset({"jsonnetfile.json", "jsonnetfile.lock.json"})
 
 # A file at the top of the app's directory that says which tool it is for,
 # looked for in this order.
@@ -52,10 +54,6 @@ def jsonnet_entries(options: Mapping[str, str], top_level: frozenset[str]) -> li
     if DEFAULT_JSONNET_MAIN in top_level:
         return [DEFAULT_JSONNET_MAIN]
     return None
-
-
-# jsonnet-bundler's own files: JSON beside the entries, never manifests.
-JSONNET_TOOLING = frozenset({"jsonnetfile.json", "jsonnetfile.lock.json"})
 
 
 def is_jsonnet_tooling(name: str) -> bool:
