@@ -6,16 +6,18 @@ cannot be interrupted from Python). The request comes as JSON on stdin:
 
     {"repo": <bare repository path>, "commit": <id>, "main": <repo path>,
      "ext_vars": {...}, "tla": {...}, "ext_code": {...}, "tla_code": {...},
-     "max_bytes": <input cap>}
+     "libs": [<repo path>, ...], "max_bytes": <input cap>}
 
 and the answer on stdout is `ok` on a line followed by jsonnet's JSON text,
 or `error` on a line followed by {"error": <message>, "file": <repo path>,
 "line": <int or null>}.
 
 Files are read from the commit's tree, never from a filesystem: an import is
-resolved against the importing file's directory in the repository, and an
-absolute import, one that climbs above the repository root, or a symlink
-out of it is refused. Every byte read counts against the input cap.
+resolved against the importing file's directory in the repository, then
+against each of the app's library folders, the first given first (the option
+`libs`: Argo CD's `libs`, jsonnet's `-J`); an absolute import, one that climbs above the
+repository root, or a symlink out of it is refused. Every byte read counts
+against the input cap.
 """
 
 from __future__ import annotations
@@ -117,6 +119,11 @@ def evaluate(request: dict[str, Any]) -> dict[str, Any]:
     repo = pygit2.Repository(request["repo"])
     tree = RepoTree(repo[request["commit"]], max_bytes=int(request["max_bytes"]))
     main = RepoPath(request["main"])
+    libs = [RepoPath(lib) for lib in request.get("libs") or []]
+
+    def is_file(path: RepoPath) -> bool:
+        found = tree.find(path)
+        return found is not None and isinstance(found[1], pygit2.Blob)
 
     def read(path: RepoPath) -> bytes:
         found = tree.find(path)
@@ -127,6 +134,15 @@ def evaluate(request: dict[str, Any]) -> dict[str, Any]:
     def import_callback(directory: str, relative: str) -> tuple[str, bytes]:
         try:
             path = import_path(directory, relative)
+            if libs and not is_file(path):
+                in_libs = (import_path(lib, relative) for lib in libs)
+                found = [candidate for candidate in in_libs if is_file(candidate)]
+                if not found:
+                    raise ImportRefused(
+                        f"{path} does not exist at commit {tree.short}, nor {relative} in "
+                        f"the libs {', '.join(libs)}"
+                    )
+                path = found[0]
             return str(path), read(path)
         except RenderError as exc:
             raise ImportRefused(str(exc)) from None

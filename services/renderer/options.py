@@ -11,6 +11,8 @@ from collections.abc import Mapping
 RENDERER_OPTIONS = {
     "main": "the jsonnet entry file, relative to the app path; without it, main.jsonnet "
     "if there is one, else every top-level .jsonnet file",
+    "libs": "comma-separated folders, relative to the repository root, where jsonnet "
+    "looks for an import not found beside the importing file (e.g. vendor)",
 }
 
 

@@ -177,6 +177,12 @@ def _render_jsonnet(
                 entries.append(app_path.joinpath(*RepoPath.parse(name).parts))
             except InvalidRepoPath as exc:
                 raise RenderError(app_path, None, f"renderer option main: {exc}") from None
+    libs = []
+    for lib in selection.jsonnet_libs(spec.renderer_options):
+        try:
+            libs.append(RepoPath.parse(lib))
+        except InvalidRepoPath as exc:
+            raise RenderError(app_path, None, f"renderer option libs: {exc}") from None
     return render_jsonnet(
         repo=mirror.path,
         commit=str(commit.id),
@@ -186,6 +192,7 @@ def _render_jsonnet(
         tla=spec.jsonnet_tla,
         ext_code=spec.jsonnet_ext_code,
         tla_code=spec.jsonnet_tla_code,
+        libs=libs,
         namespace=spec.namespace,
         limits=limits,
         scratch=scratch,

@@ -27,6 +27,9 @@ DEFAULT_JSONNET_MAIN = "main.jsonnet"
 # jsonnet-bundler's own files: JSON beside the entries, never manifests.
 JSONNET_TOOLING = frozenset({"jsonnetfile.json", "jsonnetfile.lock.json"})
 
+# Where an app's jsonnet libraries are, in the renderer option `libs`.
+JSONNET_LIBS_SEPARATOR = ","
+
 # A file at the top of the app's directory that says which tool it is for,
 # looked for in this order.
 MARKERS = (
@@ -58,6 +61,12 @@ def jsonnet_entries(options: Mapping[str, str], top_level: frozenset[str]) -> li
 
 def is_jsonnet_tooling(name: str) -> bool:
     return name in JSONNET_TOOLING
+
+
+def jsonnet_libs(options: Mapping[str, str]) -> list[str]:
+    """The library folders of the option `libs`, in order, as given (not yet checked)."""
+    parts = options.get("libs", "").split(JSONNET_LIBS_SEPARATOR)
+    return [part.strip() for part in parts if part.strip()]
 
 
 def directory_entries(top_level: frozenset[str]) -> list[str]:

@@ -44,7 +44,7 @@ async def test_app_add_refuses_an_unknown_renderer_option_and_lists_the_known_on
     )
     assert refused.returncode == 2
     assert "Invalid value for --option" in refused.stderr
-    assert "unknown renderer option 'mian': the known ones are main" in refused.stderr
+    assert "unknown renderer option 'mian': the known ones are libs, main" in refused.stderr
     both = await wake(
         nats_server.url,
         tmp_path / "cli",
@@ -60,7 +60,7 @@ async def test_app_add_refuses_an_unknown_renderer_option_and_lists_the_known_on
     assert "replicas given both as --tla and as --tla-code" in both.stderr
     assert await registered(event_log, "web") == []
     helped = await wake(nats_server.url, tmp_path / "cli", "app", "add", "--help")
-    for flag in ("--option", "main:", "--tla-code", "--ext-code", "--allow-empty"):
+    for flag in ("--option", "main:", "libs:", "--tla-code", "--ext-code", "--allow-empty"):
         assert flag in helped.stdout
 
 

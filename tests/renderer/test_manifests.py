@@ -8,7 +8,13 @@ from events.bundle import Bundle, encode_bundle
 from services.renderer.manifests import RenderError, render
 from services.renderer.options import RENDERER_OPTIONS, unknown_options
 from services.renderer.paths import is_manifest, link_target
-from services.renderer.selection import choose, directory_entries, jsonnet_entries, unavailable
+from services.renderer.selection import (
+    choose,
+    directory_entries,
+    jsonnet_entries,
+    jsonnet_libs,
+    unavailable,
+)
 from services.wiring.git import RepoPath
 
 DEPLOYMENT = b"""\
@@ -354,12 +360,17 @@ def test_jsonnet_entries_are_the_named_file_main_jsonnet_or_every_top_level_file
     ]
 
 
+def test_jsonnet_libs_are_the_comma_separated_folders_in_order():
+    assert jsonnet_libs({}) == []
+    assert jsonnet_libs({"libs": "vendor, lib ,"}) == ["vendor", "lib"]
+
+
 def test_an_unknown_renderer_option_is_named_with_the_known_ones():
     assert unknown_options({"main": "x.jsonnet"}) is None
     assert unknown_options({}) is None
     message = unknown_options({"mian": "x.jsonnet", "main": "y"})
-    assert message == "unknown renderer option 'mian': the known ones are main"
-    assert set(RENDERER_OPTIONS) == {"main"}
+    assert message == "unknown renderer option 'mian': the known ones are libs, main"
+    assert set(RENDERER_OPTIONS) == {"main", "libs"}
 
 
 def billion_laughs(levels: int = 12, fanout: int = 10) -> bytes:

@@ -632,6 +632,38 @@ def test_main_jsonnet_or_the_named_entry_is_the_only_entry(tmp_path: Path):
     assert outcome.error == "RUNTIME ERROR: imported, never evaluated on its own"
 
 
+def test_imports_not_beside_the_file_are_looked_for_in_the_libs_in_order(tmp_path: Path):
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit(
+        "vendored",
+        {
+            "vendor/github.com/acme/k/k.libsonnet": LIB,
+            "lib/names.libsonnet": "{ name: 'from-lib' }\n",
+            "vendor/names.libsonnet": "{ name: 'from-vendor' }\n",
+            "apps/web/main.jsonnet": (
+                "local k = import 'github.com/acme/k/k.libsonnet';\n"
+                "local n = import 'names.libsonnet';\n"
+                "local here = import 'here.libsonnet';\n"
+                "[k.configMap(n.name, {}), k.configMap(here.name, {})]\n"
+            ),
+            # Beside the importing file wins over every lib.
+            "apps/web/here.libsonnet": "{ name: 'beside' }\n",
+            "lib/here.libsonnet": "{ name: 'not-me' }\n",
+        },
+    )
+    outcome = rendered(repo, jsonnet_app(renderer_options={"libs": "lib,vendor"}))
+    assert sorted(by_name(outcome)) == ["ConfigMap/beside", "ConfigMap/from-lib"]
+    outcome = rendered(repo, jsonnet_app(renderer_options={"libs": "vendor, lib"}))
+    assert sorted(by_name(outcome)) == ["ConfigMap/beside", "ConfigMap/from-vendor"]
+    outcome = failed(repo, jsonnet_app())
+    assert (outcome.file, outcome.line) == ("apps/web/main.jsonnet", 1)
+    assert "apps/web/github.com/acme/k/k.libsonnet does not exist" in outcome.error
+    outcome = failed(repo, jsonnet_app(renderer_options={"libs": "lib"}))
+    assert "nor github.com/acme/k/k.libsonnet in the libs lib" in outcome.error
+    outcome = failed(repo, jsonnet_app(renderer_options={"libs": "../outside"}))
+    assert outcome.file == "apps/web" and outcome.error.startswith("renderer option libs: ")
+
+
 def test_tla_code_and_ext_code_are_jsonnet_values_and_plain_ones_strings(tmp_path: Path):
     repo = GitRepo(tmp_path / "repo")
     repo.commit(
