@@ -150,6 +150,15 @@ def add(
     unknown = unknown_options(options)
     if unknown is not None:
         raise click.BadParameter(unknown, param_hint="--option")
+    for key, value in options.items():
+        # Both options name paths in the repository; the renderer would refuse them later.
+        for item in value.split(",") if key == "libs" else [value]:
+            if not item.strip() and key == "libs":
+                continue
+            try:
+                RepoPath.parse(item.strip())
+            except InvalidRepoPath as exc:
+                raise click.BadParameter(f"{key}: {exc}", param_hint="--option") from None
     jsonnet = {
         flag: _pairs(values, flag)
         for flag, values in (

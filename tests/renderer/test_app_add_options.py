@@ -45,6 +45,17 @@ async def test_app_add_refuses_an_unknown_renderer_option_and_lists_the_known_on
     assert refused.returncode == 2
     assert "Invalid value for --option" in refused.stderr
     assert "unknown renderer option 'mian': the known ones are libs, main" in refused.stderr
+    outside = await wake(
+        nats_server.url,
+        tmp_path / "cli",
+        *common,
+        "--namespace",
+        "web",
+        "--option",
+        "libs=vendor,../../etc",
+    )
+    assert outside.returncode == 2
+    assert "Invalid value for --option: libs: " in outside.stderr
     both = await wake(
         nats_server.url,
         tmp_path / "cli",
