@@ -77,6 +77,12 @@ class AppSpec(msgspec.Struct, frozen=True, kw_only=True):
     git_credential: str = ""
     # A file on the git-watcher holding this app's webhook secret ("" = the global one).
     webhook_secret_file: str = ""
+    # A render with no resources is a RenderFailed unless the app says it may be empty.
+    allow_empty: bool = False
+    # Jsonnet: ext vars and top-level arguments given as jsonnet code (Argo CD's
+    # `code: true`): `replicas=3` is the number 3, not the string "3".
+    jsonnet_ext_code: dict[str, str] = {}
+    jsonnet_tla_code: dict[str, str] = {}
 
 
 class RenderedResource(msgspec.Struct, frozen=True, kw_only=True):
@@ -169,10 +175,31 @@ class ManifestsRendered(Payload, frozen=True, kw_only=True):
 class RenderFailed(Payload, frozen=True, kw_only=True):
     event_type: ClassVar[str] = "RenderFailed"
     commit: CommitId
+    # The message alone: where it happened is in `file` and `line`.
     error: str
     file: str = ""
     line: int | None = None
     renderer: str = ""
+
+    @property
+    def location(self) -> str:
+        """`file:line`, `file`, or "" when the failure is not in a file."""
+        if not self.file:
+            return ""
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+    @property
+    def reason(self) -> str:
+        """The error without its location.
+
+        Renderers before issue 8 also put `file:line: ` in front of `error`;
+        it is cut here so no summary names the file twice.
+        """
+        where = self.location
+        for prefix in (f"{where}: ", f"{self.file}: "):
+            if self.file and self.error.startswith(prefix):
+                return self.error[len(prefix) :]
+        return self.error
 
 
 class PlanCreated(Payload, frozen=True, kw_only=True):

@@ -54,8 +54,10 @@ def describe(event: Envelope) -> str:
             bundle = p.bundle_digest[:12]
             return f"rendered {short(p.commit)}: {len(p.resources)} resources, bundle {bundle}"
         case RenderFailed():
-            where = f" at {p.file}:{p.line}" if p.line else (f" in {p.file}" if p.file else "")
-            return f"render of {short(p.commit)} failed{where}: {p.error}"
+            where = (
+                f" at {p.location}" if p.line is not None else (f" in {p.file}" if p.file else "")
+            )
+            return f"render of {short(p.commit)} failed{where}: {p.reason}"
         case PlanCreated():
             return f"plan {p.plan_id[:8]} for {short(p.commit)}: {summary(p)}"
         case PlanSuperseded():

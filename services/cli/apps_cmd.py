@@ -20,6 +20,7 @@ from services.cli.connecting import (
     run,
     settings_for,
 )
+from services.renderer.options import RENDERER_OPTIONS, unknown_options
 from services.wiring.eventlog import ConcurrencyConflict, EventLog
 
 STATUS_TYPES = (
@@ -57,11 +58,34 @@ def app() -> None:
     help="How the app path becomes manifests (auto: by the files found there).",
 )
 @click.option(
-    "--option", "renderer_options", multiple=True, metavar="KEY=VALUE", help="Renderer option."
+    "--option",
+    "renderer_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Renderer option, one of: "
+    + "; ".join(f"{key}: {what}" for key, what in RENDERER_OPTIONS.items())
+    + ".",
 )
 @click.option("--ext-var", "ext_vars", multiple=True, metavar="KEY=VALUE", help="Jsonnet ext var.")
 @click.option(
     "--tla", "tla", multiple=True, metavar="KEY=VALUE", help="Jsonnet top-level argument."
+)
+@click.option(
+    "--ext-code",
+    "ext_code",
+    multiple=True,
+    metavar="KEY=CODE",
+    help="Jsonnet ext var given as code (Argo CD's code: true): 3 is a number.",
+)
+@click.option(
+    "--tla-code",
+    "tla_code",
+    multiple=True,
+    metavar="KEY=CODE",
+    help="Jsonnet top-level argument given as code: replicas=3 is the number 3.",
+)
+@click.option(
+    "--allow-empty", is_flag=True, help="A render with no resources is a success, not an error."
 )
 @click.option("--values", "helm_values", multiple=True, metavar="FILE", help="Helm values file.")
 @click.option("--release", "helm_release", default="", help="Helm release name (default: NAME).")
@@ -90,6 +114,9 @@ def add(
     renderer_options: tuple[str, ...],
     ext_vars: tuple[str, ...],
     tla: tuple[str, ...],
+    ext_code: tuple[str, ...],
+    tla_code: tuple[str, ...],
+    allow_empty: bool,
     helm_values: tuple[str, ...],
     helm_release: str,
     context: str,
@@ -119,6 +146,9 @@ def add(
         raise click.BadParameter(
             f"invalid namespace {namespace!r}", param_hint="--namespace"
         ) from None
+    rendering = _renderer_fields(
+        renderer_options, ext_vars=ext_vars, ext_code=ext_code, tla=tla, tla_code=tla_code
+    )
     if "://" not in repo_url and not repo_url.startswith("git@") and Path(repo_url).exists():
         # Services run elsewhere (other working directories, other containers):
         # a local path must not depend on where this command was typed.
@@ -132,9 +162,9 @@ def add(
         prune=not no_prune,
         self_heal=self_heal,
         renderer=renderer,
-        renderer_options=_pairs(renderer_options, "--option"),
-        jsonnet_ext_vars=_pairs(ext_vars, "--ext-var"),
-        jsonnet_tla=_pairs(tla, "--tla"),
+        renderer_options=rendering["renderer_options"],
+        jsonnet_ext_vars=rendering["jsonnet_ext_vars"],
+        jsonnet_tla=rendering["jsonnet_tla"],
         helm_values=list(helm_values),
         helm_release=helm_release,
         destination_context=context,
@@ -142,6 +172,9 @@ def add(
         health_timeout_seconds=health_timeout,
         git_credential=git_credential,
         webhook_secret_file=webhook_secret_file,
+        allow_empty=allow_empty,
+        jsonnet_ext_code=rendering["jsonnet_ext_code"],
+        jsonnet_tla_code=rendering["jsonnet_tla_code"],
     )
 
     async def register() -> None:
@@ -166,6 +199,54 @@ def add(
             click.echo(f"registered {name} (event {event.event_id}, seq {appended.seq})")
 
     run(register())
+
+
+def _renderer_fields(
+    renderer_options: tuple[str, ...],
+    *,
+    ext_vars: tuple[str, ...],
+    ext_code: tuple[str, ...],
+    tla: tuple[str, ...],
+    tla_code: tuple[str, ...],
+) -> dict[str, dict[str, str]]:
+    """The AppSpec fields of `--option` and the jsonnet arguments, checked.
+
+    Raises click.BadParameter for an unknown option (listing the known ones),
+    an option path that is not a repository path, or a name given both as a
+    string and as code.
+    """
+    from services.wiring.git import InvalidRepoPath, RepoPath
+
+    options = _pairs(renderer_options, "--option")
+    unknown = unknown_options(options)
+    if unknown is not None:
+        raise click.BadParameter(unknown, param_hint="--option")
+    for key, value in options.items():
+        # Both options name paths in the repository; the renderer would refuse them later.
+        items = [item.strip() for item in value.split(",")] if key == "libs" else [value]
+        for item in filter(None, items):
+            try:
+                RepoPath.parse(item)
+            except InvalidRepoPath as exc:
+                raise click.BadParameter(f"{key}: {exc}", param_hint="--option") from None
+    fields = {
+        "renderer_options": options,
+        "jsonnet_ext_vars": _pairs(ext_vars, "--ext-var"),
+        "jsonnet_ext_code": _pairs(ext_code, "--ext-code"),
+        "jsonnet_tla": _pairs(tla, "--tla"),
+        "jsonnet_tla_code": _pairs(tla_code, "--tla-code"),
+    }
+    for strings, code, flags in (
+        ("jsonnet_ext_vars", "jsonnet_ext_code", ("--ext-var", "--ext-code")),
+        ("jsonnet_tla", "jsonnet_tla_code", ("--tla", "--tla-code")),
+    ):
+        both = sorted(set(fields[strings]) & set(fields[code]))
+        if both:
+            raise click.BadParameter(
+                f"{', '.join(both)} given both as {flags[0]} and as {flags[1]}",
+                param_hint=flags[1],
+            )
+    return fields
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:

@@ -491,8 +491,8 @@ def _render_failed(models: ReadModels, seq: int, event: Envelope) -> None:
     payload = event.payload
     assert isinstance(payload, RenderFailed)
     revision = models.get("revisions", event.causation_id)
-    where = f"{payload.file}:{payload.line}" if payload.line is not None else payload.file
-    error = f"{where}: {payload.error}" if where else payload.error
+    where = payload.location
+    error = f"{where}: {payload.reason}" if where else payload.reason
     if revision is not None:
         revision.update(render_status="failed", render_error=error, renderer=payload.renderer)
         models.put("revisions", revision)

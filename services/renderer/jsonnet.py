@@ -1,7 +1,10 @@
-"""The jsonnet renderer: the app's main file evaluated in a worker process, its output as resources.
+"""The jsonnet renderer: entry files evaluated in a worker process, their output as resources.
 
-The evaluation runs in `jsonnet_worker` (a subprocess, killed at the render
-timeout), with the app's ext vars and top-level arguments, reading files from
+The entries are the app's main file, or every top-level `.jsonnet` file of a
+directory, whose top-level YAML/JSON manifests then join them in one bundle (as
+Argo CD's directory source renders them; see `selection`). Each evaluation runs
+in `jsonnet_worker` (a subprocess, killed at the render timeout), with the app's
+ext vars and top-level arguments (strings and code), reading files from
 the commit's tree with imports confined to the repository. Its output may be
 a resource, a `kind: List`, an array of them, or an object whose fields hold
 them at any depth (as Tanka and kubecfg lay out an environment); fields are
@@ -16,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from services.renderer.manifests import RenderError, SourcedResource, render_values
+from services.renderer.manifests import RenderError, SourcedResource, render_sources
 from services.renderer.processes import Limits, run_tool
 from services.wiring.git import RepoPath
 
@@ -54,26 +57,63 @@ def render_jsonnet(
     *,
     repo: Path,
     commit: str,
-    main: RepoPath,
+    entries: list[RepoPath],
+    files: Mapping[str, bytes] | None = None,
     ext_vars: Mapping[str, str],
     tla: Mapping[str, str],
+    ext_code: Mapping[str, str] | None = None,
+    tla_code: Mapping[str, str] | None = None,
+    libs: list[RepoPath] | None = None,
     namespace: str,
     limits: Limits,
     scratch: Path,
 ) -> list[SourcedResource]:
-    """The resources `main` evaluates to at `commit` of the bare repository `repo`, canonical."""
+    """The resources `entries` evaluate to at `commit` of the bare repository `repo`, with
+    the plain manifest `files` beside them, canonical."""
+    outputs = {
+        str(entry): documents_of(
+            evaluate_entry(
+                repo=repo,
+                commit=commit,
+                entry=entry,
+                arguments={
+                    "ext_vars": dict(ext_vars),
+                    "tla": dict(tla),
+                    "ext_code": dict(ext_code or {}),
+                    "tla_code": dict(tla_code or {}),
+                    "libs": [str(lib) for lib in libs or []],
+                },
+                limits=limits,
+                scratch=scratch,
+            ),
+            entry=str(entry),
+        )
+        for entry in entries
+    }
+    return render_sources(files or {}, outputs, namespace=namespace)
+
+
+def evaluate_entry(
+    *,
+    repo: Path,
+    commit: str,
+    entry: RepoPath,
+    arguments: Mapping[str, Any],
+    limits: Limits,
+    scratch: Path,
+) -> Any:
+    """jsonnet's output for one entry file, as a JSON value. Raises RenderError."""
     request = {
         "repo": str(repo),
         "commit": commit,
-        "main": str(main),
-        "ext_vars": dict(ext_vars),
-        "tla": dict(tla),
+        "main": str(entry),
+        **arguments,
         "max_bytes": limits.max_bytes,
     }
     finished = run_tool(
         [sys.executable, "-m", "services.renderer.jsonnet_worker"],
         what="jsonnet evaluation",
-        file=main,
+        file=entry,
         limits=limits,
         cwd=scratch,
         stdin=json.dumps(request).encode(),
@@ -83,10 +123,9 @@ def render_jsonnet(
     if finished.returncode != 0 or status not in (b"ok", b"error"):
         detail = finished.stderr.splitlines()[-1] if finished.stderr else "no message"
         raise RenderError(
-            main, None, f"the jsonnet worker failed (exit {finished.returncode}): {detail}"
+            entry, None, f"the jsonnet worker failed (exit {finished.returncode}): {detail}"
         )
     if status == b"error":
         error = json.loads(body)
-        raise RenderError(error["file"] or main, error["line"], error["error"])
-    value = json.loads(body)
-    return render_values(documents_of(value, entry=main), entry=main, namespace=namespace)
+        raise RenderError(error["file"] or entry, error["line"], error["error"])
+    return json.loads(body)

@@ -5,16 +5,19 @@ evaluation that outlives the render timeout can be killed (the C++ evaluator
 cannot be interrupted from Python). The request comes as JSON on stdin:
 
     {"repo": <bare repository path>, "commit": <id>, "main": <repo path>,
-     "ext_vars": {...}, "tla": {...}, "max_bytes": <input cap>}
+     "ext_vars": {...}, "tla": {...}, "ext_code": {...}, "tla_code": {...},
+     "libs": [<repo path>, ...], "max_bytes": <input cap>}
 
 and the answer on stdout is `ok` on a line followed by jsonnet's JSON text,
 or `error` on a line followed by {"error": <message>, "file": <repo path>,
 "line": <int or null>}.
 
 Files are read from the commit's tree, never from a filesystem: an import is
-resolved against the importing file's directory in the repository, and an
-absolute import, one that climbs above the repository root, or a symlink
-out of it is refused. Every byte read counts against the input cap.
+resolved against the importing file's directory in the repository, then
+against each of the app's library folders, the first given first (the option
+`libs`: Argo CD's `libs`, jsonnet's `-J`); an absolute import, one that climbs above the
+repository root, or a symlink out of it is refused. Every byte read counts
+against the input cap.
 """
 
 from __future__ import annotations
@@ -42,6 +45,13 @@ MEMORY_LIMIT = 2 * 1024 * 1024 * 1024
 
 # "STATIC ERROR: a/b.jsonnet:3:5: ..." or a trace line "\ta/b.jsonnet:2:5-17\t...".
 _LOCATION = re.compile(r"(?:^STATIC ERROR: |^\s+)(?P<file>[^\s:]+):(?P<line>\d+)[:(]", re.M)
+
+# Where jsonnet places code given as an argument: "tla:replicas:1:4" for a
+# top-level argument, "<extvar:env>:1:1-5" for an ext var, first in the message
+# (a static error) or first in the trace (a runtime error).
+_ARGUMENT = re.compile(
+    r"(?:^STATIC ERROR: |^\s+)(?:tla:(?P<tla>[^\s:]+)|<extvar:(?P<ext>[^\s>]+)>):\d+", re.M
+)
 
 
 class ImportRefused(Exception):
@@ -76,11 +86,44 @@ def location(message: str) -> tuple[str, int | None]:
     return match["file"], int(match["line"])
 
 
+# The location at the front of a static error's message, which RenderFailed
+# already gives as its file and line (or names as the argument).
+_STATIC_LOCATION = re.compile(
+    r"^STATIC ERROR: (?:tla:[^\s:]+|<extvar:[^\s>]+>|[^\s:]+):[\d:()\-]+: "
+)
+
+
+def first_line(message: str) -> str:
+    """The first line of jsonnet's error, without the location it starts with."""
+    first = message.splitlines()[0] if message else "jsonnet failed"
+    return _STATIC_LOCATION.sub("STATIC ERROR: ", first, count=1)
+
+
+def argument_at_fault(message: str) -> str | None:
+    """The code argument jsonnet's error is in, as the option that gave it, or None.
+
+    Only a failure whose first location is the argument's code is blamed on
+    it; one that merely passes through it on the way is the file's.
+    """
+    first = _LOCATION.search(message)
+    blamed = _ARGUMENT.search(message)
+    if blamed is None or (first is not None and first.start() < blamed.start()):
+        return None
+    if blamed["tla"]:
+        return f"top-level argument {blamed['tla']} (--tla-code)"
+    return f"ext var {blamed['ext']} (--ext-code)"
+
+
 def evaluate(request: dict[str, Any]) -> dict[str, Any]:
     """Evaluate the request's main file; the answer object (see the module's docstring)."""
     repo = pygit2.Repository(request["repo"])
     tree = RepoTree(repo[request["commit"]], max_bytes=int(request["max_bytes"]))
     main = RepoPath(request["main"])
+    libs = [RepoPath(lib) for lib in request.get("libs") or []]
+
+    def is_file(path: RepoPath) -> bool:
+        found = tree.find(path)
+        return found is not None and isinstance(found[1], pygit2.Blob)
 
     def read(path: RepoPath) -> bytes:
         found = tree.find(path)
@@ -91,6 +134,15 @@ def evaluate(request: dict[str, Any]) -> dict[str, Any]:
     def import_callback(directory: str, relative: str) -> tuple[str, bytes]:
         try:
             path = import_path(directory, relative)
+            if libs and not is_file(path):
+                in_libs = (import_path(lib, relative) for lib in libs)
+                found = [candidate for candidate in in_libs if is_file(candidate)]
+                if not found:
+                    raise ImportRefused(
+                        f"{path} does not exist at commit {tree.short}, nor {relative} in "
+                        f"the libs {', '.join(libs)}"
+                    )
+                path = found[0]
             return str(path), read(path)
         except RenderError as exc:
             raise ImportRefused(str(exc)) from None
@@ -102,6 +154,8 @@ def evaluate(request: dict[str, Any]) -> dict[str, Any]:
             source,
             ext_vars=dict(request.get("ext_vars") or {}),
             tla_vars=dict(request.get("tla") or {}),
+            ext_codes=dict(request.get("ext_code") or {}),
+            tla_codes=dict(request.get("tla_code") or {}),
             import_callback=import_callback,
             max_stack=MAX_STACK,
         )
@@ -111,8 +165,11 @@ def evaluate(request: dict[str, Any]) -> dict[str, Any]:
         return {"error": f"not UTF-8 text (byte {exc.start})", "file": str(main), "line": None}
     except RuntimeError as exc:
         message = str(exc).strip()
+        first = first_line(message)
+        argument = argument_at_fault(message)
+        if argument is not None:
+            return {"error": f"{argument}: {first}", "file": str(main), "line": None}
         file, line = location(message)
-        first = message.splitlines()[0] if message else "jsonnet failed"
         return {"error": first, "file": file or str(main), "line": line}
     return {"output": output}
 

@@ -368,12 +368,16 @@ def render(files: Mapping[str, bytes], *, namespace: str) -> list[SourcedResourc
     Raises RenderError at the first problem, files taken in path order so the
     same input always names the same one.
     """
+    return _canonical(_found_in_files(files), namespace=namespace)
+
+
+def _found_in_files(files: Mapping[str, bytes]) -> list[tuple[Resource, str, int | None]]:
     found: list[tuple[Resource, str, int | None]] = []
     for file in sorted(files):
         for document in load_documents(file, files[file]):
             for resource, line in _resources_of(file, document):
                 found.append((_checked(resource, file, line), file, line))
-    return _canonical(found, namespace=namespace)
+    return found
 
 
 def render_output(output: bytes, *, tool: str, entry: str, namespace: str) -> list[SourcedResource]:
@@ -404,6 +408,24 @@ def render_values(values: list[Any], *, entry: str, namespace: str) -> list[Sour
     Each value is a resource or a `kind: List`; every resource names `entry`
     as its source, and so does a RenderError.
     """
+    return _canonical(_found_in_values(values, entry=entry), namespace=namespace)
+
+
+def render_sources(
+    files: Mapping[str, bytes], outputs: Mapping[str, list[Any]], *, namespace: str
+) -> list[SourcedResource]:
+    """Plain files and JSON values ({entry: values}) together, as one canonical bundle.
+
+    One bundle, so a resource defined both in a file and by an entry is an
+    error naming both, and a CRD in either scopes its kind in both.
+    """
+    found = _found_in_files(files)
+    for entry in sorted(outputs):
+        found.extend(_found_in_values(outputs[entry], entry=entry))
+    return _canonical(found, namespace=namespace)
+
+
+def _found_in_values(values: list[Any], *, entry: str) -> list[tuple[Resource, str, int | None]]:
     found: list[tuple[Resource, str, int | None]] = []
     for index, value in enumerate(values):
         document = _Document(1, value)
@@ -412,7 +434,7 @@ def render_values(values: list[Any], *, entry: str, namespace: str) -> list[Sour
                 found.append((_checked(resource, entry, None), entry, None))
         except RenderError as exc:
             raise RenderError(entry, None, f"output item {index}: {exc.message}") from None
-    return _canonical(found, namespace=namespace)
+    return found
 
 
 def _canonical(

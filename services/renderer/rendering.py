@@ -21,6 +21,7 @@ from services.renderer.helm import release_of, render_helm
 from services.renderer.jsonnet import render_jsonnet
 from services.renderer.kustomize import render_kustomize
 from services.renderer.manifests import RenderError, SourcedResource, render
+from services.renderer.paths import is_manifest
 from services.renderer.processes import Limits
 from services.renderer.sources import app_directory, read_app_files
 from services.wiring.git import InvalidRepoPath, Mirror, RepoPath
@@ -59,6 +60,15 @@ def render_app(
         resources = _render_with(
             renderer, mirror, commit, app=app, spec=spec, app_path=app_path, limits=limits
         )
+        if not resources and not spec.allow_empty:
+            # An empty render would prune everything the app has, or report success for
+            # a layout Wake did not understand: only an app that says so may be empty.
+            raise RenderError(
+                app_path,
+                None,
+                f"the {renderer} renderer found no resources here; "
+                "register the app with --allow-empty if it may be empty",
+            )
         bundle = Bundle(
             app=app,
             repo_url=revision.repo_url,
@@ -78,7 +88,7 @@ def render_app(
     except RenderError as exc:
         return RenderFailed(
             commit=revision.commit,
-            error=str(exc),
+            error=exc.message,
             file=exc.file,
             line=exc.line,
             renderer=renderer,
@@ -123,18 +133,67 @@ def _render_with(
                 values=spec.helm_values,
             )
             return render_helm(tree, release, limits=limits, scratch=scratch)
-        main = selection.jsonnet_main(spec.renderer_options)
-        try:
-            main_path = app_path.joinpath(*RepoPath.parse(main).parts)
-        except InvalidRepoPath as exc:
-            raise RenderError(app_path, None, f"renderer option main: {exc}") from None
-        return render_jsonnet(
-            repo=mirror.path,
-            commit=str(commit.id),
-            main=main_path,
-            ext_vars=spec.jsonnet_ext_vars,
-            tla=spec.jsonnet_tla,
-            namespace=spec.namespace,
-            limits=limits,
-            scratch=scratch,
+        return _render_jsonnet(
+            mirror, commit, spec=spec, app_path=app_path, limits=limits, scratch=scratch
         )
+
+
+def _render_jsonnet(
+    mirror: Mirror,
+    commit: pygit2.Commit,
+    *,
+    spec: AppSpec,
+    app_path: RepoPath,
+    limits: Limits,
+    scratch: Path,
+) -> list[SourcedResource]:
+    app_tree = app_directory(commit, app_path)
+    named = selection.jsonnet_entries(
+        spec.renderer_options, frozenset(entry.name for entry in app_tree)
+    )
+    files: dict[RepoPath, bytes] = {}
+    if named is None:
+        # Argo CD's directory source: each top-level .jsonnet file and the
+        # manifests beside it (not in subfolders, which hold libraries and vendored code).
+        blobs = frozenset(entry.name for entry in app_tree if isinstance(entry, pygit2.Blob))
+        entries = [app_path.joinpath(name) for name in selection.directory_entries(blobs)]
+        if not entries:
+            raise RenderError(
+                app_path,
+                None,
+                "no .jsonnet file at the top of the app path (.libsonnet files are "
+                "libraries); name the entry file with --option main=FILE",
+            )
+        tree = RepoTree(commit, max_bytes=limits.max_bytes)
+        files = {
+            path: tree.read(path, via=path)
+            for path in (app_path.joinpath(name) for name in sorted(blobs))
+            if is_manifest(path.name) and not selection.is_jsonnet_tooling(path.name)
+        }
+    else:
+        entries = []
+        for name in named:
+            try:
+                entries.append(app_path.joinpath(*RepoPath.parse(name).parts))
+            except InvalidRepoPath as exc:
+                raise RenderError(app_path, None, f"renderer option main: {exc}") from None
+    libs = []
+    for lib in selection.jsonnet_libs(spec.renderer_options):
+        try:
+            libs.append(RepoPath.parse(lib))
+        except InvalidRepoPath as exc:
+            raise RenderError(app_path, None, f"renderer option libs: {exc}") from None
+    return render_jsonnet(
+        repo=mirror.path,
+        commit=str(commit.id),
+        entries=entries,
+        files=files,
+        ext_vars=spec.jsonnet_ext_vars,
+        tla=spec.jsonnet_tla,
+        ext_code=spec.jsonnet_ext_code,
+        tla_code=spec.jsonnet_tla_code,
+        libs=libs,
+        namespace=spec.namespace,
+        limits=limits,
+        scratch=scratch,
+    )

@@ -88,7 +88,11 @@ async def handle_revision(ctx: ServiceContext, mirrors: Mirrors, stored: StoredE
     )
     if isinstance(outcome, RenderFailed):
         log.warning(
-            "app %s: render of %s failed: %s", event.app, revision.commit[:12], outcome.error
+            "app %s: render of %s failed%s: %s",
+            event.app,
+            revision.commit[:12],
+            f" in {outcome.location}" if outcome.location else "",
+            outcome.reason,
         )
         await ctx.log.append(ctx.derive(outcome, cause=event))
         return

@@ -84,3 +84,63 @@ configMapGenerator:
     assert deployment is not None and deployment["spec"]["replicas"] == 3
     settings = await wake.cluster_object("v1", "ConfigMap", "prod-settings", "kustomized")
     assert settings is not None and settings["data"] == {"color": "blue"}
+
+
+GUESTBOOK_TLA = """\
+function(name='guestbook-ui', replicas=1)
+  {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: name, labels: { app: name } },
+    spec: {
+      replicas: replicas,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: { containers: [{ name: name, image: 'nginx:1.27' }] },
+      },
+    },
+  }
+"""
+
+
+async def test_a_folder_of_jsonnet_files_with_a_code_argument_is_applied(wake: WakeUnderTest):
+    # Given a folder shaped as Argo CD's jsonnet-guestbook-tla, its Namespace beside it
+    repo = wake.repository("guestbook")
+    commit = repo.commit(
+        "guestbook",
+        {
+            "guestbook/guestbook-ui.jsonnet": GUESTBOOK_TLA,
+            "guestbook/namespace.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: gb}\n",
+        },
+    )
+    start = await wake.position()
+    # When it is registered with a top-level argument given as code
+    await wake.wake(
+        "app",
+        "add",
+        "guestbook",
+        "--repo",
+        repo.url,
+        "--ref",
+        "main",
+        "--path",
+        "guestbook",
+        "--namespace",
+        "gb",
+        "--tla-code",
+        "replicas=2",
+    )
+    # Then auto picks jsonnet and renders the file with the manifest beside it
+    rendered = await wake.next_event("guestbook", "ManifestsRendered", after=start)
+    payload = rendered.event.payload
+    assert isinstance(payload, ManifestsRendered)
+    assert (payload.commit, payload.renderer) == (commit, "jsonnet")
+    assert sorted(str(r.ref) for r in payload.resources) == [
+        "Deployment gb/guestbook-ui",
+        "Namespace gb",
+    ]
+    # and the cluster's Deployment has the number the argument gave
+    await wake.next_event("guestbook", "ApplySucceeded", after=rendered.seq)
+    deployment = await wake.cluster_object("apps/v1", "Deployment", "guestbook-ui", "gb")
+    assert deployment is not None and deployment["spec"]["replicas"] == 2

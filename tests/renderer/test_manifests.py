@@ -6,8 +6,15 @@ import pytest
 
 from events.bundle import Bundle, encode_bundle
 from services.renderer.manifests import RenderError, render
+from services.renderer.options import RENDERER_OPTIONS, unknown_options
 from services.renderer.paths import is_manifest, link_target
-from services.renderer.selection import choose, unavailable
+from services.renderer.selection import (
+    choose,
+    directory_entries,
+    jsonnet_entries,
+    jsonnet_libs,
+    unavailable,
+)
 from services.wiring.git import RepoPath
 
 DEPLOYMENT = b"""\
@@ -320,7 +327,10 @@ def test_a_symlink_out_of_the_app_path_is_refused(link: str, target: str, compla
         ({"Chart.yaml", "values.yaml", "templates"}, {}, "helm"),
         ({"main.jsonnet", "lib.libsonnet"}, {}, "jsonnet"),
         ({"env.jsonnet"}, {"main": "env.jsonnet"}, "jsonnet"),
-        ({"env.jsonnet"}, {}, "yaml"),
+        # A folder of .jsonnet files, as Argo CD's directory source reads it (issue 8).
+        ({"env.jsonnet"}, {}, "jsonnet"),
+        ({"guestbook-ui.jsonnet", "params.libsonnet", "extra.yaml"}, {}, "jsonnet"),
+        ({"params.libsonnet", "a.yaml"}, {}, "yaml"),
         ({"kustomization.yaml", "Chart.yaml"}, {}, "kustomize"),
     ],
 )
@@ -337,6 +347,30 @@ def test_a_named_renderer_is_used_as_named_and_an_unknown_one_is_an_error():
     with pytest.raises(RenderError, match="unknown renderer 'ksonnet'") as caught:
         choose("ksonnet", app_path=APP, top_level=frozenset())
     assert caught.value.file == "apps/web"
+
+
+def test_jsonnet_entries_are_the_named_file_main_jsonnet_or_every_top_level_file():
+    top = frozenset({"main.jsonnet", "other.jsonnet", "lib.libsonnet"})
+    assert jsonnet_entries({"main": "env/prod.jsonnet"}, top) == ["env/prod.jsonnet"]
+    assert jsonnet_entries({}, top) == ["main.jsonnet"]
+    assert jsonnet_entries({}, frozenset({"b.jsonnet", "a.jsonnet"})) is None
+    assert directory_entries(frozenset({"b.jsonnet", "a.jsonnet", "k.libsonnet", "c.yaml"})) == [
+        "a.jsonnet",
+        "b.jsonnet",
+    ]
+
+
+def test_jsonnet_libs_are_the_comma_separated_folders_in_order():
+    assert jsonnet_libs({}) == []
+    assert jsonnet_libs({"libs": "vendor, lib ,"}) == ["vendor", "lib"]
+
+
+def test_an_unknown_renderer_option_is_named_with_the_known_ones():
+    assert unknown_options({"main": "x.jsonnet"}) is None
+    assert unknown_options({}) is None
+    message = unknown_options({"mian": "x.jsonnet", "main": "y"})
+    assert message == "unknown renderer option 'mian': the known ones are libs, main"
+    assert set(RENDERER_OPTIONS) == {"main", "libs"}
 
 
 def billion_laughs(levels: int = 12, fanout: int = 10) -> bytes:

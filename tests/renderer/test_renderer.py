@@ -18,6 +18,7 @@ from events.payloads import (
     RenderFailed,
     RevisionDetected,
 )
+from services.catalog.describe import describe
 from services.git_watcher.service import main as watcher_main
 from services.renderer.service import main as renderer_main
 from services.wiring.eventlog import EventLog
@@ -163,7 +164,11 @@ async def test_broken_yaml_fails_naming_file_and_line_and_the_next_good_commit_r
         5,
         "yaml",
     )
-    assert payload.error.startswith("deploy/cm.yaml:5: invalid YAML")
+    # The message alone: the file and line are fields, and a summary names them once.
+    assert payload.error.startswith("invalid YAML")
+    summary = describe(failed)
+    assert summary.count("deploy/cm.yaml") == 1
+    assert f"render of {broken[:7]} failed at deploy/cm.yaml:5: invalid YAML" in summary
     assert isinstance(rendered.payload, ManifestsRendered)
     assert rendered.payload.commit == fixed
     assert len(rendered.payload.resources) == 2
@@ -268,6 +273,59 @@ async def test_a_kustomize_app_renders_and_a_slow_jsonnet_app_fails_on_the_timeo
     assert isinstance(slow.payload, RenderFailed)
     assert slow.payload.renderer == "jsonnet"
     assert "render timeout of 1 s" in slow.payload.error
+
+
+async def test_a_folder_of_jsonnet_files_renders_and_an_empty_app_fails_unless_allowed(
+    event_log: EventLog, tmp_path: Path
+):
+    repo = GitRepo(tmp_path / "shop")
+    commit = repo.commit(
+        "jsonnet folder and an empty app",
+        {
+            "apps/web/params.libsonnet": "{ name: 'web' }\n",
+            "apps/web/config.jsonnet": (
+                "local p = import 'params.libsonnet';\n"
+                "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: p.name } }\n"
+            ),
+            "apps/web/deployment.jsonnet": (
+                "function(replicas) { apiVersion: 'apps/v1', kind: 'Deployment', "
+                "metadata: { name: 'web' }, spec: { replicas: replicas } }\n"
+            ),
+            "apps/empty/README.md": "to be filled\n",
+        },
+    )
+    await register(
+        event_log,
+        AppSpec(
+            repo_url=repo.url,
+            path="apps/web",
+            namespace="shop",
+            jsonnet_tla_code={"replicas": "3"},
+        ),
+    )
+    await register(event_log, AppSpec(repo_url=repo.url, path="apps/empty"), app="empty")
+    await register(
+        event_log, AppSpec(repo_url=repo.url, path="apps/empty", allow_empty=True), app="allowed"
+    )
+    async with running(event_log, tmp_path / "wake", "renderer", renderer_main):
+        web = await outcome_of(event_log, await detect(event_log, repo, commit))
+        empty = await outcome_of(event_log, await detect(event_log, repo, commit, "empty"))
+        allowed = await outcome_of(event_log, await detect(event_log, repo, commit, "allowed"))
+        assert isinstance(web.payload, ManifestsRendered), web.payload
+        bundle = decode_bundle(await event_log.get_bundle(web.payload.bundle_digest))
+    assert web.payload.renderer == "jsonnet"
+    assert {(str(r.ref), r.source) for r in web.payload.resources} == {
+        ("ConfigMap shop/web", "apps/web/config.jsonnet"),
+        ("Deployment shop/web", "apps/web/deployment.jsonnet"),
+    }
+    deployment = next(r for r in bundle.resources if r["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    assert isinstance(empty.payload, RenderFailed), empty.payload
+    assert (empty.payload.renderer, empty.payload.file) == ("yaml", "apps/empty")
+    assert "found no resources" in empty.payload.error
+    assert describe(empty).count("apps/empty") == 1
+    assert isinstance(allowed.payload, ManifestsRendered), allowed.payload
+    assert allowed.payload.resources == []
 
 
 async def test_a_commit_travels_from_git_watcher_to_a_rendered_bundle(

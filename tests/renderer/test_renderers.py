@@ -10,11 +10,14 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pygit2
 import pytest
 
+from events import new_event
 from events.bundle import decode_bundle
 from events.payloads import AppSpec, RenderFailed, RevisionDetected
+from services.catalog.describe import describe
 from services.renderer.helm import (
     NOT_INSTALLED,
     helm_environment,
@@ -494,6 +497,303 @@ def test_jsonnet_pure_parts():
     assert documents_of({"b": [cm], "a": {"deep": cm}}, entry="m") == [cm, cm]
     with pytest.raises(RenderError, match=r"\$\.s is a str"):
         documents_of({"s": "text"}, entry="m")
+
+
+# A folder in the shape of Argo CD's `jsonnet-guestbook` example app: one entry
+# file that is not called main.jsonnet, and its parameters in a .libsonnet.
+GUESTBOOK_PARAMS = """\
+{
+  name: 'guestbook-ui',
+  image: 'quay.io/argoprojlabs/argocd-e2e-container:0.2',
+  replicas: 1,
+  containerPort: 80,
+  servicePort: 80,
+}
+"""
+
+GUESTBOOK_UI = """\
+local params = import 'params.libsonnet';
+[
+  {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: params.name },
+    spec: {
+      ports: [{ port: params.servicePort, targetPort: params.containerPort }],
+      selector: { app: params.name },
+    },
+  },
+  {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: params.name },
+    spec: {
+      replicas: params.replicas,
+      selector: { matchLabels: { app: params.name } },
+      template: {
+        metadata: { labels: { app: params.name } },
+        spec: { containers: [{ name: params.name, image: params.image }] },
+      },
+    },
+  },
+]
+"""
+
+# The `jsonnet-guestbook-tla` shape: the entry is a function of top-level arguments.
+GUESTBOOK_TLA = """\
+function(name='guestbook-ui', replicas=1, labels={})
+  {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: name, labels: labels },
+    spec: { replicas: replicas },
+  }
+"""
+
+
+def test_a_folder_shaped_as_argo_cds_jsonnet_guestbook_renders_its_resources(tmp_path: Path):
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit(
+        "guestbook",
+        {
+            "apps/web/guestbook-ui.jsonnet": GUESTBOOK_UI,
+            "apps/web/params.libsonnet": GUESTBOOK_PARAMS,
+        },
+    )
+    outcome = rendered(repo, jsonnet_app())
+    assert outcome.renderer == "jsonnet"
+    resources = by_name(outcome)
+    assert sorted(resources) == ["Deployment/guestbook-ui", "Service/guestbook-ui"]
+    assert resources["Deployment/guestbook-ui"]["spec"]["replicas"] == 1
+    assert resources["Service/guestbook-ui"]["metadata"]["namespace"] == "shop"
+    assert {r.source for r in outcome.resources} == {"apps/web/guestbook-ui.jsonnet"}
+
+
+def test_every_top_level_jsonnet_file_renders_with_the_manifests_beside_it(tmp_path: Path):
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit(
+        "two entries",
+        {
+            "apps/web/a.jsonnet": "local k = import 'k.libsonnet';\nk.cm('a')\n",
+            # An object of resources, as kubecfg and Tanka lay them out.
+            "apps/web/b.jsonnet": (
+                "local k = import 'k.libsonnet';\n"
+                "{ first: k.cm('b1'), second: { deeper: k.cm('b2') } }\n"
+            ),
+            "apps/web/k.libsonnet": (
+                "{ cm(name):: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: name } } }\n"
+            ),
+            "apps/web/service.yaml": SERVICE,
+            # jsonnet-bundler's file is not a manifest, and subfolders hold libraries:
+            # neither is read as an entry (this one would fail if it were evaluated).
+            "apps/web/jsonnetfile.json": '{"version": 1, "dependencies": []}\n',
+            "apps/web/lib/broken.jsonnet": "error 'not an entry'\n",
+        },
+    )
+    outcome = rendered(repo, jsonnet_app())
+    assert outcome.renderer == "jsonnet"
+    assert {name: r["metadata"]["namespace"] for name, r in by_name(outcome).items()} == {
+        "ConfigMap/a": "shop",
+        "ConfigMap/b1": "shop",
+        "ConfigMap/b2": "shop",
+        "Service/web": "shop",
+    }
+    sources = {r.resource["metadata"]["name"]: r.source for r in outcome.resources}
+    assert sources == {
+        "a": "apps/web/a.jsonnet",
+        "b1": "apps/web/b.jsonnet",
+        "b2": "apps/web/b.jsonnet",
+        "web": "apps/web/service.yaml:1",
+    }
+    # One bundle: the same resource from a jsonnet file and a manifest names both.
+    repo.commit(
+        "twice",
+        {"apps/web/a.jsonnet": "{ apiVersion: 'v1', kind: 'Service', metadata: {name: 'web'} }\n"},
+    )
+    outcome = failed(repo, jsonnet_app())
+    assert "Service shop/web (v1) is defined twice" in outcome.error
+    assert "apps/web/service.yaml" in outcome.error and "apps/web/a.jsonnet" in outcome.error
+
+
+def test_main_jsonnet_or_the_named_entry_is_the_only_entry(tmp_path: Path):
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit(
+        "tanka",
+        {
+            "apps/web/main.jsonnet": GUESTBOOK_TLA,
+            "apps/web/other.jsonnet": "error 'imported, never evaluated on its own'\n",
+            # Tanka's spec.json beside main.jsonnet is not a manifest of the app.
+            "apps/web/spec.json": '{"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment"}\n',
+        },
+    )
+    assert sorted(by_name(rendered(repo, jsonnet_app()))) == ["Deployment/guestbook-ui"]
+    outcome = failed(repo, jsonnet_app(renderer_options={"main": "other.jsonnet"}))
+    assert (outcome.file, outcome.line) == ("apps/web/other.jsonnet", 1)
+    assert outcome.error == "RUNTIME ERROR: imported, never evaluated on its own"
+
+
+def test_imports_not_beside_the_file_are_looked_for_in_the_libs_in_order(tmp_path: Path):
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit(
+        "vendored",
+        {
+            "vendor/github.com/acme/k/k.libsonnet": LIB,
+            "lib/names.libsonnet": "{ name: 'from-lib' }\n",
+            "vendor/names.libsonnet": "{ name: 'from-vendor' }\n",
+            "apps/web/main.jsonnet": (
+                "local k = import 'github.com/acme/k/k.libsonnet';\n"
+                "local n = import 'names.libsonnet';\n"
+                "local here = import 'here.libsonnet';\n"
+                "[k.configMap(n.name, {}), k.configMap(here.name, {})]\n"
+            ),
+            # Beside the importing file wins over every lib.
+            "apps/web/here.libsonnet": "{ name: 'beside' }\n",
+            "lib/here.libsonnet": "{ name: 'not-me' }\n",
+        },
+    )
+    outcome = rendered(repo, jsonnet_app(renderer_options={"libs": "lib,vendor"}))
+    assert sorted(by_name(outcome)) == ["ConfigMap/beside", "ConfigMap/from-lib"]
+    outcome = rendered(repo, jsonnet_app(renderer_options={"libs": "vendor, lib"}))
+    assert sorted(by_name(outcome)) == ["ConfigMap/beside", "ConfigMap/from-vendor"]
+    outcome = failed(repo, jsonnet_app())
+    assert (outcome.file, outcome.line) == ("apps/web/main.jsonnet", 1)
+    assert "apps/web/github.com/acme/k/k.libsonnet does not exist" in outcome.error
+    outcome = failed(repo, jsonnet_app(renderer_options={"libs": "lib"}))
+    assert "nor github.com/acme/k/k.libsonnet in the libs lib" in outcome.error
+    outcome = failed(repo, jsonnet_app(renderer_options={"libs": "../outside"}))
+    assert outcome.file == "apps/web" and outcome.error.startswith("renderer option libs: ")
+
+
+def test_tla_code_and_ext_code_are_jsonnet_values_and_plain_ones_strings(tmp_path: Path):
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit(
+        "tla",
+        {
+            "apps/web/guestbook-ui.jsonnet": GUESTBOOK_TLA.replace(
+                "labels: labels", "labels: labels + std.extVar('extra')"
+            )
+        },
+    )
+    code = jsonnet_app(
+        jsonnet_tla_code={"replicas": "3", "labels": "{ tier: 'web' }"},
+        jsonnet_ext_code={"extra": "{ team: 'shop' }"},
+    )
+    deployment = by_name(rendered(repo, code))["Deployment/guestbook-ui"]
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["metadata"]["labels"] == {"tier": "web", "team": "shop"}
+    strings = jsonnet_app(jsonnet_tla={"replicas": "3"}, jsonnet_ext_code={"extra": "{}"})
+    assert by_name(rendered(repo, strings))["Deployment/guestbook-ui"]["spec"]["replicas"] == "3"
+
+
+@pytest.mark.parametrize(
+    ("fields", "culprit"),
+    [
+        ({"jsonnet_tla_code": {"replicas": "3 +"}}, "top-level argument replicas (--tla-code)"),
+        (
+            {"jsonnet_tla_code": {"replicas": "error 'no'"}},
+            "top-level argument replicas (--tla-code)",
+        ),
+        (
+            {"jsonnet_ext_code": {"extra": "{ team: }"}, "jsonnet_tla_code": {"replicas": "2"}},
+            "ext var extra (--ext-code)",
+        ),
+    ],
+)
+def test_invalid_code_in_an_argument_fails_naming_the_argument(
+    tmp_path: Path, fields: dict, culprit: str
+):
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit(
+        "tla",
+        {
+            "apps/web/main.jsonnet": GUESTBOOK_TLA.replace(
+                "labels: labels", "labels: std.extVar('extra')"
+            )
+        },
+    )
+    fields = {"jsonnet_ext_code": {"extra": "{}"}, **fields}
+    outcome = failed(repo, jsonnet_app(**fields))
+    assert outcome.renderer == "jsonnet"
+    assert outcome.file == "apps/web/main.jsonnet" and outcome.line is None
+    assert outcome.error.startswith(culprit + ": ")
+    # The argument's own location is not repeated in the message.
+    assert "tla:replicas:" not in outcome.error and "<extvar:" not in outcome.error
+
+
+@pytest.mark.parametrize(
+    ("files", "spec"),
+    [
+        ({"apps/web/README.md": "nothing to deploy yet\n"}, AppSpec(repo_url="u", path="apps/web")),
+        ({"apps/web/main.jsonnet": "[]\n"}, jsonnet_app()),
+        ({"apps/web/only.jsonnet": "{}\n"}, jsonnet_app()),
+    ],
+)
+def test_a_render_with_no_resources_fails_unless_the_app_allows_it(
+    tmp_path: Path, files: dict[str, str], spec: AppSpec
+):
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("empty", files)
+    outcome = failed(repo, spec)
+    renderer = "jsonnet" if spec.namespace == "shop" else "yaml"
+    assert (outcome.renderer, outcome.file, outcome.line) == (renderer, "apps/web", None)
+    assert outcome.error == (
+        f"the {renderer} renderer found no resources here; "
+        "register the app with --allow-empty if it may be empty"
+    )
+    allowed = rendered(repo, msgspec.structs.replace(spec, allow_empty=True))
+    assert (allowed.renderer, allowed.resources) == (renderer, [])
+    assert decode_bundle(allowed.data).resources == []
+
+
+def test_a_folder_with_only_libraries_is_not_a_jsonnet_app(tmp_path: Path):
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("libs", {"apps/web/k.libsonnet": "{}\n"})
+    outcome = failed(repo, jsonnet_app(renderer="jsonnet"))
+    assert outcome.file == "apps/web"
+    assert outcome.error.startswith("no .jsonnet file at the top of the app path")
+
+
+def summary_of(outcome: RenderFailed) -> str:
+    return describe(new_event(outcome, app="web", actor="service:renderer"))
+
+
+@pytest.mark.parametrize(
+    ("files", "renderer", "file"),
+    [
+        ({"apps/web/cm.yaml": "kind: ConfigMap\n"}, "yaml", "apps/web/cm.yaml"),
+        ({"apps/web/main.jsonnet": "{\n  a: ,\n}\n"}, "jsonnet", "apps/web/main.jsonnet"),
+        (
+            {"apps/web/kustomization.yaml": "resources: [missing.yaml]\n"},
+            "kustomize",
+            "apps/web/kustomization.yaml",
+        ),
+        ({"apps/web/Chart.yaml": "apiVersion: v2\nname: web\n"}, "helm", "apps/web/Chart.yaml"),
+    ],
+)
+def test_a_render_failed_names_its_file_once(
+    tmp_path: Path, files: dict[str, str], renderer: str, file: str
+):
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("broken", files)
+    outcome = failed(repo, jsonnet_app())
+    assert (outcome.renderer, outcome.file) == (renderer, file)
+    assert not outcome.error.startswith(file)
+    summary = summary_of(outcome)
+    assert summary.count(file) == 1
+    assert summary.startswith(f"render of {repo.head()[:7]} failed ")
+
+
+def test_a_render_failed_written_before_issue_8_is_summarised_without_the_repeat():
+    # Renderers used to put the location in front of the message as well.
+    old = RenderFailed(
+        commit="a" * 40,
+        error="apps/Chart.yaml: helm is not installed",
+        file="apps/Chart.yaml",
+        renderer="helm",
+    )
+    assert summary_of(old) == "render of aaaaaaa failed in apps/Chart.yaml: helm is not installed"
+    at_line = msgspec.structs.replace(old, error="apps/cm.yaml:3: bad", file="apps/cm.yaml", line=3)
+    assert summary_of(at_line) == "render of aaaaaaa failed at apps/cm.yaml:3: bad"
 
 
 # --- helm -----------------------------------------------------------------------------
