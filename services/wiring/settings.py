@@ -87,7 +87,7 @@ DESCRIPTIONS: dict[str, str] = {
     "notify_backoff": "Seconds before the notifier's first retry of a webhook; doubles with "
     "each retry, with jitter (capped at 60).",
     "system_namespace": "The namespace Wake runs in: `wake app remove --cascade` never "
-    "deletes it (nor kube-system, kube-public, default).",
+    "deletes it (nor kube-system, kube-public, kube-node-lease, default).",
 }
 
 
