@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from events.payloads import ApplicationRemoved, ApplySucceeded, ResourceDeleted
 from services.applier.service import CONSUMER, Applier, serve
@@ -10,6 +11,7 @@ from services.sandbox import Sandbox
 from services.wiring.consumers import ConsumerSettings
 from services.wiring.kube import Clusters, Kube
 from tests.applier.test_service import apply, planned
+from tests.git_watcher.test_watcher import wake_cli
 from tests.planner.scenario import Scenario, configmap, deployment, namespace
 from tests.waiting import eventually
 
@@ -22,7 +24,7 @@ def resources() -> list[dict]:
 
 
 async def test_remove_with_cascade_deletes_what_the_app_applied_and_registering_brings_it_back(
-    scenario: Scenario, kube: Kube, sandbox: Sandbox
+    scenario: Scenario, kube: Kube, sandbox: Sandbox, nats_server, tmp_path: Path
 ) -> None:
     # Given an applied app, one of whose objects someone else has taken over since
     await scenario.register()
@@ -37,7 +39,12 @@ async def test_remove_with_cascade_deletes_what_the_app_applied_and_registering_
     )
 
     # When it is removed with --cascade, and the applier runs
-    removal = await scenario.append(ApplicationRemoved(reason="retired", cascade=True))
+    out = await asyncio.to_thread(
+        wake_cli, nats_server.url, tmp_path / "cli", "app", "remove", "shop", "--cascade"
+    )
+    assert out.startswith("removed shop; the applier deletes what it applied")
+    removal = await scenario.last(ApplicationRemoved.event_type)
+    assert removal.payload.cascade is True
     ctx = scenario.context("applier")
     task = asyncio.create_task(serve(ctx, consumer=FAST))
     try:

@@ -14,11 +14,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from events.payloads import (
-    ApplicationRegistered,
     ApplyFailed,
     ApplyRetryScheduled,
     ApplySucceeded,
-    AppSpec,
     PlanApproved,
     PlanCreated,
     RevisionDetected,
@@ -85,20 +83,16 @@ async def test_wake_sync_reapplies_the_current_revision_after_the_retries_ran_ou
     repo = GitRepo(tmp_path / "repo")
     head = repo.commit("shop", {"deploy/ns.yaml": NAMESPACE, "deploy/cm.yaml": CONFIGMAP})
     sandbox.faults.refuse_writes("ConfigMap", "a", namespace="shop", message="quota exceeded")
-    await scenario.append(
-        ApplicationRegistered(
-            spec=AppSpec(
-                repo_url=repo.url,
-                path="deploy",
-                namespace="shop",
-                renderer="yaml",
-                health_timeout_seconds=0.0,
-                retry_limit=1,
-                retry_backoff_seconds=0.2,
-            )
-        )
-    )
+    cli = tmp_path / "cli"
     async with pipeline(scenario, tmp_path / "wake"):
+        await asyncio.to_thread(
+            wake_cli,
+            nats_server.url,
+            cli,
+            *("app", "add", "shop", "--repo", repo.url, "--path", "deploy", "--namespace", "shop"),
+            *("--renderer", "yaml", "--health-timeout", "1"),
+            *("--retry-limit", "1", "--retry-backoff", "0.2", "--retry-max-backoff", "60"),
+        )
 
         async def retries_ran_out() -> bool:
             failures = await scenario.events(ApplyFailed.event_type)
@@ -109,11 +103,12 @@ async def test_wake_sync_reapplies_the_current_revision_after_the_retries_ran_ou
         assert [(f.attempt, f.retry_at is None) for f in failures] == [(1, False), (2, True)]
         assert len(await scenario.events(ApplyRetryScheduled.event_type)) == 1
         # and `wake app show` says the app waits
-        cli = tmp_path / "cli"
         shown = json.loads(
             await asyncio.to_thread(wake_cli, nats_server.url, cli, "app", "show", "shop", "--json")
         )
         assert shown["state"] == "apply-failed"
+        assert (shown["spec"]["retry_limit"], shown["spec"]["retry_backoff_seconds"]) == (1, 0.2)
+        assert shown["spec"]["retry_max_backoff_seconds"] == 60.0
         assert shown["retry"] == "none left after try 2: waits for a new commit or `wake sync shop`"
 
         # When the cluster takes the object again and the operator syncs (no new commit)
