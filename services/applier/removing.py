@@ -1,7 +1,7 @@
 """`wake app remove NAME --cascade`: which of the app's objects the applier deletes. Pure.
 
-The app's last inventory (its last ApplySucceeded before the removal) is
-deleted in prune order, like a prune of everything, except what Wake must not
+The app's last inventory (its last ApplySucceeded; an apply still in flight
+is waited for) is deleted in prune order, like a prune of everything, except what Wake must not
 touch: an object already gone, one that no longer carries the app's inventory
 labels (someone else took it over), and the namespaces a cluster or Wake
 itself lives in. A removal that a later registration of the same app made

@@ -86,8 +86,9 @@ class Defer:
     seconds: float
 
 
-Decision = admission.Start | admission.Resume | admission.Wait | admission.Skip
-RetryDecision = Decision | admission.Expire | Defer
+RetryDecision = (
+    admission.Start | admission.Resume | admission.Wait | admission.Skip | admission.Expire | Defer
+)
 
 
 def decide(

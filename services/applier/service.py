@@ -306,21 +306,32 @@ class Applier:
         app = removal.app
         if not payload.cascade:
             return
-        registered, updated, applied = await asyncio.gather(
-            self.ctx.log.last_event(app, ApplicationRegistered.event_type),
-            self.ctx.log.last_event(app, ApplicationUpdated.event_type),
-            self.ctx.log.last_event(app, ApplySucceeded.event_type),
+        registered, updated, started, applied, failed = await asyncio.gather(
+            *(
+                self.ctx.log.last_event(app, t)
+                for t in (
+                    ApplicationRegistered.event_type,
+                    ApplicationUpdated.event_type,
+                    ApplyStarted.event_type,
+                    ApplySucceeded.event_type,
+                    ApplyFailed.event_type,
+                )
+            )
         )
         if registered is None or removing.outdated(stored.seq, registered.seq):
             log.info("%s: removal %s is moot: the app is registered again", app, removal.event_id)
             return
+        finished_seq = max(e.seq if e is not None else 0 for e in (applied, failed))
+        if started is not None and started.seq > finished_seq:
+            # Its inventory is not known until it ends (another replica runs it).
+            raise ApplyInFlight(f"{app}: removal waits for apply {started.event.event_id}")
         spec = current_spec(
             (registered.seq, registered.event),
             (updated.seq, updated.event) if updated is not None else None,
             None,
         )
         assert spec is not None
-        if applied is None or applied.seq > stored.seq:
+        if applied is None:
             log.info("%s: removal %s: nothing was applied to delete", app, removal.event_id)
             return
         assert isinstance(applied.event.payload, ApplySucceeded)
@@ -403,6 +414,7 @@ class Applier:
                 plan_id=payload.plan_id,
                 error=f"apply did not finish within apply_timeout "
                 f"({self.ctx.settings.apply_timeout:.0f}s): its applier stopped",
+                attempt=payload.attempt,
             ),
             app=started.app,
             actor=self.ctx.actor,
