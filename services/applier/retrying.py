@@ -8,8 +8,9 @@ applier's durable consumer holds that event until it is due (a nak with that
 delay), so a retry survives an applier restart and is run by whichever
 replica gets it -- no timer lives only in one process's memory.
 
-When the retry is delivered, `decide` says what to do, like
-`admission.decide` does for an approval:
+A retry delivered before it is due is handed back at once (`not_due`),
+before the shell reads anything of the app's history. When it is due,
+`decide` says what to do, like `admission.decide` does for an approval:
 
 1. Its own apply (the same derived apply id: a redelivery) is resumed if
    unfinished, expired if its applier died, or skipped if finished.
@@ -86,6 +87,17 @@ class Defer:
     seconds: float
 
 
+def not_due(retry: ApplyRetryScheduled, now: datetime) -> Defer | None:
+    """`Defer` for the time left if the retry is not due yet.
+
+    The shell asks this before it reads the app's history: a retry delivered
+    early (just scheduled) costs no read of the log.
+    """
+    if now + EARLY_TOLERANCE < retry.due_at:
+        return Defer((retry.due_at - now).total_seconds())
+    return None
+
+
 RetryDecision = (
     admission.Start | admission.Resume | admission.Wait | admission.Skip | admission.Expire | Defer
 )
@@ -142,8 +154,9 @@ def decide(
                 f"plan {plan_id} was tried again by apply {started.event.payload.apply_id} "
                 f"after apply {payload.after_apply_id} failed"
             )
-    if now + EARLY_TOLERANCE < payload.due_at:
-        return Defer((payload.due_at - now).total_seconds())
+    early = not_due(payload, now)
+    if early is not None:
+        return early
     for started in history.starts.values():
         if started.event.payload.apply_id in history.finished:
             continue

@@ -248,6 +248,9 @@ class Applier:
         payload = retry.payload
         assert isinstance(payload, ApplyRetryScheduled)
         app = retry.app
+        early = retrying.not_due(payload, now())
+        if early is not None:
+            raise Deferred(early.seconds, f"retry {payload.attempt} of {app} not due")
         if await app_spec(self.ctx.log, app) is None:
             log.info("%s: not retrying plan %s: the app was removed", app, payload.plan_id)
             return
