@@ -21,10 +21,10 @@ from events.payloads import (
     EventRejected,
     PlanCreated,
 )
-from services.applier.service import CONSUMER, serve
+from services.applier.service import CONSUMER, Applier, serve
 from services.sandbox import Sandbox
 from services.wiring.consumers import ConsumerSettings
-from services.wiring.kube import Kube
+from services.wiring.kube import Clusters, Kube
 from tests.applier.test_service import planned
 from tests.planner.scenario import Scenario, configmap, namespace
 from tests.waiting import eventually
@@ -86,6 +86,13 @@ async def test_a_failed_apply_is_retried_with_growing_delays_until_it_succeeds(
     assert succeeded.attempt == len(starts)
     assert sandbox.get("v1", "ConfigMap", "a", namespace="shop") is not None
     assert await scenario.events(EventRejected.event_type) == []
+
+    # And a redelivered retry (or approval) appends nothing more
+    before = [e.event_id for e in await scenario.events()]
+    applier = Applier(scenario.context("applier"), Clusters.serving(kube))
+    for event in (*retry_events, approval):
+        await applier.handle(await scenario.stored(event))
+    assert [e.event_id for e in await scenario.events()] == before
 
 
 async def test_after_the_last_try_the_app_waits(
