@@ -83,6 +83,14 @@ class AppSpec(msgspec.Struct, frozen=True, kw_only=True):
     # `code: true`): `replicas=3` is the number 3, not the string "3".
     jsonnet_ext_code: dict[str, str] = {}
     jsonnet_tla_code: dict[str, str] = {}
+    # A failed apply is tried again up to `retry_limit` times (0: never), after
+    # `retry_backoff_seconds`, multiplied by `retry_backoff_factor` at each retry
+    # and capped at `retry_max_backoff_seconds`: Argo CD's retry limit, backoff
+    # duration, factor and maxDuration, with its defaults.
+    retry_limit: int = 5
+    retry_backoff_seconds: float = 5.0
+    retry_backoff_factor: float = 2.0
+    retry_max_backoff_seconds: float = 180.0
 
 
 class RenderedResource(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,8 +141,11 @@ class ApplicationUpdated(Payload, frozen=True, kw_only=True):
 
 
 class ApplicationRemoved(Payload, frozen=True, kw_only=True):
+    """Wake stops managing the app; with `cascade`, the applier deletes what it applied."""
+
     event_type: ClassVar[str] = "ApplicationRemoved"
     reason: str = ""
+    cascade: bool = False
 
 
 class SyncRequested(Payload, frozen=True, kw_only=True):
@@ -247,6 +258,8 @@ class ApplyStarted(Payload, frozen=True, kw_only=True):
     commit: CommitId
     bundle_digest: Sha256
     rollback_of: str | None = None
+    # 1 for the approval's own apply, 2 for its first retry, ...
+    attempt: int = 1
 
 
 class ResourceApplied(Payload, frozen=True, kw_only=True):
@@ -265,6 +278,7 @@ class ApplySucceeded(Payload, frozen=True, kw_only=True):
     bundle_digest: Sha256
     inventory: list[ResourceRef]
     rollback_of: str | None = None
+    attempt: int = 1
 
 
 class ApplyFailed(Payload, frozen=True, kw_only=True):
@@ -274,6 +288,10 @@ class ApplyFailed(Payload, frozen=True, kw_only=True):
     error: str
     resource: ResourceRef | None = None
     status_code: int | None = None
+    attempt: int = 1
+    # When the next try is due (an ApplyRetryScheduled follows); None: no
+    # further try, the app waits for a new commit or `wake sync`.
+    retry_at: datetime | None = None
 
 
 class HealthChanged(Payload, frozen=True, kw_only=True):
@@ -345,6 +363,36 @@ class EventRejected(Payload, frozen=True, kw_only=True):
     excerpt: str = ""
 
 
+class ApplyRetryScheduled(Payload, frozen=True, kw_only=True):
+    """The failed apply `after_apply_id` of plan `plan_id` is tried again at `due_at`.
+
+    `attempt` is the number the retry's ApplyStarted will carry (2 for the
+    first retry); `approval_id` is the PlanApproved being retried.
+    """
+
+    event_type: ClassVar[str] = "ApplyRetryScheduled"
+    plan_id: str
+    after_apply_id: str
+    attempt: int
+    due_at: datetime
+    delay_seconds: float
+    approval_id: str = ""
+
+
+class ResourceDeleted(Payload, frozen=True, kw_only=True):
+    """`wake app remove --cascade`: one object of the app's last inventory, deleted or kept.
+
+    `removal_id` is the ApplicationRemoved's event id; `reason` says why a kept
+    object was left (a protected namespace, someone else's labels, already gone).
+    """
+
+    event_type: ClassVar[str] = "ResourceDeleted"
+    removal_id: str
+    ref: ResourceRef
+    action: Literal["deleted", "kept"] = "deleted"
+    reason: str = ""
+
+
 PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     ApplicationRegistered,
     ApplicationUpdated,
@@ -368,6 +416,8 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     NotificationSent,
     NotificationFailed,
     EventRejected,
+    ApplyRetryScheduled,
+    ResourceDeleted,
 )
 
 BY_TYPE: dict[str, type[Payload]] = {cls.event_type: cls for cls in PAYLOAD_TYPES}

@@ -167,6 +167,15 @@ def sample_payloads() -> list[p.Payload]:
             size=17,
             excerpt="{not json at all",
         ),
+        p.ApplyRetryScheduled(
+            plan_id="01a2164a-0000-7000-8000-000000000001",
+            after_apply_id="01a2164a-0000-7000-8000-0000000000a1",
+            attempt=2,
+            due_at=datetime(2026, 11, 26, 9, 30, 5, tzinfo=UTC),
+            delay_seconds=5.0,
+            approval_id="01a2164a-0000-7000-8000-0000000000a0",
+        ),
+        p.ResourceDeleted(removal_id="01a2164a-0000-7000-8000-0000000000d1", ref=DEPLOYMENT),
     ]
     assert [type(s) for s in samples] == list(p.PAYLOAD_TYPES)
     return samples

@@ -15,6 +15,12 @@ outcome.
 Every event is derived from the PlanApproved (deterministic ids), so a
 redelivered approval re-derives the same ids and JetStream stores nothing
 twice; the apply id is the ApplyStarted's event id.
+
+A failed apply is tried again (`retrying`): the ApplyFailed goes to the log
+with an ApplyRetryScheduled, which this same consumer receives and holds
+until it is due; the retry's events are derived from it. An
+ApplicationRemoved with `cascade` deletes the app's last inventory
+(`removing`), one ResourceDeleted each.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from datetime import timedelta
 
 import msgspec
 
@@ -30,23 +37,35 @@ from events import names
 from events.bundle import InvalidBundle
 from events.envelope import Envelope, derived_event_id, encode, new_event, now
 from events.payloads import (
+    ApplicationRegistered,
+    ApplicationRemoved,
+    ApplicationUpdated,
     ApplyFailed,
+    ApplyRetryScheduled,
     ApplyStarted,
     ApplySucceeded,
     PlanApproved,
     PlanCreated,
     ResourceApplied,
+    ResourceDeleted,
     ResourceRef,
 )
-from services.applier import admission
+from services.applier import admission, removing, retrying
 from services.applier.drift_watch import DriftWatch
 from services.applier.health_watch import HealthWatch
 from services.applier.ordering import InvalidWave, order_key, prune_order, wave_of
 from services.catalog.lookup import app_spec
+from services.catalog.registry import current_spec
 from services.planner.labels import is_labelled_for
 from services.planner.loading import DesiredResource, load_bundle, prepare_all
 from services.planner.planning import identity, live_wave
-from services.wiring.consumers import ConsumerSettings, consume, ensure_consumer, reject
+from services.wiring.consumers import (
+    ConsumerSettings,
+    Deferred,
+    consume,
+    ensure_consumer,
+    reject,
+)
 from services.wiring.eventlog import BundleCorrupt, BundleNotFound, ConcurrencyConflict, StoredEvent
 from services.wiring.kube import (
     Clusters,
@@ -61,7 +80,14 @@ from services.wiring.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
 
-CONSUMER = ConsumerSettings(name="applier", subjects=[names.type_subjects(PlanApproved.event_type)])
+CONSUMER = ConsumerSettings(
+    name="applier",
+    subjects=[
+        names.type_subjects(PlanApproved.event_type),
+        names.type_subjects(ApplyRetryScheduled.event_type),
+        names.type_subjects(ApplicationRemoved.event_type),
+    ],
+)
 
 # Server-side applies of one group (same wave and kind rank) sent at once.
 APPLY_CONCURRENCY = 16
@@ -93,6 +119,11 @@ class _Failed(Exception):
         code = f"{exc.status_code} " if exc.status_code else ""
         what = f"{doing} {exc.ref}" if exc.ref is not None else doing
         return cls(f"{what}: {code}{exc.reason}: {exc.message}", exc.ref, exc.status_code or None)
+
+
+def _attempt(started: Envelope) -> int:
+    payload = started.payload
+    return payload.attempt if isinstance(payload, ApplyStarted) else 1
 
 
 def _group_of(d: DesiredResource, waves: dict[ResourceRef, int]) -> tuple[int, int]:
@@ -147,6 +178,12 @@ class Applier:
 
     async def handle(self, stored: StoredEvent) -> None:
         approval = stored.event
+        if isinstance(approval.payload, ApplyRetryScheduled):
+            await self._retry(stored)
+            return
+        if isinstance(approval.payload, ApplicationRemoved):
+            await self._remove(stored)
+            return
         if not isinstance(approval.payload, PlanApproved):
             return
         app = approval.app
@@ -205,6 +242,148 @@ class Applier:
             return
         raise ApplyInFlight(f"{app}: lost {MAX_CONFLICTS} conditional appends in a row")
 
+    async def _retry(self, stored: StoredEvent) -> None:
+        """Run a scheduled retry once it is due (see `retrying`); Deferred until then."""
+        retry = stored.event
+        payload = retry.payload
+        assert isinstance(payload, ApplyRetryScheduled)
+        app = retry.app
+        early = retrying.not_due(payload, now())
+        if early is not None:
+            raise Deferred(early.seconds, f"retry {payload.attempt} of {app} not due")
+        if await app_spec(self.ctx.log, app) is None:
+            log.info("%s: not retrying plan %s: the app was removed", app, payload.plan_id)
+            return
+        apply_id = derived_event_id(retry.event_id, ApplyStarted.event_type)
+        for _ in range(MAX_CONFLICTS):
+            history = retrying.RetryHistory()
+            subjects = [names.subject(app, t) for t in retrying.HISTORY_TYPES]
+            async for event in self.ctx.log.read(subjects=subjects):
+                history.add(event.seq, event.event)
+            decision = retrying.decide(
+                history,
+                retry,
+                apply_id=apply_id,
+                now=now(),
+                apply_timeout=self.ctx.settings.apply_timeout,
+            )
+            if isinstance(decision, retrying.Defer):
+                raise Deferred(decision.seconds, f"retry {payload.attempt} of {app} not due")
+            if isinstance(decision, admission.Skip):
+                log.info("%s: not retrying: %s", app, decision.reason)
+                return
+            if isinstance(decision, admission.Wait):
+                raise ApplyInFlight(f"{app}: {decision.reason}")
+            if isinstance(decision, admission.Expire):
+                await self._expire(decision.started.event)
+                if decision.mine:
+                    return
+                continue
+            if isinstance(decision, admission.Resume):
+                await self._run(retry, decision.plan.event, decision.started.event)
+                return
+            started = self._started(retry, decision.plan.event, apply_id)
+            started = msgspec.structs.replace(
+                started,
+                payload=msgspec.structs.replace(started.payload, attempt=payload.attempt),
+            )
+            try:
+                # The same race as an approval's start (see `handle`).
+                await self.ctx.log.append(
+                    started,
+                    expected_last_seq=decision.expected_seq,
+                    on_subjects=names.subject(app, ApplyStarted.event_type),
+                )
+            except ConcurrencyConflict:
+                continue
+            log.info("%s: retry %d of plan %s started", app, payload.attempt, payload.plan_id)
+            await self._run(retry, decision.plan.event, started)
+            return
+        raise ApplyInFlight(f"{app}: lost {MAX_CONFLICTS} conditional appends in a row")
+
+    async def _remove(self, stored: StoredEvent) -> None:
+        """`app remove --cascade`: delete the app's last inventory in prune order."""
+        removal = stored.event
+        payload = removal.payload
+        assert isinstance(payload, ApplicationRemoved)
+        app = removal.app
+        if not payload.cascade:
+            return
+        registered, updated, started, applied, failed = await asyncio.gather(
+            *(
+                self.ctx.log.last_event(app, t)
+                for t in (
+                    ApplicationRegistered.event_type,
+                    ApplicationUpdated.event_type,
+                    ApplyStarted.event_type,
+                    ApplySucceeded.event_type,
+                    ApplyFailed.event_type,
+                )
+            )
+        )
+        if registered is None or removing.outdated(stored.seq, registered.seq):
+            log.info("%s: removal %s is moot: the app is registered again", app, removal.event_id)
+            return
+        finished_seq = max(e.seq if e is not None else 0 for e in (applied, failed))
+        if started is not None and started.seq > finished_seq:
+            # Its inventory is not known until it ends (another replica runs it).
+            raise ApplyInFlight(f"{app}: removal waits for apply {started.event.event_id}")
+        spec = current_spec(
+            (registered.seq, registered.event),
+            (updated.seq, updated.event) if updated is not None else None,
+            None,
+        )
+        assert spec is not None
+        if applied is None:
+            log.info("%s: removal %s: nothing was applied to delete", app, removal.event_id)
+            return
+        assert isinstance(applied.event.payload, ApplySucceeded)
+        inventory = applied.event.payload.inventory
+        try:
+            kube = await self.clusters.get(spec.destination_context)
+        except KubeConfigError as exc:
+            await reject(
+                self.ctx.log,
+                consumer=self.consumer,
+                seq=stored.seq,
+                subject=stored.subject,
+                data=encode(removal),
+                error=f"cannot delete what {app} applied: its destination: {exc}",
+                event_id=removal.event_id,
+            )
+            return
+        live: dict[ResourceRef, Resource | None] = {}
+        for ref in inventory:
+            try:
+                live[ref] = await kube.get(ref)
+            except KubeError as exc:
+                if exc.status_code != 404:
+                    raise  # the API server is unreachable or refuses: redelivered later
+                live[ref] = None  # its kind is not served any more
+        waves = {ref: live_wave(obj, ref) for ref, obj in live.items()}
+        for ref in prune_order(inventory, waves):
+            why = removing.kept_because(
+                ref, live[ref], app=app, system_namespace=self.ctx.settings.system_namespace
+            )
+            if not why:
+                try:
+                    await kube.delete(ref)
+                except KubeError as exc:
+                    if exc.status_code != 404:
+                        raise
+            event = self.ctx.derive(
+                ResourceDeleted(
+                    removal_id=removal.event_id,
+                    ref=ref,
+                    action="kept" if why else "deleted",
+                    reason=why,
+                ),
+                cause=removal,
+                key=f"{ref.api_version}/{ref.kind}/{ref.namespace}/{ref.name}",
+            )
+            await self.ctx.log.append(event)
+        log.info("%s: removed with cascade: %d objects of its inventory", app, len(inventory))
+
     async def _history(self, app: str) -> admission.AppHistory:
         subjects = [names.subject(app, t) for t in admission.HISTORY_TYPES]
         history = admission.AppHistory()
@@ -238,6 +417,7 @@ class Applier:
                 plan_id=payload.plan_id,
                 error=f"apply did not finish within apply_timeout "
                 f"({self.ctx.settings.apply_timeout:.0f}s): its applier stopped",
+                attempt=payload.attempt,
             ),
             app=started.app,
             actor=self.ctx.actor,
@@ -291,14 +471,56 @@ class Applier:
                 inventory=inventory,
                 rollback_of=plan.rollback_of,
             )
+        outcome = msgspec.structs.replace(outcome, attempt=_attempt(started))
+        retry = None
+        if isinstance(outcome, ApplyFailed):
+            retry = await self._retry_of(approval, outcome)
+        if retry is not None:
+            outcome = msgspec.structs.replace(outcome, retry_at=retry.due_at)
         finished = self.ctx.derive(outcome, cause=approval)
-        await self.ctx.log.append(finished)
+        batch = [finished]
+        if retry is not None:
+            batch.append(self.ctx.derive(retry, cause=finished))
+        # One batch: a crash between the two would leave a failure never retried.
+        await self.ctx.log.append_many(batch)
         if isinstance(outcome, ApplySucceeded):
             self.health.watch(finished)
         if isinstance(outcome, ApplyFailed):
             log.warning("%s: apply %s failed: %s", approval.app, apply_id, outcome.error)
         else:
             log.info("%s: apply %s succeeded: %d resources", approval.app, apply_id, len(inventory))
+
+    async def _retry_of(
+        self, approval: Envelope, payload: ApplyFailed
+    ) -> ApplyRetryScheduled | None:
+        """The retry that follows the failed apply under the app's retry policy, if any."""
+        app = approval.app
+        spec = await app_spec(self.ctx.log, app)
+        if spec is None:
+            return None
+        delay = retrying.RetryPolicy.of(spec).delay_after(payload.attempt)
+        if delay is None:
+            log.warning(
+                "%s: apply %s was try %d of %d: no more retries; waiting for a new commit "
+                "or `wake sync`",
+                app,
+                payload.apply_id,
+                payload.attempt,
+                spec.retry_limit + 1,
+            )
+            return None
+        retried = approval.payload
+        approval_id = (
+            retried.approval_id if isinstance(retried, ApplyRetryScheduled) else approval.event_id
+        )
+        return ApplyRetryScheduled(
+            plan_id=payload.plan_id,
+            after_apply_id=payload.apply_id,
+            attempt=payload.attempt + 1,
+            due_at=now() + timedelta(seconds=delay),
+            delay_seconds=delay,
+            approval_id=approval_id,
+        )
 
     async def _apply(
         self,

@@ -8,6 +8,7 @@ from events.payloads import (
     ApplicationRemoved,
     ApplicationUpdated,
     ApplyFailed,
+    ApplyRetryScheduled,
     ApplyStarted,
     ApplySucceeded,
     ApprovalRequested,
@@ -23,6 +24,7 @@ from events.payloads import (
     PlanSuperseded,
     RenderFailed,
     ResourceApplied,
+    ResourceDeleted,
     RevisionDetected,
     RollbackRequested,
     SyncRequested,
@@ -70,14 +72,16 @@ def describe(event: Envelope) -> str:
             return f"plan {p.plan_id[:8]} rejected via {p.via}: {p.reason}"
         case ApplyStarted():
             rollback = f" (rollback to apply {p.rollback_of[:8]})" if p.rollback_of else ""
-            return f"apply {p.apply_id[:8]} of {short(p.commit)} started{rollback}"
+            retry = f" (try {p.attempt})" if p.attempt > 1 else ""
+            return f"apply {p.apply_id[:8]} of {short(p.commit)} started{rollback}{retry}"
         case ResourceApplied():
             return f"{p.action} {p.ref}"
         case ApplySucceeded():
             return f"applied {short(p.commit)}: {len(p.inventory)} resources"
         case ApplyFailed():
             at = f" at {p.resource}" if p.resource else ""
-            return f"apply {p.apply_id[:8]} failed{at}: {p.error}"
+            retry = f" (try {p.attempt})" if p.attempt > 1 else ""
+            return f"apply {p.apply_id[:8]} failed{at}{retry}: {p.error}"
         case HealthChanged():
             return f"health {p.status}"
         case DriftDetected():
@@ -92,4 +96,12 @@ def describe(event: Envelope) -> str:
             return f"notifying {p.channel} of {p.about_type} failed after {p.attempts}: {p.error}"
         case EventRejected():
             return f"{p.consumer} rejected seq {p.stream_seq} ({p.subject}): {p.error}"
+        case ApplyRetryScheduled():
+            return (
+                f"try {p.attempt} of plan {p.plan_id[:8]} due at {p.due_at:%H:%M:%S} "
+                f"(in {p.delay_seconds:g}s, after apply {p.after_apply_id[:8]} failed)"
+            )
+        case ResourceDeleted():
+            why = f": {p.reason}" if p.reason else ""
+            return f"{p.action} {p.ref} (app removed with --cascade){why}"
     return event.type

@@ -32,6 +32,7 @@ STATUS_TYPES = (
     "ApplySucceeded",
     "ApplyFailed",
     "HealthChanged",
+    "ApplyRetryScheduled",
 )
 
 
@@ -100,6 +101,34 @@ def app() -> None:
 @click.option("--health-timeout", type=click.FloatRange(min=1), default=300.0, show_default=True)
 @click.option("--git-credential", default="", help="Name of a configured git credential.")
 @click.option("--webhook-secret-file", default="", help="This app's own webhook secret file.")
+@click.option(
+    "--retry-limit",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Retries of a failed apply (0: none), as Argo CD's retry limit.",
+)
+@click.option(
+    "--retry-backoff",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Seconds before the first retry.",
+)
+@click.option(
+    "--retry-backoff-factor",
+    type=click.FloatRange(min=1),
+    default=2.0,
+    show_default=True,
+    help="Each retry waits this many times longer than the one before.",
+)
+@click.option(
+    "--retry-max-backoff",
+    type=click.FloatRange(min=0),
+    default=180.0,
+    show_default=True,
+    help="Longest wait between two tries, in seconds.",
+)
 def add(
     data_dir: str,
     name: str,
@@ -124,8 +153,17 @@ def add(
     health_timeout: float,
     git_credential: str,
     webhook_secret_file: str,
+    retry_limit: int,
+    retry_backoff: float,
+    retry_backoff_factor: float,
+    retry_max_backoff: float,
 ) -> None:
-    """Register application NAME: Wake starts following REPO at PATH."""
+    """Register application NAME: Wake starts following REPO at PATH.
+
+    A failed apply is retried --retry-limit times, after --retry-backoff seconds,
+    multiplied by --retry-backoff-factor at each retry up to --retry-max-backoff;
+    then the app waits for a new commit or `wake sync NAME`.
+    """
     from services.wiring.git import (
         CredentialError,
         GitCredentials,
@@ -175,6 +213,10 @@ def add(
         allow_empty=allow_empty,
         jsonnet_ext_code=rendering["jsonnet_ext_code"],
         jsonnet_tla_code=rendering["jsonnet_tla_code"],
+        retry_limit=retry_limit,
+        retry_backoff_seconds=retry_backoff,
+        retry_backoff_factor=retry_backoff_factor,
+        retry_max_backoff_seconds=retry_max_backoff,
     )
 
     async def register() -> None:
@@ -328,6 +370,8 @@ def show(data_dir: str, name: str, as_json: bool) -> None:
                 f"  {'rolled back:':<24} to {row['rolled_back_to']}; stays there until a new "
                 f"commit or `wake sync {name} --resume`"
             )
+        if row["retry"]:
+            click.echo(f"  {'retries:':<24} {row['retry']}")
         click.echo("Latest events:")
         for event_type, item in row["latest"].items():
             click.echo(f"  {item['seq']:>7}  {event_type:<20} {item['summary']}")
@@ -339,8 +383,15 @@ def show(data_dir: str, name: str, as_json: bool) -> None:
 @data_dir_option
 @click.argument("name")
 @click.option("--reason", default="", help="Why, for the record.")
-def remove(data_dir: str, name: str, reason: str) -> None:
-    """Stop managing application NAME. Its resources stay in the cluster."""
+@click.option(
+    "--cascade",
+    is_flag=True,
+    help="Also delete what the app applied (its last inventory, still labelled for it; "
+    "never kube-system, kube-public, kube-node-lease, default or Wake's own namespace). "
+    "Registering the app again re-applies it from Git.",
+)
+def remove(data_dir: str, name: str, reason: str, cascade: bool) -> None:
+    """Stop managing application NAME. Its resources stay in the cluster unless --cascade."""
     name = checked_app_name(name)
 
     async def remove_one() -> None:
@@ -348,14 +399,22 @@ def remove(data_dir: str, name: str, reason: str) -> None:
             position = await log.app_position(name)
             if await lookup.app_spec(log, name) is None:
                 raise click.ClickException(f"no application {name!r} is registered")
-            event = new_event(ApplicationRemoved(reason=reason), app=name, actor=current_actor())
+            event = new_event(
+                ApplicationRemoved(reason=reason, cascade=cascade), app=name, actor=current_actor()
+            )
             try:
                 await log.append(event, expected_last_seq=position)
             except ConcurrencyConflict:
                 raise click.ClickException(
                     f"application {name!r} changed while removing it; run the command again"
                 ) from None
-        click.echo(f"removed {name}; its resources were left in the cluster")
+        if cascade:
+            click.echo(
+                f"removed {name}; the applier deletes what it applied "
+                f"(ResourceDeleted events: wake events tail --app {name})"
+            )
+        else:
+            click.echo(f"removed {name}; its resources were left in the cluster")
 
     run(remove_one())
 
@@ -377,6 +436,7 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
         "ApprovalRequested": "awaiting-approval",
         "ApplySucceeded": "synced",
         "ApplyFailed": "apply-failed",
+        "ApplyRetryScheduled": "retrying",
     }
     for stored in ordered:
         state = states.get(stored.event.type, state)
@@ -385,6 +445,19 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
     rolled_back_to = applied.event.payload.rollback_of if applied else None
     if rolled_back_to and state == "synced":
         state = "rolled-back"
+    failed = latest.get("ApplyFailed")
+    retry = latest.get("ApplyRetryScheduled")
+    retrying = None
+    if state == "retrying" and retry is not None:
+        retrying = (
+            f"try {retry.event.payload.attempt} of {spec.retry_limit + 1} due at "
+            f"{retry.event.payload.due_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+    elif state == "apply-failed" and failed is not None:
+        retrying = (
+            f"none left after try {failed.event.payload.attempt}: waits for a new commit "
+            f"or `wake sync {name}`"
+        )
     return {
         "name": name,
         "spec": msgspec.to_builtins(spec),
@@ -395,6 +468,8 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
         # Set while the app stays on a rollback: auto-sync does not move it until a
         # new commit arrives or `wake sync NAME --resume`.
         "rolled_back_to": rolled_back_to,
+        # While a failed apply is retried, or once its retries ran out.
+        "retry": retrying,
         "latest": {
             stored.event.type: {
                 "seq": stored.seq,

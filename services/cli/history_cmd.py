@@ -95,8 +95,10 @@ def _print(entry: Journey) -> None:
             f"    {decision.decision} by {decision.actor} via {decision.via} at {at}{comment}"
         )
     if entry.applied_at is not None:
+        tries = f" (try {entry.attempts})" if entry.attempts > 1 else ""
         click.echo(
             f"    apply {entry.apply_id} ended {entry.applied_at.strftime('%Y-%m-%d %H:%M:%S')}"
+            + tries
         )
     if entry.error:
         click.echo(f"    error: {entry.error}")

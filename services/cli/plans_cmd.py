@@ -29,11 +29,16 @@ from services.wiring.eventlog import ConcurrencyConflict
 @click.option(
     "--resume",
     is_flag=True,
-    help="After a rollback: detect the ref's current commit again, even if unchanged, "
-    "so the app moves forward to it.",
+    help="End a rollback's pin: detect the ref's current commit again, even if unchanged, "
+    "and let auto-sync move the app forward to it. (A failed app needs no --resume.)",
 )
 def sync(data_dir: str, name: str, reason: str, resume: bool) -> None:
-    """Check application NAME's source now instead of at the next poll."""
+    """Check application NAME's source now instead of at the next poll.
+
+    If NAME's last apply failed (its retries ran out, or are still pending),
+    its current revision is planned and applied again, through its approval
+    policy, even if the source did not change.
+    """
     name = checked_app_name(name)
 
     async def request() -> None:

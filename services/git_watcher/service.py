@@ -10,7 +10,8 @@
   webhook secret configured): the apps of the pushed repository and ref,
   trigger "webhook".
 
-A SyncRequested with `resume` detects the ref's commit even if unchanged.
+A SyncRequested with `resume`, and any SyncRequested of an app whose last
+apply failed, detects the ref's commit even if unchanged (`syncing`).
 git-watcher announces itself ready only once its webhook receiver listens.
 
 Nothing is kept that the log cannot rebuild: the registry is replayed at
@@ -26,9 +27,10 @@ from collections.abc import Callable
 import nats.js.api as api
 
 from events import names
-from events.payloads import ApplicationRegistered, SyncRequested
+from events.payloads import ApplicationRegistered, ApplyFailed, ApplySucceeded, SyncRequested
 from services.catalog.lookup import app_spec, follow_registry, load_registry
 from services.catalog.registry import Application, Registry
+from services.git_watcher import syncing
 from services.git_watcher.changes import Trigger
 from services.git_watcher.polling import Watcher, poll_forever
 from services.git_watcher.receiver import Receiver, RegisteredApp, SecretUnavailable, global_secret
@@ -80,8 +82,18 @@ async def main(ctx: ServiceContext) -> None:
             )
             return
         payload = stored.event.payload
-        resuming = isinstance(payload, SyncRequested) and payload.resume
-        resume = stored.event.event_id if resuming else ""
+        if not isinstance(payload, SyncRequested):
+            return
+        app = stored.event.app
+        succeeded = await ctx.log.last_event(app, ApplySucceeded.event_type)
+        failed = await ctx.log.last_event(app, ApplyFailed.event_type)
+        apply_failed = syncing.last_apply_failed(
+            succeeded.seq if succeeded is not None else None,
+            failed.seq if failed is not None else None,
+        )
+        again = syncing.detects_unchanged(payload, apply_failed=apply_failed)
+        # Keyed by the request: a redelivered request finds its detection and adds none.
+        resume = stored.event.event_id if again else ""
         await watcher.check_apps([application], "sync", resume=resume)
 
     # Pushes coalesce per app: one arriving while the app's webhook check runs

@@ -25,6 +25,7 @@ from events.payloads import (
     ApplicationRemoved,
     ApplicationUpdated,
     ApplyFailed,
+    ApplyRetryScheduled,
     ApplyStarted,
     ApplySucceeded,
     ApprovalRequested,
@@ -37,6 +38,7 @@ from events.payloads import (
     PlanSuperseded,
     RenderFailed,
     ResourceApplied,
+    ResourceDeleted,
     RevisionDetected,
     SyncRequested,
 )
@@ -203,6 +205,8 @@ SUPERSEDED = "superseded"
 APPLYING = "applying"
 APPLIED = "applied"
 FAILED = "failed"
+# Its apply failed and another try is scheduled (ApplyRetryScheduled).
+RETRYING = "retrying"
 
 # Sync state of an application.
 UNKNOWN = "Unknown"
@@ -716,6 +720,30 @@ def _apply_failed(models: ReadModels, seq: int, event: Envelope) -> None:
     _touch(models, app, seq, event)
 
 
+def _retry_scheduled(models: ReadModels, seq: int, event: Envelope) -> None:
+    payload = event.payload
+    assert isinstance(payload, ApplyRetryScheduled)
+    plan = models.get("plans", payload.plan_id)
+    if plan is not None and plan["status"] == FAILED:
+        _update_plan(models, payload.plan_id, status=RETRYING)
+    _touch(models, _app_row(models, event), seq, event)
+
+
+def _resource_deleted(models: ReadModels, seq: int, event: Envelope) -> None:
+    payload = event.payload
+    assert isinstance(payload, ResourceDeleted)
+    if payload.action == "deleted":
+        ref = payload.ref
+        models.resources[event.app] = [
+            r
+            for r in models.resources.get(event.app, [])
+            if (r["api_version"], r["kind"], r["namespace"], r["name"])
+            != (ref.api_version, ref.kind, ref.namespace, ref.name)
+        ]
+        models.dirty_resources.add(event.app)
+    _touch(models, _app_row(models, event), seq, event)
+
+
 _HANDLERS = {
     ApplicationRegistered: _registered,
     ApplicationUpdated: _registered,
@@ -735,4 +763,6 @@ _HANDLERS = {
     ApplyFailed: _apply_failed,
     HealthChanged: _health,
     DriftDetected: _drift,
+    ApplyRetryScheduled: _retry_scheduled,
+    ResourceDeleted: _resource_deleted,
 }

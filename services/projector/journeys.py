@@ -46,6 +46,8 @@ class Journey(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
     rollback: bool = False
     rollback_of: str | None = None
+    # Applies of its plan: 1, or more when a failed apply was retried.
+    attempts: int = 0
 
 
 def plan_summary(plan: Row) -> str:
@@ -88,7 +90,8 @@ def journeys(
         commit = revision["commit"] if revision else plan["commit"] if plan else ""
         # A rollback's journey starts at its request: author and message are its target's.
         source = revision or by_commit.get(commit)
-        last_apply = applies_of.get(plan["plan_id"], [])[-1:] if plan else []
+        tries = applies_of.get(plan["plan_id"], []) if plan else []
+        last_apply = tries[-1:]
         apply = last_apply[0] if last_apply else None
         rollback = bool(
             (plan and (plan["reason"] == "rollback" or plan["rollback_of"]))
@@ -122,6 +125,7 @@ def journeys(
                 error=(apply or {}).get("error") or (revision or {}).get("render_error"),
                 rollback=rollback,
                 rollback_of=(apply or plan or {}).get("rollback_of"),
+                attempts=len(tries),
             )
         )
     return sorted(result, key=lambda j: -j.seq)
@@ -135,6 +139,8 @@ def _render(revision: Row | None) -> str:
 
 def _result(revision: Row | None, plan: Row | None, apply: Row | None) -> str:
     if apply is not None:
+        if apply["status"] == "failed" and plan is not None and plan["status"] == "retrying":
+            return "apply failed, retrying"
         return {"applied": "applied", "failed": "apply failed"}.get(apply["status"], "applying")
     if plan is not None:
         return plan["status"]

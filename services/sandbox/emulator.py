@@ -19,6 +19,7 @@ from aiohttp import web
 
 from services.sandbox import errors
 from services.sandbox.discovery import GIT_VERSION, Catalogue, ResourceType
+from services.sandbox.faults import Faults
 from services.sandbox.selectors import FieldSelector, LabelSelector
 from services.sandbox.server import SandboxServer
 from services.sandbox.store import ObjectStore
@@ -47,6 +48,11 @@ class Sandbox:
     @latency_ms.setter
     def latency_ms(self, value: float) -> None:
         self._server.latency_ms = value
+
+    @property
+    def faults(self) -> Faults:
+        """Test-only fault injection: writes to refuse although their dry run passes."""
+        return self._server.faults
 
     @property
     def url(self) -> str:

@@ -23,6 +23,7 @@ from aiohttp import web
 from services.sandbox import discovery, errors, openapi
 from services.sandbox.discovery import Catalogue, ResourceType
 from services.sandbox.errors import ApiError
+from services.sandbox.faults import Faults
 from services.sandbox.selectors import (
     FieldSelector,
     LabelSelector,
@@ -75,6 +76,8 @@ class SandboxServer:
         self.store = store
         self.catalogue: Catalogue = store.catalogue
         self.latency_ms = latency_ms
+        # Test-only fault injection (see faults.py); empty unless a test arms it.
+        self.faults = Faults()
         self.address = ""  # host:port, for /api's serverAddressByClientCIDRs
         self._watches: set[asyncio.Task[Any]] = set()
 
@@ -252,6 +255,8 @@ class SandboxServer:
                 f"{errors.qualified(t.group, t.plural)} is namespaced: "
                 f"use /namespaces/<ns>/{t.plural}/{name}",
             )
+        if method in ("PUT", "PATCH") and not _dry_run(request):
+            self.faults.check(t.kind, namespace, name)
         if target.subresource == "scale":
             return await self._scale(request, target, name)
         if method == "GET":

@@ -38,6 +38,19 @@ DEFAULT_BACKOFF: tuple[float, ...] = (5.0, 15.0, 60.0, 180.0, 300.0)
 Handler = Callable[[StoredEvent], Awaitable[None]]
 
 
+class Deferred(Exception):
+    """Raised by a handler whose message is not due yet: redeliver it in `seconds`.
+
+    Not a failure: the message is nakked with that delay (JetStream keeps it,
+    so a restart or another replica still gets it), and only runs out of
+    deliveries if it is deferred more often than the consumer allows.
+    """
+
+    def __init__(self, seconds: float, why: str = "") -> None:
+        super().__init__(why or f"not due for {seconds:.1f}s")
+        self.seconds = max(seconds, 0.0)
+
+
 @dataclass(frozen=True, slots=True)
 class ConsumerSettings:
     """How one durable consumer takes its messages.
@@ -196,6 +209,22 @@ async def _handle(
     try:
         with telemetry.span_for(event, settings.name):
             await handler(stored)
+    except Deferred as deferred:
+        if deliveries < settings.max_deliver:
+            await message.nak(delay=deferred.seconds)
+            return
+        await reject(
+            event_log,
+            consumer=settings.name,
+            seq=seq,
+            subject=message.subject,
+            data=message.data,
+            error=f"still deferred ({deferred}) after {deliveries} deliveries",
+            event_id=event.event_id,
+            deliveries=deliveries,
+        )
+        await message.term()
+        return
     except Exception as exc:
         if deliveries >= settings.max_deliver:
             log.exception(

@@ -46,6 +46,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     drift_interval: float = 300.0
     health_interval: float = 2.0
     concurrency: int = 16
+    system_namespace: str = "wake"
 
     @property
     def data_path(self) -> Path:
@@ -85,6 +86,8 @@ DESCRIPTIONS: dict[str, str] = {
     "app's events are always handled in log order.",
     "notify_backoff": "Seconds before the notifier's first retry of a webhook; doubles with "
     "each retry, with jitter (capped at 60).",
+    "system_namespace": "The namespace Wake runs in: `wake app remove --cascade` never "
+    "deletes it (nor kube-system, kube-public, kube-node-lease, default).",
 }
 
 

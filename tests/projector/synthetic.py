@@ -240,16 +240,31 @@ class History:
                 actor="service:applier",
             )
         else:
-            self.add(
+            due = self.tick()
+            failed = self.add(
                 p.ApplyFailed(
                     apply_id=apply_id,
                     plan_id=plan_id,
                     error="422 invalid",
                     resource=inventory[0],
                     status_code=422,
+                    retry_at=due,
                 ),
                 app,
                 cause=started,
+                actor="service:applier",
+            )
+            # A retry is scheduled; the next journey's plan cancels it.
+            self.add(
+                p.ApplyRetryScheduled(
+                    plan_id=plan_id,
+                    after_apply_id=apply_id,
+                    attempt=2,
+                    due_at=due,
+                    delay_seconds=5.0,
+                ),
+                app,
+                cause=failed,
                 actor="service:applier",
             )
 
