@@ -25,6 +25,8 @@ from events.payloads import (
     ResourceApplied,
     RevisionDetected,
     RollbackRequested,
+    SourceFailed,
+    SourceRecovered,
     SyncRequested,
 )
 from services.catalog.plans import summary
@@ -90,4 +92,9 @@ def describe(event: Envelope) -> str:
             return f"notifying {p.channel} of {p.about_type} failed after {p.attempts}: {p.error}"
         case EventRejected():
             return f"{p.consumer} rejected seq {p.stream_seq} ({p.subject}): {p.error}"
+        case SourceFailed():
+            return f"source unreadable ({p.stage}): {p.error}"
+        case SourceRecovered():
+            at = f" at {short(p.commit)}" if p.commit else ""
+            return f"source {p.repo_url} ref {p.ref} readable again{at}"
     return event.type
