@@ -31,6 +31,23 @@ from events.payloads import (
 )
 from services.catalog.plans import summary
 
+# A failure is status only until the step it failed succeeds again; then it
+# is history (`wake events tail`, `wake history`), no longer the app's news.
+OVERTAKEN_BY = {
+    "ApplyFailed": "ApplySucceeded",
+    "RenderFailed": "ManifestsRendered",
+    "SourceFailed": "SourceRecovered",
+}
+
+
+def standing(latest: dict[str, int]) -> set[str]:
+    """The types in `latest` ({event type: seq of its last event}) no success has overtaken."""
+    return {
+        event_type
+        for event_type, seq in latest.items()
+        if latest.get(OVERTAKEN_BY.get(event_type, ""), 0) < seq
+    }
+
 
 def short(commit: str | None) -> str:
     return (commit or "")[:7]
