@@ -49,6 +49,11 @@ def standing(latest: dict[str, int]) -> set[str]:
     }
 
 
+def decided_by(actor: str, via: str) -> str:
+    """By whom, and how: "by alice via cli"; "by policy" alone when the policy decided."""
+    return f"by {actor}" if not via or via == actor else f"by {actor} via {via}"
+
+
 def short(commit: str | None) -> str:
     return (commit or "")[:7]
 
