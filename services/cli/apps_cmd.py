@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 import msgspec
+from click.core import ParameterSource
 
 from events import names, new_event
 from events.payloads import (
@@ -230,6 +231,9 @@ SPEC_OPTIONS: list[SpecOption] = [
     spec_option("--webhook-secret-file", default="", help="This app's own webhook secret file."),
 ]
 
+# Where a value comes from when the option was not typed: `set` leaves its field alone.
+UNGIVEN = (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
 # A change of these is checked against the repository, as `wake app add` checks.
 SOURCE_FIELDS = ("repo_url", "ref", "git_credential")
 
@@ -331,8 +335,7 @@ def set_(ctx: click.Context, data_dir: str, name: str, **options: Any) -> None:
     given = {
         key: value
         for key, value in options.items()
-        if ctx.get_parameter_source(key)
-        not in (None, click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
+        if ctx.get_parameter_source(key) not in (None, *UNGIVEN)
     }
     if not given:
         raise click.UsageError("nothing to change: give the options to set (see --help)")
