@@ -156,6 +156,33 @@ class SyncRequested(Payload, frozen=True, kw_only=True):
     reason: str = ""
 
 
+class SourceFailed(Payload, frozen=True, kw_only=True):
+    """git-watcher cannot read the app's source: the repository, its ref or its path.
+
+    Appended once per distinct failure (not per poll); it stands until a
+    SourceRecovered. `repo_url` never carries credentials. `stage` says what
+    failed: the fetch (repository gone, credential refused), the ref (a
+    branch deleted) or the path.
+    """
+
+    event_type: ClassVar[str] = "SourceFailed"
+    repo_url: str
+    ref: str
+    error: str
+    stage: Literal["fetch", "ref", "path"] = "fetch"
+    path: str = ""
+
+
+class SourceRecovered(Payload, frozen=True, kw_only=True):
+    """The app's source, failing since SourceFailed `failed_event_id`, reads again."""
+
+    event_type: ClassVar[str] = "SourceRecovered"
+    repo_url: str
+    ref: str
+    commit: str = ""
+    failed_event_id: str = ""
+
+
 # --- the journey of a revision ------------------------------------------------------
 
 
@@ -418,6 +445,8 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     EventRejected,
     ApplyRetryScheduled,
     ResourceDeleted,
+    SourceFailed,
+    SourceRecovered,
 )
 
 BY_TYPE: dict[str, type[Payload]] = {cls.event_type: cls for cls in PAYLOAD_TYPES}

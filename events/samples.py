@@ -176,6 +176,21 @@ def sample_payloads() -> list[p.Payload]:
             approval_id="01a2164a-0000-7000-8000-0000000000a0",
         ),
         p.ResourceDeleted(removal_id="01a2164a-0000-7000-8000-0000000000d1", ref=DEPLOYMENT),
+        p.SourceFailed(
+            repo_url=SPEC.repo_url,
+            ref="release-1.4",
+            error="ref 'release-1.4' not found in repository "
+            "https://git.example.com/platform/deployments.git: "
+            "it is neither a branch, a tag nor a commit id there",
+            stage="ref",
+            path=SPEC.path,
+        ),
+        p.SourceRecovered(
+            repo_url=SPEC.repo_url,
+            ref="release-1.4",
+            commit=COMMIT,
+            failed_event_id="01a2164a-0000-7000-8000-0000000000b1",
+        ),
     ]
     assert [type(s) for s in samples] == list(p.PAYLOAD_TYPES)
     return samples

@@ -27,9 +27,33 @@ from events.payloads import (
     ResourceDeleted,
     RevisionDetected,
     RollbackRequested,
+    SourceFailed,
+    SourceRecovered,
     SyncRequested,
 )
 from services.catalog.plans import summary
+
+# A failure is status only until the step it failed succeeds again; then it
+# is history (`wake events tail`, `wake history`), no longer the app's news.
+OVERTAKEN_BY = {
+    "ApplyFailed": "ApplySucceeded",
+    "RenderFailed": "ManifestsRendered",
+    "SourceFailed": "SourceRecovered",
+}
+
+
+def standing(latest: dict[str, int]) -> set[str]:
+    """The types in `latest` ({event type: seq of its last event}) no success has overtaken."""
+    return {
+        event_type
+        for event_type, seq in latest.items()
+        if latest.get(OVERTAKEN_BY.get(event_type, ""), 0) < seq
+    }
+
+
+def decided_by(actor: str, via: str) -> str:
+    """By whom, and how: "by alice via cli"; "by policy" alone when the policy decided."""
+    return f"by {actor}" if not via or via == actor else f"by {actor} via {via}"
 
 
 def short(commit: str | None) -> str:
@@ -104,4 +128,9 @@ def describe(event: Envelope) -> str:
         case ResourceDeleted():
             why = f": {p.reason}" if p.reason else ""
             return f"{p.action} {p.ref} (app removed with --cascade){why}"
+        case SourceFailed():
+            return f"source unreadable ({p.stage}): {p.error}"
+        case SourceRecovered():
+            at = f" at {short(p.commit)}" if p.commit else ""
+            return f"source {p.repo_url} ref {p.ref} readable again{at}"
     return event.type

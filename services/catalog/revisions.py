@@ -41,28 +41,42 @@ def find_applied(
     commit: str = "",
     min_prefix: int = MIN_COMMIT_PREFIX,
 ) -> AppliedRevision:
-    """The apply `target` names: an apply id, or a commit or its prefix (its latest apply).
+    """The apply `target` names: an apply id or its unique prefix, or a commit or its prefix.
 
-    `commit`, when given, is the commit to look for if `target` is no apply id.
+    A commit names its latest apply. `commit`, when given, is the commit to
+    look for if `target` is no apply id. A prefix that names several applies,
+    or an apply and a commit, is refused with what it names.
     """
     target = target.strip().lower()
     for revision in applied:
         if revision.apply.apply_id == target:
             return revision
-    target = commit.strip().lower() or target
-    if len(target) < min_prefix:
+    wanted = commit.strip().lower() or target
+    if len(wanted) < min_prefix:
         raise RevisionNotApplied(
-            f"{target!r} is too short: give an apply id or at least {min_prefix} "
+            f"{wanted!r} is too short: give an apply id or at least {min_prefix} "
             "characters of a commit"
         )
-    matches = [r for r in applied if r.apply.commit.startswith(target)]
+    by_id = (
+        [r for r in applied if r.apply.apply_id.startswith(target)]
+        if len(target) >= min_prefix
+        else []
+    )
+    matches = [r for r in applied if r.apply.commit.startswith(wanted)]
     commits = {r.apply.commit for r in matches}
+    if len(by_id) > 1 or (by_id and commits):
+        named = [f"apply {r.apply.apply_id}" for r in by_id] + [
+            f"commit {c[:12]}" for c in sorted(commits)
+        ]
+        raise RevisionNotApplied(f"{target!r} names several revisions of {app}: {', '.join(named)}")
+    if by_id:
+        return by_id[0]
     if len(commits) > 1:
         listed = ", ".join(sorted(c[:12] for c in commits))
-        raise RevisionNotApplied(f"{target!r} names several applied commits of {app}: {listed}")
+        raise RevisionNotApplied(f"{wanted!r} names several applied commits of {app}: {listed}")
     if not matches:
         raise RevisionNotApplied(
-            f"{target} was never applied to {app}: only an applied revision can be rolled back "
+            f"{wanted} was never applied to {app}: only an applied revision can be rolled back "
             "to or compared (see `wake history` or `wake plans`)"
         )
     return max(matches, key=lambda r: r.seq)

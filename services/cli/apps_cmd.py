@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import msgspec
+from click.core import ParameterSource
 
 from events import names, new_event
-from events.payloads import ApplicationRegistered, ApplicationRemoved, AppSpec, IgnoreRule
+from events.payloads import (
+    ApplicationRegistered,
+    ApplicationRemoved,
+    ApplicationUpdated,
+    AppSpec,
+    IgnoreRule,
+)
 from services.catalog import lookup
-from services.catalog.describe import describe, short
+from services.catalog.describe import describe, short, standing
 from services.cli.connecting import (
     checked_app_name,
     connected,
@@ -33,6 +43,8 @@ STATUS_TYPES = (
     "ApplyFailed",
     "HealthChanged",
     "ApplyRetryScheduled",
+    "SourceFailed",
+    "SourceRecovered",
 )
 
 
@@ -41,196 +53,320 @@ def app() -> None:
     """Register and inspect applications."""
 
 
+# --- the options of `wake app add` and `wake app set` ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpecOption:
+    """One option of `wake app add` and `wake app set`, and the AppSpec fields it sets.
+
+    `to_spec` turns the option's value into fields (a click.BadParameter
+    names the option if the value is bad); by default the field is the
+    option's parameter name, taking the value as given.
+    """
+
+    decls: tuple[str, ...]
+    attrs: dict[str, Any]
+    to_spec: Callable[[Any], dict[str, Any]]
+    required_to_add: bool = False
+
+    @property
+    def name(self) -> str:
+        return click.Option(list(self.decls), **self.attrs).name or ""
+
+
+def spec_option(
+    *decls: str,
+    to_spec: Callable[[Any], dict[str, Any]] | None = None,
+    required_to_add: bool = False,
+    **attrs: Any,
+) -> SpecOption:
+    if to_spec is None:
+        name = click.Option(list(decls), **attrs).name
+
+        def to_spec(value: Any) -> dict[str, Any]:
+            return {name: value}
+
+    return SpecOption(decls, attrs, to_spec, required_to_add)
+
+
+def _ref(value: str | None) -> dict[str, Any]:
+    from services.wiring.git import FOLLOW_HEAD
+
+    return {"ref": value or FOLLOW_HEAD}
+
+
+def _repo_url(value: str) -> dict[str, Any]:
+    if "://" not in value and not value.startswith("git@") and Path(value).exists():
+        # Services run elsewhere (other working directories, other containers):
+        # a local path must not depend on where this command was typed.
+        value = str(Path(value).resolve())
+    return {"repo_url": value}
+
+
+def _app_path(value: str) -> dict[str, Any]:
+    from services.wiring.git import InvalidRepoPath, RepoPath
+
+    try:
+        return {"path": str(RepoPath.parse(value))}
+    except InvalidRepoPath as exc:
+        raise click.BadParameter(str(exc), param_hint="--path") from None
+
+
+def _namespace(value: str) -> dict[str, Any]:
+    try:
+        names.app_name(value)
+    except names.InvalidName:
+        raise click.BadParameter(f"invalid namespace {value!r}", param_hint="--namespace") from None
+    return {"namespace": value}
+
+
+# Add an option here and both commands have it: `add` registers with it,
+# `set` changes the fields it sets only when it is given.
+SPEC_OPTIONS: list[SpecOption] = [
+    spec_option(
+        "--repo",
+        "repo_url",
+        help="Git repository URL (or local path).",
+        to_spec=_repo_url,
+        required_to_add=True,
+    ),
+    spec_option(
+        "--path",
+        default=".",
+        show_default=True,
+        help="Directory of the app in the repo.",
+        to_spec=_app_path,
+    ),
+    spec_option(
+        "--namespace",
+        help="Namespace for namespaced resources without one.",
+        to_spec=_namespace,
+        required_to_add=True,
+    ),
+    spec_option(
+        "--ref",
+        help="Branch, tag or full commit id to follow "
+        "[default: the repository's default branch (HEAD)].",
+        to_spec=_ref,
+    ),
+    spec_option(
+        "--manual/--auto-sync",
+        default=False,
+        help="Plans wait for `wake approve` instead of auto-sync.",
+        to_spec=lambda value: {"auto_sync": not value},
+    ),
+    spec_option(
+        "--no-prune/--prune",
+        default=False,
+        help="Never delete resources that left the repo.",
+        to_spec=lambda value: {"prune": not value},
+    ),
+    spec_option(
+        "--self-heal/--no-self-heal",
+        default=False,
+        help="Undo drift found in the cluster by re-applying.",
+    ),
+    spec_option(
+        "--renderer",
+        type=click.Choice(["auto", "yaml", "kustomize", "jsonnet", "helm"]),
+        default="auto",
+        show_default=True,
+        help="How the app path becomes manifests (auto: by the files found there).",
+    ),
+    spec_option(
+        "--option",
+        "renderer_options",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Renderer option, one of: "
+        + "; ".join(f"{key}: {what}" for key, what in RENDERER_OPTIONS.items())
+        + ".",
+        to_spec=lambda values: {"renderer_options": _renderer_options(values)},
+    ),
+    spec_option(
+        "--ext-var",
+        "ext_vars",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Jsonnet ext var.",
+        to_spec=lambda values: {"jsonnet_ext_vars": _pairs(values, "--ext-var")},
+    ),
+    spec_option(
+        "--tla",
+        "tla",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Jsonnet top-level argument.",
+        to_spec=lambda values: {"jsonnet_tla": _pairs(values, "--tla")},
+    ),
+    spec_option(
+        "--ext-code",
+        "ext_code",
+        multiple=True,
+        metavar="KEY=CODE",
+        help="Jsonnet ext var given as code (Argo CD's code: true): 3 is a number.",
+        to_spec=lambda values: {"jsonnet_ext_code": _pairs(values, "--ext-code")},
+    ),
+    spec_option(
+        "--tla-code",
+        "tla_code",
+        multiple=True,
+        metavar="KEY=CODE",
+        help="Jsonnet top-level argument given as code: replicas=3 is the number 3.",
+        to_spec=lambda values: {"jsonnet_tla_code": _pairs(values, "--tla-code")},
+    ),
+    spec_option(
+        "--allow-empty/--no-allow-empty",
+        default=False,
+        help="A render with no resources is a success, not an error.",
+    ),
+    spec_option(
+        "--values",
+        "helm_values",
+        multiple=True,
+        metavar="FILE",
+        help="Helm values file.",
+        to_spec=lambda values: {"helm_values": list(values)},
+    ),
+    spec_option("--release", "helm_release", default="", help="Helm release name (default: NAME)."),
+    spec_option(
+        "--context",
+        "destination_context",
+        default="",
+        help="Kubeconfig context of the destination.",
+    ),
+    spec_option(
+        "--ignore",
+        "ignores",
+        multiple=True,
+        metavar="[KIND[/NAME]:]POINTER",
+        help="Ignore differences at this JSON pointer (like Argo CD's ignoreDifferences).",
+        to_spec=lambda values: {"ignore_differences": [_ignore_rule(v) for v in values]},
+    ),
+    spec_option(
+        "--health-timeout",
+        "health_timeout_seconds",
+        type=click.FloatRange(min=1),
+        default=300.0,
+        show_default=True,
+        help="Seconds an applied revision may take to become healthy.",
+    ),
+    spec_option("--git-credential", default="", help="Name of a configured git credential."),
+    spec_option("--webhook-secret-file", default="", help="This app's own webhook secret file."),
+    spec_option(
+        "--retry-limit",
+        type=click.IntRange(min=0),
+        default=5,
+        show_default=True,
+        help="Retries of a failed apply (0: none), as Argo CD's retry limit.",
+    ),
+    spec_option(
+        "--retry-backoff",
+        "retry_backoff_seconds",
+        type=click.FloatRange(min=0),
+        default=5.0,
+        show_default=True,
+        help="Seconds before the first retry.",
+    ),
+    spec_option(
+        "--retry-backoff-factor",
+        type=click.FloatRange(min=1),
+        default=2.0,
+        show_default=True,
+        help="Each retry waits this many times longer than the one before.",
+    ),
+    spec_option(
+        "--retry-max-backoff",
+        "retry_max_backoff_seconds",
+        type=click.FloatRange(min=0),
+        default=180.0,
+        show_default=True,
+        help="Longest wait between two tries, in seconds.",
+    ),
+]
+
+# Where a value comes from when the option was not typed: `set` leaves its field alone.
+UNGIVEN = (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+# A change of these is checked against the repository, as `wake app add` checks.
+SOURCE_FIELDS = ("repo_url", "ref", "git_credential")
+
+
+def spec_options(*, adding: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The SPEC_OPTIONS as click options: with `add`'s required ones, or all optional for `set`."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(SPEC_OPTIONS):
+            attrs = dict(option.attrs)
+            if adding:
+                attrs["required"] = option.required_to_add
+            else:
+                # `set` changes only what is given; a default shown would mislead.
+                attrs.pop("show_default", None)
+            command = click.option(*option.decls, **attrs)(command)
+        return command
+
+    return decorate
+
+
+def spec_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """The AppSpec fields that the options in `values` ({parameter name: value}) set."""
+    fields: dict[str, Any] = {}
+    for option in SPEC_OPTIONS:
+        if option.name in values:
+            fields.update(option.to_spec(values[option.name]))
+    return fields
+
+
+async def check_source(data_dir: str, spec: AppSpec) -> str:
+    """The commit the spec's ref names now, read as git-watcher reads it; else a click error.
+
+    The credential comes from the same sources as the services': the CLI's
+    own WAKE_GIT_CREDENTIALS_DIR and WAKE_GIT_TOKEN_<NAME>.
+    """
+    from services.wiring.git import (
+        CredentialError,
+        GitCredentials,
+        RefNotFound,
+        RepoUnreachable,
+        check_ref,
+    )
+
+    try:
+        credential = GitCredentials.from_settings(settings_for(data_dir)).get(spec.git_credential)
+        return await check_ref(spec.repo_url, spec.ref, credential=credential)
+    except (RepoUnreachable, CredentialError, RefNotFound) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @app.command()
 @data_dir_option
 @click.argument("name")
-@click.option("--repo", "repo_url", required=True, help="Git repository URL (or local path).")
-@click.option("--path", default=".", show_default=True, help="Directory of the app in the repo.")
-@click.option("--namespace", required=True, help="Namespace for namespaced resources without one.")
-@click.option("--ref", default="main", show_default=True, help="Branch, tag or commit to follow.")
-@click.option("--manual", is_flag=True, help="Plans wait for `wake approve` instead of auto-sync.")
-@click.option("--no-prune", is_flag=True, help="Never delete resources that left the repo.")
-@click.option("--self-heal", is_flag=True, help="Undo drift found in the cluster by re-applying.")
-@click.option(
-    "--renderer",
-    type=click.Choice(["auto", "yaml", "kustomize", "jsonnet", "helm"]),
-    default="auto",
-    show_default=True,
-    help="How the app path becomes manifests (auto: by the files found there).",
-)
-@click.option(
-    "--option",
-    "renderer_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Renderer option, one of: "
-    + "; ".join(f"{key}: {what}" for key, what in RENDERER_OPTIONS.items())
-    + ".",
-)
-@click.option("--ext-var", "ext_vars", multiple=True, metavar="KEY=VALUE", help="Jsonnet ext var.")
-@click.option(
-    "--tla", "tla", multiple=True, metavar="KEY=VALUE", help="Jsonnet top-level argument."
-)
-@click.option(
-    "--ext-code",
-    "ext_code",
-    multiple=True,
-    metavar="KEY=CODE",
-    help="Jsonnet ext var given as code (Argo CD's code: true): 3 is a number.",
-)
-@click.option(
-    "--tla-code",
-    "tla_code",
-    multiple=True,
-    metavar="KEY=CODE",
-    help="Jsonnet top-level argument given as code: replicas=3 is the number 3.",
-)
-@click.option(
-    "--allow-empty", is_flag=True, help="A render with no resources is a success, not an error."
-)
-@click.option("--values", "helm_values", multiple=True, metavar="FILE", help="Helm values file.")
-@click.option("--release", "helm_release", default="", help="Helm release name (default: NAME).")
-@click.option("--context", "context", default="", help="Kubeconfig context of the destination.")
-@click.option(
-    "--ignore",
-    "ignores",
-    multiple=True,
-    metavar="[KIND[/NAME]:]POINTER",
-    help="Ignore differences at this JSON pointer (like Argo CD's ignoreDifferences).",
-)
-@click.option("--health-timeout", type=click.FloatRange(min=1), default=300.0, show_default=True)
-@click.option("--git-credential", default="", help="Name of a configured git credential.")
-@click.option("--webhook-secret-file", default="", help="This app's own webhook secret file.")
-@click.option(
-    "--retry-limit",
-    type=click.IntRange(min=0),
-    default=5,
-    show_default=True,
-    help="Retries of a failed apply (0: none), as Argo CD's retry limit.",
-)
-@click.option(
-    "--retry-backoff",
-    type=click.FloatRange(min=0),
-    default=5.0,
-    show_default=True,
-    help="Seconds before the first retry.",
-)
-@click.option(
-    "--retry-backoff-factor",
-    type=click.FloatRange(min=1),
-    default=2.0,
-    show_default=True,
-    help="Each retry waits this many times longer than the one before.",
-)
-@click.option(
-    "--retry-max-backoff",
-    type=click.FloatRange(min=0),
-    default=180.0,
-    show_default=True,
-    help="Longest wait between two tries, in seconds.",
-)
-def add(
-    data_dir: str,
-    name: str,
-    repo_url: str,
-    path: str,
-    namespace: str,
-    ref: str,
-    manual: bool,
-    no_prune: bool,
-    self_heal: bool,
-    renderer: str,
-    renderer_options: tuple[str, ...],
-    ext_vars: tuple[str, ...],
-    tla: tuple[str, ...],
-    ext_code: tuple[str, ...],
-    tla_code: tuple[str, ...],
-    allow_empty: bool,
-    helm_values: tuple[str, ...],
-    helm_release: str,
-    context: str,
-    ignores: tuple[str, ...],
-    health_timeout: float,
-    git_credential: str,
-    webhook_secret_file: str,
-    retry_limit: int,
-    retry_backoff: float,
-    retry_backoff_factor: float,
-    retry_max_backoff: float,
-) -> None:
+@spec_options(adding=True)
+def add(data_dir: str, name: str, **options: Any) -> None:
     """Register application NAME: Wake starts following REPO at PATH.
+
+    The repository is read first: the ref must name a branch, a tag or a
+    commit it has. Without --ref the app follows the repository's default
+    branch (HEAD), whichever it is then.
 
     A failed apply is retried --retry-limit times, after --retry-backoff seconds,
     multiplied by --retry-backoff-factor at each retry up to --retry-max-backoff;
     then the app waits for a new commit or `wake sync NAME`.
     """
-    from services.wiring.git import (
-        CredentialError,
-        GitCredentials,
-        InvalidRepoPath,
-        RepoPath,
-        RepoUnreachable,
-        check_reachable,
-    )
-
     name = checked_app_name(name)
-    try:
-        app_path = RepoPath.parse(path)
-    except InvalidRepoPath as exc:
-        raise click.BadParameter(str(exc), param_hint="--path") from None
-    try:
-        names.app_name(namespace)
-    except names.InvalidName:
-        raise click.BadParameter(
-            f"invalid namespace {namespace!r}", param_hint="--namespace"
-        ) from None
-    rendering = _renderer_fields(
-        renderer_options, ext_vars=ext_vars, ext_code=ext_code, tla=tla, tla_code=tla_code
-    )
-    if "://" not in repo_url and not repo_url.startswith("git@") and Path(repo_url).exists():
-        # Services run elsewhere (other working directories, other containers):
-        # a local path must not depend on where this command was typed.
-        repo_url = str(Path(repo_url).resolve())
-    spec = AppSpec(
-        repo_url=repo_url,
-        path=str(app_path),
-        ref=ref,
-        namespace=namespace,
-        auto_sync=not manual,
-        prune=not no_prune,
-        self_heal=self_heal,
-        renderer=renderer,
-        renderer_options=rendering["renderer_options"],
-        jsonnet_ext_vars=rendering["jsonnet_ext_vars"],
-        jsonnet_tla=rendering["jsonnet_tla"],
-        helm_values=list(helm_values),
-        helm_release=helm_release,
-        destination_context=context,
-        ignore_differences=[_ignore_rule(value) for value in ignores],
-        health_timeout_seconds=health_timeout,
-        git_credential=git_credential,
-        webhook_secret_file=webhook_secret_file,
-        allow_empty=allow_empty,
-        jsonnet_ext_code=rendering["jsonnet_ext_code"],
-        jsonnet_tla_code=rendering["jsonnet_tla_code"],
-        retry_limit=retry_limit,
-        retry_backoff_seconds=retry_backoff,
-        retry_backoff_factor=retry_backoff_factor,
-        retry_max_backoff_seconds=retry_max_backoff,
-    )
+    spec = AppSpec(**spec_fields(options))
+    _check_jsonnet_arguments(spec)
 
     async def register() -> None:
-        try:
-            # The same credential sources as the services: the CLI's own
-            # WAKE_GIT_CREDENTIALS_DIR and WAKE_GIT_TOKEN_<NAME>.
-            credential = GitCredentials.from_settings(settings_for(data_dir)).get(git_credential)
-            await check_reachable(repo_url, credential=credential)
-        except (RepoUnreachable, CredentialError) as exc:
-            raise click.ClickException(str(exc)) from None
+        await check_source(data_dir, spec)
         async with connected(settings_for(data_dir)) as log:
             position = await log.app_position(name)
             if await lookup.app_spec(log, name) is not None:
-                raise click.ClickException(f"application {name!r} is already registered")
+                raise click.ClickException(
+                    f"application {name!r} is already registered (change it with `wake app set`)"
+                )
             event = new_event(ApplicationRegistered(spec=spec), app=name, actor=current_actor())
             try:
                 appended = await log.append(event, expected_last_seq=position)
@@ -243,23 +379,15 @@ def add(
     run(register())
 
 
-def _renderer_fields(
-    renderer_options: tuple[str, ...],
-    *,
-    ext_vars: tuple[str, ...],
-    ext_code: tuple[str, ...],
-    tla: tuple[str, ...],
-    tla_code: tuple[str, ...],
-) -> dict[str, dict[str, str]]:
-    """The AppSpec fields of `--option` and the jsonnet arguments, checked.
+def _renderer_options(values: tuple[str, ...]) -> dict[str, str]:
+    """`--option KEY=VALUE`s, checked: a known option, naming paths inside the repository.
 
-    Raises click.BadParameter for an unknown option (listing the known ones),
-    an option path that is not a repository path, or a name given both as a
-    string and as code.
+    Raises click.BadParameter for an unknown option (listing the known ones) or
+    an option path that is not a repository path.
     """
     from services.wiring.git import InvalidRepoPath, RepoPath
 
-    options = _pairs(renderer_options, "--option")
+    options = _pairs(values, "--option")
     unknown = unknown_options(options)
     if unknown is not None:
         raise click.BadParameter(unknown, param_hint="--option")
@@ -271,24 +399,74 @@ def _renderer_fields(
                 RepoPath.parse(item)
             except InvalidRepoPath as exc:
                 raise click.BadParameter(f"{key}: {exc}", param_hint="--option") from None
-    fields = {
-        "renderer_options": options,
-        "jsonnet_ext_vars": _pairs(ext_vars, "--ext-var"),
-        "jsonnet_ext_code": _pairs(ext_code, "--ext-code"),
-        "jsonnet_tla": _pairs(tla, "--tla"),
-        "jsonnet_tla_code": _pairs(tla_code, "--tla-code"),
-    }
+    return options
+
+
+def _check_jsonnet_arguments(spec: AppSpec) -> None:
+    """Refuse a jsonnet argument given both as a string and as code (click.BadParameter)."""
     for strings, code, flags in (
-        ("jsonnet_ext_vars", "jsonnet_ext_code", ("--ext-var", "--ext-code")),
-        ("jsonnet_tla", "jsonnet_tla_code", ("--tla", "--tla-code")),
+        (spec.jsonnet_ext_vars, spec.jsonnet_ext_code, ("--ext-var", "--ext-code")),
+        (spec.jsonnet_tla, spec.jsonnet_tla_code, ("--tla", "--tla-code")),
     ):
-        both = sorted(set(fields[strings]) & set(fields[code]))
+        both = sorted(set(strings) & set(code))
         if both:
             raise click.BadParameter(
                 f"{', '.join(both)} given both as {flags[0]} and as {flags[1]}",
                 param_hint=flags[1],
             )
-    return fields
+
+
+@app.command(name="set")
+@data_dir_option
+@click.argument("name")
+@spec_options(adding=False)
+@click.pass_context
+def set_(ctx: click.Context, data_dir: str, name: str, **options: Any) -> None:
+    """Change registered application NAME: only the options given (an ApplicationUpdated).
+
+    A repeated option (--option, --values, --ignore...) replaces the whole
+    list. A new repository, ref or credential is checked as `wake app add`
+    checks it; a new path or ref takes effect at once.
+    """
+    name = checked_app_name(name)
+    given = {
+        key: value
+        for key, value in options.items()
+        if ctx.get_parameter_source(key) not in (None, *UNGIVEN)
+    }
+    if not given:
+        raise click.UsageError("nothing to change: give the options to set (see --help)")
+    fields = spec_fields(given)
+
+    async def update() -> None:
+        async with connected(settings_for(data_dir)) as log:
+            # The position first: an update appended on it conflicts with
+            # anything that lands on the app while we check the source.
+            position = await log.app_position(name)
+            current = await lookup.app_spec(log, name)
+            if current is None:
+                raise click.ClickException(f"no application {name!r} is registered")
+            spec = msgspec.structs.replace(current, **fields)
+            _check_jsonnet_arguments(spec)
+            changed = [f for f in fields if getattr(current, f) != getattr(spec, f)]
+            if not changed:
+                click.echo(f"{name} unchanged: it already has these settings")
+                return
+            if any(f in SOURCE_FIELDS for f in changed):
+                await check_source(data_dir, spec)
+            payload = ApplicationUpdated(spec=spec, changed=changed)
+            event = new_event(payload, app=name, actor=current_actor())
+            try:
+                appended = await log.append(event, expected_last_seq=position)
+            except ConcurrencyConflict:
+                raise click.ClickException(
+                    f"application {name!r} changed while updating it; run the command again"
+                ) from None
+        click.echo(
+            f"updated {name}: {', '.join(changed)} (event {event.event_id}, seq {appended.seq})"
+        )
+
+    run(update())
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -331,13 +509,22 @@ def list_apps(data_dir: str, as_json: bool) -> None:
         if not rows:
             click.echo("no applications registered (wake app add NAME --repo URL ...)")
             return
-        click.echo(f"{'NAME':<20} {'SYNC':<7} {'REVISION':<9} {'STATE':<18} SOURCE")
-        for row in rows:
-            spec = row["spec"]
-            click.echo(
-                f"{row['name']:<20} {row['sync_policy']:<7} {short(row['revision']):<9} "
-                f"{row['state']:<18} {spec['repo_url']} {spec['path']}@{spec['ref']}"
+        table = [("NAME", "SYNC", "HEALTH", "REVISION", "STATE", "SOURCE")] + [
+            (
+                row["name"],
+                row["sync_policy"],
+                row["health"] or "-",
+                short(row["revision"]) or "-",
+                row["state"],
+                f"{row['spec']['repo_url']} {row['spec']['path']}@{row['spec']['ref']}",
             )
+            for row in rows
+        ]
+        # Each column as wide as its longest value: a long name never shifts the others.
+        widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
+        for line in table:
+            cells = [f"{value:<{width}}" for value, width in zip(line, widths, strict=False)]
+            click.echo("  ".join([*cells, line[-1]]))
 
     run(show_all())
 
@@ -365,6 +552,13 @@ def show(data_dir: str, name: str, as_json: bool) -> None:
         click.echo(f"  {'state:':<24} {row['state']}")
         click.echo(f"  {'revision:':<24} {row['revision'] or '-'}")
         click.echo(f"  {'applied revision:':<24} {row['applied_revision'] or '-'}")
+        click.echo(f"  {'health:':<24} {row['health'] or '-'}")
+        if row["source_error"]:
+            failure = row["source_error"]
+            click.echo(
+                f"  {'source error:':<24} since {failure['since']} "
+                f"(seq {failure['seq']}): {failure['error']}"
+            )
         if row["rolled_back_to"]:
             click.echo(
                 f"  {'rolled back:':<24} to {row['rolled_back_to']}; stays there until a new "
@@ -426,7 +620,8 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
         stored = await log.last_event(name, event_type)
         if stored is not None:
             latest[event_type] = stored
-    ordered = sorted(latest.values(), key=lambda s: s.seq)
+    current = standing({t: stored.seq for t, stored in latest.items()})
+    ordered = sorted((stored for t, stored in latest.items() if t in current), key=lambda s: s.seq)
     state = "registered"
     states = {
         "RevisionDetected": "detected",
@@ -458,6 +653,11 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
             f"none left after try {failed.event.payload.attempt}: waits for a new commit "
             f"or `wake sync {name}`"
         )
+    health = latest.get("HealthChanged")
+    source_error = await _source_error(log, name, latest.get("SourceFailed"), current)
+    if source_error is not None:
+        # What was synced may no longer be what Git says: never claim it is.
+        state = "source-failed"
     return {
         "name": name,
         "spec": msgspec.to_builtins(spec),
@@ -470,6 +670,9 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
         "rolled_back_to": rolled_back_to,
         # While a failed apply is retried, or once its retries ran out.
         "retry": retrying,
+        "health": health.event.payload.status if health else None,
+        # The SourceFailed that stands (git-watcher cannot read the source), if any.
+        "source_error": source_error,
         "latest": {
             stored.event.type: {
                 "seq": stored.seq,
@@ -478,4 +681,20 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
             }
             for stored in ordered
         },
+    }
+
+
+async def _source_error(log: EventLog, name: str, failed, current: set[str]) -> dict | None:
+    if failed is None or "SourceFailed" not in current:
+        return None
+    registered = await log.last_event(name, ApplicationRegistered.event_type)
+    if registered is not None and failed.seq < registered.seq:
+        return None  # a failure of an earlier registration of this name
+    payload = failed.event.payload
+    return {
+        "seq": failed.seq,
+        "event_id": failed.event.event_id,
+        "since": failed.event.occurred_at.isoformat(),
+        "stage": payload.stage,
+        "error": payload.error,
     }

@@ -8,6 +8,7 @@ import asyncpg
 import click
 import msgspec
 
+from services.catalog.describe import decided_by
 from services.cli.connecting import checked_app_name, data_dir_option, run, settings_for
 from services.projector import store
 from services.projector.journeys import Journey, journeys
@@ -92,7 +93,7 @@ def _print(entry: Journey) -> None:
         at = decision.at.strftime("%Y-%m-%d %H:%M:%S")
         comment = f" -- {decision.comment}" if decision.comment else ""
         click.echo(
-            f"    {decision.decision} by {decision.actor} via {decision.via} at {at}{comment}"
+            f"    {decision.decision} {decided_by(decision.actor, decision.via)} at {at}{comment}"
         )
     if entry.applied_at is not None:
         tries = f" (try {entry.attempts})" if entry.attempts > 1 else ""

@@ -10,6 +10,7 @@ import msgspec
 from events import new_event
 from events.payloads import PlanApproved, PlanRejected, SyncRequested
 from services.catalog import lookup
+from services.catalog.describe import decided_by
 from services.catalog.plans import AWAITING_APPROVAL, PlanView, summary
 from services.cli.connecting import (
     checked_app_name,
@@ -111,7 +112,7 @@ def _print_plan(view: PlanView) -> None:
         f"{summary(view.plan)}"
     )
     if view.decided_by:
-        how = f"{view.status} by {view.decided_by} via {view.decided_via}"
+        how = f"{view.status} {decided_by(view.decided_by, view.decided_via)}"
         click.echo(f"  {how}" + (f": {view.reason}" if view.reason else ""))
     if view.error:
         click.echo(f"  error: {view.error}")

@@ -11,6 +11,7 @@ import click
 import msgspec
 
 from events.bundle import InvalidBundle, decode_bundle, ref_of
+from services.catalog.describe import decided_by
 from services.cli.connecting import (
     checked_app_name,
     connected,
@@ -213,7 +214,7 @@ def state(data_dir: str, name: str, at: str, as_json: bool) -> None:
     if view.approved:
         a = view.approved
         click.echo(
-            f"  approved: {a['plan_id']} by {a['actor']} via {a['via']} "
+            f"  approved: {a['plan_id']} {decided_by(a['actor'], a['via'])} "
             f"at {a['decided_at'].isoformat()}"
         )
     else:

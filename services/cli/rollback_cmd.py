@@ -37,7 +37,9 @@ async def _applied(log: EventLog, app: str):
 @click.command()
 @data_dir_option
 @click.argument("name")
-@click.option("--to", "target", required=True, help="A commit (or prefix) or an apply id.")
+@click.option(
+    "--to", "target", required=True, help="A commit or an apply id (or a unique prefix of either)."
+)
 @click.option("--reason", default="", help="Why, for the record.")
 def rollback(data_dir: str, name: str, target: str, reason: str) -> None:
     """Put application NAME back to a revision it had applied, from its stored bundle.
@@ -80,7 +82,9 @@ def rollback(data_dir: str, name: str, target: str, reason: str) -> None:
 @data_dir_option
 @click.argument("name")
 @click.option("--from", "source", required=True, help="A commit (or prefix) or an apply id.")
-@click.option("--to", "target", required=True, help="A commit (or prefix) or an apply id.")
+@click.option(
+    "--to", "target", required=True, help="A commit or an apply id (or a unique prefix of either)."
+)
 @click.option("--json", "as_json", is_flag=True)
 def diff(data_dir: str, name: str, source: str, target: str, as_json: bool) -> None:
     """Differences between two revisions NAME applied: resources, then fields."""

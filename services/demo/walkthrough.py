@@ -136,9 +136,17 @@ def timeline(journey: list[tuple[int, Envelope]], committed_at: datetime) -> lis
 
 
 async def run_demo(
-    workdir: Path, *, echo: Callable[[str], None] = print, timeout: float = 120.0
+    workdir: Path,
+    *,
+    echo: Callable[[str], None] = print,
+    timeout: float = 120.0,
+    log_dir: Path | None = None,
 ) -> None:
-    """Run the whole demo in `workdir`; raise DemoFailed if a journey does not end in an apply."""
+    """Run the whole demo in `workdir`; raise DemoFailed if a journey does not end in an apply.
+
+    The processes' logs go to `log_dir` (default `workdir/logs`).
+    """
+    log_dir = log_dir or workdir / "logs"
     echo("Wake demo: one application, two commits, from Git to a sandbox cluster.")
     echo("(The cluster is Wake's sandbox, a Kubernetes API emulator, not a real cluster.)")
     receiver = WebhookReceiver()
@@ -148,7 +156,7 @@ async def run_demo(
         workdir / "data",
         sandbox=True,
         sandbox_ready_workloads=True,
-        log_dir=workdir / "logs",
+        log_dir=log_dir,
         extra_env={
             "WAKE_NOTIFY_URL": receiver.url,
             "WAKE_NOTIFY_SECRET": WEBHOOK_SECRET,
@@ -201,7 +209,7 @@ async def run_demo(
              f"`wake sync {APP} --resume`.")  # fmt: skip
         echo("")
         echo(f"The webhook received {len(receiver.received)} signed notifications.")
-        echo(f"Logs of every process are in {workdir / 'logs'}.")
+        echo(f"Logs of every process are in {log_dir}.")
     finally:
         await log.close()
         await running.stop()

@@ -8,6 +8,10 @@ the core decides.
 Appends are conditional on the app's last RevisionDetected: two watcher
 replicas that resolved different commits cannot both extend the chain; the
 loser's next check starts from the winner's event.
+
+A source that cannot be read (the fetch fails, the ref or the path does not
+resolve) is a SourceFailed on the app's log, once per distinct failure
+(`failures.py` decides), and the next good read appends a SourceRecovered.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
@@ -24,7 +27,7 @@ import pygit2
 
 from events import names
 from events.envelope import new_event
-from events.payloads import RevisionDetected
+from events.payloads import RevisionDetected, SourceFailed, SourceRecovered
 from services.catalog.registry import Application
 from services.git_watcher.changes import (
     Detection,
@@ -33,9 +36,16 @@ from services.git_watcher.changes import (
     detect,
     last_detection,
 )
+from services.git_watcher.failures import (
+    OpenFailure,
+    failure_due,
+    open_failure,
+    recovery_due,
+)
 from services.wiring import telemetry
 from services.wiring.eventlog import Appended, ConcurrencyConflict, EventLog
 from services.wiring.git import (
+    CommitNotFound,
     InvalidRepoPath,
     Mirror,
     Mirrors,
@@ -53,9 +63,6 @@ log = logging.getLogger(__name__)
 # Repositories fetched at once during a poll: enough to hide network latency,
 # few enough not to open a connection to every repo of a large fleet at once.
 CONCURRENT_FETCHES = 8
-
-# A problem that persists is logged again after this long, not at every poll.
-REPEAT_COMPLAINT_SECONDS = 600.0
 
 
 def next_delay(interval: float, rng: random.Random) -> float:
@@ -78,25 +85,12 @@ def revision_of(commit: pygit2.Commit, tree_id: str | None) -> Revision:
     )
 
 
-class Complaints:
-    """Log a persisting problem once (and again every REPEAT_COMPLAINT_SECONDS), not per poll."""
+class Unreadable(Exception):
+    """The app's ref or path does not resolve in its (fetched) mirror."""
 
-    def __init__(self) -> None:
-        self._open: dict[str, tuple[str, float]] = {}
-
-    def report(self, key: str, message: str) -> None:
-        previous = self._open.get(key)
-        now = time.monotonic()
-        if previous is None or previous[0] != message:
-            log.error("%s", message)
-            self._open[key] = (message, now)
-        elif now - previous[1] >= REPEAT_COMPLAINT_SECONDS:
-            log.error("%s (still failing)", message)
-            self._open[key] = (message, now)
-
-    def resolved(self, key: str, message: str) -> None:
-        if self._open.pop(key, None) is not None:
-            log.info("%s", message)
+    def __init__(self, stage: str, error: str) -> None:
+        super().__init__(error)
+        self.stage = stage
 
 
 class Watcher:
@@ -106,7 +100,6 @@ class Watcher:
         self.log = log
         self.mirrors = mirrors
         self.actor = actor
-        self.complaints = Complaints()
         self._app_locks: dict[str, asyncio.Lock] = {}
         self._fetch_slots = asyncio.Semaphore(CONCURRENT_FETCHES)
 
@@ -115,8 +108,8 @@ class Watcher:
     ) -> list[str]:
         """Check every app, fetching each repository once; the ids of the events appended.
 
-        A repository that cannot be fetched is logged (naming its apps and
-        URL) and skipped; the others are checked all the same. Apps of one
+        A repository that cannot be fetched is a SourceFailed for each of its
+        apps, and skipped; the others are checked all the same. Apps of one
         repository that name different credentials are fetched once per
         credential (one of them may see what another may not). `resume` is
         the id of a SyncRequested(resume=True): see `changes.detect`.
@@ -134,17 +127,16 @@ class Watcher:
     ) -> list[str]:
         url = apps[0].spec.repo_url
         credential = apps[0].spec.git_credential
-        key = f"fetch {normalize_url(url)} {credential}"
-        app_names = ("apps " if len(apps) > 1 else "app ") + ", ".join(
-            sorted(app.name for app in apps)
-        )
         try:
             async with self._fetch_slots:
                 mirror = await self.mirrors.fetch(url, credential=credential)
         except RepoUnreachable as exc:
-            self.complaints.report(key, f"{app_names}: {exc}")
+            for app in apps:
+                try:
+                    await self._source_failed(app, "fetch", str(exc))
+                except Exception:
+                    log.exception("app %s: recording its source failure failed", app.name)
             return []
-        self.complaints.resolved(key, f"{app_names}: repository {redact(url)} reachable again")
         appended = []
         for app in apps:
             try:
@@ -164,10 +156,20 @@ class Watcher:
         """Decide on one app against a fetched mirror; the id of the event appended, if any."""
         lock = self._app_locks.setdefault(app.name, asyncio.Lock())
         async with lock:
-            revision = self._revision(app, mirror)
-            if revision is None:
+            try:
+                revision = self._revision(app, mirror)
+            except Unreadable as exc:
+                await self._source_failed(app, exc.stage, str(exc))
                 return None
+            await self._source_readable(app, revision.commit)
             last = await self.log.last_event(app.name, RevisionDetected.event_type)
+            updated = app.updated_seq > app.registered_seq
+            if updated and not resume and last is not None and last.seq < app.updated_seq:
+                # The spec changed since (`wake app set`: another path, ref or
+                # renderer option): what it renders may change even if the
+                # commit did not, so the current commit is detected again, once
+                # per update (the key is the update's position).
+                resume = f"updated@{app.updated_seq}"
             detection = detect(
                 app=app.name,
                 spec=app.spec,
@@ -185,18 +187,76 @@ class Watcher:
             appended = await self._append(app.name, detection, last.seq if last else 0)
             return appended.event_id if appended is not None else None
 
-    def _revision(self, app: Application, mirror: Mirror) -> Revision | None:
-        key = f"app {app.name}"
+    def _revision(self, app: Application, mirror: Mirror) -> Revision:
+        """What the app's ref names in `mirror`; Unreadable if its path or ref do not resolve."""
         try:
             path = RepoPath.parse(app.spec.path)
+        except InvalidRepoPath as exc:
+            raise Unreadable("path", str(exc)) from None
+        try:
             commit = mirror.commit(resolve(mirror, app.spec.ref))
-        except (InvalidRepoPath, RefNotFound) as exc:
-            self.complaints.report(key, f"app {app.name}: {exc}")
-            return None
-        self.complaints.resolved(
-            key, f"app {app.name}: ref {app.spec.ref!r} and path {app.spec.path!r} resolve again"
-        )
+        except (RefNotFound, CommitNotFound) as exc:
+            raise Unreadable("ref", str(exc)) from None
         return revision_of(commit, tree_id_of(commit, path))
+
+    async def _standing_failure(self, app: Application) -> OpenFailure | None:
+        failed = await self.log.last_event(app.name, SourceFailed.event_type)
+        if failed is None or failed.seq < app.registered_seq:
+            # The common case costs one read: no failure, no need to look for its end.
+            return None
+        recovered = await self.log.last_event(app.name, SourceRecovered.event_type)
+        return open_failure(
+            (failed.seq, failed.event),
+            (recovered.seq, recovered.event) if recovered is not None else None,
+            registered_seq=app.registered_seq,
+        )
+
+    async def _source_failed(self, app: Application, stage: str, error: str) -> None:
+        """Append a SourceFailed for the app, unless this very failure is already recorded."""
+        failure = SourceFailed(
+            repo_url=redact(app.spec.repo_url),
+            ref=app.spec.ref,
+            error=error,
+            stage=stage,
+            path=app.spec.path,
+        )
+        due = failure_due(
+            app=app.name,
+            registered_seq=app.registered_seq,
+            standing=await self._standing_failure(app),
+            failure=failure,
+        )
+        if due is None:
+            return
+        event_id, payload = due
+        appended = await self.log.append(
+            new_event(payload, app=app.name, actor=self.actor, event_id=event_id)
+        )
+        if not appended.duplicate:
+            log.error("app %s: source unreadable (%s): %s", app.name, stage, error)
+
+    async def _source_readable(self, app: Application, commit: str) -> None:
+        """End the app's standing SourceFailed, if there is one."""
+        due = recovery_due(
+            app=app.name,
+            standing=await self._standing_failure(app),
+            repo_url=redact(app.spec.repo_url),
+            ref=app.spec.ref,
+            commit=commit,
+        )
+        if due is None:
+            return
+        event_id, payload = due
+        appended = await self.log.append(
+            new_event(payload, app=app.name, actor=self.actor, event_id=event_id)
+        )
+        if not appended.duplicate:
+            log.info(
+                "app %s: source %s ref %s readable again",
+                app.name,
+                payload.repo_url,
+                payload.ref,
+            )
 
     async def _append(self, app: str, detection: Detection, last_seq: int) -> Appended | None:
         payload = detection.payload

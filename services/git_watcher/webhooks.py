@@ -395,12 +395,16 @@ def ref_matches(app_ref: str, pushed: Iterable[str]) -> bool:
     """True if a push of `pushed` refs may move an app following `app_ref`.
 
     `main` follows `refs/heads/main` (and a tag `main`, as git's lookup would);
-    `refs/...` only itself; an app pinned to a commit id never moves. No
-    pushed refs means any ref.
+    `refs/...` only itself; an app pinned to a commit id never moves; `HEAD`
+    (the default branch) any branch, since which one HEAD names is known only
+    to a fetch, and a check of an unmoved HEAD detects nothing. No pushed
+    refs means any ref.
     """
     pushed = tuple(pushed)
     if not pushed:
         return True
+    if app_ref == "HEAD":
+        return any(ref.startswith("refs/heads/") for ref in pushed)
     if re.fullmatch(r"[0-9a-f]{40}([0-9a-f]{24})?", app_ref):
         return False
     wanted = (

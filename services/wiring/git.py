@@ -45,6 +45,10 @@ MIRROR_REFSPECS = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
 CONNECT_TIMEOUT_MS = 30_000
 SERVER_TIMEOUT_MS = 120_000
 
+# The ref of an app that follows the repository's default branch, whatever
+# it is called (Argo CD's targetRevision HEAD).
+FOLLOW_HEAD = "HEAD"
+
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # scp-like SSH address: user@host:path (no scheme, a colon before any slash).
@@ -610,8 +614,22 @@ def _fetch_blocking(url: str, path: Path, credential: GitCredential | None) -> N
             repo = pygit2.Repository(str(path))
         remote = repo.remotes.create_anonymous(fetch_url(url))
         remote.fetch(MIRROR_REFSPECS, prune=FetchPrune.PRUNE, callbacks=callbacks)
+        # The listing of that fetch (no new connection) says which branch the
+        # remote's HEAD names: the mirror's HEAD follows it, as a `git clone
+        # --mirror` does, so the ref "HEAD" means the repository's default branch.
+        _follow_remote_head(repo, remote.list_heads(connect=False))
     except (pygit2.GitError, OSError, ValueError, CredentialError) as exc:
         raise RepoUnreachable(url, _reason(exc)) from None
+
+
+def _follow_remote_head(repo: pygit2.Repository, heads: list) -> None:
+    for head in heads:
+        if head.name != "HEAD":
+            continue
+        target = head.symref_target or ""
+        if target.startswith("refs/heads/") and repo.references.get(target) is not None:
+            repo.references.create("HEAD", target, force=True)
+        return
 
 
 async def check_reachable(url: str, *, credential: GitCredential | None = None) -> dict[str, str]:
@@ -621,10 +639,29 @@ async def check_reachable(url: str, *, credential: GitCredential | None = None) 
     Raises RepoUnreachable(url, reason) with a one-line reason if it cannot be
     listed (no such path, not a repository, connection refused, auth failed).
     """
+    return (await list_remote(url, credential=credential)).refs
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRefs:
+    """What a repository advertises (`git ls-remote`): its refs, and the branch HEAD names."""
+
+    refs: dict[str, str]
+    head: str = ""
+    """The full name of the default branch (`refs/heads/main`); "" if HEAD names none."""
+
+    @property
+    def branches(self) -> list[str]:
+        prefix = "refs/heads/"
+        return sorted(n.removeprefix(prefix) for n in self.refs if n.startswith(prefix))
+
+
+async def list_remote(url: str, *, credential: GitCredential | None = None) -> RemoteRefs:
+    """The repository's refs and default branch, without fetching (RepoUnreachable if not)."""
     return await asyncio.to_thread(_list_refs_blocking, url, credential)
 
 
-def _list_refs_blocking(url: str, credential: GitCredential | None) -> dict[str, str]:
+def _list_refs_blocking(url: str, credential: GitCredential | None) -> RemoteRefs:
     _configure_libgit2()
     with tempfile.TemporaryDirectory(prefix="wake-ls-remote-") as scratch:
         try:
@@ -633,7 +670,60 @@ def _list_refs_blocking(url: str, credential: GitCredential | None) -> dict[str,
             heads = repo.remotes.create_anonymous(fetch_url(url)).list_heads(callbacks=callbacks)
         except (pygit2.GitError, OSError, ValueError, CredentialError) as exc:
             raise RepoUnreachable(url, _reason(exc)) from None
-    return {head.name: str(head.oid) for head in heads}
+    return RemoteRefs(
+        refs={head.name: str(head.oid) for head in heads},
+        head=next((h.symref_target or "" for h in heads if h.name == "HEAD"), ""),
+    )
+
+
+def ref_in_listing(listing: RemoteRefs, ref: str, url: str) -> str | None:
+    """The commit `ref` names in a listing; None for a full commit id that is no tip.
+
+    (Only a fetch can tell whether such a commit exists.) Raises RefNotFound
+    naming the branches the repository has otherwise. Pure.
+    """
+    branches = ", ".join(listing.branches) or "none"
+    if ref == FOLLOW_HEAD:
+        if listing.head in listing.refs:
+            return listing.refs[listing.head]
+        raise RefNotFound(
+            ref, url, f"the repository has no default branch (HEAD); its branches: {branches}"
+        )
+    if _FULL_SHA.match(ref):
+        return ref if ref in listing.refs.values() else None
+    candidates = (
+        [ref]
+        if ref.startswith("refs/")
+        else [f"refs/{ref}", f"refs/tags/{ref}", f"refs/heads/{ref}"]
+    )
+    for name in candidates:
+        if name in listing.refs:
+            return listing.refs[name]
+    detail = "it is neither a branch, a tag nor a full commit id there"
+    raise RefNotFound(ref, url, f"{detail}; its branches: {branches}")
+
+
+async def check_ref(url: str, ref: str, *, credential: GitCredential | None = None) -> str:
+    """The commit `ref` names in the repository at `url` now: what `wake app add` checks.
+
+    Lists the remote (as `git ls-remote`); a full commit id that no branch or
+    tag points at directly is looked for in a scratch fetch. Raises
+    RepoUnreachable or RefNotFound (naming the branches there is).
+    """
+    listing = await list_remote(url, credential=credential)
+    found = ref_in_listing(listing, ref, url)
+    if found is not None:
+        return found
+    with tempfile.TemporaryDirectory(prefix="wake-check-ref-") as scratch:
+        path = Path(scratch) / "mirror.git"
+        await asyncio.to_thread(_fetch_blocking, url, path, credential)
+        mirror = await asyncio.to_thread(_open, url, path)
+        if not mirror.has(ref):
+            branches = ", ".join(listing.branches) or "none"
+            raise RefNotFound(
+                ref, url, f"no such commit on any branch or tag; its branches: {branches}"
+            )
+    return ref
 
 
 # --- reading a mirror ----------------------------------------------------------------
@@ -643,10 +733,13 @@ def resolve(mirror: Mirror, ref: str) -> str:
     """The commit id `ref` names in the mirror: a branch, a tag, or a full commit id.
 
     A name is looked up as git does (`refs/<ref>`, then tags, then branches);
-    annotated tags are peeled to their commit. Raises RefNotFound naming the
-    ref and the repository.
+    annotated tags are peeled to their commit. `HEAD` is the branch the
+    remote's HEAD named at the last fetch. Raises RefNotFound naming the ref
+    and the repository.
     """
     repo = mirror.repo
+    if ref == FOLLOW_HEAD:
+        return _default_branch_commit(mirror)
     if _FULL_SHA.match(ref):
         if mirror.has(ref):
             return ref
@@ -668,6 +761,24 @@ def resolve(mirror: Mirror, ref: str) -> str:
         except (ValueError, pygit2.GitError):
             raise RefNotFound(ref, mirror.url, f"{name} does not point at a commit") from None
     raise RefNotFound(ref, mirror.url)
+
+
+def _default_branch_commit(mirror: Mirror) -> str:
+    try:
+        return str(mirror.repo.references["HEAD"].resolve().peel(pygit2.Commit).id)
+    except (KeyError, ValueError, pygit2.GitError):
+        raise RefNotFound(
+            FOLLOW_HEAD,
+            mirror.url,
+            "the repository has no default branch (its HEAD names no branch it has)",
+        ) from None
+
+
+def default_branch(mirror: Mirror) -> str:
+    """The branch the mirror's HEAD follows (`main`); "" if none."""
+    head = mirror.repo.references.get("HEAD")
+    target = head.target if head is not None else ""
+    return target.removeprefix("refs/heads/") if isinstance(target, str) else ""
 
 
 def tree_id_of(commit: pygit2.Commit, path: RepoPath) -> str | None:

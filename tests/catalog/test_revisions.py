@@ -56,6 +56,19 @@ def test_an_ambiguous_prefix_is_refused():
         find_applied("shop", history, "abcd")
 
 
+def test_a_unique_prefix_of_an_apply_id_names_that_apply():
+    first, second = "0193c0de-7a1b-5c2d-8e3f-000000000001", "0193c0de-99aa-5c2d-8e3f-000000000002"
+    history = applied_revisions([applied(1, A, first), applied(2, B, second)])
+    assert find_applied("shop", history, "0193c0de-7a").apply.apply_id == first
+    assert find_applied("shop", history, "0193C0DE-99").apply.apply_id == second
+    with pytest.raises(RevisionNotApplied, match=f"apply {first}, apply {second}"):
+        find_applied("shop", history, "0193c0de")
+    # A prefix that is both an apply id's and an applied commit's is ambiguous too.
+    clash = applied_revisions([applied(1, "0193" + "e" * 36, "x"), applied(2, B, "0193ff-1")])
+    with pytest.raises(RevisionNotApplied, match="apply 0193ff-1, commit 0193eeeeeeee"):
+        find_applied("shop", clash, "0193")
+
+
 def bundle(*resources) -> Bundle:
     return Bundle(
         app="shop", repo_url="r", commit=A, path=".", renderer="yaml", resources=list(resources)

@@ -37,10 +37,16 @@ async def test_a_rollback_succeeds_with_the_git_repository_deleted_from_disk(wak
     # Given an app applied at two commits
     first, second, repo = await applied_twice(wake, "undo")
     assert await wake.cluster_object("v1", "ConfigMap", "web-config", "undo") is None
-    # When its repository is deleted and it is rolled back to the first commit
+    (first_apply,) = [
+        s.event.payload.apply_id
+        for s in await wake.events("undo")
+        if s.event.type == "ApplySucceeded" and s.event.payload.commit == first
+    ]
+    # When its repository is deleted and it is rolled back to the first commit's
+    # apply, named by a prefix of its id
     shutil.rmtree(repo.path)
     before = await wake.position()
-    await wake.wake("rollback", "undo", "--to", first[:8], "--reason", "1.1 is broken")
+    await wake.wake("rollback", "undo", "--to", first_apply[:13], "--reason", "1.1 is broken")
     # Then the first commit's bundle is applied again, marked as a rollback
     plan = await wake.next_event("undo", "PlanCreated", after=before)
     assert plan.event.payload.reason == "rollback" and plan.event.payload.commit == first

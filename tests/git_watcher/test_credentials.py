@@ -23,6 +23,8 @@ from pygit2.enums import CredentialType
 
 from events.envelope import encode
 from events.payloads import AppSpec
+from services.catalog.lookup import load_registry
+from services.git_watcher.polling import Watcher
 from services.git_watcher.service import main
 from services.wiring.eventlog import EventLog
 from services.wiring.git import (
@@ -307,3 +309,38 @@ async def test_wake_app_add_checks_a_private_repository_with_the_named_credentia
     registered = [s.event async for s in event_log.read(subjects=["wake.evt.web.>"])]
     assert [e.payload.spec.git_credential for e in registered] == ["shop-bot"]
     assert TOKEN not in added.stdout + added.stderr
+
+
+async def test_a_revoked_credential_is_one_source_failed_until_it_works_again(
+    event_log: EventLog, tmp_path: Path
+):
+    creds = credentials_dir(tmp_path / "creds", "shop-bot", token=TOKEN)
+    async with private_repo(tmp_path) as (repo, server):
+        # Given an app following the default branch (HEAD, over smart HTTP) of a private repo
+        spec = AppSpec(
+            repo_url=f"{server.url}/shop", path="deploy", ref="HEAD", git_credential="shop-bot"
+        )
+        await register(event_log, "web", spec)
+        registry, _ = await load_registry(event_log)
+        watcher = Watcher(
+            log=event_log,
+            mirrors=Mirrors(tmp_path / "mirrors", credentials=GitCredentials(creds)),
+            actor="service:git-watcher",
+        )
+        await watcher.check_apps(registry.apps.values(), "poll")
+        assert [e.payload.commit for e in await detections(event_log, "web")] == [repo.head()]
+        # When the token is revoked, then three polls make one SourceFailed
+        (creds / "shop-bot" / "token").write_text("revoked")
+        for _ in range(3):
+            await watcher.check_apps(registry.apps.values(), "poll")
+        failed = [s.event async for s in event_log.read(subjects=["wake.evt.web.SourceFailed"])]
+        assert [(e.payload.stage, e.payload.ref) for e in failed] == [("fetch", "HEAD")]
+        assert "git credential 'shop-bot' was refused" in failed[0].payload.error
+        # When it works again, one SourceRecovered ends it
+        (creds / "shop-bot" / "token").write_text(TOKEN)
+        for _ in range(2):
+            await watcher.check_apps(registry.apps.values(), "poll")
+    recovered = [s.event async for s in event_log.read(subjects=["wake.evt.web.SourceRecovered"])]
+    assert [e.payload.failed_event_id for e in recovered] == [failed[0].event_id]
+    everything = [encode(stored.event) async for stored in event_log.read()]
+    assert all(TOKEN.encode() not in data and b"revoked" not in data for data in everything)

@@ -14,6 +14,8 @@ from services.wiring.git import (
     RepoPath,
     RepoUnreachable,
     check_reachable,
+    check_ref,
+    default_branch,
     mirror_name,
     normalize_url,
     redact,
@@ -182,3 +184,32 @@ async def test_an_unreachable_repository_fails_its_fetch_clearly(tmp_path: Path)
     mirrors = Mirrors(tmp_path / "mirrors")
     with pytest.raises(RepoUnreachable, match=r"cannot reach repository .*gone"):
         await mirrors.fetch(str(tmp_path / "gone"))
+
+
+async def test_head_follows_the_remote_default_branch_and_refs_are_checked_remotely(
+    tmp_path: Path,
+):
+    repo = GitRepo(tmp_path / "src")
+    first = repo.commit("one", {"apps/web/cm.yaml": configmap("web")})
+    repo.git("tag", "v1")
+    repo.git("branch", "-m", "main", "trunk")
+    second = repo.commit("two", {"apps/web/cm.yaml": configmap("web", "2")})
+    repo.commit("three", {"apps/web/cm.yaml": configmap("web", "3")})
+
+    mirror = await Mirrors(tmp_path / "mirrors").fetch(repo.url)
+    assert default_branch(mirror) == "trunk"
+    assert resolve(mirror, "HEAD") == repo.head()
+
+    # The default branch changes upstream: the next fetch follows it.
+    repo.git("checkout", "-q", "-b", "next", first)
+    mirror = await Mirrors(tmp_path / "mirrors").fetch(repo.url)
+    assert (default_branch(mirror), resolve(mirror, "HEAD")) == ("next", first)
+
+    assert await check_ref(repo.url, "HEAD") == first
+    assert await check_ref(repo.url, "trunk") != first
+    assert await check_ref(repo.url, "v1") == first
+    assert await check_ref(repo.url, second) == second  # no tip: found by a fetch
+    with pytest.raises(RefNotFound, match="its branches: next, trunk"):
+        await check_ref(repo.url, "nope")
+    with pytest.raises(RefNotFound, match="no such commit on any branch or tag"):
+        await check_ref(repo.url, "f" * 40)

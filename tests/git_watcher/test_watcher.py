@@ -192,7 +192,7 @@ async def test_a_restarted_watcher_resumes_from_the_log(
     assert events[1].payload.trigger == "poll"
 
 
-async def test_an_unreachable_repository_is_logged_once_and_the_others_are_watched(
+async def test_an_unreachable_source_is_one_source_failed_per_app_and_the_others_are_watched(
     event_log: EventLog, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     caplog.set_level(logging.DEBUG, logger="services.git_watcher.polling")
@@ -205,16 +205,21 @@ async def test_an_unreachable_repository_is_logged_once_and_the_others_are_watch
     async with watcher_running(event_log, tmp_path / "wake", poll_interval=0.05):
         await eventually(lambda: polls_done(caplog) >= 5, what="five polls")
     assert [e.app for e in await detections(event_log)] == ["web"]
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    ghost = [m for m in errors if "ghost" in m]
-    assert len(ghost) == 1, errors
-    assert f"cannot reach repository {missing}" in ghost[0]
-    typo = [m for m in errors if "typo" in m]
-    assert len(typo) == 1, errors
-    assert "ref 'mian' not found" in typo[0]
-    # Nothing but the registrations and web's detection: no event per failed poll.
+    failures = {
+        s.event.app: s.event.payload
+        async for s in event_log.read(subjects=["wake.evt.*.SourceFailed"])
+    }
+    assert failures["ghost"].stage == "fetch"
+    assert f"cannot reach repository {missing}" in failures["ghost"].error
+    assert failures["typo"].stage == "ref"
+    assert "ref 'mian' not found" in failures["typo"].error
+    # One event per failing app, not one per failed poll.
     types = [s.event.type async for s in event_log.read()]
-    assert sorted(types) == sorted(["ApplicationRegistered"] * 3 + ["RevisionDetected"])
+    assert sorted(types) == sorted(
+        ["ApplicationRegistered"] * 3 + ["RevisionDetected"] + ["SourceFailed"] * 2
+    )
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len([m for m in errors if "ghost" in m]) == 1, errors
 
 
 async def test_two_watchers_racing_on_one_change_append_one_event(

@@ -209,6 +209,9 @@ def test_refs_match_branches_tags_and_never_pinned_commits():
     assert ref_matches("refs/heads/main", ["refs/heads/main"])
     assert not ref_matches("main", ["refs/heads/dev"])
     assert ref_matches("v1", ["refs/tags/v1"])
+    # HEAD (the default branch, known only to a fetch): a push to any branch may move it.
+    assert ref_matches("HEAD", ["refs/heads/trunk"])
+    assert not ref_matches("HEAD", ["refs/tags/v1"])
     assert not ref_matches("a" * 40, ["refs/heads/main"])
     assert ref_matches("dev", [])
 
