@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from services.sandbox import discovery, errors, openapi
+from services.sandbox import discovery, errors, openapi, protobuf
 from services.sandbox.discovery import Catalogue, ResourceType
 from services.sandbox.errors import ApiError
 from services.sandbox.selectors import (
@@ -590,9 +590,11 @@ async def _body(request: web.Request) -> Any:
     if not raw.strip():
         raise errors.bad_request("the request body is empty: send the object as JSON or YAML")
     content_type = request.content_type
+    if content_type == protobuf.CONTENT_TYPE:
+        return _protobuf_body(raw)
     if "protobuf" in content_type:
         raise errors.unsupported_media_type(
-            f"the emulator reads JSON and YAML bodies only, not {content_type}"
+            f"the emulator reads JSON, YAML and {protobuf.CONTENT_TYPE} bodies, not {content_type}"
         )
     text = raw.decode("utf-8", errors="replace")
     if content_type in _JSON_TYPES:
@@ -620,6 +622,16 @@ async def _body(request: web.Request) -> Any:
     raise errors.unsupported_media_type(
         f"unsupported Content-Type {content_type!r}: use JSON or YAML"
     )
+
+
+def _protobuf_body(raw: bytes) -> Any:
+    """kubectl's typed `create` sends protobuf; it accepts the JSON answer every route gives."""
+    try:
+        return protobuf.decode(raw)
+    except protobuf.ProtobufError as exc:
+        if exc.unsupported:
+            raise errors.unsupported_media_type(str(exc)) from exc
+        raise errors.bad_request(f"error decoding the protobuf body: {exc}") from exc
 
 
 async def _delete_options(request: web.Request) -> dict[str, Any]:
