@@ -48,6 +48,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
+from events.bundle import BUILTIN_GROUPS
 from events.payloads import ResourceHealth, ResourceRef
 
 Status = Literal["Healthy", "Progressing", "Degraded", "Missing", "Suspended", "Unknown"]
@@ -61,36 +62,6 @@ SEVERITY: dict[str, int] = {
     "Missing": 4,
     "Degraded": 5,
 }
-# Kubernetes' own API groups. Any other group is a custom resource's (CRDs and
-# aggregated APIs, including the k8s.io-named ones: gateway.networking.k8s.io,
-# snapshot.storage.k8s.io, metrics.k8s.io).
-BUILTIN_GROUPS: frozenset[str] = frozenset(
-    {
-        "",
-        "admissionregistration.k8s.io",
-        "apiextensions.k8s.io",
-        "apiregistration.k8s.io",
-        "apps",
-        "authentication.k8s.io",
-        "authorization.k8s.io",
-        "autoscaling",
-        "batch",
-        "certificates.k8s.io",
-        "coordination.k8s.io",
-        "discovery.k8s.io",
-        "events.k8s.io",
-        "flowcontrol.apiserver.k8s.io",
-        "internal.apiserver.k8s.io",
-        "networking.k8s.io",
-        "node.k8s.io",
-        "policy",
-        "rbac.authorization.k8s.io",
-        "resource.k8s.io",
-        "scheduling.k8s.io",
-        "storage.k8s.io",
-        "storagemigration.k8s.io",
-    }
-)
 FINAL: frozenset[str] = frozenset({"Healthy", "Degraded", "Suspended"})
 
 
