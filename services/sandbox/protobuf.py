@@ -185,7 +185,7 @@ def _value(spec: Field, wire: int, value: int | bytes, where: str) -> Any:
         key, item = "", None
         for number, entry_wire, entry_value in _fields(entry):
             if number == 1:
-                key = _expect_bytes(entry_wire, entry_value, f"{where} key").decode()
+                key = _scalar(STRING, entry_wire, entry_value, f"{where} key")
             elif number == 2:
                 item = _scalar_or_message(spec.map_of, entry_wire, entry_value, where)
         if item is None:

@@ -203,6 +203,28 @@ async def test_kubectl_create_clusterrole_and_binding(kubectl: Kubectl) -> None:
     assert binding["roleRef"]["name"] == f"read-{suffix}"
 
 
+async def test_kubectl_create_job_from_a_cronjob(kubectl: Kubectl, fresh_namespace: str) -> None:
+    ns = fresh_namespace
+    await kubectl.ok("create", "-n", ns, "cronjob", "tick", "--image=busybox:1.36",
+                     "--schedule=*/5 * * * *", "--", "date")  # fmt: skip
+    cronjob = await kubectl.json("get", "-n", ns, "cronjob", "tick")
+
+    await kubectl.ok("create", "-n", ns, "job", "--from=cronjob/tick", "tick-now")
+
+    job = await kubectl.json("get", "-n", ns, "job", "tick-now")
+    assert job["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "name": "tick",
+            "uid": cronjob["metadata"]["uid"],
+            "controller": True,
+        }
+    ]
+    assert job["metadata"]["annotations"] == {"cronjob.kubernetes.io/instantiate": "manual"}
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["date"]
+
+
 async def test_kubectl_create_twice_is_already_exists(
     kubectl: Kubectl, fresh_namespace: str
 ) -> None:
