@@ -63,6 +63,7 @@ SEVERITY: dict[str, int] = {
     "Degraded": 5,
 }
 FINAL: frozenset[str] = frozenset({"Healthy", "Degraded", "Suspended"})
+NO_RULE = "no health rule for"
 
 
 def assess(ref: ResourceRef, obj: Resource | None) -> ResourceHealth:
@@ -78,7 +79,7 @@ def assess(ref: ResourceRef, obj: Resource | None) -> ResourceHealth:
     else:
         status, message = _kstatus(obj) or (
             "Unknown",
-            f"no health rule for {ref.kind} ({group}): it reports no Ready, Reconciling or "
+            f"{NO_RULE} {ref.kind} ({group}): it reports no Ready, Reconciling or "
             "Stalled condition and no status.observedGeneration",
         )
     return ResourceHealth(ref=ref, status=status, message=message)
@@ -95,6 +96,15 @@ def aggregate(resources: Iterable[ResourceHealth]) -> Status:
 
 def is_final(status: str) -> bool:
     return status in FINAL
+
+
+def unjudged(resource: ResourceHealth) -> bool:
+    """Unknown because no rule applies (not because it could not be read).
+
+    Such a resource need not hold up a sync wave: Argo CD lets a resource with
+    no health check pass, since waiting cannot make it judgeable.
+    """
+    return resource.status == "Unknown" and resource.message.startswith(NO_RULE)
 
 
 def timed_out(resources: Sequence[ResourceHealth], timeout: float) -> list[ResourceHealth]:

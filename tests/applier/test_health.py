@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from events.payloads import ResourceHealth, ResourceRef
-from services.applier.health import aggregate, assess, timed_out
+from services.applier.health import aggregate, assess, timed_out, unjudged
 
 
 def ref(kind: str, api_version: str = "apps/v1") -> ResourceRef:
@@ -169,3 +169,11 @@ def test_an_app_with_a_resource_no_rule_judges_is_unknown_and_stays_so_past_the_
     assert late[1] == unknown
     assert aggregate(late) == "Degraded"
     assert aggregate(timed_out([healthy, unknown], 30)) == "Unknown"
+
+
+def test_unknown_for_want_of_a_rule_is_told_apart_from_unreadable() -> None:
+    no_rule = assess(ref("Widget", "example.com/v1"), obj())
+    unreadable = ResourceHealth(ref=ref("A"), status="Unknown", message="403 Forbidden")
+    assert unjudged(no_rule)
+    assert not unjudged(unreadable)
+    assert not unjudged(assess(ref("Widget", "example.com/v1"), obj(observedGeneration=1)))
