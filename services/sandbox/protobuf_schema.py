@@ -3,8 +3,8 @@
 Written by hand, as data, for the kinds kubectl's `create` subcommands send
 and the fields those commands fill in (plus the common fields around them).
 The field numbers are Kubernetes' wire contract: they follow the API's
-published messages (k8s.io/api core/v1, apps/v1, batch/v1, rbac/v1, policy/v1,
-networking/v1; k8s.io/apimachinery meta/v1, runtime, resource, intstr). No
+published messages (k8s.io/api core/v1, apps/v1, autoscaling/v2, batch/v1, rbac/v1,
+policy/v1, networking/v1; k8s.io/apimachinery meta/v1, runtime, resource, intstr). No
 file of that project is copied or generated here.
 
 A field missing from a table is refused when a body carries it (with its
@@ -263,6 +263,27 @@ MESSAGES: dict[str, dict[int, Field]] = {
         8: f("timeZone", presence=True),
     },
     "batch.JobTemplateSpec": {1: f("metadata", "meta.ObjectMeta"), 2: f("spec", "batch.JobSpec")},
+    # --- autoscaling/v2 ------------------------------------------------------------
+    "autoscaling.HorizontalPodAutoscaler": {
+        1: f("metadata", "meta.ObjectMeta"),
+        2: f("spec", "autoscaling.HorizontalPodAutoscalerSpec"),
+        3: f("status", STATUS),
+    },
+    "autoscaling.HorizontalPodAutoscalerSpec": {
+        1: f("scaleTargetRef", "autoscaling.CrossVersionObjectReference"),
+        2: f("minReplicas", INT32, presence=True),
+        3: f("maxReplicas", INT32),
+        4: many("metrics", "autoscaling.MetricSpec"),
+    },
+    "autoscaling.CrossVersionObjectReference": {1: f("kind"), 2: f("name"), 3: f("apiVersion")},
+    "autoscaling.MetricSpec": {1: f("type"), 4: f("resource", "autoscaling.ResourceMetricSource")},
+    "autoscaling.ResourceMetricSource": {1: f("name"), 2: f("target", "autoscaling.MetricTarget")},
+    "autoscaling.MetricTarget": {
+        1: f("type"),
+        2: f("value", QUANTITY, presence=True),
+        3: f("averageValue", QUANTITY, presence=True),
+        4: f("averageUtilization", INT32, presence=True),
+    },
     # --- rbac/v1 -------------------------------------------------------------------
     "rbac.Role": {1: f("metadata", "meta.ObjectMeta"), 2: many("rules", "rbac.PolicyRule")},
     "rbac.ClusterRole": {
@@ -335,6 +356,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "Service"): "core.Service",
     ("v1", "ResourceQuota"): "core.ResourceQuota",
     ("apps/v1", "Deployment"): "apps.Deployment",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "autoscaling.HorizontalPodAutoscaler",
     ("batch/v1", "Job"): "batch.Job",
     ("batch/v1", "CronJob"): "batch.CronJob",
     ("rbac.authorization.k8s.io/v1", "Role"): "rbac.Role",

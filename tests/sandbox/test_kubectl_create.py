@@ -225,6 +225,30 @@ async def test_kubectl_create_job_from_a_cronjob(kubectl: Kubectl, fresh_namespa
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["date"]
 
 
+async def test_kubectl_autoscale_creates_an_hpa(kubectl: Kubectl, fresh_namespace: str) -> None:
+    ns = fresh_namespace
+    await kubectl.ok("create", "-n", ns, "deployment", "api", "--image=api:1")
+
+    await kubectl.ok("autoscale", "-n", ns, "deployment", "api", "--min=2", "--max=5", "--cpu=80%")
+
+    hpa = await kubectl.json("get", "-n", ns, "hpa", "api")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"] == {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"},
+        "minReplicas": 2,
+        "maxReplicas": 5,
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": 80},
+                },
+            }
+        ],
+    }
+
+
 async def test_kubectl_create_twice_is_already_exists(
     kubectl: Kubectl, fresh_namespace: str
 ) -> None:
