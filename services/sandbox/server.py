@@ -1,7 +1,7 @@
 """The HTTP face of the emulator: Kubernetes API paths over aiohttp.
 
 Parses what clients send (paths, query parameters, JSON and YAML bodies,
-patch content types), hands it to the store, and renders objects, lists,
+kubectl's protobuf bodies through protobuf.py, patch content types), hands it to the store, and renders objects, lists,
 watch streams, tables and `Status` failures the way kubernetes_asyncio and
 kubectl expect them. Anything unexpected becomes a Status 500 for that one
 request; the server keeps serving.
