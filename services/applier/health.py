@@ -15,6 +15,8 @@ Per kind, after kstatus (Flux) and Argo CD's health checks:
 - Job: Healthy once Complete, Degraded once Failed, Suspended if suspended,
   else Progressing.
 - PersistentVolumeClaim: Healthy once Bound, Degraded if Lost, else Progressing.
+- Pod: Healthy once Succeeded, or Running with its Ready condition True;
+  Degraded if Failed; else Progressing.
 - CustomResourceDefinition: Healthy once Established, Degraded if its names
   are not accepted, else Progressing.
 - A few custom kinds by their own rules (`_CUSTOM_RULES`): cert-manager's
@@ -225,6 +227,22 @@ def _pvc(obj: Resource) -> Verdict:
     return "Progressing", f"phase {phase or 'Pending'}"
 
 
+def _pod(obj: Resource) -> Verdict:
+    """As Argo CD: by phase; a running pod by its Ready condition."""
+    status = obj.get("status") or {}
+    phase = status.get("phase")
+    if phase == "Succeeded":
+        return "Healthy", ""
+    if phase == "Failed":
+        return "Degraded", str(status.get("message") or status.get("reason") or "pod failed")
+    if phase == "Running":
+        ready = _conditions(status).get("Ready") or {}
+        if ready.get("status") == "True":
+            return "Healthy", ""
+        return "Progressing", str(ready.get("message") or "containers not ready")
+    return "Progressing", f"pod {phase or 'Pending'}"
+
+
 def _crd(obj: Resource) -> Verdict:
     conditions = _conditions(obj.get("status") or {})
     names = conditions.get("NamesAccepted") or {}
@@ -329,6 +347,7 @@ _BY_KIND = {
     ("apps", "DaemonSet"): _daemonset,
     ("batch", "Job"): _job,
     ("", "PersistentVolumeClaim"): _pvc,
+    ("", "Pod"): _pod,
     ("apiextensions.k8s.io", "CustomResourceDefinition"): _crd,
     **_CUSTOM_RULES,
 }

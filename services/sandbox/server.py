@@ -1,10 +1,11 @@
 """The HTTP face of the emulator: Kubernetes API paths over aiohttp.
 
 Parses what clients send (paths, query parameters, JSON and YAML bodies,
-kubectl's protobuf bodies through protobuf.py, patch content types), hands it to the store, and renders objects, lists,
-watch streams, tables and `Status` failures the way kubernetes_asyncio and
-kubectl expect them. Anything unexpected becomes a Status 500 for that one
-request; the server keeps serving.
+kubectl's protobuf bodies through protobuf.py, patch content types), hands
+it to the store, and renders objects, lists, watch streams, tables and
+`Status` failures the way kubernetes_asyncio and kubectl expect them.
+Anything unexpected becomes a Status 500 for that one request; the server
+keeps serving.
 """
 
 from __future__ import annotations

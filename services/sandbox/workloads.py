@@ -3,7 +3,8 @@
 No controller runs in the emulator. With ready workloads the store calls
 `settle` on every object it is about to store, so that what an app applies
 ends the way it ends on a healthy cluster within seconds: a Job has run to
-completion, a PersistentVolumeClaim is bound. (Deployments, StatefulSets and
+completion, a PersistentVolumeClaim is bound, a Pod runs (or, if it is not
+restarted, has succeeded). (Deployments, StatefulSets and
 DaemonSets finish their rollouts in store.py's `_complete_rollout`.)
 
 Each rule only writes a status the object does not have yet, so a status a
@@ -69,9 +70,51 @@ def _bind_claim(obj: Obj, now: str) -> None:
     obj["status"] = status
 
 
+def _run_pod(obj: Obj, now: str) -> None:
+    """A pod whose containers started: Running and Ready, or Succeeded if it runs to an end."""
+    if (obj.get("status") or {}).get("phase"):
+        return
+    spec = obj.get("spec") or {}
+    names = [c.get("name", "") for c in spec.get("containers") or [] if isinstance(c, dict)]
+    finishes = spec.get("restartPolicy") in ("Never", "OnFailure")
+    if finishes:
+        state: Obj = {"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": now}}
+        ready, why = "False", "PodCompleted"
+    else:
+        state, ready, why = {"running": {"startedAt": now}}, "True", ""
+    conditions = [
+        {"type": kind, "status": "True", "lastTransitionTime": now}
+        for kind in ("PodScheduled", "Initialized")
+    ] + [
+        {
+            "type": kind,
+            "status": ready,
+            "lastTransitionTime": now,
+            **({"reason": why} if why else {}),
+        }
+        for kind in ("ContainersReady", "Ready")
+    ]
+    obj["status"] = {
+        "phase": "Succeeded" if finishes else "Running",
+        "startTime": now,
+        "conditions": conditions,
+        "containerStatuses": [
+            {
+                "name": name,
+                "ready": not finishes,
+                "started": not finishes,
+                "restartCount": 0,
+                "state": state,
+            }
+            for name in names
+        ],
+    }
+
+
 SETTLERS: dict[tuple[str, str], Callable[[Obj, str], None]] = {
     ("batch", "jobs"): _complete_job,
     ("", "persistentvolumeclaims"): _bind_claim,
+    ("", "pods"): _run_pod,
 }
 
 

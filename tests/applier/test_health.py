@@ -177,3 +177,12 @@ def test_unknown_for_want_of_a_rule_is_told_apart_from_unreadable() -> None:
     assert unjudged(no_rule)
     assert not unjudged(unreadable)
     assert not unjudged(assess(ref("Widget", "example.com/v1"), obj(observedGeneration=1)))
+
+
+def test_pods_by_phase_and_readiness() -> None:
+    ready = [{"type": "Ready", "status": "True"}]
+    assert status_of("Pod", obj(phase="Succeeded"), "v1") == "Healthy"
+    assert status_of("Pod", obj(phase="Running", conditions=ready), "v1") == "Healthy"
+    assert status_of("Pod", obj(phase="Running"), "v1") == "Progressing"
+    assert status_of("Pod", obj(phase="Failed", reason="Evicted"), "v1") == "Degraded"
+    assert status_of("Pod", obj(), "v1") == "Progressing"

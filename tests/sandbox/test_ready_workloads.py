@@ -83,3 +83,26 @@ async def test_without_ready_workloads_nothing_runs() -> None:
     async with Sandbox() as sandbox:
         assert "status" not in create(sandbox, job("migrate"))
         assert "status" not in create(sandbox, claim("data"))
+
+
+def pod(name: str, restart: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"restartPolicy": restart, "containers": [{"name": "main", "image": "x:1"}]},
+    }
+
+
+async def test_a_pod_runs_or_if_not_restarted_succeeds() -> None:
+    async with Sandbox(ready_workloads=True) as sandbox:
+        running = create(sandbox, pod("server", "Always"))["status"]
+        finished = create(sandbox, pod("task", "Never"))["status"]
+
+        assert running["phase"] == "Running"
+        assert {c["type"]: c["status"] for c in running["conditions"]}["Ready"] == "True"
+        assert running["containerStatuses"][0]["state"] == {
+            "running": {"startedAt": running["startTime"]}
+        }
+        assert finished["phase"] == "Succeeded"
+        assert finished["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
