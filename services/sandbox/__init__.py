@@ -10,8 +10,8 @@ delete, JSON merge / strategic merge / JSON patch; server-side apply with
 field ownership, conflicts and force; dry runs; the status and scale
 subresources; CRDs that make their kinds servable; protobuf request bodies
 of the kinds kubectl's `create` subcommands send. Nothing runs: no
-controllers (unless `ready_workloads`: then rollouts and Jobs complete and
-claims bind when written), no defaulting, no schema validation, no
+controllers (unless `ready_workloads`: then rollouts and Jobs complete, Pods
+run and claims bind when written), no defaulting, no schema validation, no
 admission, no auth.
 
 - `discovery.py`  the catalogue of kinds and the discovery documents
