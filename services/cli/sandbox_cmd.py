@@ -32,9 +32,7 @@ async def _serve(
         if latency_ms:
             click.echo(f"added latency: {latency_ms:g} ms per request")
         if ready_workloads:
-            click.echo(
-                "workloads: rollouts and Jobs complete, Pods run, claims bind when applied"
-            )
+            click.echo("workloads: rollouts and Jobs complete, Pods run, claims bind when applied")
         click.echo("Not a real cluster: nothing runs, objects only live in memory. Ctrl-C to stop.")
         await stop.wait()
     finally:
