@@ -46,6 +46,17 @@ MAGIC = b"k8s\x00"
 _VARINT, _FIXED64, _LENGTH, _START_GROUP, _END_GROUP, _FIXED32 = range(6)
 
 
+def accepts_json(accept: str) -> bool:
+    """Whether a client sending `accept` can read a JSON answer (kubectl lists JSON second)."""
+    if not accept.strip():
+        return True
+    for item in accept.split(","):
+        media = item.split(";")[0].strip().lower()
+        if media in ("application/json", "application/*", "*/*", "*"):
+            return True
+    return False
+
+
 class ProtobufError(ValueError):
     """A body the emulator cannot read. `unsupported`: well-formed but beyond its tables."""
 

@@ -107,6 +107,14 @@ class SandboxServer:
         method = request.method
         if parts in (["healthz"], ["readyz"], ["livez"]):
             return web.Response(text="ok")
+        accept = request.headers.get("Accept", "")
+        if "protobuf" in accept and not protobuf.accepts_json(accept):
+            raise ApiError(
+                406,
+                "NotAcceptable",
+                f"the emulator answers in JSON only, and the request accepts "
+                f"{accept!r}: add application/json to its Accept header",
+            )
         if parts == ["version"]:
             return _json(discovery.server_version())
         if parts[:2] == ["openapi", "v3"] and method == "GET":

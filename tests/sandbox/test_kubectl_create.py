@@ -351,3 +351,16 @@ async def test_a_protobuf_body_it_cannot_read_is_refused_by_name(
     assert status_code == code
     assert status["kind"] == "Status"
     assert says in status["message"]
+
+
+async def test_a_client_that_accepts_protobuf_only_is_told_so(sandbox: Sandbox) -> None:
+    headers = {"Accept": "application/vnd.kubernetes.protobuf"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(sandbox.url + CONFIGMAPS, headers=headers) as response,
+    ):
+        status = await response.json(content_type=None)
+
+    assert response.status == 406
+    assert status["reason"] == "NotAcceptable"
+    assert "answers in JSON only" in status["message"]
