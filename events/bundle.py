@@ -17,6 +17,38 @@ from events.payloads import ResourceRef
 
 BUNDLE_FORMAT = 1
 
+# Kubernetes' own API groups. A resource of any other group is a custom
+# resource (of a CRD or an aggregated API, including k8s.io-named ones such as
+# gateway.networking.k8s.io and snapshot.storage.k8s.io): only its definition
+# knows its scope, and only a rule can tell its health.
+BUILTIN_GROUPS: frozenset[str] = frozenset(
+    {
+        "",
+        "admissionregistration.k8s.io",
+        "apiextensions.k8s.io",
+        "apiregistration.k8s.io",
+        "apps",
+        "authentication.k8s.io",
+        "authorization.k8s.io",
+        "autoscaling",
+        "batch",
+        "certificates.k8s.io",
+        "coordination.k8s.io",
+        "discovery.k8s.io",
+        "events.k8s.io",
+        "flowcontrol.apiserver.k8s.io",
+        "internal.apiserver.k8s.io",
+        "networking.k8s.io",
+        "node.k8s.io",
+        "policy",
+        "rbac.authorization.k8s.io",
+        "resource.k8s.io",
+        "scheduling.k8s.io",
+        "storage.k8s.io",
+        "storagemigration.k8s.io",
+    }
+)
+
 Resource = dict[str, Any]
 
 

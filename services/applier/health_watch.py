@@ -5,7 +5,8 @@ resource of the apply's inventory each `health_interval` seconds, assesses
 them (`health.assess`) and appends HealthChanged whenever the app's
 aggregate status changes -- not on every poll -- until the status is final
 (Healthy, Degraded, Suspended) or the app's health_timeout_seconds, counted
-from the ApplySucceeded, has passed (then Degraded, naming what was not ready).
+from the ApplySucceeded, has passed (then Degraded, naming what was not ready,
+or Unknown if what is left is only resources no rule can judge).
 
 The tasks run beside the consumer, so watching one app's rollout never keeps
 the applier from taking the next approval. A newer apply of the app replaces
@@ -122,7 +123,8 @@ class HealthWatch:
         while True:
             resources = await self._assess(kube, applied.inventory)
             status = health.aggregate(resources)
-            if not health.is_final(status) and now() >= deadline:
+            expired = not health.is_final(status) and now() >= deadline
+            if expired:
                 resources = health.timed_out(resources, timeout)
                 status = health.aggregate(resources)
             if status != last:
@@ -135,7 +137,8 @@ class HealthWatch:
                 log.info("%s: health of apply %s: %s", app, applied.apply_id, status)
                 count += 1
                 last = status
-            if health.is_final(status):
+            if health.is_final(status) or expired:
+                # Past the deadline only Unknown can be left, and it stays as it is.
                 return
             if await self.ctx.wait_stop(self.ctx.settings.health_interval):
                 return

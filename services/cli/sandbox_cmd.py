@@ -32,7 +32,7 @@ async def _serve(
         if latency_ms:
             click.echo(f"added latency: {latency_ms:g} ms per request")
         if ready_workloads:
-            click.echo("workloads: rollouts complete as soon as they are applied")
+            click.echo("workloads: rollouts and Jobs complete, Pods run, claims bind when applied")
         click.echo("Not a real cluster: nothing runs, objects only live in memory. Ctrl-C to stop.")
         await stop.wait()
     finally:
@@ -63,8 +63,9 @@ async def _serve(
 @click.option(
     "--ready-workloads",
     is_flag=True,
-    help="Complete every Deployment, StatefulSet and DaemonSet rollout as soon as it is "
-    "applied, as an idle real cluster would (no controllers run here otherwise).",
+    help="Complete every Deployment, StatefulSet and DaemonSet rollout and every Job, run "
+    "every Pod and bind every PersistentVolumeClaim as soon as it is applied, as an idle "
+    "real cluster would (no controllers run here otherwise).",
 )
 def sandbox(
     host: str, port: int, kubeconfig: Path, latency_ms: float, ready_workloads: bool

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from events.bundle import Resource, sort_key
+from events.bundle import BUILTIN_GROUPS, Resource, sort_key
 
 # Kinds that live outside namespaces. A CRD in the same bundle adds its kind
 # when its scope is Cluster.
@@ -362,6 +362,22 @@ def cluster_scoped_custom_kinds(resources: list[Resource]) -> frozenset[tuple[st
     return frozenset(kinds)
 
 
+def custom_kinds_defined(resources: list[Resource]) -> frozenset[tuple[str, str]]:
+    """(group, kind) of every CRD in the bundle, whatever its scope."""
+    kinds = set()
+    for resource in resources:
+        if (
+            resource["kind"] != "CustomResourceDefinition"
+            or _group(resource["apiVersion"]) != "apiextensions.k8s.io"
+        ):
+            continue
+        spec = resource.get("spec") or {}
+        names = spec.get("names") or {}
+        if names.get("kind") and spec.get("group"):
+            kinds.add((str(spec["group"]), str(names["kind"])))
+    return frozenset(kinds)
+
+
 def render(files: Mapping[str, bytes], *, namespace: str) -> list[SourcedResource]:
     """Every resource of the app's files, canonical and in canonical order.
 
@@ -441,18 +457,23 @@ def _canonical(
     found: list[tuple[Resource, str, int | None]], *, namespace: str
 ) -> list[SourcedResource]:
     custom_cluster_kinds = cluster_scoped_custom_kinds([r for r, _, _ in found])
+    custom_kinds = custom_kinds_defined([r for r, _, _ in found])
     rendered: list[SourcedResource] = []
     seen: dict[tuple[str, str, str, str], SourcedResource] = {}
     for resource, file, line in found:
         metadata = resource["metadata"]
-        cluster_scoped = resource["kind"] in CLUSTER_SCOPED_KINDS or (
-            (_group(resource["apiVersion"]), resource["kind"]) in custom_cluster_kinds
-        )
+        kind = (_group(resource["apiVersion"]), resource["kind"])
+        cluster_scoped = resource["kind"] in CLUSTER_SCOPED_KINDS or kind in custom_cluster_kinds
         if cluster_scoped:
             # A namespace on a cluster-scoped object means nothing to the API
             # server; dropping it keeps the object's identity (and the prune
             # inventory) what the server will report.
             metadata.pop("namespace", None)
+        elif kind[0] not in BUILTIN_GROUPS and kind not in custom_kinds:
+            # A custom kind whose CRD is not in the bundle: only the cluster's
+            # discovery knows its scope, so the planner places it (prepare_all),
+            # never giving a cluster-scoped kind the app's namespace.
+            pass
         elif not metadata.get("namespace"):
             metadata["namespace"] = namespace
         item = SourcedResource(resource, str(file), line)

@@ -1,10 +1,11 @@
 """The HTTP face of the emulator: Kubernetes API paths over aiohttp.
 
 Parses what clients send (paths, query parameters, JSON and YAML bodies,
-patch content types), hands it to the store, and renders objects, lists,
-watch streams, tables and `Status` failures the way kubernetes_asyncio and
-kubectl expect them. Anything unexpected becomes a Status 500 for that one
-request; the server keeps serving.
+kubectl's protobuf bodies through protobuf.py, patch content types), hands
+it to the store, and renders objects, lists, watch streams, tables and
+`Status` failures the way kubernetes_asyncio and kubectl expect them.
+Anything unexpected becomes a Status 500 for that one request; the server
+keeps serving.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from services.sandbox import discovery, errors, openapi
+from services.sandbox import discovery, errors, openapi, protobuf
 from services.sandbox.discovery import Catalogue, ResourceType
 from services.sandbox.errors import ApiError
 from services.sandbox.faults import Faults
@@ -109,6 +110,14 @@ class SandboxServer:
         method = request.method
         if parts in (["healthz"], ["readyz"], ["livez"]):
             return web.Response(text="ok")
+        accept = request.headers.get("Accept", "")
+        if "protobuf" in accept and not protobuf.accepts_json(accept):
+            raise ApiError(
+                406,
+                "NotAcceptable",
+                f"the emulator answers in JSON only, and the request accepts "
+                f"{accept!r}: add application/json to its Accept header",
+            )
         if parts == ["version"]:
             return _json(discovery.server_version())
         if parts[:2] == ["openapi", "v3"] and method == "GET":
@@ -595,9 +604,11 @@ async def _body(request: web.Request) -> Any:
     if not raw.strip():
         raise errors.bad_request("the request body is empty: send the object as JSON or YAML")
     content_type = request.content_type
+    if content_type == protobuf.CONTENT_TYPE:
+        return _protobuf_body(raw)
     if "protobuf" in content_type:
         raise errors.unsupported_media_type(
-            f"the emulator reads JSON and YAML bodies only, not {content_type}"
+            f"the emulator reads JSON, YAML and {protobuf.CONTENT_TYPE} bodies, not {content_type}"
         )
     text = raw.decode("utf-8", errors="replace")
     if content_type in _JSON_TYPES:
@@ -625,6 +636,16 @@ async def _body(request: web.Request) -> Any:
     raise errors.unsupported_media_type(
         f"unsupported Content-Type {content_type!r}: use JSON or YAML"
     )
+
+
+def _protobuf_body(raw: bytes) -> Any:
+    """kubectl's typed `create` sends protobuf; it accepts the JSON answer every route gives."""
+    try:
+        return protobuf.decode(raw)
+    except protobuf.ProtobufError as exc:
+        if exc.unsupported:
+            raise errors.unsupported_media_type(str(exc)) from exc
+        raise errors.bad_request(f"error decoding the protobuf body: {exc}") from exc
 
 
 async def _delete_options(request: web.Request) -> dict[str, Any]:

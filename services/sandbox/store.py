@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from services.sandbox import errors
+from services.sandbox import errors, workloads
 from services.sandbox.apply import ApplyConflict, record_update, server_side_apply
 from services.sandbox.discovery import (
     CRD_GROUP,
@@ -125,7 +125,8 @@ class ObjectStore:
         self.catalogue = catalogue
         self._clock = clock
         # No controllers run here; with ready_workloads, a workload's rollout
-        # completes the moment its spec is written, as on an idle real cluster.
+        # completes the moment its spec is written, as on an idle real cluster,
+        # Jobs complete and claims bind (workloads.py).
         self.ready_workloads = ready_workloads
         self._revision = 0
         self._objects: dict[tuple[str, str], dict[ObjectKey, Obj]] = {}
@@ -623,6 +624,8 @@ class ObjectStore:
     def _server_status(self, t: ResourceType, obj: Obj) -> None:
         if self.ready_workloads and t.storage_key in _WORKLOADS:
             _complete_rollout(t.kind, obj)
+        if self.ready_workloads:
+            workloads.settle(t.storage_key, obj, self._now())
         if t.storage_key == NAMESPACES:
             obj.setdefault("status", {"phase": "Active"})
         elif t.storage_key == (CRD_GROUP, CRD_PLURAL):

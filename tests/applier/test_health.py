@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from events.payloads import ResourceHealth, ResourceRef
-from services.applier.health import aggregate, assess, timed_out
+from services.applier.health import aggregate, assess, timed_out, unjudged
 
 
 def ref(kind: str, api_version: str = "apps/v1") -> ResourceRef:
@@ -95,3 +95,94 @@ def test_the_app_is_as_healthy_as_its_worst_resource_and_times_out_degraded() ->
     assert aggregate(late) == "Degraded"
     assert late[0] == healthy
     assert late[1].message == "not healthy within 30s (was Progressing: 1 of 2)"
+
+
+def test_a_custom_resource_is_healthy_only_by_a_rule() -> None:
+    cr = "example.com/v1"
+    nothing = assess(ref("Widget", cr), obj())
+    assert nothing.status == "Unknown"
+    assert nothing.message == (
+        "no health rule for Widget (example.com): it reports no Ready, Reconciling or "
+        "Stalled condition and no status.observedGeneration"
+    )
+    assert status_of("Widget", {"metadata": {}, "spec": {"size": 3}}, cr) == "Unknown"
+    # A group named like Kubernetes' own but served by a CRD is custom too.
+    assert status_of("HTTPRoute", obj(), "gateway.networking.k8s.io/v1") == "Unknown"
+    # Built-in kinds with nothing to wait for are healthy when they exist.
+    assert status_of("ConfigMap", obj(), "v1") == "Healthy"
+    assert status_of("ClusterRole", obj(), "rbac.authorization.k8s.io/v1") == "Healthy"
+
+
+def test_kstatus_conventions() -> None:
+    cr = "example.com/v1"
+    reconciling = [{"type": "Reconciling", "status": "True", "message": "scaling up"}]
+    assert assess(ref("Widget", cr), obj(conditions=reconciling)).message == "scaling up"
+    assert status_of("Widget", obj(conditions=reconciling), cr) == "Progressing"
+    lagging = obj(2, observedGeneration=1, conditions=[{"type": "Ready", "status": "True"}])
+    assert status_of("Widget", lagging, cr) == "Progressing"
+    # Current: the controller saw this generation and reports nothing left to do.
+    assert status_of("Widget", obj(2, observedGeneration=2), cr) == "Healthy"
+    quiet = [{"type": "Reconciling", "status": "False"}, {"type": "Stalled", "status": "False"}]
+    assert status_of("Widget", obj(conditions=quiet), cr) == "Healthy"
+    deleting = obj(conditions=[{"type": "Ready", "status": "True"}])
+    deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert status_of("Widget", deleting, cr) == "Progressing"
+
+
+def test_custom_kinds_with_rules_of_their_own() -> None:
+    cm = "cert-manager.io/v1"
+    issuing = obj(conditions=[{"type": "Issuing", "status": "True"}])
+    assert status_of("Certificate", issuing, cm) == "Progressing"
+    assert status_of("Certificate", obj(), cm) == "Progressing"
+    failed = obj(conditions=[{"type": "Ready", "status": "False", "message": "bad issuer"}])
+    assert assess(ref("Certificate", cm), failed).message == "bad issuer"
+    assert status_of("Certificate", failed, cm) == "Degraded"
+    ready = obj(conditions=[{"type": "Ready", "status": "True"}])
+    assert status_of("Certificate", ready, cm) == "Healthy"
+    assert status_of("ClusterIssuer", ready, cm) == "Healthy"
+    assert status_of("Issuer", obj(), cm) == "Progressing"
+
+    argo = "argoproj.io/v1alpha1"
+    assert status_of("Rollout", obj(observedGeneration="1", phase="Healthy"), argo) == "Healthy"
+    assert status_of("Rollout", obj(2, observedGeneration="1", phase="Healthy"), argo) == (
+        "Progressing"
+    )
+    assert status_of("Rollout", obj(observedGeneration="1", phase="Paused"), argo) == "Suspended"
+    assert status_of("Rollout", obj(observedGeneration="1", phase="Degraded"), argo) == "Degraded"
+
+    assert status_of("ServiceMonitor", obj(), "monitoring.coreos.com/v1") == "Healthy"
+
+    crd = "apiextensions.k8s.io/v1"
+    established = obj(conditions=[{"type": "Established", "status": "True"}])
+    assert status_of("CustomResourceDefinition", established, crd) == "Healthy"
+    assert status_of("CustomResourceDefinition", obj(), crd) == "Progressing"
+
+
+def test_an_app_with_a_resource_no_rule_judges_is_unknown_and_stays_so_past_the_timeout() -> None:
+    healthy = ResourceHealth(ref=ref("A"), status="Healthy")
+    unknown = ResourceHealth(ref=ref("Widget", "example.com/v1"), status="Unknown", message="?")
+    progressing = ResourceHealth(ref=ref("B"), status="Progressing", message="1 of 2")
+    assert aggregate([healthy, unknown]) == "Unknown"
+    # What is still rolling out is the news while it rolls out.
+    assert aggregate([healthy, unknown, progressing]) == "Progressing"
+    late = timed_out([healthy, unknown, progressing], 30)
+    assert late[1] == unknown
+    assert aggregate(late) == "Degraded"
+    assert aggregate(timed_out([healthy, unknown], 30)) == "Unknown"
+
+
+def test_unknown_for_want_of_a_rule_is_told_apart_from_unreadable() -> None:
+    no_rule = assess(ref("Widget", "example.com/v1"), obj())
+    unreadable = ResourceHealth(ref=ref("A"), status="Unknown", message="403 Forbidden")
+    assert unjudged(no_rule)
+    assert not unjudged(unreadable)
+    assert not unjudged(assess(ref("Widget", "example.com/v1"), obj(observedGeneration=1)))
+
+
+def test_pods_by_phase_and_readiness() -> None:
+    ready = [{"type": "Ready", "status": "True"}]
+    assert status_of("Pod", obj(phase="Succeeded"), "v1") == "Healthy"
+    assert status_of("Pod", obj(phase="Running", conditions=ready), "v1") == "Healthy"
+    assert status_of("Pod", obj(phase="Running"), "v1") == "Progressing"
+    assert status_of("Pod", obj(phase="Failed", reason="Evicted"), "v1") == "Degraded"
+    assert status_of("Pod", obj(), "v1") == "Progressing"

@@ -416,3 +416,28 @@ def test_a_self_referencing_alias_is_refused_and_ordinary_aliases_are_read():
     (resource,) = resources({"ok.yaml": shared})
     assert len(resource["data"]["bomb"]) == 3
     assert resource["data"]["bomb"][0][0] == ["lol", "lol", "lol"]
+
+
+def test_a_custom_kind_without_its_crd_keeps_the_namespace_it_was_given():
+    # Only the cluster's discovery knows the scope of a kind whose CRD is installed
+    # separately: the planner places it, so a cluster-scoped one never gets "shop".
+    custom = b"""\
+apiVersion: example.com/v1
+kind: Region
+metadata: {name: eu-west}
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w, namespace: tools}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+"""
+    out = resources({"custom.yaml": custom})
+    namespaces = {r["kind"]: r["metadata"].get("namespace") for r in out}
+    assert namespaces == {"Region": None, "Widget": "tools", "HTTPRoute": None, "Ingress": "shop"}
