@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from events.envelope import Envelope
 from events.payloads import (
     ApplyFailed,
@@ -25,6 +27,8 @@ from events.payloads import (
     WaveCompleted,
     WaveWaiting,
 )
+from services.catalog.plans import PlanView
+from services.cli.plans_cmd import _print_plan
 from services.renderer.manifests import render
 from services.sandbox import Sandbox
 from services.wiring.kube import Kube
@@ -493,3 +497,30 @@ async def test_skip_is_neither_planned_nor_applied(
     assert sandbox.get("v1", "ConfigMap", "by-hand", namespace="shop") is None
     succeeded = (await scenario.last(ApplySucceeded.event_type)).payload
     assert [ref.name for ref in succeeded.inventory] == ["shop", "config"]
+
+
+async def test_wake_plans_shows_each_hook_with_its_phase_and_wave(
+    scenario: Scenario, kube: Kube, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await scenario.register()
+    await destination(kube)
+    migrate = hook(job("migrate"), "PreSync,PostSync", **{"argocd.argoproj.io/sync-wave": "-1"})
+    await planned(scenario, kube, [migrate, configmap("config")])
+    created = await scenario.last(PlanCreated.event_type)
+    plan = created.payload
+    assert [(c.ref.name, c.action, c.hook, c.wave) for c in plan.changes] == [
+        ("migrate", "create", "PreSync,PostSync", -1),
+        ("config", "create", "", 0),
+    ]
+    _print_plan(
+        PlanView(
+            plan_id=plan.plan_id,
+            app="shop",
+            seq=1,
+            created_at=created.occurred_at,
+            event=created,
+            plan=plan,
+        )
+    )
+    shown = capsys.readouterr().out
+    assert "create    Job shop/migrate  (PreSync,PostSync hook, wave -1)" in shown
