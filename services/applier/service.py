@@ -8,9 +8,10 @@ context its spec names (`Clusters`, one client per context).
 For each approval: fold the app's plan and apply events into an
 `admission.AppHistory`, let `admission.decide`, and on Start append
 ApplyStarted conditionally -- so that two replicas, or two approvals, never
-apply one app at the same time. Then server-side apply the plan's bundle in
-`ordering` order, prune the plan's prune set in reverse order, and append the
-outcome.
+apply one app at the same time. Then run the plan's bundle phase by phase and
+wave by wave (`phases`, `syncing`: each wave healthy and its hooks complete
+before the next), server-side applying in `ordering` order; prune the plan's
+prune set in reverse order at the end of the Sync phase; append the outcome.
 
 Every event is derived from the PlanApproved (deterministic ids), so a
 redelivered approval re-derives the same ids and JetStream stores nothing
