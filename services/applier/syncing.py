@@ -4,7 +4,7 @@ For each step (a wave of PreSync, Sync or PostSync, see `phases.schedule`):
 apply its ordinary resources and create its hooks, kind by kind in
 `ordering` order; then wait, polling every `health_interval`, until every
 hook has completed and -- when another step follows -- every resource is
-healthy. Waiting is bounded by the app's health_timeout_seconds, counted
+healthy (`WAITS_FOR`). Waiting is bounded by the app's health_timeout_seconds, counted
 from the end of the step's applies; a hook that fails, a resource that turns
 Degraded, or the timeout ends the apply (StepFailed names the resource, the
 phase and the wave).
@@ -46,6 +46,12 @@ if TYPE_CHECKING:
     from services.applier.service import Applier
 
 log = logging.getLogger(__name__)
+
+
+# What a wave waits for before the next starts. Healthy and Suspended (a paused
+# rollout is where its owner wants it) let it go on, and so does Unknown: a kind
+# with no health rule cannot be waited for, as Argo CD does not wait for it.
+WAITS_FOR = frozenset({"Progressing", "Missing"})
 
 
 class StepFailed(Exception):
@@ -229,7 +235,7 @@ class StepRunner:
                             f"{_where(step)}: {verdict.ref} is Degraded: {verdict.message}",
                             verdict.ref,
                         )
-                    if verdict.status != "Healthy":
+                    if verdict.status in WAITS_FOR:
                         pending.append(verdict)
             running = [hook for hook in hooks if hook.status == "Running"]
             if not pending and not running:
@@ -271,7 +277,8 @@ class StepRunner:
             try:
                 obj = await self.kube.get(ref)
             except KubeError as exc:
-                return ResourceHealth(ref=ref, status="Unknown", message=str(exc))
+                # Not known yet: keep waiting (until the timeout) rather than judge.
+                return ResourceHealth(ref=ref, status="Progressing", message=f"unreadable: {exc}")
             return health.assess(ref, obj)
 
         return list(await asyncio.gather(*(one(ref) for ref in refs)))

@@ -135,7 +135,7 @@ class Controllers:
         if isinstance(payload, WaveWaiting):
             for waiting in payload.waiting_for:
                 ref = waiting.ref
-                if ref.kind == "Deployment":
+                if ref.kind in ("Deployment", "ReplicaSet", "StatefulSet"):
                     obj = self.sandbox.get(
                         ref.api_version, ref.kind, ref.name, namespace=ref.namespace
                     )
