@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 
 
 # What a wave waits for before the next starts. Healthy and Suspended (a paused
-# rollout is where its owner wants it) let it go on, and so does Unknown: a kind
-# with no health rule cannot be waited for, as Argo CD does not wait for it.
+# rollout is where its owner wants it, and would otherwise hold the sync until
+# the timeout) let it go on, and so does Unknown: a kind with no health rule
+# cannot be waited for, and Argo CD does not wait for it either.
 WAITS_FOR = frozenset({"Progressing", "Missing"})
 
 
