@@ -27,11 +27,13 @@ from events.payloads import (
     WaveCompleted,
     WaveWaiting,
 )
+from services.applier.drift_watch import DriftWatch
+from services.catalog.lookup import app_spec
 from services.catalog.plans import PlanView
 from services.cli.plans_cmd import _print_plan
 from services.renderer.manifests import render
 from services.sandbox import Sandbox
-from services.wiring.kube import Kube
+from services.wiring.kube import Clusters, Kube
 from tests.applier.test_service import apply, planned
 from tests.planner.scenario import Scenario, configmap, deployment, namespace
 from tests.waiting import eventually
@@ -293,6 +295,11 @@ async def test_argo_cd_pre_post_sync_example_runs_in_argo_cd_order(
     ]
     # HookSucceeded: neither Job is left behind.
     assert sandbox.objects("batch/v1", "Job", namespace="shop") == []
+    # and hooks that their policy deleted are no drift.
+    spec = await app_spec(scenario.log, scenario.app)
+    assert spec is not None
+    drift = DriftWatch(scenario.context("applier"), Clusters.serving(kube))
+    assert await drift.check(scenario.app, spec) is None
 
 
 async def test_argo_cd_helm_hooks_example_runs_in_argo_cd_order(
