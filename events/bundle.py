@@ -82,12 +82,16 @@ def resource_digest(resource: Resource) -> str:
 
 
 def ref_of(resource: Resource) -> ResourceRef:
-    """The identity of a resource (apiVersion, kind, namespace, name)."""
+    """The identity of a resource (apiVersion, kind, namespace, name).
+
+    A hook named by `generateName` (the server picks the name) is known by its
+    prefix (by convention ending in "-", which a real name never does).
+    """
     metadata = resource.get("metadata") or {}
     return ResourceRef(
         api_version=str(resource.get("apiVersion", "")),
         kind=str(resource.get("kind", "")),
-        name=str(metadata.get("name", "")),
+        name=str(metadata.get("name") or metadata.get("generateName") or ""),
         namespace=str(metadata.get("namespace", "") or ""),
     )
 

@@ -112,6 +112,10 @@ class ResourceChange(msgspec.Struct, frozen=True, kw_only=True):
     # Why this change cannot be shown or made as planned (the API server
     # refused its dry run, a bad annotation); "" when there is nothing wrong.
     error: str = ""
+    # A hook's phases as the plan runs it ("PreSync", "PreSync,PostSync"): a hook
+    # is created afresh at every sync and is not part of the inventory; "" for
+    # an ordinary resource.
+    hook: str = ""
 
 
 class ResourceHealth(msgspec.Struct, frozen=True, kw_only=True):
@@ -295,6 +299,10 @@ class ResourceApplied(Payload, frozen=True, kw_only=True):
     ref: ResourceRef
     action: Literal["created", "configured", "unchanged", "pruned"]
     digest: str = ""
+    # The wave it was applied in, and for a hook the phase it ran in ("" for
+    # an ordinary resource, which always goes in the Sync phase).
+    wave: int = 0
+    hook: str = ""
 
 
 class ApplySucceeded(Payload, frozen=True, kw_only=True):
@@ -333,6 +341,54 @@ class DriftDetected(Payload, frozen=True, kw_only=True):
     bundle_digest: Sha256
     resources: list[DriftedResource]
     self_heal: bool = False
+
+
+class WaveWaiting(Payload, frozen=True, kw_only=True):
+    """A wave of an apply is in, and the next waits until these resources are healthy."""
+
+    event_type: ClassVar[str] = "WaveWaiting"
+    apply_id: str
+    phase: str
+    wave: int
+    waiting_for: list[ResourceHealth]
+
+
+class WaveCompleted(Payload, frozen=True, kw_only=True):
+    """A wave of a sync phase is done: applied, its hooks complete, and healthy if `waited`.
+
+    The last wave of an apply is not waited on (the app's health watch
+    judges it); every earlier one is.
+    """
+
+    event_type: ClassVar[str] = "WaveCompleted"
+    apply_id: str
+    phase: str
+    wave: int
+    resources: list[ResourceRef] = []
+    hooks: list[ResourceRef] = []
+    waited: bool = False
+
+
+class HookFinished(Payload, frozen=True, kw_only=True):
+    """A hook of an apply completed (a Job or Pod succeeded or failed; another kind healthy)."""
+
+    event_type: ClassVar[str] = "HookFinished"
+    apply_id: str
+    ref: ResourceRef
+    phase: str
+    wave: int = 0
+    status: Literal["Succeeded", "Failed"]
+    message: str = ""
+
+
+class HookDeleted(Payload, frozen=True, kw_only=True):
+    """A hook deleted by its delete policy: BeforeHookCreation, HookSucceeded or HookFailed."""
+
+    event_type: ClassVar[str] = "HookDeleted"
+    apply_id: str
+    ref: ResourceRef
+    phase: str
+    policy: str
 
 
 class RollbackRequested(Payload, frozen=True, kw_only=True):
@@ -447,6 +503,10 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     ResourceDeleted,
     SourceFailed,
     SourceRecovered,
+    WaveWaiting,
+    WaveCompleted,
+    HookFinished,
+    HookDeleted,
 )
 
 BY_TYPE: dict[str, type[Payload]] = {cls.event_type: cls for cls in PAYLOAD_TYPES}

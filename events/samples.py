@@ -191,6 +191,35 @@ def sample_payloads() -> list[p.Payload]:
             commit=COMMIT,
             failed_event_id="01a2164a-0000-7000-8000-0000000000b1",
         ),
+        p.WaveWaiting(
+            apply_id="01a2164a-0000-7000-8000-0000000000a1",
+            phase="Sync",
+            wave=0,
+            waiting_for=[
+                p.ResourceHealth(ref=DEPLOYMENT, status="Progressing", message="1 of 3 updated")
+            ],
+        ),
+        p.WaveCompleted(
+            apply_id="01a2164a-0000-7000-8000-0000000000a1",
+            phase="Sync",
+            wave=0,
+            resources=[DEPLOYMENT, SERVICE],
+            waited=True,
+        ),
+        p.HookFinished(
+            apply_id="01a2164a-0000-7000-8000-0000000000a1",
+            ref=p.ResourceRef(
+                api_version="batch/v1", kind="Job", namespace="shop", name="schema-migrate-x7k2p"
+            ),
+            phase="PreSync",
+            status="Succeeded",
+        ),
+        p.HookDeleted(
+            apply_id="01a2164a-0000-7000-8000-0000000000a1",
+            ref=p.ResourceRef(api_version="batch/v1", kind="Job", namespace="shop", name="migrate"),
+            phase="PreSync",
+            policy="HookSucceeded",
+        ),
     ]
     assert [type(s) for s in samples] == list(p.PAYLOAD_TYPES)
     return samples

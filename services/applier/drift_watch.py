@@ -33,6 +33,7 @@ from events.payloads import (
     DriftedResource,
 )
 from services.applier import drift
+from services.applier.phases import is_ordinary
 from services.catalog.lookup import load_registry
 from services.planner.loading import DesiredResource, load_bundle, prepare_all
 from services.wiring.eventlog import BundleCorrupt, BundleNotFound, StoredEvent
@@ -91,6 +92,9 @@ class DriftWatch:
             return None
         bundle = await load_bundle(self.ctx.log, applied.bundle_digest, app=app)
         desired = await prepare_all(kube, bundle, app=app, default_namespace=spec.namespace)
+        # Hooks come and go by their delete policies, skipped resources are never
+        # applied: neither can drift.
+        desired = [d for d in desired if is_ordinary(d.resource, d.ref)]
         found = await asyncio.gather(*(self._drifted(kube, d, spec) for d in desired))
         current = drift.drift_set(found)
         seen_apply, previous = self._seen.get(app, ("", []))

@@ -2,7 +2,12 @@
 
 The sort key of a resource is (wave, kind rank, kind, namespace, name):
 
-- wave: the integer annotation `wake.dev/wave` (default 0), lowest first.
+- wave: the integer annotation `wake.dev/wave`, else Argo CD's
+  `argocd.argoproj.io/sync-wave`, else Helm's `helm.sh/hook-weight` (as Argo
+  CD reads it, on any resource), default 0; lowest first. When `wake.dev/wave`
+  and `argocd.argoproj.io/sync-wave` both say something, Wake's own wins: it
+  lets a Wake user move a resource of a repository shared with Argo CD
+  without editing what Argo CD reads.
   Wave first, kind second -- Argo CD's sync-wave semantics -- so an operator
   can put anything before anything else. The flip side, as in Argo CD: a
   resource in wave -1 goes before a Namespace of wave 0, so give a namespace
@@ -25,6 +30,10 @@ from typing import Any
 from events.payloads import ResourceRef
 
 WAVE_ANNOTATION = "wake.dev/wave"
+ARGO_WAVE_ANNOTATION = "argocd.argoproj.io/sync-wave"
+HELM_WEIGHT_ANNOTATION = "helm.sh/hook-weight"
+# Most specific first: the first one a resource carries is its wave.
+WAVE_ANNOTATIONS = (WAVE_ANNOTATION, ARGO_WAVE_ANNOTATION, HELM_WEIGHT_ANNOTATION)
 
 KIND_ORDER: tuple[str, ...] = (
     "Namespace",
@@ -70,12 +79,11 @@ OrderKey = tuple[int, int, str, str, str, str]
 
 
 class InvalidWave(ValueError):
-    """A `wake.dev/wave` annotation that is not an integer; names the resource."""
+    """A wave annotation that is not an integer; names the resource and the annotation."""
 
-    def __init__(self, ref: ResourceRef, value: object) -> None:
+    def __init__(self, ref: ResourceRef, value: object, annotation: str = WAVE_ANNOTATION) -> None:
         super().__init__(
-            f'{ref}: annotation {WAVE_ANNOTATION} must be an integer like "-1" or "2", '
-            f"not {value!r}"
+            f'{ref}: annotation {annotation} must be an integer like "-1" or "2", not {value!r}'
         )
         self.ref = ref
         self.value = value
@@ -84,13 +92,15 @@ class InvalidWave(ValueError):
 def wave_of(resource: Mapping[str, Any], ref: ResourceRef) -> int:
     """The resource's wave (default 0); InvalidWave if its annotation is not an integer."""
     annotations = (resource.get("metadata") or {}).get("annotations") or {}
-    raw = annotations.get(WAVE_ANNOTATION)
-    if raw is None:
-        return 0
-    try:
-        return int(str(raw).strip())
-    except ValueError:
-        raise InvalidWave(ref, raw) from None
+    for annotation in WAVE_ANNOTATIONS:
+        raw = annotations.get(annotation)
+        if raw is None:
+            continue
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            raise InvalidWave(ref, raw, annotation) from None
+    return 0
 
 
 def kind_rank(kind: str) -> int:

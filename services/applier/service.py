@@ -8,9 +8,10 @@ context its spec names (`Clusters`, one client per context).
 For each approval: fold the app's plan and apply events into an
 `admission.AppHistory`, let `admission.decide`, and on Start append
 ApplyStarted conditionally -- so that two replicas, or two approvals, never
-apply one app at the same time. Then server-side apply the plan's bundle in
-`ordering` order, prune the plan's prune set in reverse order, and append the
-outcome.
+apply one app at the same time. Then run the plan's bundle phase by phase and
+wave by wave (`phases`, `syncing`: each wave healthy and its hooks complete
+before the next), server-side applying in `ordering` order; prune the plan's
+prune set in reverse order at the end of the Sync phase; append the outcome.
 
 Every event is derived from the PlanApproved (deterministic ids), so a
 redelivered approval re-derives the same ids and JetStream stores nothing
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from datetime import timedelta
 
@@ -50,10 +50,11 @@ from events.payloads import (
     ResourceDeleted,
     ResourceRef,
 )
-from services.applier import admission, removing, retrying
+from services.applier import admission, phases, removing, retrying
 from services.applier.drift_watch import DriftWatch
 from services.applier.health_watch import HealthWatch
-from services.applier.ordering import InvalidWave, order_key, prune_order, wave_of
+from services.applier.ordering import InvalidWave, order_key, prune_order
+from services.applier.syncing import StepFailed, StepRunner
 from services.catalog.lookup import app_spec
 from services.catalog.registry import current_spec
 from services.planner.labels import is_labelled_for
@@ -124,12 +125,6 @@ class _Failed(Exception):
 def _attempt(started: Envelope) -> int:
     payload = started.payload
     return payload.attempt if isinstance(payload, ApplyStarted) else 1
-
-
-def _group_of(d: DesiredResource, waves: dict[ResourceRef, int]) -> tuple[int, int]:
-    """(wave, kind rank): what must be applied before the next group starts."""
-    wave, rank, *_ = order_key(d.ref, waves[d.ref])
-    return wave, rank
 
 
 async def main(ctx: ServiceContext) -> None:
@@ -545,35 +540,47 @@ class Applier:
             desired = await prepare_all(kube, bundle, app=app, default_namespace=default_namespace)
         except KubeUnreachable as exc:
             raise _Failed.of(exc, "discovery for") from None
-        waves: dict[ResourceRef, int] = {}
+        placements: dict[ResourceRef, phases.Placement] = {}
         for d in desired:
             try:
-                waves[d.ref] = wave_of(d.resource, d.ref)
-            except InvalidWave as exc:
+                placements[d.ref] = phases.placement_of(d.resource, d.ref)
+            except (InvalidWave, phases.InvalidHook) as exc:
                 raise _Failed(str(exc), d.ref) from None
-        ordered = sorted(desired, key=lambda d: order_key(d.ref, waves[d.ref]))
-        # Resources of one wave and one kind rank need nothing of each other:
-        # apply them together (a bounded number at a time), and the next group
-        # only once all of them are in. Their ResourceApplied events go to the
-        # log as one batch: one fsync for the group.
-        for _, grouped in itertools.groupby(ordered, key=lambda d: _group_of(d, waves)):
-            group = list(grouped)
-            progress.extend(d.ref for d in group)
-            outcomes = await asyncio.gather(
-                *(self._apply_bounded(kube, d) for d in group), return_exceptions=True
-            )
-            done = [
-                (d, action)
-                for d, action in zip(group, outcomes, strict=True)
-                if isinstance(action, str)
-            ]
-            await self._record_many(
-                approval, apply_id, [(d.ref, action, d.digest) for d, action in done], key="apply"
-            )
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-        released = await self._prune(kube, approval, plan, apply_id, progress)
+        # Hooks and skipped resources are no part of the inventory: only these are.
+        ordered = sorted(
+            (d for d in desired if placements[d.ref].applied and not placements[d.ref].hook),
+            key=lambda d: order_key(d.ref, placements[d.ref].wave),
+        )
+        sync = phases.schedule(
+            (d.ref, placements[d.ref])
+            for d in sorted(desired, key=lambda d: order_key(d.ref, placements[d.ref].wave))
+        )
+        runner = StepRunner(
+            self,
+            kube,
+            approval,
+            apply_id,
+            desired={d.ref: d for d in desired},
+            placements=placements,
+            timeout=spec.health_timeout_seconds if spec is not None else 0.0,
+            progress=progress,
+        )
+        # Phase by phase, wave by wave (phases.py); a wave starts once the one
+        # before it is healthy and its hooks complete. Prunes close the Sync
+        # phase, before PostSync hooks run, as Argo CD prunes within Sync.
+        released: list[ResourceRef] | None = None
+        try:
+            for index, step in enumerate(sync.steps):
+                if step.phase == phases.POST_SYNC and released is None:
+                    released = await self._prune(kube, approval, plan, apply_id, progress)
+                await runner.run(step, wait_for_health=sync.waits_for_health(index))
+            if released is None:
+                released = await self._prune(kube, approval, plan, apply_id, progress)
+        except (_Failed, StepFailed) as failure:
+            await self._sync_failed(runner, sync.on_failure, approval.app)
+            if isinstance(failure, StepFailed):
+                raise _Failed(failure.error, failure.resource) from None
+            raise
         applied = {identity(d.ref) for d in ordered}
         gone = {identity(ref) for ref in released}
         # What Wake still manages but did not apply now (not desired, not pruned:
@@ -586,6 +593,20 @@ class Applier:
             if identity(ref) not in applied and identity(ref) not in gone
         ]
         return [d.ref for d in ordered] + kept
+
+    async def _sync_failed(
+        self, runner: StepRunner, steps: tuple[phases.Step[ResourceRef], ...], app: str
+    ) -> None:
+        """Run the SyncFail hooks, wave by wave; their own failure is recorded, not raised.
+
+        The apply fails with its first failure whatever they do.
+        """
+        for step in steps:
+            try:
+                await runner.run(step, wait_for_health=False)
+            except (_Failed, StepFailed) as exc:
+                log.warning("%s: SyncFail hook failed: %s", app, exc)
+                return
 
     async def _apply_bounded(self, kube: Kube, d: DesiredResource) -> str:
         async with self._in_flight:
@@ -681,10 +702,13 @@ class Applier:
         applied: list[tuple[ResourceRef, str, str]],
         *,
         key: str,
+        wave: int = 0,
     ) -> None:
         events = [
             self.ctx.derive(
-                ResourceApplied(apply_id=apply_id, ref=ref, action=action, digest=digest),
+                ResourceApplied(
+                    apply_id=apply_id, ref=ref, action=action, digest=digest, wave=wave
+                ),
                 cause=approval,
                 key=f"{key}:{ref.api_version}/{ref.kind}/{ref.namespace}/{ref.name}",
             )

@@ -8,10 +8,17 @@ import asyncpg
 import click
 import msgspec
 
+from events import names
 from services.catalog.describe import decided_by
-from services.cli.connecting import checked_app_name, data_dir_option, run, settings_for
+from services.cli.connecting import (
+    checked_app_name,
+    connected,
+    data_dir_option,
+    run,
+    settings_for,
+)
 from services.projector import store
-from services.projector.journeys import Journey, journeys
+from services.projector.journeys import STEP_TYPES, Journey, apply_steps, journeys
 
 
 def database_url(data_dir: str | None) -> str:
@@ -64,7 +71,7 @@ def history(data_dir: str, name: str, as_json: bool, limit: int) -> None:
                 ]
         finally:
             await conn.close()
-        return journeys(**rows)[:limit]
+        return journeys(**rows, steps=await _steps(data_dir, name))[:limit]
 
     entries = run(show())
     if as_json:
@@ -75,6 +82,21 @@ def history(data_dir: str, name: str, as_json: bool, limit: int) -> None:
         click.echo(f"{name} has no history yet")
     for entry in entries:
         _print(entry)
+
+
+async def _steps(data_dir: str | None, name: str) -> dict[str, list[str]]:
+    """Each apply's waves and hooks, read from the log; none (said on stderr) without it.
+
+    The read models keep one row per apply; its waves and hooks are in the
+    log's events, which the journey's lines come from.
+    """
+    subjects = [names.subject(name, t) for t in STEP_TYPES]
+    try:
+        async with connected(settings_for(data_dir)) as log:
+            return apply_steps([stored.event async for stored in log.read(subjects=subjects)])
+    except click.ClickException as exc:
+        click.echo(f"waves and hooks not shown: {exc.message}", err=True)
+        return {}
 
 
 def _print(entry: Journey) -> None:
@@ -101,5 +123,7 @@ def _print(entry: Journey) -> None:
             f"    apply {entry.apply_id} ended {entry.applied_at.strftime('%Y-%m-%d %H:%M:%S')}"
             + tries
         )
+    for step in entry.steps:
+        click.echo(f"      {step}")
     if entry.error:
         click.echo(f"    error: {entry.error}")

@@ -119,7 +119,9 @@ def _print_plan(view: PlanView) -> None:
     for change in view.plan.changes:
         if change.action == "unchanged":
             continue
-        click.echo(f"  {change.action:<9} {change.ref}")
+        # A hook is created afresh at every sync, in its phase: say so.
+        runs = f"  ({change.hook} hook, wave {change.wave})" if change.hook else ""
+        click.echo(f"  {change.action:<9} {change.ref}{runs}")
         for line in change.diff.splitlines():
             click.echo(f"      {line}")
     for ref in view.plan.prune:

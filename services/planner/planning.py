@@ -11,6 +11,9 @@ objects and hands them in as dicts.
   Comparing against the dry-run result, not the manifest, is what makes the
   diff exact: defaults, merges and admission are the server's, on both sides.
 - `unchanged`: they are equal.
+- hooks (`applier/phases.py`): `create`, with their phases in `hook` --
+  they are created afresh at every sync; a resource marked Skip (or a Helm
+  hook Wake does not run) is left out of the plan, and not pruned.
 - `prune`: in the last applied inventory, no longer desired (only when the
   app prunes). Refs are compared by group, kind, namespace and name -- not
   version -- so moving a kind to a new apiVersion never prunes the object
@@ -34,6 +37,7 @@ import yaml
 from events.bundle import ref_of
 from events.payloads import IgnoreRule, ResourceChange, ResourceRef
 from services.applier.ordering import InvalidWave, order_key, prune_order, wave_of
+from services.applier.phases import InvalidHook, placement_of
 from services.planner.desired import group_of
 from services.planner.differences import (
     LAST_APPLIED,
@@ -196,6 +200,25 @@ def change_for(
         wave = wave_of(resource, ref)
     except InvalidWave as exc:
         wave, error = 0, str(exc)
+    hook = ""
+    try:
+        placement = placement_of(resource, ref)
+    except InvalidHook as exc:
+        error = "; ".join(filter(None, (error, str(exc))))
+    except InvalidWave:
+        pass
+    else:
+        if placement.hook:
+            # Created afresh at every sync (its delete policy removes the old
+            # one), never compared with what a past sync left behind.
+            hook = placement.label
+            return ResourceChange(
+                ref=ref,
+                action="create",
+                diff=unified_diff(ref, None, redacted(comparable(resource, ignore, ref))),
+                wave=wave,
+                hook=hook,
+            )
 
     def view(obj: Resource) -> Resource:
         return comparable(obj, ignore, ref)
@@ -246,14 +269,24 @@ def plan(
     changes = [
         change_for(resource, dry_run.get(ref_of(resource)), live.get(ref_of(resource)), ignore)
         for resource in desired
+        if not _skipped(resource)
     ]
     changes.sort(key=lambda change: order_key(change.ref, change.wave))
     pruned: list[ResourceRef] = []
     if prune:
-        candidates = prune_candidates((change.ref for change in changes), last_inventory)
+        # A resource marked Skip is still wanted: it is left alone, not pruned.
+        candidates = prune_candidates((ref_of(r) for r in desired), last_inventory)
         waves = {ref: live_wave(live.get(ref), ref) for ref in candidates}
         pruned = prune_order(candidates, waves)
     return Plan(changes=changes, prune=pruned)
+
+
+def _skipped(resource: Resource) -> bool:
+    """Whether `resource` is not applied at all (Skip, or a hook of no phase Wake runs)."""
+    try:
+        return not placement_of(resource, ref_of(resource)).applied
+    except (InvalidHook, InvalidWave):
+        return False  # shown, with its error
 
 
 def live_wave(obj: Resource | None, ref: ResourceRef) -> int:

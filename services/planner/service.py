@@ -41,6 +41,7 @@ from events.payloads import (
     ResourceRef,
     RollbackRequested,
 )
+from services.applier.phases import is_ordinary
 from services.catalog.lookup import app_events, app_spec
 from services.catalog.revisions import RevisionNotApplied, applied_revisions, find_applied
 from services.planner import policy, superseding
@@ -343,7 +344,12 @@ class Planner:
     async def _observe(
         self, kube: Kube, desired: list[DesiredResource]
     ) -> tuple[dict[ResourceRef, Resource | None], dict[ResourceRef, DryRun]]:
-        """Live objects and dry-run outcomes of every desired resource, by ref."""
+        """Live objects and dry-run outcomes of every desired resource, by ref.
+
+        Hooks and skipped resources are neither read nor dry-run: a hook is
+        created afresh (maybe under a generated name), a skipped one not at all.
+        """
+        desired = [d for d in desired if is_ordinary(d.resource, d.ref)]
         live: dict[ResourceRef, Resource | None] = {}
         dry_run: dict[ResourceRef, DryRun] = {}
         refusals: dict[ResourceRef, Refusal] = {}

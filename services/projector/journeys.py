@@ -7,12 +7,21 @@ through what, and how its apply ended.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
+from events.envelope import Envelope
+from events.payloads import (
+    HookDeleted,
+    HookFinished,
+    ResourceApplied,
+    ResourceRef,
+    WaveCompleted,
+    WaveWaiting,
+)
 from services.projector.folding import ReadModels
 
 Row = dict[str, Any]
@@ -48,6 +57,63 @@ class Journey(msgspec.Struct, frozen=True, kw_only=True):
     rollback_of: str | None = None
     # Applies of its plan: 1, or more when a failed apply was retried.
     attempts: int = 0
+    # The apply's phases, waves and hooks, one line each, in the order they ran.
+    steps: list[str] = []
+
+
+# What `apply_steps` reads: the events of an apply's waves and hooks.
+STEP_TYPES: tuple[str, ...] = (
+    ResourceApplied.event_type,
+    WaveWaiting.event_type,
+    WaveCompleted.event_type,
+    HookFinished.event_type,
+    HookDeleted.event_type,
+)
+
+
+def apply_steps(events: Iterable[Envelope]) -> dict[str, list[str]]:
+    """Per apply id, a line for each wave and hook of the apply, in log order.
+
+    An ordinary resource's ResourceApplied is summed up by its WaveCompleted;
+    a hook gets a line when it is created, when it finishes and when its
+    delete policy removes it. Applies from before waves were recorded get none.
+    """
+    steps: dict[str, list[str]] = {}
+    for event in events:
+        p = event.payload
+        if isinstance(p, ResourceApplied) and p.hook:
+            apply_id, line = p.apply_id, f"{p.hook} wave {p.wave}: hook {_ref(p.ref)} {p.action}"
+        elif isinstance(p, HookFinished):
+            why = f": {p.message}" if p.message else ""
+            apply_id = p.apply_id
+            line = f"{p.phase} wave {p.wave}: hook {_ref(p.ref)} {p.status.lower()}{why}"
+        elif isinstance(p, HookDeleted):
+            apply_id, line = p.apply_id, f"{p.phase}: hook {_ref(p.ref)} deleted ({p.policy})"
+        elif isinstance(p, WaveWaiting):
+            waiting = ", ".join(
+                f"{_ref(w.ref)} ({w.status}{': ' + w.message if w.message else ''})"
+                for w in p.waiting_for
+            )
+            apply_id, line = p.apply_id, f"{p.phase} wave {p.wave}: waiting for {waiting}"
+        elif isinstance(p, WaveCompleted):
+            what = _count(len(p.resources), "resource")
+            if p.hooks:
+                what += f", {_count(len(p.hooks), 'hook')}"
+            healthy = ", healthy" if p.waited and p.resources else ""
+            apply_id, line = p.apply_id, f"{p.phase} wave {p.wave}: done ({what}{healthy})"
+        else:
+            continue
+        steps.setdefault(apply_id, []).append(line)
+    return steps
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _ref(ref: ResourceRef) -> str:
+    where = f"{ref.namespace}/" if ref.namespace else ""
+    return f"{ref.kind} {where}{ref.name}"
 
 
 def plan_summary(plan: Row) -> str:
@@ -65,8 +131,13 @@ def journeys(
     plans: Iterable[Row],
     approvals: Iterable[Row],
     applies: Iterable[Row],
+    steps: Mapping[str, list[str]] | None = None,
 ) -> list[Journey]:
-    """One Journey per correlation id of the app's revisions and plans, newest first."""
+    """One Journey per correlation id of the app's revisions and plans, newest first.
+
+    `steps` (by apply id, from `apply_steps`) adds each apply's waves and hooks.
+    """
+    steps = steps or {}
     revisions = list(revisions)
     by_commit = {r["commit"]: r for r in sorted(revisions, key=lambda r: r["detected_seq"])}
     decisions: dict[str, list[Row]] = {}
@@ -126,6 +197,7 @@ def journeys(
                 rollback=rollback,
                 rollback_of=(apply or plan or {}).get("rollback_of"),
                 attempts=len(tries),
+                steps=steps.get(apply["apply_id"], []) if apply else [],
             )
         )
     return sorted(result, key=lambda j: -j.seq)

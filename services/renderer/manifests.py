@@ -333,13 +333,29 @@ def _checked(resource: Resource, file: str, line: int | None) -> Resource:
     if not isinstance(metadata, dict):
         raise RenderError(file, line, f"{kind}: missing metadata")
     name = metadata.get("name")
+    if name in (None, "") and _is_hook(metadata):
+        # A hook is created afresh at each sync, the server picking its name
+        # (Argo CD's and Helm's hooks do this): it needs no name of its own.
+        name = metadata.get("generateName")
+        if not isinstance(name, str) or not name:
+            raise RenderError(file, line, f"{kind}: missing metadata.name or generateName")
     if not isinstance(name, str) or not name:
         what = "missing metadata.name" if name in (None, "") else "metadata.name is not a string"
+        if name in (None, "") and metadata.get("generateName"):
+            what += " (generateName is for hooks only: argocd.argoproj.io/hook or helm.sh/hook)"
         raise RenderError(file, line, f"{kind}: {what}")
     namespace = metadata.get("namespace")
     if namespace is not None and not isinstance(namespace, str):
         raise RenderError(file, line, f"{kind} {name}: metadata.namespace is not a string")
     return _plain(resource, file, line)
+
+
+HOOK_ANNOTATIONS = ("argocd.argoproj.io/hook", "helm.sh/hook")
+
+
+def _is_hook(metadata: dict[str, Any]) -> bool:
+    annotations = metadata.get("annotations")
+    return isinstance(annotations, dict) and any(a in annotations for a in HOOK_ANNOTATIONS)
 
 
 def _group(api_version: str) -> str:

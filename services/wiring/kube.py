@@ -297,6 +297,27 @@ class Kube:
             raise
         return Applied(object=obj, created=status == 201)
 
+    async def create(self, resource: Resource) -> Resource:
+        """Create `resource` (POST to its collection): what a hook with `generateName` needs.
+
+        The server picks the name from `metadata.generateName`; the object it
+        stored comes back. An object of that name already there is a 409.
+        """
+        ref = ref_of(resource)
+        t = await self.resource(ref.api_version, ref.kind, ref=ref)
+        if t.namespaced and not ref.namespace:
+            raise KubeError(
+                400, "BadRequest", f"{ref.kind} is namespaced: metadata.namespace is required", ref
+            )
+        obj, _ = await self._call(
+            "POST",
+            t.path(namespace=ref.namespace),
+            ref=ref,
+            body=resource,
+            query=[("fieldManager", FIELD_MANAGER)],
+        )
+        return obj
+
     async def delete(self, ref: ResourceRef) -> bool:
         """Delete the object (its dependents in the background); False if it was not there."""
         _, path = await self._locate(ref)

@@ -62,7 +62,12 @@ async def test_a_commit_travels_from_git_to_the_cluster_as_one_journey(wake: Wak
     assert types[:5] == JOURNEY[:5]
     assert types.count("ResourceApplied") == 4
     # The applier's health watch appends HealthChanged beside the notification.
-    assert [t for t in types[9:] if t != "HealthChanged"] == ["ApplySucceeded", "NotificationSent"]
+    # One wave (all in wave 0, Sync phase): its WaveCompleted comes before the outcome.
+    assert [t for t in types[9:] if t != "HealthChanged"] == [
+        "WaveCompleted",
+        "ApplySucceeded",
+        "NotificationSent",
+    ]
     by_id = {e.event_id: e for e in journey}
     for event in journey[1:]:
         assert event.causation_id in by_id, f"{event.type} is not caused by an event of the journey"

@@ -163,6 +163,24 @@ def test_a_missing_name_is_an_error_naming_file_and_document_line():
     assert str(error) == "apps/web/all.yaml:8: Service: missing metadata.name"
 
 
+def test_a_hook_may_be_named_by_generate_name_and_nothing_else_may():
+    hook = (
+        b"apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: schema-migrate-\n"
+        b"  annotations: {argocd.argoproj.io/hook: PreSync}\n"
+        b"---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: smoke-\n"
+        b"  annotations: {helm.sh/hook: post-install}\n"
+    )
+    rendered = render({"hooks.yaml": hook}, namespace="shop")
+    assert [r.resource["metadata"]["generateName"] for r in rendered] == [
+        "schema-migrate-",
+        "smoke-",
+    ]
+    assert all("name" not in r.resource["metadata"] for r in rendered)
+    plain = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: config-}\n"
+    with pytest.raises(RenderError, match="generateName is for hooks only"):
+        render({"plain.yaml": plain}, namespace="shop")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

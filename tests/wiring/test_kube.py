@@ -173,6 +173,23 @@ async def test_get_and_delete(kube: Kube) -> None:
     assert await kube.get(ref) is None
 
 
+async def test_create_with_generate_name_gives_a_new_name_each_time(kube: Kube) -> None:
+    template = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"generateName": "run-", "namespace": "default"},
+        "data": {"a": "1"},
+    }
+    first = await kube.create(template)
+    second = await kube.create(template)
+    names = [first["metadata"]["name"], second["metadata"]["name"]]
+    assert all(name.startswith("run-") and len(name) == len("run-") + 5 for name in names)
+    assert names[0] != names[1]
+    ref = ResourceRef(api_version="v1", kind="ConfigMap", name=names[0], namespace="default")
+    live = await kube.get(ref)
+    assert live is not None and live["data"] == {"a": "1"}
+
+
 async def test_list_by_labels_reads_every_page(kube: Kube) -> None:
     for name in ("a", "b", "c"):
         await kube.apply(configmap(name))
