@@ -24,18 +24,23 @@ import pygit2
 
 from events import names
 from events.envelope import new_event
-from events.payloads import RevisionDetected
+from events.payloads import ManifestsRendered, RenderFailed, RevisionDetected
 from services.catalog.registry import Application
 from services.git_watcher.changes import (
     Detection,
+    IdAt,
+    LastDetection,
     Revision,
     Trigger,
     detect,
     last_detection,
+    last_render,
+    render_inputs,
 )
 from services.wiring import telemetry
 from services.wiring.eventlog import Appended, ConcurrencyConflict, EventLog
 from services.wiring.git import (
+    CommitNotFound,
     InvalidRepoPath,
     Mirror,
     Mirrors,
@@ -76,6 +81,30 @@ def revision_of(commit: pygit2.Commit, tree_id: str | None) -> Revision:
         message=commit.message,
         committed_at=datetime.fromtimestamp(commit.commit_time, UTC).astimezone(offset),
     )
+
+
+def ids_at(mirror: Mirror, commit_id: str) -> IdAt | None:
+    """The lookup path -> object id at `commit_id`; None if the mirror lacks the commit
+    (a force-push and a gc took it: the decision is then in doubt and detects)."""
+    try:
+        commit = mirror.commit(commit_id)
+    except CommitNotFound:
+        return None
+    return lambda path: object_id_at(commit, path)
+
+
+def object_id_at(commit: pygit2.Commit, path: str) -> str:
+    """The id of the blob or tree at `path` in `commit`, "" if none; symlinks not followed."""
+    try:
+        parts = RepoPath.parse(path).parts
+    except InvalidRepoPath:
+        return ""
+    obj: pygit2.Object = commit.tree
+    for segment in parts:
+        if not isinstance(obj, pygit2.Tree) or segment not in obj:
+            return ""
+        obj = obj[segment]
+    return str(obj.id)
 
 
 class Complaints:
@@ -168,22 +197,41 @@ class Watcher:
             if revision is None:
                 return None
             last = await self.log.last_event(app.name, RevisionDetected.event_type)
+            previous = last_detection(
+                (last.seq, last.event) if last is not None else None,
+                registered_seq=app.registered_seq,
+            )
+            inputs = await self._render_inputs(app.name, previous, revision)
             detection = detect(
                 app=app.name,
                 spec=app.spec,
                 registered_seq=app.registered_seq,
-                last=last_detection(
-                    (last.seq, last.event) if last is not None else None,
-                    registered_seq=app.registered_seq,
-                ),
+                updated_seq=app.updated_seq,
+                last=previous,
                 revision=revision,
                 trigger=trigger,
                 resume=resume,
+                inputs=inputs,
+                before=ids_at(mirror, previous.commit) if previous and inputs else None,
+                after=ids_at(mirror, revision.commit),
             )
             if detection is None:
                 return None
             appended = await self._append(app.name, detection, last.seq if last else 0)
             return appended.event_id if appended is not None else None
+
+    async def _render_inputs(
+        self, app: str, previous: LastDetection | None, revision: Revision
+    ) -> tuple[str, ...] | None:
+        """What the app's last render read, if it rendered `previous` (see `render_inputs`)."""
+        if previous is None or previous.commit == revision.commit:
+            return None  # a first detection, or the same commit: no comparison to make
+        found = [
+            await self.log.last_event(app, event_type)
+            for event_type in (ManifestsRendered.event_type, RenderFailed.event_type)
+        ]
+        rendered, failed = ((s.seq, s.event) if s is not None else None for s in found)
+        return render_inputs(previous, last_render(rendered, failed))
 
     def _revision(self, app: Application, mirror: Mirror) -> Revision | None:
         key = f"app {app.name}"

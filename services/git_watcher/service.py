@@ -14,7 +14,8 @@ A SyncRequested with `resume` detects the ref's commit even if unchanged.
 git-watcher announces itself ready only once its webhook receiver listens.
 
 Nothing is kept that the log cannot rebuild: the registry is replayed at
-start, and the last detection of each app is read from the log at each check.
+start, and the last detection and last render of each app (what it read,
+`changes.py`) are read from the log at each check (last message per subject).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Callable
 import nats.js.api as api
 
 from events import names
-from events.payloads import ApplicationRegistered, SyncRequested
+from events.payloads import ApplicationRegistered, ApplicationUpdated, SyncRequested
 from services.catalog.lookup import app_spec, follow_registry, load_registry
 from services.catalog.registry import Application, Registry
 from services.git_watcher.changes import Trigger
@@ -222,5 +223,8 @@ async def _registered(ctx: ServiceContext, app: str) -> Application | None:
     if spec is None:
         return None
     registered = await ctx.log.last_event(app, ApplicationRegistered.event_type)
+    updated = await ctx.log.last_event(app, ApplicationUpdated.event_type)
     seq = registered.seq if registered is not None else 0
-    return Application(app, spec, seq, seq)
+    # An update before the current registration belongs to an earlier life of the app.
+    updated_seq = max(seq, updated.seq) if updated is not None else seq
+    return Application(app, spec, seq, updated_seq)

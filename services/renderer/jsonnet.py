@@ -60,8 +60,13 @@ def render_jsonnet(
     namespace: str,
     limits: Limits,
     scratch: Path,
+    reads: set[RepoPath] | None = None,
 ) -> list[SourcedResource]:
-    """The resources `main` evaluates to at `commit` of the bare repository `repo`, canonical."""
+    """The resources `main` evaluates to at `commit` of the bare repository `repo`, canonical.
+
+    `reads`, if given, receives every repository path the evaluation read
+    (`main`, each import and importstr, the symlinks on the way).
+    """
     request = {
         "repo": str(repo),
         "commit": commit,
@@ -88,5 +93,8 @@ def render_jsonnet(
     if status == b"error":
         error = json.loads(body)
         raise RenderError(error["file"] or main, error["line"], error["error"])
+    read_line, _, body = body.partition(b"\n")
+    if reads is not None:
+        reads.update(RepoPath(path) for path in json.loads(read_line))
     value = json.loads(body)
     return render_values(documents_of(value, entry=main), entry=main, namespace=namespace)

@@ -415,6 +415,17 @@ def render_values(values: list[Any], *, entry: str, namespace: str) -> list[Sour
     return _canonical(found, namespace=namespace)
 
 
+def combined(*parts: list[SourcedResource], namespace: str) -> list[SourcedResource]:
+    """The resources of several renders of one app (plain files and kustomizations), canonical.
+
+    Raises RenderError naming both sources of a resource defined twice.
+    """
+    return _canonical(
+        [(item.resource, item.file, item.line) for part in parts for item in part],
+        namespace=namespace,
+    )
+
+
 def _canonical(
     found: list[tuple[Resource, str, int | None]], *, namespace: str
 ) -> list[SourcedResource]:

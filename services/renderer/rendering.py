@@ -8,6 +8,7 @@ renderer, the file and, where known, the line; nothing here raises for it.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from services.renderer.checkout import RepoTree
 from services.renderer.helm import release_of, render_helm
 from services.renderer.jsonnet import render_jsonnet
 from services.renderer.kustomize import render_kustomize
-from services.renderer.manifests import RenderError, SourcedResource, render
+from services.renderer.manifests import RenderError, SourcedResource, combined, render
 from services.renderer.processes import Limits
 from services.renderer.sources import app_directory, read_app_files
 from services.wiring.git import InvalidRepoPath, Mirror, RepoPath
@@ -34,6 +35,17 @@ class Rendered:
     renderer: str
     data: bytes
     resources: list[SourcedResource]
+    # The repository paths the render read, compacted (see `compact_inputs`).
+    inputs: tuple[str, ...] = ()
+
+
+def compact_inputs(paths: Iterable[RepoPath]) -> tuple[str, ...]:
+    """`paths` sorted, without those inside another (a folder stands for all under it)."""
+    kept: list[RepoPath] = []
+    for path in sorted(set(paths), key=lambda p: p.parts):
+        if not any(path.is_within(folder) for folder in kept):
+            kept.append(path)
+    return tuple(str(path) for path in kept)
 
 
 def render_app(
@@ -56,7 +68,7 @@ def render_app(
         renderer = selection.choose(
             spec.renderer, app_path=app_path, top_level=top_level, options=spec.renderer_options
         )
-        resources = _render_with(
+        resources, reads = _render_with(
             renderer, mirror, commit, app=app, spec=spec, app_path=app_path, limits=limits
         )
         bundle = Bundle(
@@ -83,7 +95,13 @@ def render_app(
             line=exc.line,
             renderer=renderer,
         )
-    return Rendered(renderer=renderer, data=data, resources=resources)
+    # The app's folder always counts: `auto` chose the renderer from its top.
+    return Rendered(
+        renderer=renderer,
+        data=data,
+        resources=resources,
+        inputs=compact_inputs({app_path, *reads}),
+    )
 
 
 def _render_with(
@@ -95,7 +113,9 @@ def _render_with(
     spec: AppSpec,
     app_path: RepoPath,
     limits: Limits,
-) -> list[SourcedResource]:
+) -> tuple[list[SourcedResource], set[RepoPath]]:
+    """The app's resources, and the repository paths read to make them besides the app's folder."""
+    tree = RepoTree(commit, max_bytes=limits.max_bytes)
     if renderer == "yaml":
         app_files = read_app_files(commit, app_path)
         size = sum(len(data) for data in app_files.files.values())
@@ -106,14 +126,28 @@ def _render_with(
                 f"the app's manifests are {size} bytes, over the input cap of "
                 f"{limits.max_bytes} bytes (render_max_bytes)",
             )
-        return render(app_files.files, namespace=spec.namespace)
-    tree = RepoTree(commit, max_bytes=limits.max_bytes)
+        plain = render(app_files.files, namespace=spec.namespace)
+        if not app_files.kustomizations:
+            return plain, set()
+        tree.count(b"", overhead=size)
+        with tempfile.TemporaryDirectory(prefix="wake-render-") as scratch_dir:
+            built = [
+                render_kustomize(
+                    tree,
+                    folder,
+                    namespace=spec.namespace,
+                    limits=limits,
+                    scratch=Path(scratch_dir) / str(index),
+                )
+                for index, folder in enumerate(app_files.kustomizations)
+            ]
+        return combined(plain, *built, namespace=spec.namespace), tree.reads
     with tempfile.TemporaryDirectory(prefix="wake-render-") as scratch_dir:
         scratch = Path(scratch_dir)
         if renderer == "kustomize":
             return render_kustomize(
                 tree, app_path, namespace=spec.namespace, limits=limits, scratch=scratch
-            )
+            ), tree.reads
         if renderer == "helm":
             release = release_of(
                 app=app,
@@ -122,13 +156,14 @@ def _render_with(
                 namespace=spec.namespace,
                 values=spec.helm_values,
             )
-            return render_helm(tree, release, limits=limits, scratch=scratch)
+            return render_helm(tree, release, limits=limits, scratch=scratch), tree.reads
         main = selection.jsonnet_main(spec.renderer_options)
         try:
             main_path = app_path.joinpath(*RepoPath.parse(main).parts)
         except InvalidRepoPath as exc:
             raise RenderError(app_path, None, f"renderer option main: {exc}") from None
-        return render_jsonnet(
+        imports: set[RepoPath] = set()
+        resources = render_jsonnet(
             repo=mirror.path,
             commit=str(commit.id),
             main=main_path,
@@ -137,4 +172,6 @@ def _render_with(
             namespace=spec.namespace,
             limits=limits,
             scratch=scratch,
+            reads=imports,
         )
+        return resources, imports
