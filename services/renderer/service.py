@@ -6,6 +6,11 @@ app's files read from the commit's tree (never a worktree), the pure render,
 the bundle stored under its digest, then the outcome appended, derived from
 the RevisionDetected (redelivery re-derives the same id: stored once).
 
+Each ManifestsRendered lists the repository paths the render read (`inputs`,
+what git-watcher compares between commits), and for a revision found by a
+poll or a webhook whose resources equal the applied bundle, the commit it is
+unchanged from (`unchanged.py`): the planner plans nothing for it.
+
 A revision that cannot render (bad YAML, a symlink out of the app or the
 repository, a refused kustomization, a jsonnet error, a missing helm, a cap
 exceeded, a commit gone from the repository) is a RenderFailed naming the
