@@ -6,7 +6,9 @@ The repository has podinfo's `deploy/` shape in small: bases per component
 both bases, its namespace and a builtin label transformer. Three apps, one
 per overlay. A commit changing only a base changes every overlay's objects;
 a commit changing nothing they read detects nothing; a commit that changes
-what they read but not what they render moves them, synced, with no plan.
+what they read but not what they render moves them, synced, with no plan. A
+fourth app, plain YAML with a kustomization subfolder over the backend base,
+follows the base the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ from tests.e2e.harness import WakeUnderTest
 from tests.waiting import eventually
 
 ENVIRONMENTS = ("dev", "staging", "production")
+# Each app by name (its namespace too) and path: the three overlays, and a plain
+# YAML folder whose `backend/` subfolder is a kustomization over the same base.
+APPS = {
+    **{f"podinfo-{env}": f"deploy/overlays/{env}" for env in ENVIRONMENTS},
+    "podinfo-site": "deploy/site",
+}
 JOURNEY = {
     "RevisionDetected",
     "ManifestsRendered",
@@ -116,6 +124,18 @@ def podinfo() -> dict[str, str]:
     }
     for env in ENVIRONMENTS:
         files.update(overlay(env))
+    files.update(
+        {
+            "deploy/site/namespace.yaml": (
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: podinfo-site\n"
+            ),
+            "deploy/site/config/settings.yaml": (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n"
+                "data:\n  color: blue\n"
+            ),
+            "deploy/site/backend/kustomization.yaml": "resources: [../../bases/backend]\n",
+        }
+    )
     return files
 
 
@@ -137,42 +157,33 @@ async def push(wake: WakeUnderTest, repo: SampleRepo) -> None:
 
 
 async def applied_at(wake: WakeUnderTest, commit: str, after: int) -> None:
-    for env in ENVIRONMENTS:
+    for app in APPS:
         await wake.next_event(
-            f"podinfo-{env}",
+            app,
             "ApplySucceeded",
             after=after,
             where=lambda s: s.event.payload.commit == commit,
         )
 
 
-async def images(wake: WakeUnderTest, name: str) -> dict[str, str]:
+async def images(wake: WakeUnderTest, name: str, apps=APPS) -> dict[str, str]:
+    """The image of Deployment `name` in each app's namespace."""
     found = {}
-    for env in ENVIRONMENTS:
-        obj = await wake.cluster_object("apps/v1", "Deployment", name, f"podinfo-{env}")
-        assert obj is not None, f"no Deployment {name} in podinfo-{env}"
-        assert obj["metadata"]["labels"]["env"] == env
-        found[env] = obj["spec"]["template"]["spec"]["containers"][0]["image"]
+    for app in apps:
+        obj = await wake.cluster_object("apps/v1", "Deployment", name, app)
+        assert obj is not None, f"no Deployment {name} in {app}"
+        found[app] = obj["spec"]["template"]["spec"]["containers"][0]["image"]
     return found
 
 
 async def test_podinfo_overlays_follow_their_bases_and_only_their_bases(wake: WakeUnderTest):
-    # Given podinfo's bases and three overlays, one app per overlay, applied
+    # Given podinfo's bases and three overlays, one app per overlay, and a plain
+    # YAML app with a kustomization subfolder over the backend base, all applied
     repo = wake.repository("podinfo")
     first = repo.commit("podinfo: bases and overlays", podinfo())
     start = await wake.position()
-    for env in ENVIRONMENTS:
-        await wake.wake(
-            "app",
-            "add",
-            f"podinfo-{env}",
-            "--repo",
-            repo.url,
-            "--path",
-            f"deploy/overlays/{env}",
-            "--namespace",
-            f"podinfo-{env}",
-        )
+    for app, path in APPS.items():
+        await wake.wake("app", "add", app, "--repo", repo.url, "--path", path, "--namespace", app)
     await applied_at(wake, first, start)
     rendered = await wake.next_event("podinfo-dev", "ManifestsRendered", after=start)
     assert isinstance(rendered.event.payload, ManifestsRendered)
@@ -181,7 +192,14 @@ async def test_podinfo_overlays_follow_their_bases_and_only_their_bases(wake: Wa
         "deploy/bases/frontend",
         "deploy/overlays/dev",
     ]
+    site = await wake.next_event("podinfo-site", "ManifestsRendered", after=start)
+    assert isinstance(site.event.payload, ManifestsRendered)
+    assert site.event.payload.renderer == "yaml"
+    assert site.event.payload.inputs == ["deploy/bases/backend", "deploy/site"]
     assert set((await images(wake, "backend")).values()) == {"ghcr.io/stefanprodan/podinfo:6.9.0"}
+    for env in ENVIRONMENTS:
+        overlaid = await wake.cluster_object("apps/v1", "Deployment", "backend", f"podinfo-{env}")
+        assert overlaid is not None and overlaid["metadata"]["labels"]["env"] == env
 
     # When a commit changes only a base (the backend's image), and the forge pushes it
     before = await wake.position()
@@ -194,23 +212,26 @@ async def test_podinfo_overlays_follow_their_bases_and_only_their_bases(wake: Wa
         },
     )
     await push(wake, repo)
-    # Then every overlay's app applies it: each namespace runs the new image
+    # Then every app built on it applies it: each namespace runs the new image
     await applied_at(wake, bumped, before)
     assert await images(wake, "backend") == {
-        env: "ghcr.io/stefanprodan/podinfo:6.9.1" for env in ENVIRONMENTS
+        app: "ghcr.io/stefanprodan/podinfo:6.9.1" for app in APPS
     }
-    assert set((await images(wake, "frontend")).values()) == {"ghcr.io/stefanprodan/podinfo:6.9.0"}
+    overlays = [f"podinfo-{env}" for env in ENVIRONMENTS]
+    assert set((await images(wake, "frontend", overlays)).values()) == {
+        "ghcr.io/stefanprodan/podinfo:6.9.0"
+    }
 
     # When a commit changes a file no overlay reads, and each app is checked (a sync)
     before = await wake.position()
     repo.commit("docs", {"README.md": "# podinfo\n\nNow with overlays.\n"})
-    for env in ENVIRONMENTS:
-        await wake.wake("sync", f"podinfo-{env}")
+    for app in APPS:
+        await wake.wake("sync", app)
     # Then the watcher's checks ran (each SyncRequested handled: fetched and compared)
     await wake.consumer_has_handled("git-watcher-sync", await wake.position())
     # and no app was detected at the new commit (health may still report meanwhile)
-    for env in ENVIRONMENTS:
-        assert journey_of(await wake.events(f"podinfo-{env}", after=before)) == []
+    for app in APPS:
+        assert journey_of(await wake.events(app, after=before)) == []
 
     # When a commit changes what they read but not what they render (a comment in a base)
     before = await wake.position()
@@ -225,20 +246,20 @@ async def test_podinfo_overlays_follow_their_bases_and_only_their_bases(wake: Wa
     await push(wake, repo)
     # Then each app renders it, unchanged from the applied commit, and nothing is planned
     last_render = 0
-    for env in ENVIRONMENTS:
+    for app in APPS:
         detected = await wake.next_event(
-            f"podinfo-{env}",
+            app,
             "RevisionDetected",
             after=before,
             where=lambda s: s.event.payload.commit == commented,
         )
-        unchanged = await wake.next_event(f"podinfo-{env}", "ManifestsRendered", after=detected.seq)
+        unchanged = await wake.next_event(app, "ManifestsRendered", after=detected.seq)
         assert unchanged.event.payload.commit == commented
         assert unchanged.event.payload.unchanged_from == bumped
         last_render = max(last_render, unchanged.seq)
     await wake.consumer_has_handled("planner", last_render)
-    for env in ENVIRONMENTS:
-        journey = journey_of(await wake.events(f"podinfo-{env}", after=before))
+    for app in APPS:
+        journey = journey_of(await wake.events(app, after=before))
         assert journey == ["RevisionDetected", "ManifestsRendered"], journey
 
     # and the app shows the new revision, still synced at the applied bundle
