@@ -2,8 +2,9 @@
 
 The shell around `changes.detect`: it fetches each repository once however
 many apps live in it (a monorepo), resolves every app's ref in the fresh
-mirror, reads the app's last RevisionDetected from the log, and appends what
-the core decides.
+mirror, reads the app's last RevisionDetected from the log (and, for a new
+commit, its last render: what it read), hands the core lookups of both
+commits' trees, and appends what the core decides.
 
 Appends are conditional on the app's last RevisionDetected: two watcher
 replicas that resolved different commits cannot both extend the chain; the
