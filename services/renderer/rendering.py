@@ -127,6 +127,8 @@ def _render_with(
                 f"{limits.max_bytes} bytes (render_max_bytes)",
             )
         plain = render(app_files.files, namespace=spec.namespace)
+        # A subfolder with a kustomization is kustomize's input, not manifests:
+        # it is built and its objects join the app's (its bases become inputs).
         if not app_files.kustomizations:
             return plain, set()
         tree.count(b"", overhead=size)
