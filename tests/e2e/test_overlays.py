@@ -289,3 +289,6 @@ async def history_shows_unchanged(wake: WakeUnderTest, app: str, commit: str) ->
         return entry["commit"] == commit and entry["result"] == "unchanged"
 
     await eventually(newest, timeout=60, what=f"wake history {app} showing {commit[:7]} unchanged")
+    text = (await wake.wake("history", app, "--limit", "1")).stdout
+    assert f"{commit[:12]}  unchanged" in text
+    assert "renders exactly what is applied: synced at this commit, nothing planned" in text
