@@ -212,6 +212,16 @@ class ManifestsRendered(Payload, frozen=True, kw_only=True):
     bundle_size: int
     renderer: str
     resources: list[RenderedResource]
+    # What the render read: repository-relative POSIX paths, a folder meaning
+    # everything under it. git-watcher detects the next commit that changes
+    # any of them (an overlay's bases too); [] (a render from before this
+    # field, or one that cannot tell) makes it detect every new commit.
+    inputs: list[str] = []
+    # Set when this render's resources equal, byte for byte, those of the
+    # app's bundle applied at this commit, the app being synced there and
+    # the revision found by a poll or a webhook: the app's revision moves to
+    # `commit` and nothing is planned (see services/renderer/unchanged.py).
+    unchanged_from: CommitId | None = None
 
 
 class RenderFailed(Payload, frozen=True, kw_only=True):

@@ -77,6 +77,7 @@ def sample_payloads() -> list[p.Payload]:
                 )
                 for ref in INVENTORY
             ],
+            inputs=["apps/shop", "bases/shop"],
         ),
         p.RenderFailed(
             commit=COMMIT,

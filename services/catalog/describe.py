@@ -78,6 +78,11 @@ def describe(event: Envelope) -> str:
             return f"commit {short(p.commit)} by {p.author}: {first_line} [{p.trigger}]"
         case ManifestsRendered():
             bundle = p.bundle_digest[:12]
+            if p.unchanged_from:
+                return (
+                    f"rendered {short(p.commit)}: {len(p.resources)} resources, unchanged from "
+                    f"{short(p.unchanged_from)} (applied): nothing to plan"
+                )
             return f"rendered {short(p.commit)}: {len(p.resources)} resources, bundle {bundle}"
         case RenderFailed():
             where = (

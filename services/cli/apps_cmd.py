@@ -19,6 +19,7 @@ from events.payloads import (
     ApplicationUpdated,
     AppSpec,
     IgnoreRule,
+    ManifestsRendered,
 )
 from services.catalog import lookup
 from services.catalog.describe import describe, short, standing
@@ -635,6 +636,10 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
     }
     for stored in ordered:
         state = states.get(stored.event.type, state)
+        rendered = stored.event.payload
+        if isinstance(rendered, ManifestsRendered) and rendered.unchanged_from:
+            # Renders as the applied bundle: synced at the new commit, no plan.
+            state = "synced"
     revision = latest.get("RevisionDetected")
     applied = latest.get("ApplySucceeded")
     rolled_back_to = applied.event.payload.rollback_of if applied else None

@@ -109,6 +109,8 @@ def _print(entry: Journey) -> None:
     if entry.author or entry.message:
         first_line = entry.message.splitlines()[0] if entry.message else ""
         click.echo(f"    {entry.author}: {first_line}")
+    if entry.render == "unchanged":
+        click.echo("    renders exactly what is applied: synced at this commit, nothing planned")
     if entry.plan_id:
         click.echo(f"    plan {entry.plan_id} ({entry.plan_status}): {entry.plan_summary}")
     for decision in entry.decisions:

@@ -1,26 +1,47 @@
-"""Did this app's path change? The git-watcher's decision, pure (no git, no NATS).
+"""Did anything this app's last render read change? The git-watcher's decision, pure.
 
-The shell resolves the app's ref in a fresh mirror and reads the last
-RevisionDetected from the log; this module decides whether a new one is due
-and builds it. An app's journey starts anew at each detection: the event's
-id is derived from the detection it follows, so two watcher replicas (or a
-retry) that see the same change derive the same id and the log stores it once.
+The shell resolves the app's ref in a fresh mirror and reads the app's last
+RevisionDetected and last render outcome from the log; this module decides
+whether a new detection is due and builds it. No git, no NATS here: the two
+commits come in as lookups from a repository path to the id of what is
+there.
+
+Why inputs, not the app's folder: an overlay (`deploy/overlays/prod`) reads
+its bases (`deploy/bases/backend`), which lie outside its folder; a commit
+changing only a base changes every overlay's render. Every ManifestsRendered
+lists the paths its render read (`inputs`), and a new commit is a change of
+the app when the object at any of them differs from the last detected
+commit's. When that cannot be known -- no render of the last detection yet,
+a failed one, one without inputs (rendered before they were recorded) -- a
+new commit is detected anyway, and the renderer, comparing what it renders
+with what is applied, records an unchanged revision without a plan
+(`renderer/unchanged.py`).
+
+An app's journey starts anew at each detection: the event's id is derived
+from the detection it follows, so two watcher replicas (or a retry) that see
+the same change derive the same id and the log stores it once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from events.envelope import Envelope, derived_event_id
-from events.payloads import AppSpec, RevisionDetected
+from events.payloads import AppSpec, ManifestsRendered, RenderFailed, RevisionDetected
 
 Trigger = Literal["poll", "webhook", "sync", "register"]
 
 # A commit message is a description, not a payload: a pasted log of megabytes
 # would bloat every event of the journey that quotes it.
 MAX_MESSAGE_CHARS = 8192
+
+# The id of the object (blob or tree) at a repository path in one commit, ""
+# if nothing is there. Symlinks are not followed: a render that went through
+# one lists the link itself among its inputs, and its target.
+IdAt = Callable[[str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +70,18 @@ class LastDetection:
     tree_id: str
     repo_url: str
     ref: str
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LastRender:
+    """The app's last render outcome: which detection it rendered, and what it read.
+
+    `inputs` is () for a RenderFailed, or a render that did not record them.
+    """
+
+    detection_id: str
+    inputs: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +112,45 @@ def last_detection(
         tree_id=payload.tree_id,
         repo_url=payload.repo_url,
         ref=payload.ref,
+        seq=seq,
     )
+
+
+def last_render(
+    rendered: tuple[int, Envelope] | None, failed: tuple[int, Envelope] | None
+) -> LastRender | None:
+    """The later of the app's last ManifestsRendered and last RenderFailed (seq, event)."""
+    latest = max((e for e in (rendered, failed) if e is not None), key=lambda e: e[0], default=None)
+    if latest is None:
+        return None
+    event = latest[1]
+    payload = event.payload
+    if isinstance(payload, ManifestsRendered):
+        return LastRender(detection_id=event.causation_id or "", inputs=tuple(payload.inputs))
+    if isinstance(payload, RenderFailed):
+        return LastRender(detection_id=event.causation_id or "", inputs=())
+    return None
+
+
+def render_inputs(last: LastDetection | None, render: LastRender | None) -> tuple[str, ...] | None:
+    """The paths that decide whether a commit after `last` changes the app; None in doubt.
+
+    Known only when the last render is of the last detection itself (a
+    render still pending, or of an older commit, may have read other paths)
+    and recorded what it read.
+    """
+    if last is None or render is None or render.detection_id != last.event_id:
+        return None
+    return render.inputs or None
+
+
+def inputs_changed(inputs: Iterable[str], *, before: IdAt, after: IdAt) -> bool:
+    """True if the object at any of `inputs` differs between the two commits.
+
+    A path is a file or a folder (whose tree id changes with anything under
+    it); one that appears or disappears is a change too.
+    """
+    return any(before(path) != after(path) for path in inputs)
 
 
 def detect(
@@ -91,13 +162,22 @@ def detect(
     revision: Revision,
     trigger: Trigger,
     resume: str = "",
+    updated_seq: int = 0,
+    inputs: tuple[str, ...] | None = None,
+    before: IdAt | None = None,
+    after: IdAt | None = None,
 ) -> Detection | None:
     """The RevisionDetected due for `revision`, or None if nothing changed for the app.
 
-    Due when the app has none yet (since its registration), when the tree at
-    its path differs from the last detected one, or when the app now follows
-    another repository or ref (a new source is a first detection of it).
-    A new commit that leaves the app's path untouched is not a change.
+    Due when the app has none yet (since its registration), when the app now
+    follows another repository or ref (a new source is a first detection of
+    it), when its spec changed since the last detection (`updated_seq`, the
+    sequence of its last ApplicationUpdated: another namespace or renderer
+    option renders differently from the same commit), and for a new commit
+    when any of `inputs` (`render_inputs`: what the last render read) differs
+    between the last detected commit (`before`) and this one (`after`) -- or
+    when `inputs` is None, which means in doubt: the renderer then decides.
+    The same commit again is never a change by itself.
 
     `resume` is the id of a SyncRequested(resume=True): the ref's commit is
     detected even if unchanged (a rollback pinned the app to an older
@@ -113,17 +193,37 @@ def detect(
             event_id=event_id,
             payload=_payload(spec=spec, last=last, revision=revision, trigger=trigger),
         )
-    if last is not None and (
-        last.tree_id == revision.tree_id and last.repo_url == spec.repo_url and last.ref == spec.ref
-    ):
-        return None
+    key = ""
+    if last is not None and last.repo_url == spec.repo_url and last.ref == spec.ref:
+        if last.seq < updated_seq:
+            # Keyed by the update too: the same commit may be detected once per spec.
+            key = f"/updated@{updated_seq}"
+        elif not _changed(last, revision, inputs=inputs, before=before, after=after):
+            return None
     # The previous detection's id, not its commit, keys the new one: a branch
     # reset back and forth (A, B, A, B) detects B twice, and the second must
     # not be mistaken by the log's dedupe for the first.
-    after = last.event_id if last is not None else f"registered@{registered_seq}"
+    previous = last.event_id if last is not None else f"registered@{registered_seq}"
     payload = _payload(spec=spec, last=last, revision=revision, trigger=trigger)
-    event_id = derived_event_id(f"{app}/{after}/{revision.commit}", RevisionDetected.event_type)
+    event_id = derived_event_id(
+        f"{app}/{previous}/{revision.commit}{key}", RevisionDetected.event_type
+    )
     return Detection(event_id=event_id, payload=payload)
+
+
+def _changed(
+    last: LastDetection,
+    revision: Revision,
+    *,
+    inputs: tuple[str, ...] | None,
+    before: IdAt | None,
+    after: IdAt | None,
+) -> bool:
+    if revision.commit == last.commit:
+        return False
+    if inputs is None or before is None or after is None:
+        return True
+    return inputs_changed(inputs, before=before, after=after)
 
 
 def _payload(

@@ -2,8 +2,9 @@
 
 The shell around `changes.detect`: it fetches each repository once however
 many apps live in it (a monorepo), resolves every app's ref in the fresh
-mirror, reads the app's last RevisionDetected from the log, and appends what
-the core decides.
+mirror, reads the app's last RevisionDetected from the log (and, for a new
+commit, its last render: what it read), hands the core lookups of both
+commits' trees, and appends what the core decides.
 
 Appends are conditional on the app's last RevisionDetected: two watcher
 replicas that resolved different commits cannot both extend the chain; the
@@ -27,14 +28,24 @@ import pygit2
 
 from events import names
 from events.envelope import new_event
-from events.payloads import RevisionDetected, SourceFailed, SourceRecovered
+from events.payloads import (
+    ManifestsRendered,
+    RenderFailed,
+    RevisionDetected,
+    SourceFailed,
+    SourceRecovered,
+)
 from services.catalog.registry import Application
 from services.git_watcher.changes import (
     Detection,
+    IdAt,
+    LastDetection,
     Revision,
     Trigger,
     detect,
     last_detection,
+    last_render,
+    render_inputs,
 )
 from services.git_watcher.failures import (
     OpenFailure,
@@ -83,6 +94,30 @@ def revision_of(commit: pygit2.Commit, tree_id: str | None) -> Revision:
         message=commit.message,
         committed_at=datetime.fromtimestamp(commit.commit_time, UTC).astimezone(offset),
     )
+
+
+def ids_at(mirror: Mirror, commit_id: str) -> IdAt | None:
+    """The lookup path -> object id at `commit_id`; None if the mirror lacks the commit
+    (a force-push and a gc took it: the decision is then in doubt and detects)."""
+    try:
+        commit = mirror.commit(commit_id)
+    except CommitNotFound:
+        return None
+    return lambda path: object_id_at(commit, path)
+
+
+def object_id_at(commit: pygit2.Commit, path: str) -> str:
+    """The id of the blob or tree at `path` in `commit`, "" if none; symlinks not followed."""
+    try:
+        parts = RepoPath.parse(path).parts
+    except InvalidRepoPath:
+        return ""
+    obj: pygit2.Object = commit.tree
+    for segment in parts:
+        if not isinstance(obj, pygit2.Tree) or segment not in obj:
+            return ""
+        obj = obj[segment]
+    return str(obj.id)
 
 
 class Unreadable(Exception):
@@ -163,29 +198,41 @@ class Watcher:
                 return None
             await self._source_readable(app, revision.commit)
             last = await self.log.last_event(app.name, RevisionDetected.event_type)
-            updated = app.updated_seq > app.registered_seq
-            if updated and not resume and last is not None and last.seq < app.updated_seq:
-                # The spec changed since (`wake app set`: another path, ref or
-                # renderer option): what it renders may change even if the
-                # commit did not, so the current commit is detected again, once
-                # per update (the key is the update's position).
-                resume = f"updated@{app.updated_seq}"
+            previous = last_detection(
+                (last.seq, last.event) if last is not None else None,
+                registered_seq=app.registered_seq,
+            )
+            inputs = await self._render_inputs(app.name, previous, revision)
             detection = detect(
                 app=app.name,
                 spec=app.spec,
                 registered_seq=app.registered_seq,
-                last=last_detection(
-                    (last.seq, last.event) if last is not None else None,
-                    registered_seq=app.registered_seq,
-                ),
+                updated_seq=app.updated_seq,
+                last=previous,
                 revision=revision,
                 trigger=trigger,
                 resume=resume,
+                inputs=inputs,
+                before=ids_at(mirror, previous.commit) if previous and inputs else None,
+                after=ids_at(mirror, revision.commit),
             )
             if detection is None:
                 return None
             appended = await self._append(app.name, detection, last.seq if last else 0)
             return appended.event_id if appended is not None else None
+
+    async def _render_inputs(
+        self, app: str, previous: LastDetection | None, revision: Revision
+    ) -> tuple[str, ...] | None:
+        """What the app's last render read, if it rendered `previous` (see `render_inputs`)."""
+        if previous is None or previous.commit == revision.commit:
+            return None  # a first detection, or the same commit: no comparison to make
+        found = [
+            await self.log.last_event(app, event_type)
+            for event_type in (ManifestsRendered.event_type, RenderFailed.event_type)
+        ]
+        rendered, failed = ((s.seq, s.event) if s is not None else None for s in found)
+        return render_inputs(previous, last_render(rendered, failed))
 
     def _revision(self, app: Application, mirror: Mirror) -> Revision:
         """What the app's ref names in `mirror`; Unreadable if its path or ref do not resolve."""

@@ -15,7 +15,8 @@ apply failed, detects the ref's commit even if unchanged (`syncing`).
 git-watcher announces itself ready only once its webhook receiver listens.
 
 Nothing is kept that the log cannot rebuild: the registry is replayed at
-start, and the last detection of each app is read from the log at each check.
+start, and the last detection and last render of each app (what it read,
+`changes.py`) are read from the log at each check (last message per subject).
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from collections.abc import Callable
 import nats.js.api as api
 
 from events import names
-from events.payloads import ApplicationRegistered, ApplyFailed, ApplySucceeded, SyncRequested
+from events.payloads import (
+    ApplicationRegistered,
+    ApplicationUpdated,
+    ApplyFailed,
+    ApplySucceeded,
+    SyncRequested,
+)
 from services.catalog.lookup import app_spec, follow_registry, load_registry
 from services.catalog.registry import Application, Registry
 from services.git_watcher import syncing
@@ -234,5 +241,8 @@ async def _registered(ctx: ServiceContext, app: str) -> Application | None:
     if spec is None:
         return None
     registered = await ctx.log.last_event(app, ApplicationRegistered.event_type)
+    updated = await ctx.log.last_event(app, ApplicationUpdated.event_type)
     seq = registered.seq if registered is not None else 0
-    return Application(app, spec, seq, seq)
+    # An update before the current registration belongs to an earlier life of the app.
+    updated_seq = max(seq, updated.seq) if updated is not None else seq
+    return Application(app, spec, seq, updated_seq)

@@ -9,7 +9,9 @@ two planners cannot both leave a plan awaiting approval -- the plan, its
 follow-up, and a PlanSuperseded for each older plan still awaiting approval.
 
 - ManifestsRendered: a plan of reason "revision" for its bundle; held for a
-  person while a rollback pins the app (`policy`'s rollback pin).
+  person while a rollback pins the app (`policy`'s rollback pin). None for
+  a render the renderer found unchanged from the applied bundle
+  (`unchanged_from`, see services/renderer/unchanged.py).
 - RollbackRequested: a plan of reason "rollback" from the bundle of the
   ApplySucceeded it names (by apply id or commit), read from the object
   store: Git is never touched, so a rollback works with the repository gone.
@@ -160,6 +162,16 @@ class Planner:
     async def _on_rendered(
         self, event: Envelope, rendered: ManifestsRendered, spec: AppSpec
     ) -> None:
+        if rendered.unchanged_from is not None:
+            # The renderer found the app synced at these very resources
+            # (services/renderer/unchanged.py): the revision moves, nothing to do.
+            log.info(
+                "%s: %s renders as %s, which is applied: nothing to plan",
+                event.app,
+                rendered.commit[:12],
+                rendered.unchanged_from[:12],
+            )
+            return
         applied = policy.applied_history(
             await app_events(self.ctx.log, event.app, policy.PIN_EVENT_TYPES)
         )

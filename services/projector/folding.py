@@ -477,7 +477,8 @@ def _rendered(models: ReadModels, seq: int, event: Envelope) -> None:
     revision = models.get("revisions", event.causation_id)
     if revision is not None:
         revision.update(
-            render_status="rendered",
+            # "unchanged": its resources are those applied at `unchanged_from`.
+            render_status="unchanged" if payload.unchanged_from else "rendered",
             bundle_digest=payload.bundle_digest,
             bundle_size=payload.bundle_size,
             renderer=payload.renderer,
@@ -488,6 +489,10 @@ def _rendered(models: ReadModels, seq: int, event: Envelope) -> None:
     row = _app_row(models, event)
     row["desired_commit"] = payload.commit
     row["desired_bundle"] = payload.bundle_digest
+    if payload.unchanged_from and row["last_applied_commit"] == payload.unchanged_from:
+        # The new commit renders exactly what is applied: synced at it, no plan
+        # (the renderer decided so; see services/renderer/unchanged.py).
+        row["sync_state"] = SYNCED
     _touch(models, row, seq, event)
 
 

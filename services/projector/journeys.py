@@ -218,6 +218,9 @@ def _result(revision: Row | None, plan: Row | None, apply: Row | None) -> str:
         return plan["status"]
     if revision is not None and revision["render_status"] == "failed":
         return "render failed"
+    if revision is not None and revision["render_status"] == "unchanged":
+        # Renders as what is applied: synced at this commit, nothing planned.
+        return "unchanged"
     return "rendering" if revision is not None else ""
 
 
@@ -239,7 +242,7 @@ def moment(models: ReadModels, app: str, at: datetime) -> Moment:
     """The app's desired, planned, approved and applied state in `models` (folded up to `at`)."""
     application = models.rows["applications"].get(app)
     revisions = [r for r in models.rows["revisions"].values() if r["app"] == app]
-    rendered = [r for r in revisions if r["render_status"] == "rendered"]
+    rendered = [r for r in revisions if r["render_status"] in ("rendered", "unchanged")]
     plans = [p for p in models.rows["plans"].values() if p["app"] == app]
     approvals = [
         a

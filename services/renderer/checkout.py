@@ -37,7 +37,10 @@ class InputTooLarge(RenderError):
 class RepoTree:
     """The tree of one commit, with symlinks followed inside the repository only.
 
-    `max_bytes` caps the total of the blobs `read` hands out.
+    `max_bytes` caps the total of the blobs `read` hands out. `reads` is every
+    path `find` found, with every symlink on the way to it: what the render
+    depended on (a directory standing for everything under it), so that
+    git-watcher can tell which later commits may change the render.
     """
 
     def __init__(self, commit: pygit2.Commit, *, max_bytes: int) -> None:
@@ -45,6 +48,7 @@ class RepoTree:
         self.short = str(commit.id)[:12]
         self.max_bytes = max_bytes
         self.bytes_read = 0
+        self.reads: set[RepoPath] = set()
 
     def find(self, path: RepoPath) -> tuple[RepoPath, pygit2.Object] | None:
         """The object at `path` (its real path and itself), symlinks followed; None if absent.
@@ -58,6 +62,8 @@ class RepoTree:
             if found is None:
                 return None
             where, obj, rest = found
+            # The link itself is an input too: retargeting it changes the render.
+            self.reads.add(where)
             if not is_link(obj):
                 return where, obj
             hops += 1

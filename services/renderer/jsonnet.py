@@ -67,9 +67,14 @@ def render_jsonnet(
     namespace: str,
     limits: Limits,
     scratch: Path,
+    reads: set[RepoPath] | None = None,
 ) -> list[SourcedResource]:
     """The resources `entries` evaluate to at `commit` of the bare repository `repo`, with
-    the plain manifest `files` beside them, canonical."""
+    the plain manifest `files` beside them, canonical.
+
+    `reads`, if given, receives every repository path the evaluations read
+    (each entry, each import and importstr, the symlinks on the way).
+    """
     outputs = {
         str(entry): documents_of(
             evaluate_entry(
@@ -85,6 +90,7 @@ def render_jsonnet(
                 },
                 limits=limits,
                 scratch=scratch,
+                reads=reads,
             ),
             entry=str(entry),
         )
@@ -101,8 +107,12 @@ def evaluate_entry(
     arguments: Mapping[str, Any],
     limits: Limits,
     scratch: Path,
+    reads: set[RepoPath] | None = None,
 ) -> Any:
-    """jsonnet's output for one entry file, as a JSON value. Raises RenderError."""
+    """jsonnet's output for one entry file, as a JSON value. Raises RenderError.
+
+    `reads`, if given, receives the repository paths the evaluation read.
+    """
     request = {
         "repo": str(repo),
         "commit": commit,
@@ -128,4 +138,7 @@ def evaluate_entry(
     if status == b"error":
         error = json.loads(body)
         raise RenderError(error["file"] or entry, error["line"], error["error"])
+    read_line, _, body = body.partition(b"\n")
+    if reads is not None:
+        reads.update(RepoPath(path) for path in json.loads(read_line))
     return json.loads(body)

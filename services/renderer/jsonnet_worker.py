@@ -8,7 +8,8 @@ cannot be interrupted from Python). The request comes as JSON on stdin:
      "ext_vars": {...}, "tla": {...}, "ext_code": {...}, "tla_code": {...},
      "libs": [<repo path>, ...], "max_bytes": <input cap>}
 
-and the answer on stdout is `ok` on a line followed by jsonnet's JSON text,
+and the answer on stdout is `ok` on a line, then a line with the JSON list of
+the repository paths read (for git-watcher's change detection), then jsonnet's JSON text,
 or `error` on a line followed by {"error": <message>, "file": <repo path>,
 "line": <int or null>}.
 
@@ -171,7 +172,7 @@ def evaluate(request: dict[str, Any]) -> dict[str, Any]:
             return {"error": f"{argument}: {first}", "file": str(main), "line": None}
         file, line = location(message)
         return {"error": first, "file": file or str(main), "line": line}
-    return {"output": output}
+    return {"output": output, "reads": sorted(tree.reads)}
 
 
 def main() -> None:
@@ -182,7 +183,7 @@ def main() -> None:
     answer = evaluate(request)
     # The output goes out as it is: wrapping it in JSON would re-escape it all.
     if "output" in answer:
-        sys.stdout.write("ok\n" + answer["output"])
+        sys.stdout.write("ok\n" + json.dumps(answer["reads"]) + "\n" + answer["output"])
     else:
         sys.stdout.write("error\n" + json.dumps(answer))
     sys.stdout.flush()

@@ -469,6 +469,17 @@ def _found_in_values(values: list[Any], *, entry: str) -> list[tuple[Resource, s
     return found
 
 
+def combined(*parts: list[SourcedResource], namespace: str) -> list[SourcedResource]:
+    """The resources of several renders of one app (plain files and kustomizations), canonical.
+
+    Raises RenderError naming both sources of a resource defined twice.
+    """
+    return _canonical(
+        [(item.resource, item.file, item.line) for part in parts for item in part],
+        namespace=namespace,
+    )
+
+
 def _canonical(
     found: list[tuple[Resource, str, int | None]], *, namespace: str
 ) -> list[SourcedResource]:

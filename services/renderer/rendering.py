@@ -8,6 +8,7 @@ renderer, the file and, where known, the line; nothing here raises for it.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from services.renderer.checkout import RepoTree
 from services.renderer.helm import release_of, render_helm
 from services.renderer.jsonnet import render_jsonnet
 from services.renderer.kustomize import render_kustomize
-from services.renderer.manifests import RenderError, SourcedResource, render
+from services.renderer.manifests import RenderError, SourcedResource, combined, render
 from services.renderer.paths import is_manifest
 from services.renderer.processes import Limits
 from services.renderer.sources import app_directory, read_app_files
@@ -35,6 +36,17 @@ class Rendered:
     renderer: str
     data: bytes
     resources: list[SourcedResource]
+    # The repository paths the render read, compacted (see `compact_inputs`).
+    inputs: tuple[str, ...] = ()
+
+
+def compact_inputs(paths: Iterable[RepoPath]) -> tuple[str, ...]:
+    """`paths` sorted, without those inside another (a folder stands for all under it)."""
+    kept: list[RepoPath] = []
+    for path in sorted(set(paths), key=lambda p: p.parts):
+        if not any(path.is_within(folder) for folder in kept):
+            kept.append(path)
+    return tuple(str(path) for path in kept)
 
 
 def render_app(
@@ -57,7 +69,7 @@ def render_app(
         renderer = selection.choose(
             spec.renderer, app_path=app_path, top_level=top_level, options=spec.renderer_options
         )
-        resources = _render_with(
+        resources, reads = _render_with(
             renderer, mirror, commit, app=app, spec=spec, app_path=app_path, limits=limits
         )
         if not resources and not spec.allow_empty:
@@ -93,7 +105,13 @@ def render_app(
             line=exc.line,
             renderer=renderer,
         )
-    return Rendered(renderer=renderer, data=data, resources=resources)
+    # The app's folder always counts: `auto` chose the renderer from its top.
+    return Rendered(
+        renderer=renderer,
+        data=data,
+        resources=resources,
+        inputs=compact_inputs({app_path, *reads}),
+    )
 
 
 def _render_with(
@@ -105,7 +123,9 @@ def _render_with(
     spec: AppSpec,
     app_path: RepoPath,
     limits: Limits,
-) -> list[SourcedResource]:
+) -> tuple[list[SourcedResource], set[RepoPath]]:
+    """The app's resources, and the repository paths read to make them besides the app's folder."""
+    tree = RepoTree(commit, max_bytes=limits.max_bytes)
     if renderer == "yaml":
         app_files = read_app_files(commit, app_path)
         size = sum(len(data) for data in app_files.files.values())
@@ -116,14 +136,30 @@ def _render_with(
                 f"the app's manifests are {size} bytes, over the input cap of "
                 f"{limits.max_bytes} bytes (render_max_bytes)",
             )
-        return render(app_files.files, namespace=spec.namespace)
-    tree = RepoTree(commit, max_bytes=limits.max_bytes)
+        plain = render(app_files.files, namespace=spec.namespace)
+        # A subfolder with a kustomization is kustomize's input, not manifests:
+        # it is built and its objects join the app's (its bases become inputs).
+        if not app_files.kustomizations:
+            return plain, set()
+        tree.count(b"", overhead=size)
+        with tempfile.TemporaryDirectory(prefix="wake-render-") as scratch_dir:
+            built = [
+                render_kustomize(
+                    tree,
+                    folder,
+                    namespace=spec.namespace,
+                    limits=limits,
+                    scratch=Path(scratch_dir) / str(index),
+                )
+                for index, folder in enumerate(app_files.kustomizations)
+            ]
+        return combined(plain, *built, namespace=spec.namespace), tree.reads
     with tempfile.TemporaryDirectory(prefix="wake-render-") as scratch_dir:
         scratch = Path(scratch_dir)
         if renderer == "kustomize":
             return render_kustomize(
                 tree, app_path, namespace=spec.namespace, limits=limits, scratch=scratch
-            )
+            ), tree.reads
         if renderer == "helm":
             release = release_of(
                 app=app,
@@ -132,7 +168,7 @@ def _render_with(
                 namespace=spec.namespace,
                 values=spec.helm_values,
             )
-            return render_helm(tree, release, limits=limits, scratch=scratch)
+            return render_helm(tree, release, limits=limits, scratch=scratch), tree.reads
         return _render_jsonnet(
             mirror, commit, spec=spec, app_path=app_path, limits=limits, scratch=scratch
         )
@@ -146,7 +182,8 @@ def _render_jsonnet(
     app_path: RepoPath,
     limits: Limits,
     scratch: Path,
-) -> list[SourcedResource]:
+) -> tuple[list[SourcedResource], set[RepoPath]]:
+    """The app's jsonnet resources, and the repository paths read to make them."""
     app_tree = app_directory(commit, app_path)
     named = selection.jsonnet_entries(
         spec.renderer_options, frozenset(entry.name for entry in app_tree)
@@ -183,7 +220,8 @@ def _render_jsonnet(
             libs.append(RepoPath.parse(lib))
         except InvalidRepoPath as exc:
             raise RenderError(app_path, None, f"renderer option libs: {exc}") from None
-    return render_jsonnet(
+    reads: set[RepoPath] = set(files)
+    resources = render_jsonnet(
         repo=mirror.path,
         commit=str(commit.id),
         entries=entries,
@@ -196,4 +234,6 @@ def _render_jsonnet(
         namespace=spec.namespace,
         limits=limits,
         scratch=scratch,
+        reads=reads,
     )
+    return resources, reads

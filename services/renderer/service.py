@@ -6,6 +6,11 @@ app's files read from the commit's tree (never a worktree), the pure render,
 the bundle stored under its digest, then the outcome appended, derived from
 the RevisionDetected (redelivery re-derives the same id: stored once).
 
+Each ManifestsRendered lists the repository paths the render read (`inputs`,
+what git-watcher compares between commits), and for a revision found by a
+poll or a webhook whose resources equal the applied bundle, the commit it is
+unchanged from (`unchanged.py`): the planner plans nothing for it.
+
 A revision that cannot render (bad YAML, a symlink out of the app or the
 repository, a refused kustomization, a jsonnet error, a missing helm, a cap
 exceeded, a commit gone from the repository) is a RenderFailed naming the
@@ -17,21 +22,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TypeVar
 
 from events import names
 from events.bundle import ref_of, resource_digest
 from events.payloads import (
+    ApplySucceeded,
     AppSpec,
+    DriftDetected,
     ManifestsRendered,
+    PlanCreated,
     RenderedResource,
     RenderFailed,
     RevisionDetected,
 )
 from services.catalog.lookup import app_spec
-from services.renderer import selection
+from services.renderer import selection, unchanged
 from services.renderer.rendering import Rendered, render_app
 from services.wiring.consumers import ConsumerSettings, consume, ensure_consumer
-from services.wiring.eventlog import StoredEvent
+from services.wiring.eventlog import EventLog, StoredEvent
 from services.wiring.git import (
     CommitNotFound,
     CredentialError,
@@ -44,6 +53,8 @@ from services.wiring.runtime import ServiceContext
 from services.wiring.settings import Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SERVICE = "renderer"
 CONSUMER = ConsumerSettings(
@@ -98,28 +109,77 @@ async def handle_revision(ctx: ServiceContext, mirrors: Mirrors, stored: StoredE
         return
     # The bundle first: an event must never name a bundle that is not stored.
     digest = await ctx.log.put_bundle(outcome.data)
+    resources = [
+        RenderedResource(
+            ref=ref_of(item.resource),
+            digest=resource_digest(item.resource),
+            source=item.source,
+        )
+        for item in outcome.resources
+    ]
+    same_as = None
+    if revision.trigger in ("poll", "webhook"):
+        same_as = unchanged.unchanged_from(
+            trigger=revision.trigger,
+            resources=resources,
+            standing=await standing_of(ctx.log, event.app),
+        )
     payload = ManifestsRendered(
         commit=revision.commit,
         bundle_digest=digest,
         bundle_size=len(outcome.data),
         renderer=outcome.renderer,
-        resources=[
-            RenderedResource(
-                ref=ref_of(item.resource),
-                digest=resource_digest(item.resource),
-                source=item.source,
-            )
-            for item in outcome.resources
-        ],
+        resources=resources,
+        inputs=list(outcome.inputs),
+        unchanged_from=same_as,
     )
     await ctx.log.append(ctx.derive(payload, cause=event))
     log.info(
-        "app %s: rendered %s: %d resources, bundle %s",
+        "app %s: rendered %s: %d resources, bundle %s%s",
         event.app,
         revision.commit[:12],
         len(outcome.resources),
         digest[:12],
+        f", unchanged from {same_as[:12]} (synced there): nothing to plan" if same_as else "",
     )
+
+
+async def standing_of(event_log: EventLog, app: str) -> unchanged.Standing:
+    """Where `app` stands, from the last event of each type `unchanged` looks at."""
+    last = {
+        event_type: await event_log.last_event(app, event_type)
+        for event_type in (
+            ManifestsRendered.event_type,
+            ApplySucceeded.event_type,
+            PlanCreated.event_type,
+            DriftDetected.event_type,
+        )
+    }
+    rendered = last[ManifestsRendered.event_type]
+    applied = last[ApplySucceeded.event_type]
+    planned = last[PlanCreated.event_type]
+    drift = last[DriftDetected.event_type]
+    drift_payload = drift.event.payload if drift is not None else None
+    return unchanged.Standing(
+        last_render=_payload(rendered, ManifestsRendered),
+        last_applied=_payload(applied, ApplySucceeded),
+        last_plan_id=(
+            planned.event.payload.plan_id
+            if planned is not None and isinstance(planned.event.payload, PlanCreated)
+            else None
+        ),
+        drifted=(
+            isinstance(drift_payload, DriftDetected)
+            and bool(drift_payload.resources)
+            and (applied is None or drift.seq > applied.seq)
+        ),
+    )
+
+
+def _payload(stored: StoredEvent | None, kind: type[T]) -> T | None:
+    if stored is None or not isinstance(stored.event.payload, kind):
+        return None
+    return stored.event.payload
 
 
 async def render_revision(

@@ -20,20 +20,30 @@ from services.renderer.paths import (
     is_skipped_directory,
     link_target,
 )
+from services.renderer.selection import KUSTOMIZATION_FILES
 from services.wiring.git import RepoPath
 
 
 @dataclass(frozen=True, slots=True)
 class AppFiles:
-    """The app's manifest files by their path in the repository, and its top-level names."""
+    """The app's manifest files by their path in the repository, and its top-level names.
+
+    `kustomizations` are the subfolders (real repository paths) that hold a
+    kustomization: their files are not read as manifests, the renderer builds
+    each with kustomize (see `rendering.py`).
+    """
 
     files: dict[RepoPath, bytes]
     top_level: frozenset[str]
+    kustomizations: tuple[RepoPath, ...] = ()
 
 
 def read_app_files(commit: pygit2.Commit, app_path: RepoPath) -> AppFiles:
     """Every manifest file under `app_path` at `commit`, recursively.
 
+    A subfolder holding a kustomization (kustomization.yaml, .yml or
+    Kustomization) is not walked: it is listed in `kustomizations` instead,
+    since its files are kustomize's input (patches, bases), not manifests.
     A file reached through a symlink is listed under the link's path. Raises
     RenderError if the app path is not a directory there, or a symlink in it
     points outside it, nowhere, or in a loop.
@@ -42,7 +52,19 @@ def read_app_files(commit: pygit2.Commit, app_path: RepoPath) -> AppFiles:
     root = reader.app_tree()
     files: dict[RepoPath, bytes] = {}
     reader.walk(root, shown=app_path, real=app_path, files=files, stack=(app_path,))
-    return AppFiles(files=files, top_level=frozenset(entry.name for entry in root))
+    return AppFiles(
+        files=files,
+        top_level=frozenset(entry.name for entry in root),
+        # A folder reached twice (directly and through a link) is built once.
+        kustomizations=tuple(dict.fromkeys(reader.kustomizations)),
+    )
+
+
+def holds_kustomization(tree: pygit2.Tree) -> bool:
+    """True if `tree` has a kustomization file (kustomize's names) at its top."""
+    return any(
+        name in tree and not isinstance(tree[name], pygit2.Tree) for name in KUSTOMIZATION_FILES
+    )
 
 
 def app_directory(commit: pygit2.Commit, app_path: RepoPath) -> pygit2.Tree:
@@ -84,6 +106,7 @@ class _TreeReader:
         self.commit = commit
         self.app_path = app_path
         self.short = str(commit.id)[:12]
+        self.kustomizations: list[RepoPath] = []
 
     def app_tree(self) -> pygit2.Tree:
         tree: pygit2.Tree = self.commit.tree
@@ -130,7 +153,11 @@ class _TreeReader:
         for entry in sorted(tree, key=lambda e: e.name):
             name = entry.name
             if isinstance(entry, pygit2.Tree):
-                if not is_skipped_directory(name):
+                if is_skipped_directory(name):
+                    continue
+                if holds_kustomization(entry):
+                    self.kustomizations.append(real.joinpath(name))
+                else:
                     self.walk(
                         entry,
                         shown=shown.joinpath(name),
@@ -164,6 +191,9 @@ class _TreeReader:
             # Following a link to a directory being walked (or one above it) never ends.
             if any(walking.is_within(target) for walking in stack):
                 raise RenderError(shown, None, f"symlink to {target} makes a directory loop")
+            if holds_kustomization(obj):
+                self.kustomizations.append(target)
+                return
             self.walk(obj, shown=shown, real=target, files=files, stack=(*stack, target))
         elif isinstance(obj, pygit2.Blob) and is_manifest(shown.name):
             files[shown] = obj.data

@@ -6,14 +6,24 @@ from datetime import datetime, timedelta, timezone
 
 from events import new_event
 from events.envelope import derived_event_id
-from events.payloads import AppSpec, RevisionDetected, SyncRequested
+from events.payloads import (
+    AppSpec,
+    ManifestsRendered,
+    RenderFailed,
+    RevisionDetected,
+    SyncRequested,
+)
 from services.git_watcher.changes import (
     MAX_MESSAGE_CHARS,
     LastDetection,
+    LastRender,
     Revision,
     capped,
     detect,
+    inputs_changed,
     last_detection,
+    last_render,
+    render_inputs,
 )
 
 SPEC = AppSpec(repo_url="https://git.example/shop.git", path="apps/web", namespace="web")
@@ -65,7 +75,27 @@ def test_the_first_revision_of_an_app_is_detected_with_everything_known_about_it
     assert detection.event_id == derived_event_id(f"web/registered@7/{C1}", "RevisionDetected")
 
 
-def test_a_commit_that_leaves_the_app_path_alone_is_not_a_revision_of_the_app():
+# podinfo's deploy/: each overlay reads its own folder and the bases it names.
+OVERLAY_INPUTS = ("deploy/bases/backend", "deploy/bases/frontend", "deploy/overlays/dev")
+
+
+def ids(objects: dict[str, str] | None = None):
+    """A commit as the decision sees it: path -> object id ("" where nothing is)."""
+    table = objects or {}
+    return lambda path: table.get(path, "")
+
+
+BEFORE = ids(
+    {
+        "deploy/bases/backend": "b1",
+        "deploy/bases/frontend": "f1",
+        "deploy/overlays/dev": "d1",
+        "README.md": "r1",
+    }
+)
+
+
+def test_a_commit_that_changes_none_of_the_last_renders_inputs_is_not_a_revision_of_the_app():
     assert (
         detect(
             app="web",
@@ -74,9 +104,56 @@ def test_a_commit_that_leaves_the_app_path_alone_is_not_a_revision_of_the_app():
             last=last("e1", C1, T1),
             revision=revision(C2, T1, parent=C1),
             trigger="poll",
+            inputs=OVERLAY_INPUTS,
+            before=BEFORE,
+            after=ids(
+                {
+                    "deploy/bases/backend": "b1",
+                    "deploy/bases/frontend": "f1",
+                    "deploy/overlays/dev": "d1",
+                    "README.md": "r2",
+                }
+            ),
         )
         is None
     )
+
+
+def test_a_commit_changing_only_a_base_outside_the_overlays_folder_is_a_revision_of_it():
+    detection = detect(
+        app="dev",
+        spec=SPEC,
+        registered_seq=7,
+        last=last("e1", C1, T1),
+        # The overlay's own folder is untouched: the same tree id.
+        revision=revision(C2, T1, parent=C1),
+        trigger="webhook",
+        inputs=OVERLAY_INPUTS,
+        before=BEFORE,
+        after=ids(
+            {
+                "deploy/bases/backend": "b2",
+                "deploy/bases/frontend": "f1",
+                "deploy/overlays/dev": "d1",
+            }
+        ),
+    )
+    assert detection is not None
+    assert (detection.payload.commit, detection.payload.previous_commit) == (C2, C1)
+    assert detection.event_id == derived_event_id(f"dev/e1/{C2}", "RevisionDetected")
+
+
+def test_an_input_that_appears_disappears_or_changes_below_a_folder_is_a_change():
+    folder = ("deploy/bases/backend",)
+    same = ids({"deploy/bases/backend": "t1"})
+    assert not inputs_changed(folder, before=same, after=same)
+    # A file below the folder changed: git gives the folder another tree id.
+    assert inputs_changed(folder, before=same, after=ids({"deploy/bases/backend": "t2"}))
+    assert inputs_changed(folder, before=same, after=ids())
+    assert inputs_changed(
+        ("deploy/extra.yaml",), before=ids(), after=ids({"deploy/extra.yaml": "x"})
+    )
+    assert not inputs_changed((), before=same, after=ids())
 
 
 def test_a_changed_tree_is_detected_after_the_previous_one():
@@ -144,7 +221,9 @@ def test_a_new_source_for_the_app_is_a_revision_even_with_the_same_tree():
     assert other_ref is not None
 
 
-def test_a_missing_app_path_is_detected_once_with_an_empty_tree_id():
+def test_in_doubt_every_new_commit_is_detected_and_the_same_commit_never_again():
+    # No inputs known (no render of the last detection yet, or a failed one,
+    # e.g. the app path is missing): the renderer decides.
     gone = detect(
         app="web",
         spec=SPEC,
@@ -162,7 +241,80 @@ def test_a_missing_app_path_is_detected_once_with_an_empty_tree_id():
         revision=revision(C3, ""),
         trigger="poll",
     )
-    assert still_gone is None
+    assert still_gone is not None and still_gone.payload.previous_commit == C2
+    polled_again = detect(
+        app="web",
+        spec=SPEC,
+        registered_seq=7,
+        last=last("e3", C3, ""),
+        revision=revision(C3, ""),
+        trigger="poll",
+    )
+    assert polled_again is None
+    # The previous commit gone from the mirror (a force-push): in doubt too.
+    lost = detect(
+        app="web",
+        spec=SPEC,
+        registered_seq=7,
+        last=last("e3", C3, T1),
+        revision=revision(C1, T1),
+        trigger="poll",
+        inputs=OVERLAY_INPUTS,
+        before=None,
+        after=BEFORE,
+    )
+    assert lost is not None
+
+
+def test_inputs_count_only_when_the_last_render_is_of_the_last_detection_and_recorded_them():
+    previous = last("e2", C2, T1)
+    assert render_inputs(previous, LastRender("e2", OVERLAY_INPUTS)) == OVERLAY_INPUTS
+    # The render of e2 is still pending: the last one read another commit.
+    assert render_inputs(previous, LastRender("e1", OVERLAY_INPUTS)) is None
+    # It failed, or came from a renderer that did not record its inputs.
+    assert render_inputs(previous, LastRender("e2", ())) is None
+    assert render_inputs(previous, None) is None
+    assert render_inputs(None, LastRender("e2", OVERLAY_INPUTS)) is None
+
+
+def test_the_last_render_is_the_later_of_the_last_rendered_and_the_last_failed():
+    detected = new_event(
+        RevisionDetected(repo_url=SPEC.repo_url, ref="main", commit=C1, committed_at=WHEN),
+        app="web",
+        actor="service:git-watcher",
+    )
+    rendered = new_event(
+        ManifestsRendered(
+            commit=C1,
+            bundle_digest="e" * 64,
+            bundle_size=10,
+            renderer="kustomize",
+            resources=[],
+            inputs=list(OVERLAY_INPUTS),
+        ),
+        app="web",
+        actor="service:renderer",
+        cause=detected,
+    )
+    failed = new_event(
+        RenderFailed(commit=C1, error="boom"),
+        app="web",
+        actor="service:renderer",
+        cause=detected,
+    )
+    assert last_render((5, rendered), (3, failed)) == LastRender(detected.event_id, OVERLAY_INPUTS)
+    assert last_render((5, rendered), (8, failed)) == LastRender(detected.event_id, ())
+    assert last_render(None, None) is None
+
+
+def test_a_changed_spec_is_detected_once_at_the_same_commit():
+    args = dict(app="web", spec=SPEC, registered_seq=7, revision=revision(C1, T1))
+    before_update = LastDetection("e1", C1, T1, SPEC.repo_url, SPEC.ref, seq=9)
+    again = detect(**args, last=before_update, updated_seq=12, trigger="register")
+    assert again is not None and again.payload.commit == C1
+    assert again.event_id == derived_event_id(f"web/e1/{C1}/updated@12", "RevisionDetected")
+    after_update = LastDetection(again.event_id, C1, T1, SPEC.repo_url, SPEC.ref, seq=13)
+    assert detect(**args, last=after_update, updated_seq=12, trigger="poll") is None
 
 
 def test_the_last_detection_counts_only_since_the_app_was_registered():
@@ -175,7 +327,7 @@ def test_the_last_detection_counts_only_since_the_app_was_registered():
     )
     found = last_detection((12, event), registered_seq=10)
     assert found == LastDetection(
-        event_id=event.event_id, commit=C1, tree_id=T1, repo_url=SPEC.repo_url, ref="main"
+        event_id=event.event_id, commit=C1, tree_id=T1, repo_url=SPEC.repo_url, ref="main", seq=12
     )
     assert last_detection((12, event), registered_seq=20) is None
     assert last_detection(None, registered_seq=1) is None

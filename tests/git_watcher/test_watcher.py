@@ -11,11 +11,19 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from events import names, new_event
 from events.envelope import Envelope
-from events.payloads import ApplicationRegistered, AppSpec, RevisionDetected, SyncRequested
+from events.payloads import (
+    ApplicationRegistered,
+    ApplicationUpdated,
+    AppSpec,
+    ManifestsRendered,
+    RevisionDetected,
+    SyncRequested,
+)
 from services.catalog.lookup import load_registry
 from services.git_watcher.polling import Watcher
 from services.git_watcher.service import SYNC_CONSUMER, main
@@ -37,6 +45,21 @@ async def detections(log: EventLog, app: str = "*") -> list[Envelope]:
     return [
         stored.event async for stored in log.read(subjects=[f"wake.evt.{app}.RevisionDetected"])
     ]
+
+
+async def rendered(log: EventLog, app: str, inputs: list[str]) -> None:
+    """The renderer's answer to the app's last detection, naming what it read."""
+    last = await log.last_event(app, "RevisionDetected")
+    assert last is not None
+    payload = ManifestsRendered(
+        commit=last.event.payload.commit,
+        bundle_digest="e" * 64,
+        bundle_size=1,
+        renderer="yaml",
+        resources=[],
+        inputs=inputs,
+    )
+    await log.append(new_event(payload, app=app, actor="service:renderer", cause=last.event))
 
 
 @contextlib.asynccontextmanager
@@ -119,6 +142,9 @@ async def test_a_monorepo_is_fetched_once_and_only_the_changed_app_is_detected(
 
     assert len(await watcher.check_apps(registry.apps.values(), "poll")) == 2
     assert fetched() == 1
+    # Each render read its own folder.
+    for app in ("web", "api"):
+        await rendered(event_log, app, [f"apps/{app}"])
 
     second = repo.commit("api: bump", {"apps/api/cm.yaml": configmap("api", "2")})
     appended = await watcher.check_apps(registry.apps.values(), "poll")
@@ -130,11 +156,50 @@ async def test_a_monorepo_is_fetched_once_and_only_the_changed_app_is_detected(
     assert [e.payload.commit for e in web] == [first]
     assert api[1].payload.previous_commit == first
     assert api[1].event_id == appended[0]
+    await rendered(event_log, "api", ["apps/api"])
 
     repo.commit("docs only", {"README.md": "hello\n"})
     assert await watcher.check_apps(registry.apps.values(), "poll") == []
     assert fetched() == 3
     assert len(await detections(event_log)) == 3
+
+
+async def test_an_app_is_detected_when_any_path_its_last_render_read_changed(
+    event_log: EventLog, tmp_path: Path
+):
+    repo = GitRepo(tmp_path / "podinfo")
+    first = repo.commit(
+        "bases and overlays",
+        {
+            "deploy/bases/backend/deployment.yaml": configmap("backend"),
+            "deploy/overlays/dev/kustomization.yaml": "resources: [../../bases/backend]\n",
+            "deploy/overlays/prod/kustomization.yaml": "resources: [../../bases/backend]\n",
+            "deploy/webapp/cm.yaml": configmap("webapp"),
+        },
+    )
+    for env in ("dev", "prod"):
+        await register(event_log, env, AppSpec(repo_url=repo.url, path=f"deploy/overlays/{env}"))
+    registry, _ = await load_registry(event_log)
+    watcher = Watcher(log=event_log, mirrors=Mirrors(tmp_path / "mirrors"), actor="w")
+    assert len(await watcher.check_apps(registry.apps.values(), "poll")) == 2
+    await rendered(event_log, "dev", ["deploy/bases/backend", "deploy/overlays/dev"])
+    # prod's render failed, or has not happened yet: in doubt, it is detected anyway.
+
+    # When only the base changes
+    second = repo.commit("bump", {"deploy/bases/backend/deployment.yaml": configmap("b", "2")})
+    appended = await watcher.check_apps(registry.apps.values(), "webhook")
+    # Then both overlays are detected at it, though neither folder changed
+    assert len(appended) == 2
+    assert [e.payload.commit for e in await detections(event_log, "dev")] == [first, second]
+    assert [e.payload.commit for e in await detections(event_log, "prod")] == [first, second]
+
+    # When a commit touches nothing either render read
+    for env in ("dev", "prod"):
+        await rendered(event_log, env, ["deploy/bases/backend", f"deploy/overlays/{env}"])
+    repo.commit("webapp", {"deploy/webapp/cm.yaml": configmap("webapp", "2"), "README.md": "x"})
+    # Then neither is detected
+    assert await watcher.check_apps(registry.apps.values(), "poll") == []
+    assert len(await detections(event_log)) == 4
 
 
 async def test_sync_requested_checks_the_app_at_once(event_log: EventLog, tmp_path: Path):
@@ -257,6 +322,9 @@ async def test_one_fetch_serves_every_app_of_a_monorepo(event_log: EventLog, tmp
 
     assert len(await watcher.check_apps(registry.apps.values(), "poll")) == 26
     assert sum(mirrors.fetches.values()) == 1
+    for name in apps:
+        await rendered(event_log, name, [f"apps/{name}"])
+    await rendered(event_log, "spelled", ["apps/app00"])
 
     changed = apps[3:6]
     repo.commit("three apps", {f"apps/{n}/cm.yaml": configmap(n, "2") for n in changed})
@@ -316,3 +384,30 @@ async def test_sync_resume_detects_an_unchanged_head_again(
     assert (again.payload.previous_commit, again.payload.trigger) == (head, "sync")
     requests = [s.event async for s in event_log.read(subjects=["wake.evt.web.SyncRequested"])]
     assert [r.payload.resume for r in requests] == [False, True]
+
+
+async def test_a_changed_spec_is_detected_again_at_the_same_commit(
+    event_log: EventLog, tmp_path: Path
+):
+    repo = GitRepo(tmp_path / "shop")
+    head = repo.commit("one", {"deploy/cm.yaml": configmap("web")})
+    spec = AppSpec(repo_url=repo.url, path="deploy", namespace="web")
+    async with watcher_running(event_log, tmp_path / "wake"):
+        await register(event_log, "web", spec)
+
+        async def count_is(n: int) -> bool:
+            return len(await detections(event_log, "web")) == n
+
+        await eventually(lambda: count_is(1), what="first detection")
+        await rendered(event_log, "web", ["deploy"])
+        # Another namespace renders other objects from the same commit.
+        changed = msgspec.structs.replace(spec, namespace="shop")
+        await event_log.append(
+            new_event(
+                ApplicationUpdated(spec=changed, changed=["namespace"]), app="web", actor="user:t"
+            )
+        )
+        await eventually(lambda: count_is(2), what="a detection after the update")
+    first, again = await detections(event_log, "web")
+    assert again.payload.commit == first.payload.commit == head
+    assert again.payload.trigger == "register"

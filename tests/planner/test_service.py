@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 
+import msgspec
+
 from events.envelope import encode
 from events.payloads import (
     ApprovalRequested,
@@ -244,3 +246,20 @@ async def test_an_unregistered_app_is_not_planned(scenario: Scenario, kube: Kube
         await scenario.stored(rendered)
     )
     assert await scenario.events(PlanCreated.event_type) == []
+
+
+async def test_a_render_unchanged_from_the_applied_bundle_is_not_planned(
+    scenario: Scenario, kube: Kube
+) -> None:
+    # The renderer found the app synced at identical resources (renderer/unchanged.py).
+    await scenario.register()
+    resources = [namespace(), configmap("c", a="1")]
+    first = await scenario.render(resources)
+    planner = Planner(scenario.context("planner"), Clusters.serving(kube))
+    await planner.handle(await scenario.stored(first))
+    before = await scenario.events(PlanCreated.event_type)
+    unchanged = await scenario.append(
+        msgspec.structs.replace(first.payload, commit="b" * 40, unchanged_from=first.payload.commit)
+    )
+    await planner.handle(await scenario.stored(unchanged))
+    assert await scenario.events(PlanCreated.event_type) == before

@@ -164,3 +164,40 @@ def test_moment_shows_the_last_apply_and_the_last_approval():
     assert view.applied is not None and view.applied["commit"] == COMMIT_A
     assert view.approved is not None and view.approved["actor"] == "chat:carol"
     assert view.desired is not None and view.desired["bundle_digest"] == BUNDLE_A
+
+
+def test_an_unchanged_revision_moves_the_app_and_keeps_it_synced():
+    first = journey(COMMIT_A, BUNDLE_A, "plan-1", "apply-1", [DEPLOY, SERVICE])
+    detected = journey(COMMIT_B, BUNDLE_B, "plan-2", "apply-2", [DEPLOY])[0]
+    unchanged = new_event(
+        p.ManifestsRendered(
+            commit=COMMIT_B,
+            bundle_digest=BUNDLE_B,
+            bundle_size=10,
+            renderer="yaml",
+            resources=[],
+            unchanged_from=COMMIT_A,
+        ),
+        app="shop",
+        actor="service:renderer",
+        cause=detected,
+        occurred_at=AT,
+    )
+    models = fold_all(ReadModels(), enumerate([*first, detected, unchanged], start=1))
+
+    app = models.rows["applications"]["shop"]
+    assert app["sync_state"] == "Synced"
+    assert (app["current_commit"], app["desired_commit"]) == (COMMIT_B, COMMIT_B)
+    assert app["last_applied_commit"] == COMMIT_A
+    assert models.rows["revisions"][detected.event_id]["render_status"] == "unchanged"
+    entries = journeys(
+        revisions=models.rows["revisions"].values(),
+        plans=models.rows["plans"].values(),
+        approvals=models.rows["approvals"].values(),
+        applies=models.rows["applies"].values(),
+    )
+    assert [(e.commit, e.result, e.plan_id) for e in entries] == [
+        (COMMIT_B, "unchanged", None),
+        (COMMIT_A, "applied", "plan-1"),
+    ]
+    assert moment(models, "shop", AT).desired["commit"] == COMMIT_B

@@ -928,5 +928,7 @@ def test_the_worker_answers_in_its_protocol(tmp_path: Path):
         capture_output=True,
         check=True,
     )
-    status, _, body = result.stdout.partition(b"\n")
+    status, reads, body = result.stdout.split(b"\n", 2)
     assert status == b"ok" and json.loads(body) == {"a": "1"}
+    # The paths it read, for git-watcher to tell which commits change the render.
+    assert json.loads(reads) == ["m.jsonnet"]
