@@ -27,7 +27,7 @@ import logging
 import msgspec
 
 from events import names
-from events.bundle import InvalidBundle
+from events.bundle import InvalidBundle, resource_digest
 from events.envelope import Envelope, derived_event_id, encode, new_event, now
 from events.payloads import (
     ApplyFailed,
@@ -43,6 +43,8 @@ from services.applier.drift_watch import DriftWatch
 from services.applier.health_watch import HealthWatch
 from services.applier.ordering import InvalidWave, order_key, prune_order, wave_of
 from services.catalog.lookup import app_spec
+from services.planner import namespaces
+from services.planner.desired import prepare
 from services.planner.labels import is_labelled_for
 from services.planner.loading import DesiredResource, load_bundle, prepare_all
 from services.planner.planning import identity, live_wave
@@ -93,6 +95,20 @@ class _Failed(Exception):
         code = f"{exc.status_code} " if exc.status_code else ""
         what = f"{doing} {exc.ref}" if exc.ref is not None else doing
         return cls(f"{what}: {code}{exc.reason}: {exc.message}", exc.ref, exc.status_code or None)
+
+
+def _with_planned_namespace(
+    desired: list[DesiredResource], plan: PlanCreated, *, app: str, name: str
+) -> list[DesiredResource]:
+    """`desired` and the destination Namespace the planner added (`--create-namespace`)."""
+    rendered = namespaces.planned_namespace(plan, (d.ref for d in desired), name)
+    if rendered is None:
+        return desired
+    ready = prepare(rendered, app=app, namespaced=False, default_namespace=name)
+    created = DesiredResource(
+        ref=namespaces.namespace_ref(name), resource=ready, digest=resource_digest(rendered)
+    )
+    return [created, *desired]
 
 
 def _group_of(d: DesiredResource, waves: dict[ResourceRef, int]) -> tuple[int, int]:
@@ -163,7 +179,7 @@ class Applier:
             if isinstance(decision, admission.Skip):
                 log.info("%s: skipping approval %s: %s", app, approval.event_id, decision.reason)
                 return
-            if isinstance(decision, admission.Missing):
+            if isinstance(decision, admission.Missing | admission.Refused):
                 await reject(
                     self.ctx.log,
                     consumer=self.consumer,
@@ -323,6 +339,7 @@ class Applier:
             desired = await prepare_all(kube, bundle, app=app, default_namespace=default_namespace)
         except KubeUnreachable as exc:
             raise _Failed.of(exc, "discovery for") from None
+        desired = _with_planned_namespace(desired, plan, app=app, name=default_namespace)
         waves: dict[ResourceRef, int] = {}
         for d in desired:
             try:

@@ -18,6 +18,7 @@ from events.payloads import (
     NotificationFailed,
     NotificationSent,
     PlanApproved,
+    PlanBlocked,
     PlanCreated,
     PlanRejected,
     PlanSuperseded,
@@ -27,7 +28,7 @@ from events.payloads import (
     RollbackRequested,
     SyncRequested,
 )
-from services.catalog.plans import summary
+from services.catalog.plans import blocked_line, summary
 
 
 def short(commit: str | None) -> str:
@@ -88,6 +89,8 @@ def describe(event: Envelope) -> str:
             return f"notified {p.channel} of {p.about_type} ({tries})"
         case NotificationFailed():
             return f"notifying {p.channel} of {p.about_type} failed after {p.attempts}: {p.error}"
+        case PlanBlocked():
+            return blocked_line(p.plan_id, p.errors)
         case EventRejected():
             return f"{p.consumer} rejected seq {p.stream_seq} ({p.subject}): {p.error}"
     return event.type

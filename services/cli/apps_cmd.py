@@ -31,6 +31,7 @@ STATUS_TYPES = (
     "ApplySucceeded",
     "ApplyFailed",
     "HealthChanged",
+    "PlanBlocked",
 )
 
 
@@ -76,6 +77,18 @@ def app() -> None:
 @click.option("--health-timeout", type=click.FloatRange(min=1), default=300.0, show_default=True)
 @click.option("--git-credential", default="", help="Name of a configured git credential.")
 @click.option("--webhook-secret-file", default="", help="This app's own webhook secret file.")
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="Take over objects that exist already: another app's or ones Wake did not create "
+    "(without it, such an object blocks the plan).",
+)
+@click.option(
+    "--create-namespace",
+    is_flag=True,
+    help="Create the destination namespace (labelled for the app) when it does not exist "
+    "and the repository has no Namespace for it, like Argo CD's CreateNamespace=true.",
+)
 def add(
     data_dir: str,
     name: str,
@@ -97,6 +110,8 @@ def add(
     health_timeout: float,
     git_credential: str,
     webhook_secret_file: str,
+    adopt: bool,
+    create_namespace: bool,
 ) -> None:
     """Register application NAME: Wake starts following REPO at PATH."""
     from services.wiring.git import (
@@ -142,6 +157,8 @@ def add(
         health_timeout_seconds=health_timeout,
         git_credential=git_credential,
         webhook_secret_file=webhook_secret_file,
+        adopt=adopt,
+        create_namespace=create_namespace,
     )
 
     async def register() -> None:
@@ -166,6 +183,12 @@ def add(
             click.echo(f"registered {name} (event {event.event_id}, seq {appended.seq})")
 
     run(register())
+
+
+def _ref_text(ref: dict) -> str:
+    """`Kind ns/name`, as ResourceRef prints, from its JSON form."""
+    where = f"{ref['namespace']}/" if ref.get("namespace") else ""
+    return f"{ref['kind']} {where}{ref['name']}"
 
 
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
@@ -247,6 +270,14 @@ def show(data_dir: str, name: str, as_json: bool) -> None:
                 f"  {'rolled back:':<24} to {row['rolled_back_to']}; stays there until a new "
                 f"commit or `wake sync {name} --resume`"
             )
+        if row["blocked"]:
+            blocked = row["blocked"]
+            click.echo(
+                f"  {'blocked:':<24} plan {blocked['plan_id']} applies nothing until a new "
+                "commit fixes:"
+            )
+            for error in blocked["errors"]:
+                click.echo(f"  {'':<24} {_ref_text(error['ref'])}: {error['error']}")
         click.echo("Latest events:")
         for event_type, item in row["latest"].items():
             click.echo(f"  {item['seq']:>7}  {event_type:<20} {item['summary']}")
@@ -296,12 +327,14 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
         "ApprovalRequested": "awaiting-approval",
         "ApplySucceeded": "synced",
         "ApplyFailed": "apply-failed",
+        "PlanBlocked": "blocked",
     }
     for stored in ordered:
         state = states.get(stored.event.type, state)
     revision = latest.get("RevisionDetected")
     applied = latest.get("ApplySucceeded")
     rolled_back_to = applied.event.payload.rollback_of if applied else None
+    blocked = latest.get("PlanBlocked") if state == "blocked" else None
     if rolled_back_to and state == "synced":
         state = "rolled-back"
     return {
@@ -314,6 +347,13 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
         # Set while the app stays on a rollback: auto-sync does not move it until a
         # new commit arrives or `wake sync NAME --resume`.
         "rolled_back_to": rolled_back_to,
+        # Why the app is stuck: its latest plan is blocked (nothing of it applied).
+        "blocked": {
+            "plan_id": blocked.event.payload.plan_id,
+            "errors": msgspec.to_builtins(blocked.event.payload.errors),
+        }
+        if blocked
+        else None,
         "latest": {
             stored.event.type: {
                 "seq": stored.seq,

@@ -32,7 +32,7 @@ import msgspec
 import yaml
 
 from events.bundle import ref_of
-from events.payloads import IgnoreRule, ResourceChange, ResourceRef
+from events.payloads import IgnoreRule, ResourceChange, ResourceError, ResourceRef
 from services.applier.ordering import InvalidWave, order_key, prune_order, wave_of
 from services.planner.desired import group_of
 from services.planner.differences import (
@@ -41,6 +41,7 @@ from services.planner.differences import (
     comparable,
     normalized,
 )
+from services.planner.ownership import ownership_error
 
 __all__ = ["LAST_APPLIED", "SERVER_OWNED_METADATA", "normalized"]
 
@@ -236,17 +237,24 @@ def plan(
     *,
     prune: bool,
     ignore: Sequence[IgnoreRule] = (),
+    app: str | None = None,
+    adopt: bool = False,
 ) -> Plan:
     """The changes that bring the cluster to `desired` (resources as prepared, with labels).
 
     `dry_run` and `live` are keyed by the ref of each desired resource and, for
     `live`, of each prune candidate too (absent: nothing live; a live prune
-    candidate's wave orders its deletion).
+    candidate's wave orders its deletion). `app`: whose plan this is; a live
+    object it may not apply over (`ownership`) is an error of its change
+    unless `adopt`. None leaves ownership unchecked.
     """
     changes = [
         change_for(resource, dry_run.get(ref_of(resource)), live.get(ref_of(resource)), ignore)
         for resource in desired
     ]
+    if app is not None:
+        inventoried = {identity(ref) for ref in last_inventory}
+        changes = [_owned(change, live, app, adopt, inventoried) for change in changes]
     changes.sort(key=lambda change: order_key(change.ref, change.wave))
     pruned: list[ResourceRef] = []
     if prune:
@@ -254,6 +262,32 @@ def plan(
         waves = {ref: live_wave(live.get(ref), ref) for ref in candidates}
         pruned = prune_order(candidates, waves)
     return Plan(changes=changes, prune=pruned)
+
+
+def _owned(
+    change: ResourceChange,
+    live: Mapping[ResourceRef, Resource | None],
+    app: str,
+    adopt: bool,
+    inventoried: set[Identity],
+) -> ResourceChange:
+    """`change` with the ownership error of its live object added to its error, if any."""
+    error = ownership_error(
+        change.ref,
+        live.get(change.ref),
+        app=app,
+        adopt=adopt,
+        inventoried=identity(change.ref) in inventoried,
+    )
+    if not error:
+        return change
+    both = "; ".join(filter(None, (change.error, error)))
+    return msgspec.structs.replace(change, error=both)
+
+
+def errors_of(changes: Iterable[ResourceChange]) -> list[ResourceError]:
+    """The changes that cannot be applied, each with why: any one blocks the whole plan."""
+    return [ResourceError(ref=c.ref, error=c.error) for c in changes if c.error]
 
 
 def live_wave(obj: Resource | None, ref: ResourceRef) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from events.payloads import ResourceRef
 from services.projector.folding import ReadModels
 
 Row = dict[str, Any]
@@ -119,7 +120,9 @@ def journeys(
                 apply_id=apply["apply_id"] if apply else None,
                 applied_at=apply["finished_at"] if apply else None,
                 result=_result(revision, plan, apply),
-                error=(apply or {}).get("error") or (revision or {}).get("render_error"),
+                error=(apply or {}).get("error")
+                or (revision or {}).get("render_error")
+                or _blocked_by(plan),
                 rollback=rollback,
                 rollback_of=(apply or plan or {}).get("rollback_of"),
             )
@@ -131,6 +134,21 @@ def _render(revision: Row | None) -> str:
     if revision is None:
         return ""
     return revision["render_status"]
+
+
+def _blocked_by(plan: Row | None) -> str | None:
+    """Why a blocked plan is: `Kind ns/name: error; ...` from its changes' errors."""
+    if plan is None or plan["status"] != "blocked":
+        return None
+    changes = plan["changes"]
+    if isinstance(changes, str | bytes):
+        changes = msgspec.json.decode(changes)
+    errors = [
+        f"{ResourceRef(**change['ref'])}: {change['error']}"
+        for change in changes
+        if change.get("error")
+    ]
+    return "; ".join(errors) or None
 
 
 def _result(revision: Row | None, plan: Row | None, apply: Row | None) -> str:
