@@ -16,6 +16,11 @@ objects and hands them in as dicts.
   version -- so moving a kind to a new apiVersion never prunes the object
   that was just applied under it.
 
+A change the plan cannot make has an `error`: the API server refused its dry
+run or would not show it, its wave annotation is bad, or the app may not own
+its live object (`ownership`). One such change blocks the whole plan
+(`errors_of`, `policy.decide`).
+
 Secret values never reach a diff: each `data`/`stringData` value shows as
 `<redacted sha256:abcd1234>`, so a changed secret shows as changed without
 revealing either value.

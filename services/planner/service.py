@@ -6,7 +6,10 @@ and dry-run the apply on the app's destination cluster, read the last applied
 inventory from the log, let `planning.plan` decide, let `policy` approve or
 ask, and append -- conditionally on the app's position in the log, so that
 two planners cannot both leave a plan awaiting approval -- the plan, its
-follow-up, and a PlanSuperseded for each older plan still awaiting approval.
+follow-up (PlanApproved, ApprovalRequested, or PlanBlocked when any resource
+is in error), and a PlanSuperseded for each older plan still awaiting approval.
+With `--create-namespace` the app's destination Namespace joins the resources
+(`namespaces`).
 
 - ManifestsRendered: a plan of reason "revision" for its bundle; held for a
   person while a rollback pins the app (`policy`'s rollback pin).
