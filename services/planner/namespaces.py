@@ -9,6 +9,11 @@ missing: a namespace that exists and is not the app's (another app's, an
 administrator's, `default`) is left as it is -- not relabelled, not in the plan.
 One the app created earlier stays in its plans (unchanged), so that it stays in
 its inventory.
+
+A namespace created this way carries the annotation `wake.dev/created-by:
+create-namespace` and is never pruned -- not when the option is turned off, not
+when the destination changes: deleting it would delete everything in it, and
+Argo CD never deletes a namespace CreateNamespace made either.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from services.applier.ordering import WAVE_ANNOTATION
 from services.planner.ownership import owner_of
 
 Resource = dict[str, Any]
+
+CREATED_BY_ANNOTATION = "wake.dev/created-by"
+CREATED_BY = "create-namespace"
 
 
 def namespace_ref(name: str) -> ResourceRef:
@@ -41,10 +49,19 @@ def is_creatable(live: Resource | None, *, app: str) -> bool:
 def destination_namespace(name: str, *, wave: int = 0) -> Resource:
     """The Namespace `name`, as if rendered, in `wave` (the earliest of the app's
     resources, so that nothing is applied before it); prepared like the bundle's."""
-    metadata: dict[str, Any] = {"name": name}
+    annotations = {CREATED_BY_ANNOTATION: CREATED_BY}
     if wave < 0:
-        metadata["annotations"] = {WAVE_ANNOTATION: str(wave)}
+        annotations[WAVE_ANNOTATION] = str(wave)
+    metadata = {"name": name, "annotations": annotations}
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
+
+
+def is_created_namespace(obj: Resource | None) -> bool:
+    """Whether a live object is a Namespace `--create-namespace` made (never pruned)."""
+    if obj is None or obj.get("kind") != "Namespace":
+        return False
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(CREATED_BY_ANNOTATION) == CREATED_BY
 
 
 def planned_namespace(plan: PlanCreated, refs: Iterable[ResourceRef], name: str) -> Resource | None:

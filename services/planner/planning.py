@@ -12,9 +12,10 @@ objects and hands them in as dicts.
   diff exact: defaults, merges and admission are the server's, on both sides.
 - `unchanged`: they are equal.
 - `prune`: in the last applied inventory, no longer desired (only when the
-  app prunes). Refs are compared by group, kind, namespace and name -- not
-  version -- so moving a kind to a new apiVersion never prunes the object
-  that was just applied under it.
+  app prunes), except a Namespace `--create-namespace` made (`namespaces`).
+  Refs are compared by group, kind, namespace and name -- not version -- so
+  moving a kind to a new apiVersion never prunes the object that was just
+  applied under it.
 
 A change the plan cannot make has an `error`: the API server refused its dry
 run or would not show it, its wave annotation is bad, or the app may not own
@@ -46,6 +47,7 @@ from services.planner.differences import (
     comparable,
     normalized,
 )
+from services.planner.namespaces import is_created_namespace
 from services.planner.ownership import ownership_error
 
 __all__ = ["LAST_APPLIED", "SERVER_OWNED_METADATA", "normalized"]
@@ -263,7 +265,11 @@ def plan(
     changes.sort(key=lambda change: order_key(change.ref, change.wave))
     pruned: list[ResourceRef] = []
     if prune:
-        candidates = prune_candidates((change.ref for change in changes), last_inventory)
+        candidates = [
+            ref
+            for ref in prune_candidates((change.ref for change in changes), last_inventory)
+            if not is_created_namespace(live.get(ref))
+        ]
         waves = {ref: live_wave(live.get(ref), ref) for ref in candidates}
         pruned = prune_order(candidates, waves)
     return Plan(changes=changes, prune=pruned)

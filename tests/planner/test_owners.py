@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from events.envelope import Envelope
 from events.payloads import (
     ApplicationRegistered,
+    ApplicationUpdated,
     ApplySucceeded,
     PlanApproved,
     PlanBlocked,
@@ -215,6 +217,15 @@ async def test_create_namespace_plans_the_destination_namespace_first_and_labels
     again = (await scenario.last(PlanCreated.event_type)).payload
     assert (SHOP_NS, "unchanged") in [(c.ref, c.action) for c in again.changes]
     assert SHOP_NS not in again.prune
+
+    # When the option is turned off: the namespace, and all in it, is not pruned
+    spec = (await scenario.last(ApplicationRegistered.event_type)).payload.spec
+    await scenario.append(
+        ApplicationUpdated(spec=msgspec.structs.replace(spec, create_namespace=False))
+    )
+    await plan(scenario, kube, await scenario.render([inside, wave_early], label="v3"))
+    off = (await scenario.last(PlanCreated.event_type)).payload
+    assert SHOP_NS not in [c.ref for c in off.changes] and off.prune == []
 
 
 async def test_create_namespace_leaves_a_namespace_another_app_owns_alone(

@@ -467,6 +467,19 @@ def test_the_destination_namespace_is_created_only_when_missing_or_the_apps_own(
     assert not namespaces.is_creatable(owned_by(NAMESPACE, None), app="shop")
     assert namespaces.lacks_namespace([ref(deployment())], "shop")
     assert not namespaces.lacks_namespace([ref(NAMESPACE)], "shop")
-    assert namespaces.destination_namespace("shop") == NAMESPACE
+    created = namespaces.destination_namespace("shop")
+    assert created["metadata"] == {
+        "name": "shop",
+        "annotations": {"wake.dev/created-by": "create-namespace"},
+    }
     early = namespaces.destination_namespace("shop", wave=-2)
-    assert early["metadata"]["annotations"] == {"wake.dev/wave": "-2"}
+    assert early["metadata"]["annotations"]["wake.dev/wave"] == "-2"
+
+
+def test_a_namespace_create_namespace_made_is_never_pruned() -> None:
+    listed = served(NAMESPACE)
+    made = served(NAMESPACE)
+    made["metadata"]["annotations"]["wake.dev/created-by"] = "create-namespace"
+    for live, pruned in ((made, []), (listed, [ref(NAMESPACE)])):
+        result = plan([], {}, {ref(NAMESPACE): live}, [ref(NAMESPACE)], prune=True, app="shop")
+        assert result.prune == pruned
