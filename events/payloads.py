@@ -125,6 +125,9 @@ class ResourceError(msgspec.Struct, frozen=True, kw_only=True):
     ref: ResourceRef
     error: str
 
+    def __str__(self) -> str:
+        return f"{self.ref}: {self.error}"
+
 
 # --- applications ---------------------------------------------------------------
 

@@ -170,7 +170,7 @@ Decision = Start | Resume | Wait | Skip | Missing | Refused | Expire
 
 def blocked_reason(errors: Iterable[ResourceError]) -> str:
     """`Kind ns/name: error; ...` for the resources that block a plan."""
-    return "; ".join(f"{e.ref}: {e.error}" for e in errors)
+    return "; ".join(map(str, errors))
 
 
 def deadline(started: Envelope, apply_timeout: float) -> datetime:

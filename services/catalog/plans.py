@@ -137,4 +137,4 @@ def summary(plan: PlanCreated) -> str:
 
 def blocked_line(plan_id: str, errors: list[ResourceError]) -> str:
     """`plan X blocked: Deployment ns/web: dry run refused: 422 Invalid: ...; ...`"""
-    return f"plan {plan_id[:8]} blocked: " + "; ".join(f"{e.ref}: {e.error}" for e in errors)
+    return f"plan {plan_id[:8]} blocked: " + "; ".join(map(str, errors))

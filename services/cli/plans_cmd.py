@@ -143,7 +143,7 @@ async def _decide(data_dir: str, plan_id: str, decision: str, reason: str) -> No
                     f"plan {plan_id} of {view.app} is blocked and cannot be "
                     f"{'approved' if decision == 'approve' else 'rejected'}: "
                     "nothing of it is applied because of "
-                    + "; ".join(f"{e.ref}: {e.error}" for e in view.blocked_by)
+                    + "; ".join(map(str, view.blocked_by))
                     + ". Fix the repository: its next commit is planned again"
                 )
             if view.status != AWAITING_APPROVAL:
