@@ -185,12 +185,6 @@ def add(
     run(register())
 
 
-def _ref_text(ref: dict) -> str:
-    """`Kind ns/name`, as ResourceRef prints, from its JSON form."""
-    where = f"{ref['namespace']}/" if ref.get("namespace") else ""
-    return f"{ref['kind']} {where}{ref['name']}"
-
-
 def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     pairs = {}
     for value in values:
@@ -277,7 +271,7 @@ def show(data_dir: str, name: str, as_json: bool) -> None:
                 "commit fixes:"
             )
             for error in blocked["errors"]:
-                click.echo(f"  {'':<24} {_ref_text(error['ref'])}: {error['error']}")
+                click.echo(f"  {'':<24} {error}")
         click.echo("Latest events:")
         for event_type, item in row["latest"].items():
             click.echo(f"  {item['seq']:>7}  {event_type:<20} {item['summary']}")
@@ -350,7 +344,8 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
         # Why the app is stuck: its latest plan is blocked (nothing of it applied).
         "blocked": {
             "plan_id": blocked.event.payload.plan_id,
-            "errors": msgspec.to_builtins(blocked.event.payload.errors),
+            # ResourceErrors: `Kind ns/name: error` as text, {ref, error} as JSON.
+            "errors": blocked.event.payload.errors,
         }
         if blocked
         else None,

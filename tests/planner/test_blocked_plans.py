@@ -4,6 +4,7 @@ sandbox, through the planner, the applier and the `wake` CLI."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -152,6 +153,11 @@ async def test_the_cli_refuses_to_approve_a_blocked_plan_and_says_why_the_app_is
     assert f"{BAD}: dry run refused: 422 Invalid: " in shown.stdout
     assert f"{LOST}: dry run refused: 404 NotFound: " in shown.stdout
     assert f"PlanBlocked          plan {plan_id[:8]} blocked: {BAD}: " in shown.stdout
+    as_json = json.loads(
+        (await wake(nats_server, tmp_path, "app", "show", "shop", "--json")).stdout
+    )
+    assert as_json["state"] == "blocked" and as_json["blocked"]["plan_id"] == plan_id
+    assert [e["ref"]["name"] for e in as_json["blocked"]["errors"]] == [BAD.name, LOST.name]
 
 
 async def test_a_fixed_commit_after_a_blocked_plan_is_approved_and_applied(
