@@ -91,6 +91,13 @@ class AppSpec(msgspec.Struct, frozen=True, kw_only=True):
     retry_backoff_seconds: float = 5.0
     retry_backoff_factor: float = 2.0
     retry_max_backoff_seconds: float = 180.0
+    # Take over objects that exist already: another app's (its `wake.dev/app` label)
+    # or nobody's. Without it such an object is a plan error (Argo CD's
+    # SharedResourceWarning), and the plan is blocked.
+    adopt: bool = False
+    # Plan the destination namespace as a Namespace of the app when it does not
+    # exist and the bundle has none (Argo CD's CreateNamespace=true).
+    create_namespace: bool = False
 
 
 class RenderedResource(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,6 +135,16 @@ class DriftedResource(msgspec.Struct, frozen=True, kw_only=True):
     ref: ResourceRef
     fields: list[str] = []
     deleted: bool = False
+
+
+class ResourceError(msgspec.Struct, frozen=True, kw_only=True):
+    """Why one resource of a plan cannot be applied: the API server's message, or Wake's."""
+
+    ref: ResourceRef
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.ref}: {self.error}"
 
 
 # --- applications ---------------------------------------------------------------
@@ -417,6 +434,20 @@ class RollbackRequested(Payload, frozen=True, kw_only=True):
     bundle_digest: str = ""
 
 
+class PlanBlocked(Payload, frozen=True, kw_only=True):
+    """The plan has resources that cannot be applied: nothing of it is applied.
+
+    Appended with its PlanCreated instead of an approval or a request for one;
+    the applier refuses the plan even if it is approved. A later plan (a new
+    commit, a rollback) moves the app on.
+    """
+
+    event_type: ClassVar[str] = "PlanBlocked"
+    plan_id: str
+    errors: list[ResourceError]
+    summary: str = ""
+
+
 # --- notifications and the log itself ------------------------------------------------
 
 
@@ -517,6 +548,7 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     WaveCompleted,
     HookFinished,
     HookDeleted,
+    PlanBlocked,
 )
 
 BY_TYPE: dict[str, type[Payload]] = {cls.event_type: cls for cls in PAYLOAD_TYPES}

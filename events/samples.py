@@ -221,6 +221,23 @@ def sample_payloads() -> list[p.Payload]:
             phase="PreSync",
             policy="HookSucceeded",
         ),
+        p.PlanBlocked(
+            plan_id="01a2164a-0000-7000-8000-000000000001",
+            errors=[
+                p.ResourceError(
+                    ref=DEPLOYMENT,
+                    error='dry run refused: 422 Invalid: Deployment.apps "web" is invalid: '
+                    "spec.replicas: must be >= 0",
+                ),
+                p.ResourceError(
+                    ref=CONFIGMAP,
+                    error='ConfigMap shop/web-config is managed by app "billing" '
+                    '(label wake.dev/app), not by "shop"; register shop with --adopt '
+                    "to take it over",
+                ),
+            ],
+            summary="1 to update, 1 to prune, 2 with errors",
+        ),
     ]
     assert [type(s) for s in samples] == list(p.PAYLOAD_TYPES)
     return samples

@@ -4,7 +4,10 @@ Pure: the shell folds the app's plan and apply events (read from the log)
 into an `AppHistory` and asks `decide`. The rules, in order:
 
 1. The approval must name a PlanCreated in the log, else it is `Missing`.
-2. A rejected or superseded plan is skipped.
+2. A rejected or superseded plan is skipped. A blocked plan (a PlanBlocked, or
+   any change with an error) is `Refused`, whoever approved it: applying the
+   resources that can be applied would leave the cluster at a state Git never
+   described.
 3. This approval's own apply (same apply id: a redelivery) is resumed if
    unfinished -- server-side apply is idempotent -- or skipped if finished.
 4. A plan already applied under another approval is skipped.
@@ -31,10 +34,13 @@ from events.payloads import (
     ApplyStarted,
     ApplySucceeded,
     PlanApproved,
+    PlanBlocked,
     PlanCreated,
     PlanRejected,
     PlanSuperseded,
+    ResourceError,
 )
+from services.planner.planning import errors_of
 
 HISTORY_TYPES = (
     PlanCreated.event_type,
@@ -43,6 +49,7 @@ HISTORY_TYPES = (
     ApplyStarted.event_type,
     ApplySucceeded.event_type,
     ApplyFailed.event_type,
+    PlanBlocked.event_type,
 )
 
 # Beyond apply_timeout, how long an unfinished apply is given before another
@@ -67,6 +74,7 @@ class AppHistory:
     plan_ids: dict[str, str] = field(default_factory=dict)  # plan id -> PlanCreated event id
     rejected: set[str] = field(default_factory=set)
     superseded: set[str] = field(default_factory=set)
+    blocked: dict[str, str] = field(default_factory=dict)  # plan id -> why
     starts: dict[str, Stored] = field(default_factory=dict)  # by apply id
     finished: set[str] = field(default_factory=set)
     last_start_seq: int = 0
@@ -80,6 +88,8 @@ class AppHistory:
             self.rejected.add(payload.plan_id)
         elif isinstance(payload, PlanSuperseded):
             self.superseded.add(payload.plan_id)
+        elif isinstance(payload, PlanBlocked):
+            self.blocked[payload.plan_id] = blocked_reason(payload.errors)
         elif isinstance(payload, ApplyStarted):
             self.starts[payload.apply_id] = Stored(seq, event)
             self.last_start_seq = max(self.last_start_seq, seq)
@@ -141,6 +151,13 @@ class Missing:
 
 
 @dataclass(frozen=True, slots=True)
+class Refused:
+    """The approval approves a blocked plan: it is never applied (recorded, not retried)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Expire:
     """`started` outlived apply_timeout: record it failed, then decide again."""
 
@@ -148,7 +165,12 @@ class Expire:
     mine: bool
 
 
-Decision = Start | Resume | Wait | Skip | Missing | Expire
+Decision = Start | Resume | Wait | Skip | Missing | Refused | Expire
+
+
+def blocked_reason(errors: Iterable[ResourceError]) -> str:
+    """`Kind ns/name: error; ...` for the resources that block a plan."""
+    return "; ".join(map(str, errors))
 
 
 def deadline(started: Envelope, apply_timeout: float) -> datetime:
@@ -181,6 +203,12 @@ def decide(
         return Skip(f"plan {plan_id} was rejected")
     if plan_id in history.superseded:
         return Skip(f"plan {plan_id} was superseded")
+    blocked = history.blocked.get(plan_id) or blocked_reason(errors_of(plan.event.payload.changes))
+    if blocked:
+        return Refused(
+            f"PlanApproved {approval.event_id} approves plan {plan_id}, which is blocked "
+            f"(nothing of a blocked plan is applied): {blocked}"
+        )
 
     def expired(started: Stored) -> bool:
         return now > deadline(started.event, apply_timeout) + EXPIRY_GRACE

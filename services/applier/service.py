@@ -34,7 +34,7 @@ from datetime import timedelta
 import msgspec
 
 from events import names
-from events.bundle import InvalidBundle
+from events.bundle import InvalidBundle, resource_digest
 from events.envelope import Envelope, derived_event_id, encode, new_event, now
 from events.payloads import (
     ApplicationRegistered,
@@ -57,6 +57,8 @@ from services.applier.ordering import InvalidWave, order_key, prune_order
 from services.applier.syncing import StepFailed, StepRunner
 from services.catalog.lookup import app_spec
 from services.catalog.registry import current_spec
+from services.planner import namespaces
+from services.planner.desired import prepare
 from services.planner.labels import is_labelled_for
 from services.planner.loading import DesiredResource, load_bundle, prepare_all
 from services.planner.planning import identity, live_wave
@@ -127,6 +129,19 @@ def _attempt(started: Envelope) -> int:
     return payload.attempt if isinstance(payload, ApplyStarted) else 1
 
 
+def _planned_namespace(
+    desired: list[DesiredResource], plan: PlanCreated, *, app: str, name: str
+) -> DesiredResource | None:
+    """The destination Namespace the planner added to `plan` (`--create-namespace`), if any."""
+    rendered = namespaces.planned_namespace(plan, (d.ref for d in desired), name)
+    if rendered is None:
+        return None
+    ready = prepare(rendered, app=app, namespaced=False, default_namespace=name)
+    return DesiredResource(
+        ref=namespaces.namespace_ref(name), resource=ready, digest=resource_digest(rendered)
+    )
+
+
 async def main(ctx: ServiceContext) -> None:
     await serve(ctx)
 
@@ -195,7 +210,7 @@ class Applier:
             if isinstance(decision, admission.Skip):
                 log.info("%s: skipping approval %s: %s", app, approval.event_id, decision.reason)
                 return
-            if isinstance(decision, admission.Missing):
+            if isinstance(decision, admission.Missing | admission.Refused):
                 await reject(
                     self.ctx.log,
                     consumer=self.consumer,
@@ -540,6 +555,9 @@ class Applier:
             desired = await prepare_all(kube, bundle, app=app, default_namespace=default_namespace)
         except KubeUnreachable as exc:
             raise _Failed.of(exc, "discovery for") from None
+        created = _planned_namespace(desired, plan, app=app, name=default_namespace)
+        if created is not None:
+            desired = [created, *desired]
         placements: dict[ResourceRef, phases.Placement] = {}
         for d in desired:
             try:
@@ -554,6 +572,7 @@ class Applier:
         sync = phases.schedule(
             (d.ref, placements[d.ref])
             for d in sorted(desired, key=lambda d: order_key(d.ref, placements[d.ref].wave))
+            if d is not created
         )
         runner = StepRunner(
             self,
@@ -570,6 +589,10 @@ class Applier:
         # phase, before PostSync hooks run, as Argo CD prunes within Sync.
         released: list[ResourceRef] | None = None
         try:
+            if created is not None:
+                # As Argo CD's CreateNamespace=true: the namespace exists before any
+                # phase runs, so that PreSync hooks can run in it.
+                await runner.apply_first(created, wave=placements[created.ref].wave)
             for index, step in enumerate(sync.steps):
                 if step.phase == phases.POST_SYNC and released is None:
                     released = await self._prune(kube, approval, plan, apply_id, progress)

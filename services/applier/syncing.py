@@ -138,6 +138,10 @@ class StepRunner:
             )
         )
 
+    async def apply_first(self, d: DesiredResource, *, wave: int) -> None:
+        """Apply `d` before every phase (the namespace --create-namespace adds)."""
+        await self._apply(phases.Step(phases.PRE_SYNC, wave, resources=(d.ref,)), [d])
+
     async def _apply(
         self, step: phases.Step[ResourceRef], group: Sequence[DesiredResource]
     ) -> None:

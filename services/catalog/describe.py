@@ -19,6 +19,7 @@ from events.payloads import (
     NotificationFailed,
     NotificationSent,
     PlanApproved,
+    PlanBlocked,
     PlanCreated,
     PlanRejected,
     PlanSuperseded,
@@ -31,7 +32,7 @@ from events.payloads import (
     SourceRecovered,
     SyncRequested,
 )
-from services.catalog.plans import summary
+from services.catalog.plans import blocked_line, summary
 
 # A failure is status only until the step it failed succeeds again; then it
 # is history (`wake events tail`, `wake history`), no longer the app's news.
@@ -123,6 +124,8 @@ def describe(event: Envelope) -> str:
             return f"notified {p.channel} of {p.about_type} ({tries})"
         case NotificationFailed():
             return f"notifying {p.channel} of {p.about_type} failed after {p.attempts}: {p.error}"
+        case PlanBlocked():
+            return blocked_line(p.plan_id, p.errors)
         case EventRejected():
             return f"{p.consumer} rejected seq {p.stream_seq} ({p.subject}): {p.error}"
         case ApplyRetryScheduled():

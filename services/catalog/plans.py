@@ -12,9 +12,11 @@ from events.payloads import (
     ApplySucceeded,
     ApprovalRequested,
     PlanApproved,
+    PlanBlocked,
     PlanCreated,
     PlanRejected,
     PlanSuperseded,
+    ResourceError,
 )
 
 PLAN_EVENT_TYPES = (
@@ -26,6 +28,7 @@ PLAN_EVENT_TYPES = (
     ApplyStarted.event_type,
     ApplySucceeded.event_type,
     ApplyFailed.event_type,
+    PlanBlocked.event_type,
 )
 
 # Status of a plan, in the order a plan moves through them.
@@ -36,7 +39,9 @@ SUPERSEDED = "superseded"
 APPLYING = "applying"
 APPLIED = "applied"
 FAILED = "failed"
-DECIDED = {APPROVED, REJECTED, SUPERSEDED, APPLYING, APPLIED, FAILED}
+# Some resource of the plan cannot be applied: nothing of it is, nobody may approve it.
+BLOCKED = "blocked"
+DECIDED = {APPROVED, REJECTED, SUPERSEDED, APPLYING, APPLIED, FAILED, BLOCKED}
 
 
 @dataclass
@@ -54,6 +59,8 @@ class PlanView:
     reason: str = ""
     apply_id: str = ""
     error: str = ""
+    # Why the plan is blocked: each resource at fault with its error.
+    blocked_by: list[ResourceError] = field(default_factory=list)
     history: list[tuple[int, str, str]] = field(default_factory=list)
 
 
@@ -81,7 +88,11 @@ def fold_plans(events: list[tuple[int, Envelope]]) -> dict[str, PlanView]:
         if view is None:
             continue
         view.history.append((seq, event.type, event.actor))
-        if isinstance(payload, ApprovalRequested):
+        if isinstance(payload, PlanBlocked):
+            view.status, view.blocked_by = BLOCKED, list(payload.errors)
+        elif view.status == BLOCKED:
+            continue  # a blocked plan stays blocked: nothing after it applies it
+        elif isinstance(payload, ApprovalRequested):
             view.status = AWAITING_APPROVAL
         elif isinstance(payload, PlanApproved) and view.status == AWAITING_APPROVAL:
             view.status = APPROVED
@@ -118,4 +129,12 @@ def summary(plan: PlanCreated) -> str:
     if plan.prune:
         counts["prune"] = counts.get("prune", 0) + len(plan.prune)
     parts = [f"{counts[a]} to {a}" for a in ("create", "update", "prune") if counts.get(a)]
+    errors = sum(1 for change in plan.changes if change.error)
+    if errors:
+        parts.append(f"{errors} with errors")
     return ", ".join(parts) or "no changes"
+
+
+def blocked_line(plan_id: str, errors: list[ResourceError]) -> str:
+    """`plan X blocked: Deployment ns/web: dry run refused: 422 Invalid: ...; ...`"""
+    return f"plan {plan_id[:8]} blocked: " + "; ".join(map(str, errors))

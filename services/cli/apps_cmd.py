@@ -46,6 +46,7 @@ STATUS_TYPES = (
     "ApplyRetryScheduled",
     "SourceFailed",
     "SourceRecovered",
+    "PlanBlocked",
 )
 
 
@@ -284,6 +285,18 @@ SPEC_OPTIONS: list[SpecOption] = [
         default=180.0,
         show_default=True,
         help="Longest wait between two tries, in seconds.",
+    ),
+    spec_option(
+        "--adopt/--no-adopt",
+        default=False,
+        help="Take over objects that exist already: another app's or ones Wake did not create "
+        "(without it, such an object blocks the plan).",
+    ),
+    spec_option(
+        "--create-namespace/--no-create-namespace",
+        default=False,
+        help="Create the destination namespace (labelled for the app) when it does not exist "
+        "and the repository has no Namespace for it, like Argo CD's CreateNamespace=true.",
     ),
 ]
 
@@ -567,6 +580,14 @@ def show(data_dir: str, name: str, as_json: bool) -> None:
             )
         if row["retry"]:
             click.echo(f"  {'retries:':<24} {row['retry']}")
+        if row["blocked"]:
+            blocked = row["blocked"]
+            click.echo(
+                f"  {'blocked:':<24} plan {blocked['plan_id']} applies nothing until a new "
+                "commit fixes:"
+            )
+            for error in blocked["errors"]:
+                click.echo(f"  {'':<24} {error}")
         click.echo("Latest events:")
         for event_type, item in row["latest"].items():
             click.echo(f"  {item['seq']:>7}  {event_type:<20} {item['summary']}")
@@ -633,6 +654,7 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
         "ApplySucceeded": "synced",
         "ApplyFailed": "apply-failed",
         "ApplyRetryScheduled": "retrying",
+        "PlanBlocked": "blocked",
     }
     for stored in ordered:
         state = states.get(stored.event.type, state)
@@ -643,6 +665,7 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
     revision = latest.get("RevisionDetected")
     applied = latest.get("ApplySucceeded")
     rolled_back_to = applied.event.payload.rollback_of if applied else None
+    blocked = latest.get("PlanBlocked") if state == "blocked" else None
     if rolled_back_to and state == "synced":
         state = "rolled-back"
     failed = latest.get("ApplyFailed")
@@ -678,6 +701,14 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
         "health": health.event.payload.status if health else None,
         # The SourceFailed that stands (git-watcher cannot read the source), if any.
         "source_error": source_error,
+        # Why the app is stuck: its latest plan is blocked (nothing of it applied).
+        "blocked": {
+            "plan_id": blocked.event.payload.plan_id,
+            # ResourceErrors: `Kind ns/name: error` as text, {ref, error} as JSON.
+            "errors": blocked.event.payload.errors,
+        }
+        if blocked
+        else None,
         "latest": {
             stored.event.type: {
                 "seq": stored.seq,

@@ -11,7 +11,7 @@ from events import new_event
 from events.payloads import PlanApproved, PlanRejected, SyncRequested
 from services.catalog import lookup
 from services.catalog.describe import decided_by
-from services.catalog.plans import AWAITING_APPROVAL, PlanView, summary
+from services.catalog.plans import AWAITING_APPROVAL, BLOCKED, PlanView, summary
 from services.cli.connecting import (
     checked_app_name,
     connected,
@@ -102,6 +102,7 @@ def _as_json(view: PlanView) -> dict:
         "rejection_reason": view.reason or None,
         "apply_id": view.apply_id or None,
         "error": view.error or None,
+        "blocked_by": msgspec.to_builtins(view.blocked_by),
     }
 
 
@@ -116,12 +117,19 @@ def _print_plan(view: PlanView) -> None:
         click.echo(f"  {how}" + (f": {view.reason}" if view.reason else ""))
     if view.error:
         click.echo(f"  error: {view.error}")
+    if view.status == BLOCKED:
+        click.echo(
+            f"  blocked: {len(view.blocked_by)} resource(s) cannot be applied, so nothing is; "
+            "a new commit that fixes them plans again"
+        )
     for change in view.plan.changes:
-        if change.action == "unchanged":
+        if change.action == "unchanged" and not change.error:
             continue
         # A hook is created afresh at every sync, in its phase: say so.
         runs = f"  ({change.hook} hook, wave {change.wave})" if change.hook else ""
         click.echo(f"  {change.action:<9} {change.ref}{runs}")
+        if change.error:
+            click.echo(f"      error: {change.error}")
         for line in change.diff.splitlines():
             click.echo(f"      {line}")
     for ref in view.plan.prune:
@@ -138,6 +146,14 @@ async def _decide(data_dir: str, plan_id: str, decision: str, reason: str) -> No
                 view, position = await lookup.find_plan(log, plan_id)
             except lookup.PlanNotFound as exc:
                 raise click.ClickException(str(exc)) from None
+            if view.status == BLOCKED:
+                raise click.ClickException(
+                    f"plan {plan_id} of {view.app} is blocked and cannot be "
+                    f"{'approved' if decision == 'approve' else 'rejected'}: "
+                    "nothing of it is applied because of "
+                    + "; ".join(map(str, view.blocked_by))
+                    + ". Fix the repository: its next commit is planned again"
+                )
             if view.status != AWAITING_APPROVAL:
                 by = f" by {view.decided_by}" if view.decided_by else ""
                 raise click.ClickException(

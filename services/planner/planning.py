@@ -15,9 +15,15 @@ objects and hands them in as dicts.
   they are created afresh at every sync; a resource marked Skip (or a Helm
   hook Wake does not run) is left out of the plan, and not pruned.
 - `prune`: in the last applied inventory, no longer desired (only when the
-  app prunes). Refs are compared by group, kind, namespace and name -- not
-  version -- so moving a kind to a new apiVersion never prunes the object
-  that was just applied under it.
+  app prunes), except a Namespace `--create-namespace` made (`namespaces`).
+  Refs are compared by group, kind, namespace and name -- not version -- so
+  moving a kind to a new apiVersion never prunes the object that was just
+  applied under it.
+
+A change the plan cannot make has an `error`: the API server refused its dry
+run or would not show it, its wave annotation is bad, or the app may not own
+its live object (`ownership`). One such change blocks the whole plan
+(`errors_of`, `policy.decide`).
 
 Secret values never reach a diff: each `data`/`stringData` value shows as
 `<redacted sha256:abcd1234>`, so a changed secret shows as changed without
@@ -35,7 +41,7 @@ import msgspec
 import yaml
 
 from events.bundle import ref_of
-from events.payloads import IgnoreRule, ResourceChange, ResourceRef
+from events.payloads import IgnoreRule, ResourceChange, ResourceError, ResourceRef
 from services.applier.ordering import InvalidWave, order_key, prune_order, wave_of
 from services.applier.phases import InvalidHook, placement_of
 from services.planner.desired import group_of
@@ -45,6 +51,8 @@ from services.planner.differences import (
     comparable,
     normalized,
 )
+from services.planner.namespaces import is_created_namespace
+from services.planner.ownership import ownership_error
 
 __all__ = ["LAST_APPLIED", "SERVER_OWNED_METADATA", "normalized"]
 
@@ -259,23 +267,35 @@ def plan(
     *,
     prune: bool,
     ignore: Sequence[IgnoreRule] = (),
+    app: str | None = None,
+    adopt: bool = False,
 ) -> Plan:
     """The changes that bring the cluster to `desired` (resources as prepared, with labels).
 
     `dry_run` and `live` are keyed by the ref of each desired resource and, for
     `live`, of each prune candidate too (absent: nothing live; a live prune
-    candidate's wave orders its deletion).
+    candidate's wave orders its deletion). `app`: whose plan this is; a live
+    object it may not apply over (`ownership`) is an error of its change
+    unless `adopt`. None leaves ownership unchecked.
     """
     changes = [
         change_for(resource, dry_run.get(ref_of(resource)), live.get(ref_of(resource)), ignore)
         for resource in desired
         if not _skipped(resource)
     ]
+    if app is not None:
+        inventoried = {identity(ref) for ref in last_inventory}
+        changes = [_owned(change, live, app, adopt, inventoried) for change in changes]
     changes.sort(key=lambda change: order_key(change.ref, change.wave))
     pruned: list[ResourceRef] = []
     if prune:
-        # A resource marked Skip is still wanted: it is left alone, not pruned.
-        candidates = prune_candidates((ref_of(r) for r in desired), last_inventory)
+        # A resource marked Skip is still wanted: it is left alone, not pruned; a
+        # namespace --create-namespace made is never pruned.
+        candidates = [
+            ref
+            for ref in prune_candidates((ref_of(r) for r in desired), last_inventory)
+            if not is_created_namespace(live.get(ref))
+        ]
         waves = {ref: live_wave(live.get(ref), ref) for ref in candidates}
         pruned = prune_order(candidates, waves)
     return Plan(changes=changes, prune=pruned)
@@ -287,6 +307,32 @@ def _skipped(resource: Resource) -> bool:
         return not placement_of(resource, ref_of(resource)).applied
     except (InvalidHook, InvalidWave):
         return False  # shown, with its error
+
+
+def _owned(
+    change: ResourceChange,
+    live: Mapping[ResourceRef, Resource | None],
+    app: str,
+    adopt: bool,
+    inventoried: set[Identity],
+) -> ResourceChange:
+    """`change` with the ownership error of its live object added to its error, if any."""
+    error = ownership_error(
+        change.ref,
+        live.get(change.ref),
+        app=app,
+        adopt=adopt,
+        inventoried=identity(change.ref) in inventoried,
+    )
+    if not error:
+        return change
+    both = "; ".join(filter(None, (change.error, error)))
+    return msgspec.structs.replace(change, error=both)
+
+
+def errors_of(changes: Iterable[ResourceChange]) -> list[ResourceError]:
+    """The changes that cannot be applied, each with why: any one blocks the whole plan."""
+    return [ResourceError(ref=c.ref, error=c.error) for c in changes if c.error]
 
 
 def live_wave(obj: Resource | None, ref: ResourceRef) -> int:

@@ -24,6 +24,12 @@ Rollback pin -- "auto-sync does not undo a rollback". The rule:
 4. `wake sync NAME --resume` appends SyncRequested(resume=True); every
    revision rendered after it moves forward under the usual policy.
 
+Blocked: a plan with any resource in error (a dry run the API server
+refused, an unreadable object, a bad annotation, an object another app owns)
+is neither approved nor put to a person, whatever the policy: PlanBlocked
+names every resource at fault, and nothing of the plan is applied. Applying
+the rest would leave the cluster at a state Git never described.
+
 Why not decide by the RevisionDetected's trigger: every trigger ("poll",
 "webhook", "sync", "register") can re-detect the commit that was rolled
 back from, and none says "the operator asked to move on". The commit's
@@ -41,10 +47,11 @@ from events.payloads import (
     ApprovalRequested,
     AppSpec,
     PlanApproved,
+    PlanBlocked,
     PlanCreated,
     SyncRequested,
 )
-from services.planner.planning import summary
+from services.planner.planning import errors_of, summary
 
 POLICY_ACTOR = "policy"
 SELF_HEAL = "self-heal"
@@ -53,13 +60,18 @@ PIN_EVENT_TYPES = (ApplySucceeded.event_type, SyncRequested.event_type)
 
 
 def needs_approval(
-    spec: AppSpec, *, reason: str = "revision", pinned: RollbackPin | None = None
+    spec: AppSpec,
+    *,
+    reason: str = "revision",
+    pinned: RollbackPin | None = None,
+    blocked: bool = False,
 ) -> bool:
     """Whether a person must approve this app's plan of `reason`.
 
-    A manual app's plans, and a plan held by a rollback's pin; never a self-heal.
+    A manual app's plans, and a plan held by a rollback's pin; never a self-heal,
+    never a blocked plan (nobody can approve it).
     """
-    if reason == "drift":
+    if reason == "drift" or blocked:
         return False
     return not spec.auto_sync or pinned is not None
 
@@ -107,15 +119,19 @@ def held_by_pin(applied: Applied, commit: str) -> RollbackPin | None:
 
 def decide(
     plan: PlanCreated, *, pinned: RollbackPin | None = None
-) -> PlanApproved | ApprovalRequested:
-    """The event that follows `plan`: approved by policy, or a request for approval.
+) -> PlanApproved | ApprovalRequested | PlanBlocked:
+    """The event that follows `plan`: blocked, approved by policy, or a request for approval.
 
-    Every plan of an auto-sync app is approved, the empty one too: applying it
+    A plan with any resource in error is blocked, whatever else holds. Every
+    other plan of an auto-sync app is approved, the empty one too: applying it
     confirms the live state matches and records the inventory again. A drift
     plan is a self-heal: approved. `pinned`: the plan is held by a rollback's
     pin (`held_by_pin`) and waits for a person.
     """
     counts = summary(plan.changes, plan.prune)
+    errors = errors_of(plan.changes)
+    if errors:
+        return PlanBlocked(plan_id=plan.plan_id, errors=errors, summary=counts)
     if plan.reason == "drift":
         return PlanApproved(plan_id=plan.plan_id, via="policy", comment=f"{SELF_HEAL}: {counts}")
     if pinned is not None:

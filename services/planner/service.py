@@ -6,7 +6,10 @@ and dry-run the apply on the app's destination cluster, read the last applied
 inventory from the log, let `planning.plan` decide, let `policy` approve or
 ask, and append -- conditionally on the app's position in the log, so that
 two planners cannot both leave a plan awaiting approval -- the plan, its
-follow-up, and a PlanSuperseded for each older plan still awaiting approval.
+follow-up (PlanApproved, ApprovalRequested, or PlanBlocked when any resource
+is in error), and a PlanSuperseded for each older plan still awaiting approval.
+With `--create-namespace` the app's destination Namespace joins the resources
+(`namespaces`).
 
 - ManifestsRendered: a plan of reason "revision" for its bundle; held for a
   person while a rollback pins the app (`policy`'s rollback pin). None for
@@ -31,7 +34,7 @@ from typing import TypeVar
 import msgspec
 
 from events import names
-from events.bundle import InvalidBundle
+from events.bundle import InvalidBundle, resource_digest
 from events.envelope import Envelope, derived_event_id, encode
 from events.payloads import (
     ApplySucceeded,
@@ -46,9 +49,18 @@ from events.payloads import (
 from services.applier.phases import is_ordinary
 from services.catalog.lookup import app_events, app_spec
 from services.catalog.revisions import RevisionNotApplied, applied_revisions, find_applied
-from services.planner import policy, superseding
+from services.planner import namespaces, policy, superseding
+from services.planner.desired import prepare
 from services.planner.loading import DesiredResource, load_bundle, prepare_all
-from services.planner.planning import DryRun, Refusal, plan, prune_candidates, summary
+from services.planner.planning import (
+    DryRun,
+    Refusal,
+    errors_of,
+    live_wave,
+    plan,
+    prune_candidates,
+    summary,
+)
 from services.wiring.consumers import ConsumerSettings, consume, ensure_consumer, reject
 from services.wiring.eventlog import (
     BundleCorrupt,
@@ -273,6 +285,8 @@ class Planner:
         except KubeConfigError as exc:
             raise Unplannable(f"destination of {app}: {exc}") from None
         desired = await prepare_all(kube, bundle, app=app, default_namespace=spec.namespace)
+        if spec.create_namespace:
+            desired = await self._with_destination_namespace(kube, desired, app, spec.namespace)
         live, dry_run = await self._observe(kube, desired)
         last = await self.ctx.log.last_event(app, ApplySucceeded.event_type)
         inventory = last.event.payload.inventory if last is not None else []
@@ -289,6 +303,8 @@ class Planner:
             inventory,
             prune=spec.prune,
             ignore=spec.ignore_differences,
+            app=app,
+            adopt=spec.adopt,
         )
         plan_id = derived_event_id(event.event_id, PlanCreated.event_type)
         created = self.ctx.derive(
@@ -300,7 +316,9 @@ class Planner:
                 prune=decided.prune,
                 reason=reason,
                 rollback_of=rollback_of,
-                needs_approval=policy.needs_approval(spec, reason=reason, pinned=pinned),
+                needs_approval=policy.needs_approval(
+                    spec, reason=reason, pinned=pinned, blocked=bool(errors_of(decided.changes))
+                ),
             ),
             cause=event,
         )
@@ -352,6 +370,24 @@ class Planner:
                 continue
             return [s.plan_id for s in supersedes]
         raise PlanConflict(f"{app}: lost {MAX_CONFLICTS} conditional appends of a plan in a row")
+
+    async def _with_destination_namespace(
+        self, kube: Kube, desired: list[DesiredResource], app: str, name: str
+    ) -> list[DesiredResource]:
+        """`desired` and, first, the app's destination Namespace (`--create-namespace`),
+        unless the bundle has it or it exists and is not the app's (`namespaces`)."""
+        ref = namespaces.namespace_ref(name)
+        if not namespaces.lacks_namespace((d.ref for d in desired), name):
+            return desired
+        found = await self._live(kube, ref)
+        if isinstance(found, Refusal) or not namespaces.is_creatable(found, app=app):
+            # Unreadable, or someone else's: left alone, as Argo CD leaves an existing one.
+            return desired
+        wave = min((live_wave(d.resource, d.ref) for d in desired), default=0)
+        rendered = namespaces.destination_namespace(name, wave=wave)
+        ready = prepare(rendered, app=app, namespaced=False, default_namespace=name)
+        created = DesiredResource(ref=ref, resource=ready, digest=resource_digest(rendered))
+        return [created, *desired]
 
     async def _observe(
         self, kube: Kube, desired: list[DesiredResource]

@@ -33,6 +33,7 @@ from events.payloads import (
     HealthChanged,
     ManifestsRendered,
     PlanApproved,
+    PlanBlocked,
     PlanCreated,
     PlanRejected,
     PlanSuperseded,
@@ -207,6 +208,8 @@ APPLIED = "applied"
 FAILED = "failed"
 # Its apply failed and another try is scheduled (ApplyRetryScheduled).
 RETRYING = "retrying"
+# Nothing of its plan may be applied (PlanBlocked): a resource is in error.
+BLOCKED = "blocked"
 
 # Sync state of an application.
 UNKNOWN = "Unknown"
@@ -570,6 +573,17 @@ def _superseded(models: ReadModels, seq: int, event: Envelope) -> None:
     )
 
 
+def _blocked(models: ReadModels, seq: int, event: Envelope) -> None:
+    # Nothing of the plan is applied: the app is out of sync with its latest
+    # revision (never Synced while stale), and the plan says why in its changes.
+    payload = event.payload
+    assert isinstance(payload, PlanBlocked)
+    _update_plan(models, payload.plan_id, status=BLOCKED, decided_at=event.occurred_at)
+    row = _app_row(models, event)
+    row["sync_state"] = OUT_OF_SYNC
+    _touch(models, row, seq, event)
+
+
 def _approval_requested(models: ReadModels, seq: int, event: Envelope) -> None:
     payload = event.payload
     assert isinstance(payload, ApprovalRequested)
@@ -599,6 +613,9 @@ def _decided(models: ReadModels, seq: int, event: Envelope) -> None:
             "seq": seq,
         },
     )
+    plan = models.get("plans", payload.plan_id)
+    if plan is not None and plan["status"] == BLOCKED:
+        return  # recorded, but a blocked plan stays blocked: the applier refuses it
     _update_plan(
         models,
         payload.plan_id,
@@ -770,4 +787,5 @@ _HANDLERS = {
     DriftDetected: _drift,
     ApplyRetryScheduled: _retry_scheduled,
     ResourceDeleted: _resource_deleted,
+    PlanBlocked: _blocked,
 }

@@ -193,7 +193,9 @@ def journeys(
                 apply_id=apply["apply_id"] if apply else None,
                 applied_at=apply["finished_at"] if apply else None,
                 result=_result(revision, plan, apply),
-                error=(apply or {}).get("error") or (revision or {}).get("render_error"),
+                error=(apply or {}).get("error")
+                or (revision or {}).get("render_error")
+                or _blocked_by(plan),
                 rollback=rollback,
                 rollback_of=(apply or plan or {}).get("rollback_of"),
                 attempts=len(tries),
@@ -207,6 +209,21 @@ def _render(revision: Row | None) -> str:
     if revision is None:
         return ""
     return revision["render_status"]
+
+
+def _blocked_by(plan: Row | None) -> str | None:
+    """Why a blocked plan is: `Kind ns/name: error; ...` from its changes' errors."""
+    if plan is None or plan["status"] != "blocked":
+        return None
+    changes = plan["changes"]
+    if isinstance(changes, str | bytes):
+        changes = msgspec.json.decode(changes)
+    errors = [
+        f"{ResourceRef(**change['ref'])}: {change['error']}"
+        for change in changes
+        if change.get("error")
+    ]
+    return "; ".join(errors) or None
 
 
 def _result(revision: Row | None, plan: Row | None, apply: Row | None) -> str:

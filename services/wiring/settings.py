@@ -31,7 +31,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     apply_timeout: float = 300.0
     notify_url: str = ""
     notify_secret: str = ""
-    notify_events: str = "ApplySucceeded,ApplyFailed,ApprovalRequested,RenderFailed"
+    notify_events: str = "ApplySucceeded,ApplyFailed,ApprovalRequested,RenderFailed,PlanBlocked"
     notify_retries: int = 5
     log_level: str = "INFO"
     otel_exporter: str = "none"

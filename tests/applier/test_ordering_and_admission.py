@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from events.envelope import Envelope, derived_event_id, new_event
@@ -12,8 +13,11 @@ from events.payloads import (
     ApplyStarted,
     ApplySucceeded,
     PlanApproved,
+    PlanBlocked,
     PlanCreated,
     PlanRejected,
+    ResourceChange,
+    ResourceError,
     ResourceRef,
 )
 from services.applier import admission
@@ -274,3 +278,37 @@ def test_an_approval_of_no_known_plan_is_missing() -> None:
     decision = decide(log, stray)
     assert isinstance(decision, admission.Missing)
     assert stray.event_id in decision.reason and "nope" in decision.reason
+
+
+def test_an_approval_of_a_blocked_plan_is_refused() -> None:
+    # By its PlanBlocked
+    log = Log()
+    plan = log.plan()
+    bad = r("ConfigMap", "bad")
+    log.add(
+        new_event(
+            PlanBlocked(
+                plan_id=plan.payload.plan_id,
+                errors=[ResourceError(ref=bad, error="dry run refused: 422 Invalid: tier")],
+            ),
+            app=APP,
+            actor="service:planner",
+            cause=plan,
+        )
+    )
+    approval = log.approve(plan)
+    decision = decide(log, approval)
+    assert isinstance(decision, admission.Refused)
+    assert approval.event_id in decision.reason and plan.payload.plan_id in decision.reason
+    assert "ConfigMap shop/bad: dry run refused: 422 Invalid: tier" in decision.reason
+
+    # By the errors of its changes alone (a PlanBlocked not read yet, or never written)
+    log = Log()
+    plan = log.plan()
+    erring = msgspec.structs.replace(
+        plan.payload, changes=[ResourceChange(ref=bad, action="create", error="unreadable")]
+    )
+    log.events[-1] = (1, msgspec.structs.replace(plan, payload=erring))
+    decision = decide(log, log.approve(plan))
+    assert isinstance(decision, admission.Refused)
+    assert "ConfigMap shop/bad: unreadable" in decision.reason

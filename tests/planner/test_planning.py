@@ -6,8 +6,18 @@ import copy
 import hashlib
 from typing import Any
 
-from events.payloads import ApprovalRequested, AppSpec, PlanApproved, PlanCreated, ResourceRef
-from services.planner import policy
+import msgspec
+
+from events.payloads import (
+    ApprovalRequested,
+    AppSpec,
+    PlanApproved,
+    PlanBlocked,
+    PlanCreated,
+    ResourceError,
+    ResourceRef,
+)
+from services.planner import namespaces, policy
 from services.planner.desired import crd_scopes, prepare
 from services.planner.labels import inventory_labels, is_labelled_for, with_inventory_labels
 from services.planner.planning import (
@@ -374,3 +384,102 @@ def test_auto_sync_is_approved_by_policy_and_manual_asks() -> None:
 def test_an_empty_plan_of_an_auto_sync_app_is_approved_too() -> None:
     empty = plan([], {}, {}, [], prune=True)
     assert isinstance(policy.decide(created(empty, needs_approval=False)), PlanApproved)
+
+
+def test_a_plan_with_any_error_is_blocked_whatever_the_policy() -> None:
+    refused = Refusal(status_code=422, reason="Invalid", message="spec.replicas: must be >= 0")
+    result = plan([NAMESPACE, deployment()], {ref(deployment()): refused}, {}, [], prune=True)
+    manual = AppSpec(repo_url="https://example.com/r.git", auto_sync=False)
+    assert not policy.needs_approval(manual, blocked=True)
+    for needs_approval in (False, True):
+        blocked = policy.decide(created(result, needs_approval=needs_approval))
+        assert isinstance(blocked, PlanBlocked)
+        assert blocked.plan_id == "p-1"
+        assert blocked.errors == [
+            ResourceError(
+                ref=ref(deployment()),
+                error="dry run refused: 422 Invalid: spec.replicas: must be >= 0",
+            )
+        ]
+        assert blocked.summary == "2 to create, 1 with errors"
+    # Self-heal and a rollback's pin do not get past it either
+    drift = msgspec.structs.replace(created(result, needs_approval=False), reason="drift")
+    assert isinstance(policy.decide(drift), PlanBlocked)
+    pin = policy.RollbackPin(rollback_of="a-1", commit=COMMIT)
+    assert isinstance(policy.decide(created(result, needs_approval=False), pinned=pin), PlanBlocked)
+
+
+# --- one owner per object ----------------------------------------------------------------
+
+
+def owned_by(obj: dict[str, Any], app: str | None) -> dict[str, Any]:
+    live = served(obj)
+    live["metadata"]["labels"] = {} if app is None else inventory_labels(app)
+    return live
+
+
+def test_an_object_another_app_owns_is_an_error_naming_both_apps() -> None:
+    desired = with_inventory_labels(deployment(), "billing")
+    live = {ref(desired): owned_by(deployment(), "shop")}
+    [change] = plan([desired], {}, live, [], prune=True, app="billing").changes
+    assert change.error == (
+        "Deployment shop/web is managed by app 'shop' (label wake.dev/app), and app 'billing' "
+        "applies it too: an object has one owner. Remove it from one of them, or register "
+        "billing with --adopt to take it over"
+    )
+    [adopted] = plan([desired], {}, live, [], prune=True, app="billing", adopt=True).changes
+    assert adopted.error == ""
+    [own] = plan([desired], {}, live, [], prune=True, app="shop").changes
+    assert own.error == ""
+
+
+def test_an_object_nobody_owns_is_an_error_unless_adopted_or_inventoried() -> None:
+    desired = with_inventory_labels(deployment(), "shop")
+    live = {ref(desired): owned_by(deployment(), None)}
+    [change] = plan([desired], {}, live, [], prune=True, app="shop").changes
+    assert change.error == (
+        "Deployment shop/web exists and is not managed by Wake (no wake.dev/app label); "
+        "register shop with --adopt to take it over"
+    )
+    # Wake applied it for this app and someone stripped the labels: applying restores them.
+    [restored] = plan([desired], {}, live, [ref(desired)], prune=True, app="shop").changes
+    assert restored.error == "" and restored.action == "update"
+    # Nothing live: nothing to own. No app given: the rule is not asked.
+    assert plan([desired], {}, {}, [], prune=True, app="shop").changes[0].error == ""
+    assert plan([desired], {}, live, [], prune=True).changes[0].error == ""
+
+
+def test_an_ownership_error_is_added_to_a_refusal() -> None:
+    desired = with_inventory_labels(deployment(), "billing")
+    refused = Refusal(status_code=422, reason="Invalid", message="bad")
+    live = {ref(desired): owned_by(deployment(), "shop")}
+    [change] = plan([desired], {ref(desired): refused}, live, [], prune=True, app="billing").changes
+    assert change.error.startswith("dry run refused: 422 Invalid: bad; Deployment shop/web is ")
+
+
+# --- --create-namespace ------------------------------------------------------------------
+
+
+def test_the_destination_namespace_is_created_only_when_missing_or_the_apps_own() -> None:
+    assert namespaces.is_creatable(None, app="shop")
+    assert namespaces.is_creatable(owned_by(NAMESPACE, "shop"), app="shop")
+    assert not namespaces.is_creatable(owned_by(NAMESPACE, "billing"), app="shop")
+    assert not namespaces.is_creatable(owned_by(NAMESPACE, None), app="shop")
+    assert namespaces.lacks_namespace([ref(deployment())], "shop")
+    assert not namespaces.lacks_namespace([ref(NAMESPACE)], "shop")
+    created = namespaces.destination_namespace("shop")
+    assert created["metadata"] == {
+        "name": "shop",
+        "annotations": {"wake.dev/created-by": "create-namespace"},
+    }
+    early = namespaces.destination_namespace("shop", wave=-2)
+    assert early["metadata"]["annotations"]["wake.dev/wave"] == "-2"
+
+
+def test_a_namespace_create_namespace_made_is_never_pruned() -> None:
+    listed = served(NAMESPACE)
+    made = served(NAMESPACE)
+    made["metadata"]["annotations"]["wake.dev/created-by"] = "create-namespace"
+    for live, pruned in ((made, []), (listed, [ref(NAMESPACE)])):
+        result = plan([], {}, {ref(NAMESPACE): live}, [ref(NAMESPACE)], prune=True, app="shop")
+        assert result.prune == pruned

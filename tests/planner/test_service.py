@@ -13,6 +13,7 @@ from events.payloads import (
     EventRejected,
     ManifestsRendered,
     PlanApproved,
+    PlanBlocked,
     PlanCreated,
     ResourceRef,
 )
@@ -174,9 +175,12 @@ async def test_a_refused_dry_run_is_part_of_the_plan(scenario: Scenario, kube: K
     assert by_name["bad"].error.startswith("dry run refused: 422 Invalid: ")
     assert "metadata.labels.tier" in by_name["bad"].error
     assert "404 NotFound" in by_name["lost"].error and "nowhere" in by_name["lost"].error
-    # The plan is still approved: the apply will stop at the refused resource and say why.
-    approved = (await scenario.last(PlanApproved.event_type)).payload
-    assert approved.comment == "4 to create, 2 with errors"
+    # Refused resources block the whole plan: neither approved nor put to a person.
+    blocked = (await scenario.last(PlanBlocked.event_type)).payload
+    assert blocked.summary == "4 to create, 2 with errors"
+    assert [e.ref.name for e in blocked.errors] == ["bad", "lost"]
+    assert not plan.needs_approval
+    assert await scenario.events(PlanApproved.event_type, ApprovalRequested.event_type) == []
 
 
 async def test_a_custom_resource_whose_crd_is_in_the_bundle_is_planned(

@@ -19,6 +19,7 @@ from events.envelope import Envelope
 AUTHORS = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Barbara Liskov"]
 APPROVERS = ["user:alice", "user:bob", "chat:carol"]
 BASE_TIME = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+BLOCKING_ERROR = "dry run refused: 422 Invalid: spec.replicas: must be >= 0"
 
 
 def sha(text: str) -> str:
@@ -89,7 +90,7 @@ class History:
         apply_ok: bool | None = None,
         bundle: str | None = None,
     ) -> Envelope:
-        """One commit's journey; `approve`: policy, approve, reject or random."""
+        """One commit's journey; `approve`: policy, approve, reject, blocked or random."""
         self.counter += 1
         commit = commit_id(f"{app}/{self.counter}")
         detected = self.add(
@@ -155,17 +156,33 @@ class History:
                 commit=commit,
                 bundle_digest=bundle,
                 changes=[
-                    p.ResourceChange(ref=r, action="update", diff=f"-a\n+{r.name}")
-                    for r in inventory
+                    p.ResourceChange(
+                        ref=r,
+                        action="update",
+                        diff=f"-a\n+{r.name}",
+                        error=BLOCKING_ERROR if approve == "blocked" and i == 0 else "",
+                    )
+                    for i, r in enumerate(inventory)
                 ],
                 reason="rollback" if rollback_of else "revision",
                 rollback_of=rollback_of,
-                needs_approval=approve != "policy",
+                needs_approval=approve not in ("policy", "blocked"),
             ),
             app,
             cause=cause,
             actor="service:planner",
         )
+        if approve == "blocked":
+            self.add(
+                p.PlanBlocked(
+                    plan_id=plan_id,
+                    errors=[p.ResourceError(ref=inventory[0], error=BLOCKING_ERROR)],
+                ),
+                app,
+                cause=created,
+                actor="service:planner",
+            )
+            return
         if approve == "policy":
             decision = self.add(
                 p.PlanApproved(plan_id=plan_id, via="policy"),

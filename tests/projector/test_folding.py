@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
+
 from events import new_event
 from events import payloads as p
 from services.projector.folding import TABLES, ReadModels, fold, fold_all, keys_needed
@@ -201,3 +203,40 @@ def test_an_unchanged_revision_moves_the_app_and_keeps_it_synced():
         (COMMIT_A, "applied", "plan-1"),
     ]
     assert moment(models, "shop", AT).desired["commit"] == COMMIT_B
+
+
+def test_a_blocked_plan_stays_blocked_and_the_app_out_of_sync():
+    applied = journey(COMMIT_A, BUNDLE_A, "plan-1", "apply-1", [DEPLOY])
+    detected, rendered, planned, _, _ = journey(COMMIT_B, BUNDLE_B, "plan-2", "apply-2", [DEPLOY])
+    refused = "dry run refused: 422 Invalid: spec.replicas: must be >= 0"
+    planned = msgspec.structs.replace(
+        planned,
+        payload=msgspec.structs.replace(
+            planned.payload,
+            needs_approval=False,
+            changes=[p.ResourceChange(ref=DEPLOY, action="update", diff="x", error=refused)],
+        ),
+    )
+    blocked = new_event(
+        p.PlanBlocked(plan_id="plan-2", errors=[p.ResourceError(ref=DEPLOY, error=refused)]),
+        app="shop",
+        actor="service:planner",
+        cause=planned,
+        occurred_at=AT,
+    )
+    forced = new_event(
+        p.PlanApproved(plan_id="plan-2", via="api"), app="shop", actor="user:x", occurred_at=AT
+    )
+    events = [*applied, detected, rendered, planned, blocked, forced]
+    models = fold_all(ReadModels(), enumerate(events, start=1))
+
+    assert models.rows["plans"]["plan-2"]["status"] == "blocked"
+    assert models.rows["applications"]["shop"]["sync_state"] == "OutOfSync"
+    entries = journeys(
+        revisions=models.rows["revisions"].values(),
+        plans=models.rows["plans"].values(),
+        approvals=models.rows["approvals"].values(),
+        applies=models.rows["applies"].values(),
+    )
+    assert (entries[0].commit, entries[0].result) == (COMMIT_B, "blocked")
+    assert entries[0].error == f"Deployment shop/web: {refused}"

@@ -21,7 +21,7 @@ from services.wiring.eventlog import EventLog
 from services.wiring.runtime import ServiceContext
 from services.wiring.settings import Settings
 from tests.projector.conftest import Cli, append_all, caught_up, live_position
-from tests.projector.synthetic import History, random_history
+from tests.projector.synthetic import BLOCKING_ERROR, History, random_history
 from tests.waiting import eventually
 
 REPLAY = "replay"
@@ -213,6 +213,39 @@ async def test_history_shows_journeys_newest_first_with_approvals_and_the_rollba
     text = await cli.command(HISTORY, "shop", "--limit", "2")
     assert "[ROLLBACK" in text.stdout.splitlines()[0]
     assert text.stdout.count("plan ") == 2
+
+
+async def test_a_blocked_plan_is_blocked_in_the_read_models_and_in_history(
+    event_log: EventLog, cli: Cli
+):
+    # Given an applied revision, then one whose plan was blocked
+    history = History(rng=__import__("random").Random(8))
+    history.register("shop")
+    history.revision("shop", approve="policy", apply_ok=True)
+    history.revision("shop", approve="blocked")
+    last = await append_all(event_log, history.events)
+    async with projector(event_log, cli.database_url):
+        await caught_up(cli.database_url, last)
+
+    # When the history is asked for
+    result = await cli.command(HISTORY, "shop", "--json")
+
+    # Then the newest journey is blocked, saying why
+    assert result.returncode == 0, result.stderr
+    blocked, applied = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (blocked["result"], blocked["plan_status"]) == ("blocked", "blocked")
+    assert blocked["error"].endswith(f": {BLOCKING_ERROR}")
+    assert applied["result"] == "applied"
+    # and the app is out of sync, not synced at the older revision
+    conn = await asyncpg.connect(cli.database_url)
+    try:
+        state = await conn.fetchval("SELECT sync_state FROM wake.applications WHERE app = 'shop'")
+    finally:
+        await conn.close()
+    assert state == "OutOfSync"
+    # and a replay folds it the same
+    verified = await cli.command(REPLAY, "--verify")
+    assert digest_lines(verified.stdout) == dict.fromkeys(store.READ_MODELS, "equal")
 
 
 @pytest.mark.parametrize("until_kind", ["seq", "time"])
