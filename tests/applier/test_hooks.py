@@ -493,6 +493,29 @@ async def test_a_sync_fail_hook_runs_when_the_sync_fails(
     assert sandbox.get("batch/v1", "Job", "announce", namespace="shop") is None
 
 
+async def test_the_namespace_create_namespace_adds_exists_before_presync_hooks(
+    scenario: Scenario, kube: Kube, sandbox: Sandbox
+) -> None:
+    # No destination(kube): the app's namespace does not exist, and the repository
+    # has no Namespace; Argo CD's CreateNamespace=true makes it before PreSync.
+    await scenario.register(health_timeout_seconds=30.0, create_namespace=True)
+    await sync(scenario, kube, sandbox, [hook(job("migrate"), "PreSync"), configmap("config")])
+
+    journey = steps(await scenario.events(*JOURNEY))
+    assert journey[:3] == [
+        ("applied", "Sync", "0", "Namespace", "shop"),
+        ("applied", "PreSync", "0", "Job", "migrate"),
+        ("hook finished", "PreSync", "Succeeded", "migrate"),
+    ]
+    assert ("applied", "Sync", "0", "ConfigMap", "config") in journey
+    succeeded = (await scenario.last(ApplySucceeded.event_type)).payload
+    assert sorted((ref.kind, ref.name) for ref in succeeded.inventory) == [
+        ("ConfigMap", "config"),
+        ("Namespace", "shop"),
+    ]
+    assert sandbox.get("v1", "Namespace", "shop") is not None
+
+
 async def test_skip_is_neither_planned_nor_applied(
     scenario: Scenario, kube: Kube, sandbox: Sandbox
 ) -> None:
