@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import nats
+import nats.errors
 import nats.js.api as api
 import nats.js.errors as js_errors
 from nats.aio.client import Client as NatsClient
@@ -37,6 +38,18 @@ DUPLICATE_WINDOW_SECONDS = 3600.0
 
 # The server's error code for a failed Nats-Expected-Last-Subject-Sequence check.
 _WRONG_LAST_SEQUENCE = 10071
+
+
+def nats_servers(url: str) -> list[str]:
+    """The servers of a NATS URL setting: one URL, or several separated by commas.
+
+    `WAKE_NATS_URL` and endpoints.json keep a single string for scripts and
+    compose files; nats-py wants a list to fail over between a cluster's nodes.
+    """
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    if not servers:
+        raise ValueError(f"no NATS server in {url!r}")
+    return servers
 
 
 def stream_config(*, replicas: int = 1) -> api.StreamConfig:
@@ -197,8 +210,10 @@ class EventLog:
     ) -> EventLog:
         nc = _Client()
         await nc.connect(
-            url,
+            nats_servers(url),
             name=name,
+            # Forever: a service outlives a restart of NATS (or the loss of a
+            # cluster node) and carries on once it is back.
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             # Room for a few 1000-event batches in the client's write buffer.
@@ -208,8 +223,21 @@ class EventLog:
             await provision(nc)
         return cls(nc)
 
-    async def close(self) -> None:
-        await self.nc.drain()
+    async def close(self, *, timeout: float = 3.0) -> None:
+        """Drain and close the connection; promptly, even with the server gone.
+
+        Draining lets subscriptions finish and flushes what is buffered. With no
+        server there is nothing to flush to (nats-py refuses to drain while
+        reconnecting, and a drain that lost its server waits out its timeout),
+        so the connection is then just closed.
+        """
+        if self.nc.is_closed:
+            return
+        if self.nc.is_connected:
+            with contextlib.suppress(TimeoutError, nats.errors.Error):
+                await asyncio.wait_for(self.nc.drain(), timeout)
+        if not self.nc.is_closed:
+            await self.nc.close()
 
     # --- appending ---------------------------------------------------------------
 

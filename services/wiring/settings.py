@@ -62,7 +62,8 @@ DESCRIPTIONS: dict[str, str] = {
     "kubeconfig": "Kubeconfig of the target cluster (default: endpoints.json, then "
     "$KUBECONFIG, then ~/.kube/config).",
     "kube_context": "Kubeconfig context to use (default: the current context).",
-    "stream_replicas": "Replicas of the WAKE_EVENTS stream (1 on one machine, 3 in a cluster).",
+    "stream_replicas": "Replicas of the WAKE_EVENTS stream and WAKE_BUNDLES object store (1 "
+    "on one machine, 3 in a cluster; default: endpoints.json's, else 1).",
     "poll_interval": "Seconds between two fetches of a repository by git-watcher.",
     "apply_timeout": "Seconds an apply may take before it is failed.",
     "notify_url": "Webhook the notifier POSTs events to (empty: no webhook channel).",
@@ -125,6 +126,10 @@ def load_settings(
         for option in ("nats_url", "database_url", "kubeconfig")
         if not getattr(settings, option) and endpoints.get(option)
     }
+    # A service started by hand next to `wake infra up --nats-cluster 3` must not
+    # converge the stream back to one replica.
+    if "stream_replicas" not in raw and isinstance(endpoints.get("stream_replicas"), int):
+        filled["stream_replicas"] = endpoints["stream_replicas"]
     return msgspec.structs.replace(settings, **filled) if filled else settings
 
 
