@@ -38,7 +38,22 @@ def infra() -> None:
     help="NATS nodes: more than one runs a JetStream cluster on loopback (ports of its "
     "own, --nats-port unused) with the stream and object store replicated on every node.",
 )
-def up(data_dir: Path, nats_port: int | None, postgres_port: int | None, nats_cluster: int) -> None:
+@click.option(
+    "--server-restarts",
+    type=click.IntRange(0),
+    default=5,
+    show_default=True,
+    envvar="WAKE_SERVER_RESTARTS",
+    show_envvar=True,
+    help="Attempts in a row at restarting a server that died before giving up.",
+)
+def up(
+    data_dir: Path,
+    nats_port: int | None,
+    postgres_port: int | None,
+    nats_cluster: int,
+    server_restarts: int,
+) -> None:
     """Start NATS (JetStream) and PostgreSQL on 127.0.0.1 and keep them up until Ctrl-C.
 
     Creates the WAKE_EVENTS stream and the WAKE_BUNDLES object store, then
@@ -74,6 +89,7 @@ def up(data_dir: Path, nats_port: int | None, postgres_port: int | None, nats_cl
                 nats_port=nats_port,
                 postgres_port=postgres_port,
                 nats_cluster=nats_cluster,
+                restart_attempts=server_restarts,
                 on_ready=on_ready,
                 on_stopping=on_stopping,
             )

@@ -92,6 +92,7 @@ def up(
             log_dir=log_dir,
             extra_env={"WAKE_POLL_INTERVAL": str(interval)} if interval else None,
             nats_cluster=nats_cluster,
+            restart_attempts=settings.server_restarts,
         )
         try:
             endpoints = running.endpoints

@@ -59,10 +59,11 @@ ENV_STREAM_REPLICAS = "WAKE_STREAM_REPLICAS"
 log = logging.getLogger(__name__)
 
 # Restarts of a server that died: 0.5 s doubling up to 8 s between attempts.
-# After 5 attempts in a row that did not last a minute, Wake gives up (it
-# would otherwise serve endpoints that lead nowhere, and hide it from a process
-# manager that could do better).
-_REVIVE_FIRST, _REVIVE_MAX, _REVIVE_ATTEMPTS, _REVIVED_AFTER = 0.5, 8.0, 5, 60.0
+# After `restart_attempts` (WAKE_SERVER_RESTARTS) in a row that did not last a
+# minute, Wake gives up: it would otherwise serve endpoints that lead nowhere,
+# and hide the failure from a process manager that could do better.
+_REVIVE_FIRST, _REVIVE_MAX, _REVIVED_AFTER = 0.5, 8.0, 60.0
+DEFAULT_RESTART_ATTEMPTS = 5
 
 
 class Endpoints(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,8 +161,10 @@ class RunningInfra:
         postgres: EmbeddedPostgres,
         endpoints: Endpoints,
         published: bool,
+        restart_attempts: int = DEFAULT_RESTART_ATTEMPTS,
     ) -> None:
         self.data_dir = data_dir
+        self.restart_attempts = restart_attempts
         self.nats = nats
         self.postgres = postgres
         self.endpoints = endpoints
@@ -217,9 +220,9 @@ class RunningInfra:
         try:
             while True:
                 revival.failures += 1
-                if revival.failures > _REVIVE_ATTEMPTS:
+                if revival.failures > self.restart_attempts:
                     self._gave_up = (
-                        f"{name} died and was not brought back after {_REVIVE_ATTEMPTS} "
+                        f"{name} died and was not brought back after {self.restart_attempts} "
                         f"attempts in a row; see {self._log_of(node)}"
                     )
                     log.error("%s", self._gave_up)
@@ -283,6 +286,7 @@ async def start_infra(
     postgres_port: int | None = None,
     publish: bool = True,
     nats_cluster: int = 1,
+    restart_attempts: int = DEFAULT_RESTART_ATTEMPTS,
 ) -> RunningInfra:
     """Start NATS and PostgreSQL on `data_dir`, provision the log, publish endpoints.json.
 
@@ -344,6 +348,7 @@ async def start_infra(
         postgres=postgres,
         endpoints=endpoints,
         published=publish,
+        restart_attempts=restart_attempts,
     )
 
 
@@ -353,6 +358,7 @@ async def serve(
     nats_port: int | None = None,
     postgres_port: int | None = None,
     nats_cluster: int = 1,
+    restart_attempts: int = DEFAULT_RESTART_ATTEMPTS,
     on_ready: Callable[[RunningInfra], None] = lambda infra: None,
     on_stopping: Callable[[str], None] = lambda reason: None,
 ) -> None:
@@ -379,6 +385,7 @@ async def serve(
                 nats_port=nats_port,
                 postgres_port=postgres_port,
                 nats_cluster=nats_cluster,
+                restart_attempts=restart_attempts,
             )
         )
         stop_waiter = asyncio.create_task(stop_requested.wait())

@@ -46,6 +46,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     drift_interval: float = 300.0
     health_interval: float = 2.0
     concurrency: int = 16
+    server_restarts: int = 5
 
     @property
     def data_path(self) -> Path:
@@ -84,6 +85,8 @@ DESCRIPTIONS: dict[str, str] = {
     "health_interval": "Seconds between two health checks of an app being rolled out.",
     "concurrency": "Apps the renderer, planner, applier and notifier each handle at once; one "
     "app's events are always handled in log order.",
+    "server_restarts": "Attempts in a row at restarting embedded NATS or PostgreSQL that died "
+    "(0.5 s doubling to 8 s apart) before `wake up` / `wake infra up` give up and exit 1.",
     "notify_backoff": "Seconds before the notifier's first retry of a webhook; doubles with "
     "each retry, with jitter (capped at 60).",
 }

@@ -237,6 +237,7 @@ async def start_wake(
     services: list[str] | None = None,
     ready_timeout: float = 60.0,
     nats_cluster: int = 1,
+    restart_attempts: int = infra.DEFAULT_RESTART_ATTEMPTS,
 ) -> RunningWake:
     """Start everything `wake up` runs and return once all of it is ready.
 
@@ -249,7 +250,9 @@ async def start_wake(
     run_dir.mkdir(exist_ok=True)
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-    infrastructure = await infra.start_infra(data_dir, publish=False, nats_cluster=nats_cluster)
+    infrastructure = await infra.start_infra(
+        data_dir, publish=False, nats_cluster=nats_cluster, restart_attempts=restart_attempts
+    )
     running = RunningWake(
         data_dir=data_dir, infrastructure=infrastructure, kubeconfig=kubeconfig, sandbox=None
     )
