@@ -110,9 +110,13 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
     main = main or load_main(name)
     setup_logging(name, settings.log_level)
     telemetry.setup_tracing(name, settings.otel_exporter)
+    ready_file = os.environ.get(READY_FILE_ENV)
+    if ready_file:
+        # A file left by the previous run of this container (an emptyDir outlives
+        # it) would announce readiness before this run has its consumers.
+        Path(ready_file).unlink(missing_ok=True)
     log = await EventLog.connect(require_nats(settings), name=f"wake-{name}")
     await provision(log.nc, replicas=settings.stream_replicas)
-    ready_file = os.environ.get(READY_FILE_ENV)
     ctx = ServiceContext(
         name=name, settings=settings, log=log, ready_file=Path(ready_file) if ready_file else None
     )
