@@ -37,6 +37,15 @@ DEFAULT_BACKOFF: tuple[float, ...] = (5.0, 15.0, 60.0, 180.0, 300.0)
 
 Handler = Callable[[StoredEvent], Awaitable[None]]
 
+# What a fetch fails with while NATS is away or a cluster elects a new leader
+# for the consumer (a node died): the consumer is durable, so wait and ask again.
+_LOG_AWAY = (
+    js_errors.ServiceUnavailableError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionReconnectingError,
+)
+_RETRY_FETCH = 0.5
+
 
 @dataclass(frozen=True, slots=True)
 class ConsumerSettings:
@@ -120,6 +129,15 @@ async def consume(
             except (nats.errors.TimeoutError, TimeoutError):
                 # No message within the second (nats-py raises either type); look
                 # at `stop` and ask again.
+                continue
+            except _LOG_AWAY as exc:
+                log.warning(
+                    "%s: the log is unavailable (%s); asking again",
+                    settings.name,
+                    type(exc).__name__,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _RETRY_FETCH)
                 continue
             for message in messages:
                 if settings.concurrency <= 1:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import nats.errors
 import psutil
 
 from events.names import STREAM
@@ -60,13 +61,13 @@ class WakeUp:
 
 
 @contextlib.asynccontextmanager
-async def wake_up(root: Path, **env: str) -> AsyncIterator[WakeUp]:
-    """`wake up --sandbox` on root/data until the block ends (SIGINT, then SIGKILL)."""
+async def wake_up(root: Path, *options: str, **env: str) -> AsyncIterator[WakeUp]:
+    """`wake up --sandbox OPTIONS` on root/data until the block ends (SIGINT, then SIGKILL)."""
     data_dir, logs = root / "data", root / "logs"
     process = subprocess.Popen(
         [
             sys.executable, "-m", "services.cli", "up", "--sandbox",
-            "--data-dir", str(data_dir), "--log-dir", str(logs),
+            "--data-dir", str(data_dir), "--log-dir", str(logs), *options,
         ],
         cwd=ROOT, env={**os.environ, **env}, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -134,7 +135,18 @@ async def next_event(
 
 
 async def position(log: EventLog) -> int:
-    return (await log.js.stream_info(STREAM)).state.last_seq
+    """The log's last sequence; asked again while a cluster elects a new leader."""
+    found: list[int] = []
+
+    async def answered() -> bool:
+        try:
+            found.append((await log.js.stream_info(STREAM)).state.last_seq)
+        except (TimeoutError, nats.errors.Error):
+            return False
+        return True
+
+    await eventually(answered, timeout=30, what="the stream answers")
+    return found[-1]
 
 
 async def registered(up: WakeUp, log: EventLog, app: str) -> tuple[SampleRepo, str]:
@@ -306,3 +318,33 @@ async def test_a_restarted_wake_keeps_its_sandbox_and_checks_drift_at_once(tmp_p
         finally:
             await log.close()
         assert again.tracebacks() == []
+
+
+async def test_wake_up_on_a_three_node_nats_cluster_applies_commits_with_a_node_killed(
+    tmp_path: Path,
+):
+    # Given `wake up --sandbox --nats-cluster 3` with an app applied
+    async with wake_up(tmp_path, "--nats-cluster", "3") as up:
+        endpoints = up.endpoints
+        assert len(endpoints["nats_url"].split(",")) == 3 and len(endpoints["nats_pids"]) == 3
+        log = await EventLog.connect(endpoints["nats_url"], name="e2e")
+        try:
+            info = await log.js.stream_info(STREAM)
+            assert info.config.num_replicas == 3  # no service shrank it at its start
+            repo, _ = await registered(up, log, "clustered")
+            # When one node is SIGKILLed
+            killed = endpoints["nats_pids"][0]
+            os.kill(killed, signal.SIGKILL)
+            # Then a new commit is still applied (clients fail over to the other nodes)
+            start = await position(log)
+            second = second_commit(repo)
+            await up.cli("sync", "clustered")
+            await next_event(log, "clustered", "ApplySucceeded", after=start, commit=second)
+            # and `wake up` brings the node back
+            await eventually(
+                lambda: killed not in up.endpoints["nats_pids"], timeout=30, what="node restarted"
+            )
+            assert up.endpoints["services"] == endpoints["services"]
+        finally:
+            await log.close()
+        assert up.tracebacks() == []
