@@ -38,9 +38,10 @@ READY_FILE_ENV = "WAKE_READY_FILE"
 
 # Once asked to stop, a service's main gets this long to finish what it holds
 # (ack, append) before it is cancelled; less with NATS unreachable, where
-# nothing it holds can finish and every wait would run out its timeout. Both
-# stay under the supervisor's 10 s before SIGKILL.
-STOP_GRACE = 8.0
+# nothing it holds can finish and every wait would run out its timeout. With
+# the bounded close after it (3 s), both stay under the supervisor's 10 s
+# before SIGKILL.
+STOP_GRACE = 6.0
 STOP_GRACE_DISCONNECTED = 1.0
 
 
