@@ -63,6 +63,12 @@ def up(
     SIGINT or SIGTERM stops both cleanly.
     """
 
+    if nats_cluster > 1 and nats_port is not None:
+        raise click.UsageError(
+            "--nats-port is the port of a single NATS server; with --nats-cluster each node "
+            "gets free ports of its own (see endpoints.json)"
+        )
+
     def on_ready(running: infra_wiring.RunningInfra) -> None:
         endpoints = running.endpoints
         click.echo(f"Wake infrastructure is up in {running.data_dir}")

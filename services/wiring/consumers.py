@@ -122,6 +122,7 @@ async def consume(
     await ensure_consumer(event_log, settings)
     subscription = await event_log.js.pull_subscribe_bind(settings.name, stream=names.STREAM)
     lanes = _Lanes(event_log, settings, handler) if settings.concurrency > 1 else None
+    away = False
     try:
         while not stop.is_set():
             try:
@@ -129,16 +130,22 @@ async def consume(
             except (nats.errors.TimeoutError, TimeoutError):
                 # No message within the second (nats-py raises either type); look
                 # at `stop` and ask again.
-                continue
+                messages = []
             except _LOG_AWAY as exc:
-                log.warning(
-                    "%s: the log is unavailable (%s); asking again",
-                    settings.name,
-                    type(exc).__name__,
-                )
+                if not away:
+                    log.warning(
+                        "%s: the log is unavailable (%s); asking again every %.1fs",
+                        settings.name,
+                        type(exc).__name__,
+                        _RETRY_FETCH,
+                    )
+                    away = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), _RETRY_FETCH)
                 continue
+            if away and event_log.nc.is_connected:
+                log.info("%s: the log is available again", settings.name)
+                away = False
             for message in messages:
                 if settings.concurrency <= 1:
                     await _handle(event_log, settings, handler, message)
