@@ -14,6 +14,8 @@ import msgspec
 
 STREAM = "WAKE_EVENTS"
 BUNDLES = "WAKE_BUNDLES"
+# The JetStream stream that holds the WAKE_BUNDLES object store (nats.py names it so).
+BUNDLES_STREAM = f"OBJ_{BUNDLES}"
 SUBJECT_PREFIX = "wake.evt"
 ALL_SUBJECTS = f"{SUBJECT_PREFIX}.>"
 

@@ -35,6 +35,7 @@ import nats
 from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
 
+from services.wiring import keys
 from services.wiring.embedded_nats import (
     EmbeddedNats,
     EmbeddedNatsCluster,
@@ -301,6 +302,10 @@ async def start_infra(
     data_dir, lock_fd = await asyncio.to_thread(_lock_data_dir, Path(data_dir))
     started: list[_Server] = []
     try:
+        try:
+            await asyncio.to_thread(keys.ensure_keys, data_dir)
+        except OSError as exc:
+            raise InfraError(f"cannot write the keys under {data_dir}: {exc}") from None
         for name, port in (("NATS", nats_port), ("PostgreSQL", postgres_port)):
             if port is not None and not port_is_free(port):
                 raise InfraError(f"{name} port 127.0.0.1:{port} is already in use")

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from events.envelope import Envelope, new_event
 from events.payloads import Payload
-from services.wiring import telemetry
-from services.wiring.eventlog import EventLog, provision
+from services.wiring import keys, telemetry
+from services.wiring.eventlog import EventLog, require_provisioned
 from services.wiring.settings import Settings, require_nats
 
 # service name -> "module:function" of its `async def main(ctx)`
@@ -117,7 +117,12 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
         # it) would announce readiness before this run has its consumers.
         Path(ready_file).unlink(missing_ok=True)
     log = await EventLog.connect(require_nats(settings), name=f"wake-{name}")
-    await provision(log.nc, replicas=settings.stream_replicas)
+    try:
+        await require_provisioned(log.nc)
+        keys.use_install_keys(log, settings)
+    except BaseException:
+        await log.close()
+        raise
     ctx = ServiceContext(
         name=name, settings=settings, log=log, ready_file=Path(ready_file) if ready_file else None
     )

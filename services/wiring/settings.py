@@ -48,6 +48,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     concurrency: int = 16
     system_namespace: str = "wake"
     server_restarts: int = 5
+    bundle_keyring_file: str = ""
+    digest_key_file: str = ""
 
     @property
     def data_path(self) -> Path:
@@ -90,6 +92,10 @@ DESCRIPTIONS: dict[str, str] = {
     "(0.5 s doubling to 8 s apart) before `wake up` / `wake infra up` give up and exit 1.",
     "notify_backoff": "Seconds before the notifier's first retry of a webhook; doubles with "
     "each retry, with jitter (capped at 60).",
+    "bundle_keyring_file": "Keyring (file, mode 0600) bundles are sealed with (AES-256-GCM); "
+    "default: `<data dir>/keys/bundles.keyring`, made by `wake up` / `wake infra up`.",
+    "digest_key_file": "Key (file, mode 0600) of the HMAC-SHA256 digests that stand for Secret "
+    "values in plans and diffs; default: `<data dir>/keys/digest.key`.",
     "system_namespace": "The namespace Wake runs in: `wake app remove --cascade` never "
     "deletes it (nor kube-system, kube-public, kube-node-lease, default).",
 }
