@@ -131,7 +131,11 @@ def ensure_keys(data_dir: Path) -> tuple[Path, Path]:
     Existing files are kept as they are (their keys sealed bundles and made
     digests already); only their modes are narrowed back to private.
     """
-    directory = keys_dir(data_dir)
+    return ensure_key_files(keys_dir(data_dir))
+
+
+def ensure_key_files(directory: Path) -> tuple[Path, Path]:
+    """`ensure_keys` for a directory of keys of its own (docker-compose's secrets)."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     keyring = directory / BUNDLE_KEYRING
