@@ -57,6 +57,20 @@ def app_name(value: str) -> AppName:
     return AppName(value)
 
 
+def registrable_app_name(value: str) -> AppName:
+    """`app_name(value)` that a user may register: never the reserved SYSTEM_APP.
+
+    The log files Wake's own events (rejections of garbage, for example) under
+    `_wake`; an application of that name would mix its history with them.
+    """
+    name = app_name(value)
+    if name == SYSTEM_APP:
+        raise InvalidName(
+            f"application name {value!r} is reserved for Wake's own events; choose another"
+        )
+    return name
+
+
 def subject(app: AppName | str, event_type: str) -> str:
     """The subject an event of `event_type` for `app` is stored under."""
     if not _EVENT_TYPE_RE.match(event_type):
