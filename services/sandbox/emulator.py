@@ -22,7 +22,7 @@ from services.sandbox.discovery import GIT_VERSION, Catalogue, ResourceType
 from services.sandbox.faults import Faults
 from services.sandbox.persistence import StateFile
 from services.sandbox.selectors import FieldSelector, LabelSelector
-from services.sandbox.server import SandboxServer
+from services.sandbox.server import HEADER_TIMEOUT, SandboxServer
 from services.sandbox.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ class Sandbox:
             handler_cancellation=True,
             access_log=None,
             shutdown_timeout=1.0,
+            keepalive_timeout=HEADER_TIMEOUT,
         )
         await runner.setup()
         try:

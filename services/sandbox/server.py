@@ -45,6 +45,13 @@ log = logging.getLogger(__name__)
 
 # The API server accepts request bodies up to 3 MiB; leave room for the JSON envelope.
 MAX_BODY_BYTES = 3 * 1024 * 1024 + 64 * 1024
+# A client has HEADER_TIMEOUT from connecting to send a whole request head
+# (aiohttp's keepalive_timeout, which also closes idle kept-alive connections:
+# longer than a client's own idle close, 15 s for aiohttp, so the client
+# always closes first and never sends into a closing connection), then
+# BODY_TIMEOUT for the body.
+HEADER_TIMEOUT = 60.0
+BODY_TIMEOUT = 30.0
 DEFAULT_WATCH_SECONDS = 1800
 _JSON_TYPES = ("application/json", MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH)
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", APPLY_PATCH)
@@ -592,7 +599,12 @@ def _manager(request: web.Request, *, required: bool) -> str:
 
 async def _raw_body(request: web.Request) -> bytes:
     try:
-        return await request.read()
+        async with asyncio.timeout(BODY_TIMEOUT):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(
+            408, "Timeout", f"the request body did not arrive within {BODY_TIMEOUT:.0f}s"
+        ) from None
     except web.HTTPRequestEntityTooLarge as exc:
         raise ApiError(
             413, "RequestEntityTooLarge", "the request body is larger than 3 MiB"
