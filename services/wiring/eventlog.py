@@ -53,6 +53,8 @@ _HEARTBEAT = 5.0
 _SILENCE_LIMIT = 3 * _HEARTBEAT
 # While NATS is away a following reader retries making its consumer this often.
 _RETRY_CONSUMER = 0.5
+# Bytes kept free in a message for the headers of an append (msg id, trace, expected seq).
+_HEADER_ROOM = 4096
 # Chunk size of a bundle in the object store: nats-py's default, so its `get` reads them alike.
 _CHUNK_BYTES = 128 * 1024
 # What making a consumer fails with while NATS is away or electing a leader.
@@ -313,6 +315,16 @@ class EventLog:
 
     # --- appending ---------------------------------------------------------------
 
+    def message_limit(self) -> int:
+        """The largest event this log accepts, in encoded bytes.
+
+        The server's max_payload (from its INFO) or the stream's max_msg_size,
+        whichever is smaller, less room for the headers an append adds.
+        """
+        stream_limit = stream_config().max_msg_size or 0
+        limits = [n for n in (self.nc.max_payload, stream_limit) if n and n > 0]
+        return min(limits) - _HEADER_ROOM if limits else 1024 * 1024 - _HEADER_ROOM
+
     async def append(
         self,
         event: Envelope,
@@ -533,10 +545,11 @@ class EventLog:
         """
         nuid = secrets.token_hex(11)
         chunk_subject = f"$O.{names.BUNDLES}.C.{nuid}"
+        chunk_bytes = min(_CHUNK_BYTES, self.message_limit())
         chunks = 0
-        for offset in range(0, len(data), _CHUNK_BYTES):
+        for offset in range(0, len(data), chunk_bytes):
             await self.js.publish(
-                chunk_subject, data[offset : offset + _CHUNK_BYTES], stream=names.BUNDLES_STREAM
+                chunk_subject, data[offset : offset + chunk_bytes], stream=names.BUNDLES_STREAM
             )
             chunks += 1
         info = api.ObjectInfo(
@@ -547,7 +560,7 @@ class EventLog:
             chunks=chunks,
             mtime=datetime.now(UTC).isoformat(),
             digest="SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode(),
-            options=api.ObjectMetaOptions(max_chunk_size=_CHUNK_BYTES),
+            options=api.ObjectMetaOptions(max_chunk_size=chunk_bytes),
         )
         meta_subject = f"$O.{names.BUNDLES}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
         await self.js.publish(
