@@ -50,6 +50,7 @@ import psutil
 
 from services.wiring.locking import LockHeld, lock_exclusively
 from services.wiring.ports import free_port, port_is_free
+from services.wiring.private import data_dir_mode, private_dir
 
 # Importing the wheel's package also builds its PostgresServer class, whose
 # platformdirs lookup warns when XDG_RUNTIME_DIR is unset (containers, CI).
@@ -222,8 +223,7 @@ class _AccessRevoked(Exception):
 def _acquire_lock(data_dir: Path) -> tuple[Path, int]:
     """Resolve `data_dir`, create it and lock it; return the path and the locked descriptor."""
     try:
-        data_dir = data_dir.resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir = private_dir(data_dir.resolve(), mode=data_dir_mode())
         return data_dir, lock_exclusively(data_dir / "postgres.lock")
     except LockHeld as held:
         raise PostgresDataDirInUse(
@@ -579,6 +579,8 @@ def _grant_access(pgdata: Path, account: pwd.struct_passwd) -> None:
         # The helper widens the parents of a path that must exist; the lock
         # file always does by now, and its parents are the data dir and up.
         ensure_prefix_permissions(parent / "postgres.lock")
+        # It made the data dir o+rx too: others may pass through it, never list it.
+        os.chmod(parent, data_dir_mode())
     postgres_binary = POSTGRES_BIN_PATH / "postgres"
     if not (postgres_binary.stat().st_mode & stat.S_IXOTH):
         ensure_prefix_permissions(POSTGRES_BIN_PATH)

@@ -47,6 +47,7 @@ from services.wiring.embedded_postgres import EmbeddedPostgres, PostgresError, s
 from services.wiring.eventlog import nats_servers, provision
 from services.wiring.locking import LockHeld, lock_exclusively
 from services.wiring.ports import port_is_free
+from services.wiring.private import data_dir_mode, private_dir
 
 ENDPOINTS_FILE = "endpoints.json"
 LOCK_FILE = "infra.lock"
@@ -474,8 +475,7 @@ async def provision_log(nats_url: str, *, replicas: int = 1, wait: float = 0.0) 
 def _lock_data_dir(data_dir: Path) -> tuple[Path, int]:
     """Create and lock `data_dir`; return it resolved and the locked descriptor."""
     try:
-        data_dir = data_dir.resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir = private_dir(data_dir.resolve(), mode=data_dir_mode())
         return data_dir, lock_exclusively(data_dir / LOCK_FILE)
     except LockHeld as held:
         raise DataDirInUse(
@@ -488,7 +488,8 @@ def _lock_data_dir(data_dir: Path) -> tuple[Path, int]:
 def _publish(path: Path, endpoints: Endpoints) -> None:
     """Write `path` atomically: a reader sees the old file, no file, or the whole new one."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("wb") as file:
+    # 0600: it names the servers and the database role's password.
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
         file.write(msgspec.json.format(msgspec.json.encode(endpoints)) + b"\n")
         file.flush()
         os.fsync(file.fileno())

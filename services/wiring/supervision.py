@@ -26,6 +26,7 @@ import msgspec
 
 from services.wiring import infra
 from services.wiring.ports import free_port
+from services.wiring.private import data_dir_mode, private_dir
 from services.wiring.runtime import READY_FILE_ENV, SERVICES
 
 log = logging.getLogger(__name__)
@@ -244,12 +245,10 @@ async def start_wake(
     `log_dir`: where each process writes its output (default: this terminal).
     `nats_cluster`: NATS nodes (a JetStream cluster on loopback when more than one).
     """
-    data_dir = Path(data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    run_dir = data_dir / "run"
-    run_dir.mkdir(exist_ok=True)
+    data_dir = private_dir(Path(data_dir).resolve(), mode=data_dir_mode())
+    run_dir = private_dir(data_dir / "run")
     if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(log_dir)
     infrastructure = await infra.start_infra(
         data_dir, publish=False, nats_cluster=nats_cluster, restart_attempts=restart_attempts
     )
