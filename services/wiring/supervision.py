@@ -262,8 +262,8 @@ async def start_wake(
             "WAKE_DATA_DIR": str(data_dir),
             "WAKE_NATS_URL": infrastructure.endpoints.nats_url,
             "WAKE_DATABASE_URL": infrastructure.endpoints.database_url,
-            # Every service converges the stream to its setting at start: it must
-            # be the cluster's, or the first service would shrink an R3 stream.
+            # The cluster's replicas, for every process that reads the setting
+            # (services no longer provision: `wake up` did, above).
             infra.ENV_STREAM_REPLICAS: str(infrastructure.endpoints.stream_replicas),
         }
         if sandbox:
