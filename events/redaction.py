@@ -36,5 +36,10 @@ def secret_digest(text: str) -> str:
     return hmac.new(_key, text.encode(), hashlib.sha256).hexdigest()[:DIGEST_CHARS]
 
 
+def keyed_hexdigest(data: bytes) -> str:
+    """The full HMAC-SHA256 of `data` with the digest key: a keyed content digest."""
+    return hmac.new(_key, data, hashlib.sha256).hexdigest()
+
+
 def redacted_value(text: str) -> str:
     return f"<redacted hmac-sha256:{secret_digest(text)}>"

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from events import redaction
+from events.bundle import canonical_json, resource_digest
 from services.planner.planning import redacted
 from services.wiring import keys
 
@@ -67,3 +68,16 @@ def test_a_weak_value_cannot_be_confirmed_from_its_digest(tmp_path: Path) -> Non
     assert digest_in_another_process(other_key) != shown
     # And a changed value still shows as changed
     assert digest_in(secret(WEAK + "!")) != shown
+
+
+def test_a_secrets_content_digest_in_events_is_keyed_too(tmp_path: Path) -> None:
+    _, digest_key = keys.ensure_keys(tmp_path / "data")
+    redaction.use_digest_key(keys.load_digest_key(digest_key))
+    weak = secret(WEAK)
+    # ManifestsRendered names the Secret (shop/db); its digest must not confirm a guess
+    assert resource_digest(weak) != hashlib.sha256(canonical_json(weak)).hexdigest()
+    assert resource_digest(weak) == resource_digest(secret(WEAK))  # stable in the install
+    assert resource_digest(weak) != resource_digest(secret(WEAK + "!"))
+    # Other kinds keep their plain content digest
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
+    assert resource_digest(config) == hashlib.sha256(canonical_json(config)).hexdigest()
