@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+import yaml
 
 from services.wiring.embedded_nats import EmbeddedNats
 from services.wiring.embedded_postgres import (
@@ -19,6 +24,8 @@ from services.wiring.embedded_postgres import (
 from services.wiring.eventlog import EventLog
 from tests.projector.conftest import Cli, append_all, caught_up
 from tests.projector.synthetic import random_history
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -109,3 +116,72 @@ async def test_the_projector_and_replay_verify_work_as_the_service_role(
         assert [r[0] for r in owners] == ["wake"]
     finally:
         await conn.close()
+
+
+async def test_a_cluster_made_by_an_older_wake_with_trust_is_converted(tmp_path: Path) -> None:
+    # Given a cluster as an older Wake left it: `trust` logins, no password files,
+    # and a read-model schema the superuser owns
+    data_dir = tmp_path / "wake"
+    server = await start_postgres(data_dir)
+    admin = await asyncpg.connect(server.admin_url)
+    try:
+        await admin.execute("CREATE SCHEMA old_models")
+        await admin.execute("CREATE TABLE old_models.rows (v int)")
+        await admin.execute("INSERT INTO old_models.rows VALUES (7)")
+        await admin.execute("ALTER ROLE postgres PASSWORD NULL")
+    finally:
+        await admin.close()
+    await server.stop()
+    (server.pgdata / "pg_hba.conf").write_text(
+        "local all all trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n"
+    )
+    for name in (SUPERUSER_PASSWORD_FILE, SERVICE_PASSWORD_FILE):
+        (data_dir / "keys" / name).unlink()
+
+    # When this Wake starts it
+    upgraded = await start_postgres(data_dir)
+    try:
+        # Then passwords are required, and the service role owns the old schema
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(
+                host="127.0.0.1", port=upgraded.port, user="postgres", database="wake"
+            )
+        hba = (upgraded.pgdata / "pg_hba.conf").read_text().splitlines()
+        assert not [line for line in hba if line.strip().endswith("trust")]
+        conn = await asyncpg.connect(upgraded.url)
+        try:
+            assert await conn.fetchval("SELECT v FROM old_models.rows") == 7
+        finally:
+            await conn.close()
+    finally:
+        await upgraded.stop()
+
+
+def test_compose_takes_passwords_and_keys_from_secret_files(tmp_path: Path) -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    postgres = compose["services"]["postgres"]
+    environment = postgres["environment"]
+    assert "POSTGRES_PASSWORD" not in environment
+    assert environment["POSTGRES_PASSWORD_FILE"].startswith("/run/secrets/")
+    assert "scram-sha-256" in environment["POSTGRES_INITDB_ARGS"]
+    roles = next(v for v in postgres["volumes"] if "docker-entrypoint-initdb.d" in v)
+    script = (REPO / roles.split(":")[0]).read_text()
+    assert "NOSUPERUSER NOCREATEDB NOCREATEROLE" in script
+    # The services' URL names the role, never a password
+    wake_env = compose["x-wake-environment"]
+    assert urlsplit(wake_env["WAKE_DATABASE_URL"]).password is None
+    assert wake_env["WAKE_DATABASE_PASSWORD_FILE"].startswith("/run/secrets/")
+
+    # `wake infra keys` makes exactly the files the compose file's secrets name
+    run = subprocess.run(
+        [sys.executable, "-m", "services.cli", "infra", "keys", str(tmp_path / "secrets")],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    named = {Path(secret["file"]).name for secret in compose["secrets"].values()}
+    made = {path.name for path in (tmp_path / "secrets").iterdir()}
+    assert named == made
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in (tmp_path / "secrets").iterdir())
