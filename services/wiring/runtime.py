@@ -131,6 +131,13 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
         loop.add_signal_handler(sig, ctx.stop.set)
     logger = logging.getLogger(__name__)
     logger.info("%s starting (NATS %s)", name, settings.nats_url)
+    if log.bundle_keys is None:
+        logger.warning(
+            "no bundle keyring at %s (or WAKE_BUNDLE_KEYRING_FILE): bundles stored by %s are "
+            "not encrypted; `wake infra up` or `wake infra keys DIR` makes one",
+            keys.keyring_path(settings),
+            name,
+        )
     try:
         await _run_until_stopped(main(ctx), ctx)
     finally:
