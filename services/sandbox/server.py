@@ -52,6 +52,7 @@ MAX_BODY_BYTES = 3 * 1024 * 1024 + 64 * 1024
 # BODY_TIMEOUT for the body.
 HEADER_TIMEOUT = 60.0
 BODY_TIMEOUT = 30.0
+_BODY_TIMEOUT = web.AppKey("body_timeout", float)
 DEFAULT_WATCH_SECONDS = 1800
 _JSON_TYPES = ("application/json", MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH)
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", APPLY_PATCH)
@@ -80,8 +81,11 @@ class Target:
 class SandboxServer:
     """aiohttp application serving `store` as a Kubernetes API."""
 
-    def __init__(self, store: ObjectStore, *, latency_ms: float = 0.0) -> None:
+    def __init__(
+        self, store: ObjectStore, *, latency_ms: float = 0.0, body_timeout: float = BODY_TIMEOUT
+    ) -> None:
         self.store = store
+        self.body_timeout = body_timeout
         self.catalogue: Catalogue = store.catalogue
         self.latency_ms = latency_ms
         # Test-only fault injection (see faults.py); empty unless a test arms it.
@@ -91,6 +95,7 @@ class SandboxServer:
 
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._latency])
+        app[_BODY_TIMEOUT] = self.body_timeout
         app.router.add_route("*", "/{tail:.*}", self._handle)
         return app
 
@@ -598,12 +603,13 @@ def _manager(request: web.Request, *, required: bool) -> str:
 
 
 async def _raw_body(request: web.Request) -> bytes:
+    within = request.app.get(_BODY_TIMEOUT, BODY_TIMEOUT)
     try:
-        async with asyncio.timeout(BODY_TIMEOUT):
+        async with asyncio.timeout(within):
             return await request.read()
     except TimeoutError:
         raise ApiError(
-            408, "Timeout", f"the request body did not arrive within {BODY_TIMEOUT:.0f}s"
+            408, "Timeout", f"the request body did not arrive within {within:g}s"
         ) from None
     except web.HTTPRequestEntityTooLarge as exc:
         raise ApiError(

@@ -1,6 +1,7 @@
-"""Issue 10 item 8: the webhook receiver refuses hostile JSON and slow clients, then serves on.
+"""Issue 10 item 8: Wake's HTTP servers refuse hostile JSON and slow clients, then serve on.
 
-Real HTTP over sockets against git-watcher's receiver (`Receiver`), as forges call it.
+Real HTTP over sockets against git-watcher's webhook receiver (`Receiver`), as
+forges call it, and against the sandbox.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from services.git_watcher.receiver import GLOBAL, Receiver, RegisteredApp
 from services.git_watcher.webhooks import MAX_JSON_DEPTH, Secret
+from services.sandbox.emulator import Sandbox
 from tests.git_watcher.test_receiver import post, sign
 
 SECRET = "webhook-secret"
@@ -126,3 +129,33 @@ async def test_a_slow_header_or_body_is_cut_off_and_the_next_request_is_served(
     )
     assert status == 202
     assert checked == [["shop"]]
+
+
+async def test_the_sandbox_cuts_off_slow_clients_and_serves_on() -> None:
+    sandbox = Sandbox(header_timeout=0.5, body_timeout=0.5)
+    url = await sandbox.start()
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        # A request head that never ends: disconnected
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /api HTTP/1.1\r\nHost: sandbox\r\nAcce")
+        await writer.drain()
+        assert await asyncio.wait_for(read_until_closed(reader), 10) == b""
+        writer.close()
+
+        # A body that never comes: 408
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /api/v1/namespaces HTTP/1.1\r\nHost: sandbox\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{"
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 408"), head
+        writer.close()
+
+        # And a normal request is served
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz") as response:
+            assert response.status == 200
+    finally:
+        await sandbox.stop()
