@@ -16,6 +16,7 @@ from events.bundle import Bundle, encode_bundle
 from services.wiring import keys
 from services.wiring.embedded_nats import EmbeddedNats
 from services.wiring.eventlog import BundleCorrupt, BundleSealed, EventLog, provision
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,29 +146,31 @@ async def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
     assert keys.load_keyring(keyring_path).keys
 
 
-async def run_service(nats_url: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {
+def service_env(nats_url: str, data_dir: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "WAKE_NATS_URL": nats_url,
         "WAKE_DATA_DIR": str(data_dir),
+        "WAKE_READY_FILE": str(data_dir / "renderer.ready"),
     }
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "services.cli", "run", "renderer"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 async def test_a_service_without_the_stream_refuses_to_start(
     nats_server: EmbeddedNats, tmp_path: Path
 ) -> None:
+    data_dir = tmp_path / "wake"
+    command = [sys.executable, "-m", "services.cli", "run", "renderer"]
     # Given a NATS server whose log was never provisioned (or was deleted)
     # When a service starts
-    run = await run_service(nats_server.url, tmp_path / "wake")
+    run = await asyncio.to_thread(
+        subprocess.run,
+        command,
+        env=service_env(nats_server.url, data_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     # Then it exits non-zero naming the stream and the command, and created nothing
     assert run.returncode != 0
@@ -178,10 +181,24 @@ async def test_a_service_without_the_stream_refuses_to_start(
         with pytest.raises(js_errors.NotFoundError):
             await log.js.stream_info(names.STREAM)
 
-        # And once provisioned, the check passes (the service would start)
+        # And once the log is provisioned, the same service starts and serves
         await provision(log.nc)
-        await log.js.stream_info(names.STREAM)
         info = await log.js.stream_info(names.BUNDLES_STREAM)
         assert info.config.deny_purge and info.config.deny_delete
     finally:
         await log.close()
+    process = subprocess.Popen(
+        command,
+        env=service_env(nats_server.url, data_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ready = data_dir / "renderer.ready"
+        await eventually(
+            lambda: ready.exists() or process.poll() is not None, what="the renderer ready"
+        )
+        assert process.poll() is None, f"the renderer exited with {process.returncode}"
+    finally:
+        process.terminate()
+        assert await asyncio.to_thread(process.wait, 20) == 0
