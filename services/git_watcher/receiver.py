@@ -284,6 +284,12 @@ class Receiver:
         own = [app for app in registered if app.webhook_secret_file]
         if not own:
             return secrets
+        # A body the global secret signs is taken as signed by it alone, and
+        # nothing unverified is parsed (an app whose own secret is the global
+        # one is then not told apart: give it another). Only a body the global
+        # secret does not sign is read, depth-limited, to find the apps to try.
+        if verify(provider, headers, body, secrets) is not None:
+            return secrets
         try:
             claimed = parse(provider, headers, body)
         except WebhookError:
