@@ -202,3 +202,23 @@ async def test_a_service_without_the_stream_refuses_to_start(
     finally:
         process.terminate()
         assert await asyncio.to_thread(process.wait, 20) == 0
+
+
+def test_wake_infra_rotate_keys_adds_a_key_and_refuses_a_readable_keyring(tmp_path: Path) -> None:
+    data_dir = tmp_path / "wake"
+    keyring_path, _ = keys.ensure_keys(data_dir)
+    command = [sys.executable, "-m", "services.cli", "infra", "rotate-keys", "--data-dir"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    os.chmod(keyring_path, 0o644)
+    refused = subprocess.run([*command, str(data_dir)], env=env, capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert f"chmod 600 {keyring_path}" in refused.stderr
+    assert len(keyring_path.read_text().splitlines()) == 1
+
+    os.chmod(keyring_path, 0o600)
+    rotated = subprocess.run([*command, str(data_dir)], env=env, capture_output=True, text=True)
+    assert rotated.returncode == 0, rotated.stderr
+    keyring = keys.load_keyring(keyring_path)
+    assert len(keyring.keys) == 2
+    assert f"Added bundle key {keyring.current_id}" in rotated.stdout
