@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 from pathlib import Path
 
@@ -129,16 +130,42 @@ def up(
     show_default=True,
     help="Seconds to keep retrying while the server is not reachable yet.",
 )
-def provision(nats_url: str, replicas: int, wait: float) -> None:
-    """Create or update the WAKE_EVENTS stream and WAKE_BUNDLES object store, then exit.
+@click.option(
+    "--credentials",
+    envvar="WAKE_NATS_CREDENTIALS",
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    help="The admin's connect-kwargs file (JSON): only the admin may create streams and "
+    "consumers. Without it, the server must accept unauthenticated clients.",
+)
+def provision(nats_url: str, replicas: int, wait: float, credentials: str | None) -> None:
+    """Create or update the WAKE_EVENTS stream, WAKE_BUNDLES object store and every
+    service's durable consumers, then exit.
 
     Idempotent; for a NATS server Wake did not start (docker compose, a cluster).
+    Services connected with their own identity may not create these themselves.
     """
+    from services.wiring.credentials import CredentialsError, client_tls, load_connect_kwargs
+
     try:
-        asyncio.run(infra_wiring.provision_log(nats_url, replicas=replicas, wait=wait))
+        kwargs = load_connect_kwargs(credentials) if credentials else {}
+        tls = client_tls(os.environ.get(infra_wiring.ENV_NATS_TLS_CA, ""))
+    except CredentialsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if tls is not None:
+        kwargs["tls"] = tls
+    try:
+        asyncio.run(
+            infra_wiring.provision_log(
+                nats_url, replicas=replicas, wait=wait, connect_kwargs=kwargs
+            )
+        )
     except infra_wiring.InfraError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Provisioned WAKE_EVENTS and WAKE_BUNDLES on {nats_url} (replicas {replicas}).")
+    click.echo(
+        f"Provisioned WAKE_EVENTS, WAKE_BUNDLES and the services' consumers on {nats_url} "
+        f"(replicas {replicas})."
+    )
 
 
 @infra.command()
