@@ -332,7 +332,7 @@ async def start_infra(
             if port is not None and not port_is_free(port):
                 raise InfraError(f"{name} port 127.0.0.1:{port} is already in use")
         credentials, security = await asyncio.to_thread(
-            _bus_security, data_dir, partitions=partitions
+            bus_security, data_dir, partitions=partitions
         )
         try:
             nats_server: EmbeddedNats | EmbeddedNatsCluster
@@ -534,7 +534,7 @@ async def provision_consumers(event_log: EventLog, *, partitions: int = 1) -> No
         await ensure_consumer(event_log, dataclasses.replace(settings, concurrency=concurrency))
 
 
-def _bus_security(data_dir: Path, *, partitions: int = 1) -> tuple[BusCredentials, ServerSecurity]:
+def bus_security(data_dir: Path, *, partitions: int = 1) -> tuple[BusCredentials, ServerSecurity]:
     """The data dir's NATS identities (made once) and the server settings that enforce them."""
     credentials = ensure_credentials(data_dir / CREDENTIALS_DIR)
     cert = os.environ.get(ENV_NATS_TLS_CERT, "")
