@@ -169,6 +169,42 @@ def provision(nats_url: str, replicas: int, wait: float, credentials: str | None
 
 
 @infra.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the files (made 0700; files 0600).",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Durable consumers per service (with replicas): each partition's gets permissions.",
+)
+def credentials(directory: Path, partitions: int) -> None:
+    """Make NATS credentials for a server Wake does not start (docker compose, Kubernetes).
+
+    Writes, once, one connect-kwargs file per identity (`<identity>.json`: the
+    keyword arguments of nats.connect, for WAKE_NATS_CREDENTIALS) and
+    `nats-auth.conf`, the server's `authorization` section with every
+    identity's permissions, to include from nats-server.conf. Files that exist
+    are kept (run again after changing --partitions to update the permissions).
+    """
+    from events.ownership import IDENTITIES
+    from services.wiring.credentials import AUTH_CONF, CredentialsError, write_server_auth
+
+    try:
+        written = write_server_auth(directory, partitions=partitions)
+    except (CredentialsError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for identity in IDENTITIES:
+        click.echo(f"  {identity:<12} {directory / f'{identity}.json'}")
+    click.echo(f"  server       {written} (include it from nats-server.conf as {AUTH_CONF})")
+
+
+@infra.command()
 @_DATA_DIR
 def env(data_dir: Path) -> None:
     """Print shell exports of WAKE_NATS_URL and WAKE_DATABASE_URL of a running `infra up`.

@@ -29,6 +29,7 @@ from services.wiring.permissions import authorization_block, inbox_prefix
 CREDENTIALS_DIR = Path("credentials") / "nats"
 """Where, under the data dir, the credentials live."""
 ROUTE_SECRET = "cluster-route.secret"
+AUTH_CONF = "nats-auth.conf"
 ENV_CREDENTIALS = "WAKE_NATS_CREDENTIALS"
 
 
@@ -102,6 +103,14 @@ def ensure_credentials(
         route_password = secrets.token_urlsafe(32)
         _write_private(route_path, route_password + "\n")
     return BusCredentials(directory=directory, passwords=passwords, route_password=route_password)
+
+
+def write_server_auth(directory: Path, *, partitions: int = 1) -> Path:
+    """Credentials in `directory` (made once) and the server's authorization section beside them."""
+    credentials = ensure_credentials(directory)
+    path = directory / AUTH_CONF
+    _write_private(path, credentials.authorization(partitions=partitions))
+    return path
 
 
 def load_connect_kwargs(path: Path | str) -> dict[str, Any]:
