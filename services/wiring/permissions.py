@@ -89,10 +89,11 @@ def _log_reader(protected: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def _bundles(identity: str) -> list[str]:
     stream = BUNDLE_STREAM
-    allow: list[str] = []
+    # Every service checks at start that the log, bundle store included, was
+    # provisioned; the stream's info shows sizes and settings, never a bundle.
+    allow = [f"{API}.STREAM.INFO.{stream}"]
     if identity in ownership.BUNDLE_WRITERS | ownership.BUNDLE_READERS:
         allow += [
-            f"{API}.STREAM.INFO.{stream}",
             f"{API}.STREAM.MSG.GET.{stream}",
             f"{API}.DIRECT.GET.{stream}",
             f"{API}.DIRECT.GET.{stream}.>",

@@ -179,8 +179,8 @@ async def test_a_bundle_is_written_by_the_renderer_only_and_read_by_planner_and_
     # An injected bundle chunk from the planner, and a bundle read by the notifier: refused
     chunk = f"$O.{names.BUNDLES}.C.injected"
     assert violation(chunk) in await refused(bus, "planner", chunk, b"evil")
-    info = f"$JS.API.STREAM.INFO.OBJ_{names.BUNDLES}"
-    assert violation(info) in await refused(bus, "notifier", info, b"")
+    get = f"$JS.API.STREAM.MSG.GET.OBJ_{names.BUNDLES}"
+    assert violation(get) in await refused(bus, "notifier", get, b'{"seq": 1}')
 
 
 @pytest.mark.parametrize(
