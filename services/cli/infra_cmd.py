@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from services.wiring import infra as infra_wiring
+from services.wiring.credentials import CREDENTIALS_DIR
 
 _DATA_DIR = click.option(
     "--data-dir",
@@ -84,6 +85,7 @@ def up(
         )
         click.echo(f"  PostgreSQL  {endpoints.database_url}  (pid {endpoints.postgres_pid})")
         click.echo(f"  endpoints   {running.data_dir / infra_wiring.ENDPOINTS_FILE}")
+        click.echo(f"  identities  {running.data_dir / CREDENTIALS_DIR} (NATS, one per process)")
         click.echo("Press Ctrl-C to stop.")
 
     def on_stopping(reason: str) -> None:

@@ -108,6 +108,7 @@ def up(
             click.echo(f"  webhooks        {endpoints.webhook_url}/{providers}")
             click.echo(f"  webhook secret  {running.webhook_secret_file or 'WAKE_WEBHOOK_SECRET'}")
             click.echo(f"  endpoints       {running.data_dir / infra.ENDPOINTS_FILE}")
+            click.echo(f"  NATS identities {running.data_dir / infra.CREDENTIALS_DIR}")
             click.echo("Press Ctrl-C to stop.")
             return await running.supervise(stop)
         finally:

@@ -95,7 +95,6 @@ async def wake_up(root: Path, *options: str, **env: str) -> AsyncIterator[WakeUp
             print(f"--- {path.name}\n" + "\n".join(path.read_text().splitlines()[-30:]))
 
 
-@contextlib.asynccontextmanager
 async def admin_log(endpoints: dict) -> EventLog:
     """The running Wake's log, connected as its admin (endpoints.json's `nats_admin`)."""
     return await EventLog.connect(
@@ -103,6 +102,7 @@ async def admin_log(endpoints: dict) -> EventLog:
     )
 
 
+@contextlib.asynccontextmanager
 async def port_taken(port: int) -> AsyncIterator[None]:
     """Listen on 127.0.0.1:`port` as soon as the killed server released it, until the block ends.
 
