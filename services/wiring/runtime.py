@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nats.js.errors as js_errors
+
 from events import names
 from events.envelope import Envelope, new_event
 from events.payloads import Payload
@@ -136,7 +138,7 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
     if log.manages:
         await provision(log.nc, replicas=settings.stream_replicas)
     else:
-        await require_log(log)
+        await require_log(log, settings.nats_url)
     ctx = ServiceContext(
         name=name, settings=settings, log=log, ready_file=Path(ready_file) if ready_file else None
     )
@@ -178,15 +180,13 @@ def service_credentials(name: str, settings: Settings) -> dict[str, Any] | None:
         raise SettingsError(f"{ENV_CREDENTIALS}: {exc}") from None
 
 
-async def require_log(log: EventLog) -> None:
+async def require_log(log: EventLog, url: str) -> None:
     """Raise LogMissing unless the WAKE_EVENTS stream exists."""
-    import nats.js.errors as js_errors
-
     try:
         await log.js.stream_info(names.STREAM)
     except js_errors.NotFoundError:
         raise LogMissing(
-            f"the stream {names.STREAM} does not exist on {log.nc.connected_url}: provision it "
+            f"the stream {names.STREAM} does not exist on {url}: provision it "
             "as the admin with `wake infra provision` (wake up and wake infra up do so at start)"
         ) from None
 

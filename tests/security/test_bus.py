@@ -298,6 +298,7 @@ async def test_a_service_started_without_a_stream_refuses_to_start(tmp_path: Pat
         assert run.returncode != 0
         assert "the stream WAKE_EVENTS does not exist" in run.stderr
         assert "wake infra provision" in run.stderr
+        assert "Traceback" not in run.stderr
         nc = await nats.connect(server.url, **credentials.kwargs("admin"))
         try:
             with pytest.raises(js_errors.NotFoundError):
