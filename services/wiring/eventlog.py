@@ -251,20 +251,20 @@ class EventLog:
     ) -> EventLog:
         """Connect to the log at `url`; `credentials`: `nats.connect` kwargs of an identity."""
         nc = _Client()
-        options: dict = dict(credentials or {})
-        if tls is not None:
-            options["tls"] = tls
-        await nc.connect(
-            nats_servers(url),
-            name=name,
+        options: dict = {
+            "name": name,
             # Forever: a service outlives a restart of NATS (or the loss of a
             # cluster node) and carries on once it is back.
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 0.5,
             # Room for a few 1000-event batches in the client's write buffer.
-            pending_size=16 * 1024 * 1024,
-            **options,
-        )
+            "pending_size": 16 * 1024 * 1024,
+        }
+        # A credentials file may set any option of nats.connect (its own name too).
+        options.update(credentials or {})
+        if tls is not None:
+            options["tls"] = tls
+        await nc.connect(nats_servers(url), **options)
         if provision_log:
             await provision(nc)
         user = (credentials or {}).get("user")

@@ -487,15 +487,15 @@ async def provision_log(
         try:
             # max_reconnect_attempts=0 would mean "forever" to nats-py; 1 makes
             # it give up after two quick attempts and leaves the pacing to us.
-            nc = await nats.connect(
-                nats_servers(nats_url),
-                connect_timeout=2,
-                allow_reconnect=False,
-                max_reconnect_attempts=1,
-                reconnect_time_wait=0.1,
-                error_cb=remember,
-                **(connect_kwargs or {}),
-            )
+            options: dict[str, Any] = {
+                "connect_timeout": 2,
+                "allow_reconnect": False,
+                "max_reconnect_attempts": 1,
+                "reconnect_time_wait": 0.1,
+                "error_cb": remember,
+            }
+            options.update(connect_kwargs or {})
+            nc = await nats.connect(nats_servers(nats_url), **options)
             break
         except (OSError, TimeoutError, NatsError) as exc:
             if loop.time() >= deadline:
