@@ -30,7 +30,7 @@ from events.payloads import PlanApproved, RevisionDetected
 from services.wiring import infra
 from services.wiring.consumers import ConsumerMissing, ensure_consumer
 from services.wiring.credentials import BusCredentials, client_tls, load_connect_kwargs
-from services.wiring.embedded_nats import EmbeddedNats, start_nats
+from services.wiring.embedded_nats import EmbeddedNats, start_nats, start_nats_cluster
 from services.wiring.eventlog import EventLog
 from tests.waiting import eventually
 
@@ -405,3 +405,36 @@ async def test_endpoints_name_the_admin_and_operator_and_the_cli_needs_no_flags(
         assert "no applications registered" in listed.stdout
     finally:
         await running.stop()
+
+
+async def test_cluster_nodes_route_to_each_other_with_a_password_and_refuse_others(
+    tmp_path: Path,
+) -> None:
+    # Given a three-node cluster secured as `wake up --nats-cluster 3` secures it
+    credentials, security = infra.bus_security(tmp_path / "data")
+    cluster = await start_nats_cluster(tmp_path / "data", nodes=3, security=security)
+    try:
+        # Then its nodes routed to each other (the log gets three replicas)
+        await infra.provision_log(cluster.url, replicas=3, connect_kwargs=security.connect_kwargs())
+        admin = await EventLog.connect(cluster.url, credentials=credentials.kwargs("admin"))
+        try:
+            info = await admin.js.stream_info(names.STREAM)
+            assert info.config.num_replicas == 3 and len(info.cluster.replicas) == 2
+        finally:
+            await admin.close()
+        # and a would-be node without the route password is refused
+        config = (cluster.nodes[0].config_path or Path()).read_text()
+        route_port = int(config.split("cluster {")[1].split("listen:")[1].split()[0].split(":")[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", route_port)
+        try:
+            assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"INFO ")
+            writer.write(
+                b'CONNECT {"user":"route","pass":"guessed","name":"rogue","cluster":"wake",'
+                b'"headers":true}\r\nPING\r\n'
+            )
+            answer = await asyncio.wait_for(reader.readline(), 5)
+            assert b"Authorization Violation" in answer
+        finally:
+            writer.close()
+    finally:
+        await cluster.stop()
