@@ -108,8 +108,16 @@ BUNDLE_WRITERS: frozenset[str] = frozenset(("renderer",))
 # The CLI reads bundles for `wake rollback` (its diff) and `wake replay`.
 BUNDLE_READERS: frozenset[str] = frozenset(("planner", "applier", OPERATOR))
 
-LEASE_HOLDERS: frozenset[str] = frozenset(("git-watcher",))
-"""Identities that take leases in the WAKE_LEASES key-value bucket (replicas' polling)."""
+LEASES: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
+    {
+        # which replica polls which partition of the apps
+        "git-watcher": ("git-watcher-poll",),
+        # which replica folds the log (one at a time)
+        "projector": ("projector",),
+    }
+)
+"""Lease names (keys `<name>.>` of the WAKE_LEASES bucket) each identity may hold, besides
+its replicas' slots (`slot.<identity>.>`), which every service may hold."""
 
 
 def entitled(identity: str, event_type: str) -> bool:

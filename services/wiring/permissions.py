@@ -37,7 +37,7 @@ from events import names, ownership
 API = "$JS.API"
 BUNDLE_STREAM = f"OBJ_{names.BUNDLES}"
 LEASE_BUCKET = "WAKE_LEASES"
-"""The key-value bucket of replica leases (services/wiring/leases.py, with replicas)."""
+"""The key-value bucket of replicas' leases (services/wiring/leases.py); the admin makes it."""
 
 
 def inbox_prefix(identity: str) -> str:
@@ -114,16 +114,19 @@ def _bundles(identity: str) -> list[str]:
 
 
 def _leases(identity: str) -> list[str]:
-    if identity not in ownership.LEASE_HOLDERS:
+    """Replicas' leases: its own keys of the bucket only (a lease is a create/update of
+    `$KV.<bucket>.<key>` expecting a revision; reading one is a direct get)."""
+    if identity not in ownership.SERVICES:
         return []
     stream = f"KV_{LEASE_BUCKET}"
-    return [
-        f"$KV.{LEASE_BUCKET}.>",
-        f"{API}.STREAM.INFO.{stream}",
-        f"{API}.STREAM.MSG.GET.{stream}",
-        f"{API}.DIRECT.GET.{stream}",
-        f"{API}.DIRECT.GET.{stream}.>",
-    ]
+    keys = [f"slot.{identity}", *ownership.LEASES.get(identity, ())]
+    allow = [f"{API}.STREAM.INFO.{stream}", f"{API}.STREAM.MSG.GET.{stream}"]
+    for key in keys:
+        allow += [
+            f"$KV.{LEASE_BUCKET}.{key}.>",
+            f"{API}.DIRECT.GET.{stream}.$KV.{LEASE_BUCKET}.{key}.>",
+        ]
+    return allow
 
 
 def permissions(identity: str, *, partitions: int = 1) -> Permissions:

@@ -54,3 +54,12 @@ def test_the_server_section_quotes_every_subject() -> None:
     block = authorization_block({i: "pw" for i in ownership.IDENTITIES})
     assert block.startswith("authorization {")
     assert '"$JS.API.STREAM.INFO.WAKE_EVENTS"' in block
+
+
+def test_a_replica_holds_only_its_own_services_leases() -> None:
+    renderer = permissions("renderer").publish_allow
+    assert "$KV.WAKE_LEASES.slot.renderer.>" in renderer
+    assert not [s for s in renderer if s.startswith("$KV.") and "renderer" not in s]
+    watcher = permissions("git-watcher").publish_allow
+    assert "$KV.WAKE_LEASES.git-watcher-poll.>" in watcher
+    assert not [s for s in permissions("operator").publish_allow if s.startswith("$KV.")]
