@@ -195,7 +195,7 @@ def credentials(directory: Path, partitions: int) -> None:
     are kept (run again after changing --partitions to update the permissions).
     """
     from events.ownership import IDENTITIES
-    from services.wiring.credentials import AUTH_CONF, CredentialsError, write_server_auth
+    from services.wiring.credentials import CredentialsError, write_server_auth
 
     try:
         written = write_server_auth(directory, partitions=partitions)
@@ -203,7 +203,7 @@ def credentials(directory: Path, partitions: int) -> None:
         raise click.ClickException(str(exc)) from None
     for identity in IDENTITIES:
         click.echo(f"  {identity:<12} {directory / f'{identity}.json'}")
-    click.echo(f"  server       {written} (include it from nats-server.conf as {AUTH_CONF})")
+    click.echo(f"  server       {written} (nats-server.conf includes it: infra/nats)")
 
 
 @infra.command()

@@ -509,6 +509,11 @@ async def provision_log(
             await provision_consumers(EventLog(nc), partitions=partitions)
     except (JetStreamError, NatsError, TimeoutError) as exc:
         detail = str(exc) or type(exc).__name__
+        refused = [str(e) for e in last_error if "permissions violation" in str(e)]
+        if refused:
+            # The server drops a request it does not permit: the client only sees a
+            # timeout, and the reason arrives on the error callback.
+            detail = f"{refused[0]} (only the admin identity may provision)"
         raise InfraError(f"provisioning the event log on {nats_url} failed: {detail}") from None
     finally:
         await nc.close()

@@ -438,3 +438,36 @@ async def test_cluster_nodes_route_to_each_other_with_a_password_and_refuse_othe
             writer.close()
     finally:
         await cluster.stop()
+
+
+async def test_wake_infra_provision_takes_the_admins_file_and_refuses_the_operators(
+    tmp_path: Path,
+) -> None:
+    # Given a secured server nobody provisioned
+    credentials, security = infra.bus_security(tmp_path / "data")
+    server = await start_nats(tmp_path / "data", security=security)
+    try:
+
+        def provision(identity: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "services.cli", "infra", "provision",
+                 "--nats-url", server.url, "--wait", "0",
+                 "--credentials", str(credentials.file(identity))],
+                cwd=ROOT, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+
+        # When the operator tries, it is refused, naming why
+        run = await asyncio.to_thread(provision, "operator")
+        assert run.returncode == 1
+        assert "permissions violation" in run.stderr and "only the admin" in run.stderr
+        # and the admin provisions the log and the services' consumers
+        run = await asyncio.to_thread(provision, "admin")
+        assert run.returncode == 0, run.stderr
+        nc = await nats.connect(server.url, **credentials.kwargs("admin"))
+        try:
+            names_ = {c.name for c in await nc.jetstream().consumers_info(names.STREAM)}
+            assert {"git-watcher-sync", "renderer", "planner", "applier", "notifier"} <= names_
+        finally:
+            await nc.close()
+    finally:
+        await server.stop()
