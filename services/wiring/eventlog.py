@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import nats
 import nats.errors
@@ -154,6 +155,19 @@ class _Client(NatsClient):
         return out
 
 
+def identity_of(credentials: Mapping[str, object] | None) -> str | None:
+    """Who connect kwargs authenticate as: the user, else the name of the NKey seed or
+    `.creds` file (`renderer.nk` is the renderer); None without credentials."""
+    if not credentials:
+        return None
+    if credentials.get("user"):
+        return str(credentials["user"])
+    for key in ("nkeys_seed", "user_credentials"):
+        if isinstance(credentials.get(key), str):
+            return Path(str(credentials[key])).stem
+    return ""
+
+
 class ConcurrencyConflict(Exception):
     """A conditional append lost: the app's log moved past the position it was decided on."""
 
@@ -267,8 +281,7 @@ class EventLog:
         await nc.connect(nats_servers(url), **options)
         if provision_log:
             await provision(nc)
-        user = (credentials or {}).get("user")
-        return cls(nc, identity=str(user) if user else None)
+        return cls(nc, identity=identity_of(credentials))
 
     async def close(self, *, timeout: float = 3.0) -> None:
         """Drain and close the connection; promptly, even with the server gone.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from events import names, ownership
 from events.payloads import PAYLOAD_TYPES
+from services.wiring.eventlog import identity_of
 from services.wiring.permissions import authorization_block, permissions
 
 MANAGING = (
@@ -63,3 +64,12 @@ def test_a_replica_holds_only_its_own_services_leases() -> None:
     watcher = permissions("git-watcher").publish_allow
     assert "$KV.WAKE_LEASES.git-watcher-poll.>" in watcher
     assert not [s for s in permissions("operator").publish_allow if s.startswith("$KV.")]
+
+
+def test_the_identity_of_connect_kwargs() -> None:
+    assert identity_of(None) is None
+    assert identity_of({"user": "renderer", "password": "x"}) == "renderer"
+    assert identity_of({"nkeys_seed": "/etc/wake/nats/applier.nk"}) == "applier"
+    assert identity_of({"user_credentials": "admin.creds"}) == "admin"
+    # credentials that name nobody Wake knows never manage streams or consumers
+    assert identity_of({"token": "t"}) == ""
