@@ -17,12 +17,20 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from events.envelope import Envelope, new_event
 from events.payloads import Payload
 from services.wiring import keys, telemetry
-from services.wiring.eventlog import EventLog, require_provisioned
-from services.wiring.settings import Settings, require_nats
+from services.wiring.credentials import (
+    CREDENTIALS_DIR,
+    ENV_CREDENTIALS,
+    CredentialsError,
+    client_tls,
+    load_connect_kwargs,
+)
+from services.wiring.eventlog import EventLog, LogNotProvisioned, require_provisioned
+from services.wiring.settings import Settings, SettingsError, require_nats
 
 # service name -> "module:function" of its `async def main(ctx)`
 SERVICES: dict[str, str] = {
@@ -116,8 +124,17 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
         # A file left by the previous run of this container (an emptyDir outlives
         # it) would announce readiness before this run has its consumers.
         Path(ready_file).unlink(missing_ok=True)
-    log = await EventLog.connect(require_nats(settings), name=f"wake-{name}")
+    credentials = service_credentials(name, settings)
     try:
+        tls = client_tls(settings.nats_tls_ca)
+    except CredentialsError as exc:
+        raise SettingsError(str(exc)) from None
+    log = await EventLog.connect(
+        require_nats(settings), name=f"wake-{name}", credentials=credentials, tls=tls
+    )
+    try:
+        # Never provisioned here, not even as the admin (or on a server without
+        # authentication): a missing stream is a refusal, not a new history.
         await require_provisioned(log.nc)
         keys.use_install_keys(log, settings)
     except BaseException:
@@ -145,6 +162,30 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
             loop.remove_signal_handler(sig)
         await log.close()
         logger.info("%s stopped", name)
+
+
+# What `wake run` reports in one line: the log (stream or bundle store) is not provisioned.
+LogMissing = LogNotProvisioned
+
+
+def service_credentials(name: str, settings: Settings) -> dict[str, Any] | None:
+    """The identity service `name` connects as.
+
+    WAKE_NATS_CREDENTIALS (set by `wake up` for each service, and by compose or
+    Kubernetes) names its connect-kwargs file; without it, the service's own
+    file in the data dir, if `wake infra up` made one; else none (a server
+    without authentication).
+    """
+    path = settings.nats_credentials
+    if not path:
+        own = settings.data_path / CREDENTIALS_DIR / f"{name}.json"
+        if not own.exists():
+            return None
+        path = str(own)
+    try:
+        return load_connect_kwargs(path)
+    except CredentialsError as exc:
+        raise SettingsError(f"{ENV_CREDENTIALS}: {exc}") from None
 
 
 async def _run_until_stopped(running: Awaitable[None], ctx: ServiceContext) -> None:

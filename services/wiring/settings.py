@@ -49,6 +49,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     concurrency: int = 16
     system_namespace: str = "wake"
     server_restarts: int = 5
+    nats_credentials: str = ""
+    nats_tls_ca: str = ""
+    nats_tls_cert: str = ""
+    nats_tls_key: str = ""
     bundle_keyring_file: str = ""
     digest_key_file: str = ""
     database_password_file: str = ""
@@ -94,6 +98,13 @@ DESCRIPTIONS: dict[str, str] = {
     "(0.5 s doubling to 8 s apart) before `wake up` / `wake infra up` give up and exit 1.",
     "notify_backoff": "Seconds before the notifier's first retry of a webhook; doubles with "
     "each retry, with jitter (capped at 60).",
+    "nats_credentials": "File (JSON, mode 0600) of `nats.connect` keyword arguments naming the "
+    "identity a process connects as: `wake up` sets it per service; the CLI defaults to "
+    "endpoints.json's `nats_operator`, `wake run SERVICE` to the data dir's file of SERVICE.",
+    "nats_tls_ca": "CA certificate clients verify the NATS server's certificate with.",
+    "nats_tls_cert": "Certificate of the NATS server `wake up` / `wake infra up` start: with it "
+    "(and the key) every client must use TLS.",
+    "nats_tls_key": "Private key of that certificate.",
     "bundle_keyring_file": "Keyring (file, mode 0600) bundles are sealed with (AES-256-GCM); "
     "default: `<data dir>/keys/bundles.keyring`, made by `wake up` / `wake infra up`.",
     "digest_key_file": "Key (file, mode 0600) of the HMAC-SHA256 digests that stand for Secret "
