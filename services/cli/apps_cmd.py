@@ -117,7 +117,7 @@ def _app_path(value: str) -> dict[str, Any]:
 
 def _namespace(value: str) -> dict[str, Any]:
     try:
-        names.app_name(value)
+        names.registrable_app_name(value)
     except names.InvalidName:
         raise click.BadParameter(f"invalid namespace {value!r}", param_hint="--namespace") from None
     return {"namespace": value}
@@ -370,6 +370,10 @@ def add(data_dir: str, name: str, **options: Any) -> None:
     then the app waits for a new commit or `wake sync NAME`.
     """
     name = checked_app_name(name)
+    try:
+        names.registrable_app_name(name)
+    except names.InvalidName as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
     spec = AppSpec(**spec_fields(options))
     _check_jsonnet_arguments(spec)
 

@@ -26,20 +26,20 @@ its live object (`ownership`). One such change blocks the whole plan
 (`errors_of`, `policy.decide`).
 
 Secret values never reach a diff: each `data`/`stringData` value shows as
-`<redacted sha256:abcd1234>`, so a changed secret shows as changed without
-revealing either value.
+`<redacted hmac-sha256:abcd1234>` (keyed: `events.redaction`), so a changed
+secret shows as changed without revealing either value.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 import yaml
 
+from events import redaction
 from events.bundle import ref_of
 from events.payloads import IgnoreRule, ResourceChange, ResourceError, ResourceRef
 from services.applier.ordering import InvalidWave, order_key, prune_order, wave_of
@@ -126,7 +126,7 @@ def redacted(obj: Resource) -> Resource:
 
 def _redact(value: Any) -> str:
     text = value if isinstance(value, str) else repr(value)
-    return f"<redacted sha256:{hashlib.sha256(text.encode()).hexdigest()[:8]}>"
+    return redaction.redacted_value(text)
 
 
 # libyaml's emitter where PyYAML was built with it: the pure-Python one was a
