@@ -55,6 +55,7 @@ from services.applier.drift_watch import DriftWatch
 from services.applier.health_watch import HealthWatch
 from services.applier.ordering import InvalidWave, order_key, prune_order
 from services.applier.syncing import StepFailed, StepRunner
+from services.catalog.following import Follower
 from services.catalog.lookup import app_spec
 from services.catalog.registry import current_spec
 from services.planner import namespaces
@@ -90,6 +91,12 @@ CONSUMER = ConsumerSettings(
         names.type_subjects(ApplyRetryScheduled.event_type),
         names.type_subjects(ApplicationRemoved.event_type),
     ],
+)
+
+FOLLOWED_INPUTS = (
+    PlanApproved.event_type,
+    ApplyRetryScheduled.event_type,
+    ApplicationRemoved.event_type,
 )
 
 # Server-side applies of one group (same wave and kind rank) sent at once.
@@ -171,6 +178,7 @@ async def serve(ctx: ServiceContext, *, consumer: ConsumerSettings = CONSUMER) -
             with contextlib.suppress(asyncio.CancelledError):
                 await drifting
             await applier.health.close()
+            await applier.close()
 
 
 class Applier:
@@ -185,6 +193,19 @@ class Applier:
         self.health = HealthWatch(ctx, clusters)
         # Requests one apply has in flight at once against the API server.
         self._in_flight = asyncio.Semaphore(APPLY_CONCURRENCY)
+        # Every app's plans and applies, folded once and followed: admission and
+        # retries read them here, never from the log per approval. The handled
+        # types are followed too, so `at_least(stored.seq)` can be asked.
+        self.history: Follower[retrying.RetryHistory] = Follower(
+            ctx.log,
+            (*retrying.HISTORY_TYPES, *FOLLOWED_INPUTS),
+            new_state=retrying.RetryHistory,
+            fold=retrying.RetryHistory.add,
+            name=f"{ctx.name} history",
+        )
+
+    async def close(self) -> None:
+        await self.history.close()
 
     async def handle(self, stored: StoredEvent) -> None:
         approval = stored.event
@@ -198,8 +219,9 @@ class Applier:
             return
         app = approval.app
         apply_id = derived_event_id(approval.event_id, ApplyStarted.event_type)
+        seen = stored.seq
         for _ in range(MAX_CONFLICTS):
-            history = await self._history(app)
+            history = await self.history.at_least(seen, app)
             decision = admission.decide(
                 history,
                 approval,
@@ -224,7 +246,7 @@ class Applier:
             if isinstance(decision, admission.Wait):
                 raise ApplyInFlight(f"{app}: {decision.reason}")
             if isinstance(decision, admission.Expire):
-                await self._expire(decision.started.event)
+                seen = await self._expire(decision.started.event)
                 if decision.mine:
                     return
                 continue
@@ -247,6 +269,7 @@ class Applier:
                 )
             except ConcurrencyConflict:
                 log.info("%s: another apply started meanwhile; deciding again", app)
+                seen = await self._last_start(app)
                 continue
             await self._run(approval, decision.plan.event, started)
             return
@@ -265,11 +288,9 @@ class Applier:
             log.info("%s: not retrying plan %s: the app was removed", app, payload.plan_id)
             return
         apply_id = derived_event_id(retry.event_id, ApplyStarted.event_type)
+        seen = stored.seq
         for _ in range(MAX_CONFLICTS):
-            history = retrying.RetryHistory()
-            subjects = [names.subject(app, t) for t in retrying.HISTORY_TYPES]
-            async for event in self.ctx.log.read(subjects=subjects):
-                history.add(event.seq, event.event)
+            history = await self.history.at_least(seen, app)
             decision = retrying.decide(
                 history,
                 retry,
@@ -285,7 +306,7 @@ class Applier:
             if isinstance(decision, admission.Wait):
                 raise ApplyInFlight(f"{app}: {decision.reason}")
             if isinstance(decision, admission.Expire):
-                await self._expire(decision.started.event)
+                seen = await self._expire(decision.started.event)
                 if decision.mine:
                     return
                 continue
@@ -305,6 +326,7 @@ class Applier:
                     on_subjects=names.subject(app, ApplyStarted.event_type),
                 )
             except ConcurrencyConflict:
+                seen = await self._last_start(app)
                 continue
             log.info("%s: retry %d of plan %s started", app, payload.attempt, payload.plan_id)
             await self._run(retry, decision.plan.event, started)
@@ -394,12 +416,9 @@ class Applier:
             await self.ctx.log.append(event)
         log.info("%s: removed with cascade: %d objects of its inventory", app, len(inventory))
 
-    async def _history(self, app: str) -> admission.AppHistory:
-        subjects = [names.subject(app, t) for t in admission.HISTORY_TYPES]
-        history = admission.AppHistory()
-        async for stored in self.ctx.log.read(subjects=subjects):
-            history.add(stored.seq, stored.event)
-        return history
+    async def _last_start(self, app: str) -> int:
+        """Where the app's last ApplyStarted is: the history must reach it after a lost race."""
+        return await self.ctx.log.position(names.subject(app, ApplyStarted.event_type))
 
     def _started(self, approval: Envelope, plan_event: Envelope, apply_id: str) -> Envelope:
         plan = plan_event.payload
@@ -417,7 +436,7 @@ class Applier:
         assert started.event_id == apply_id
         return started
 
-    async def _expire(self, started: Envelope) -> None:
+    async def _expire(self, started: Envelope) -> int:
         """Record that the apply begun by `started` never finished within apply_timeout."""
         payload = started.payload
         assert isinstance(payload, ApplyStarted)
@@ -437,8 +456,9 @@ class Applier:
             traceparent=started.traceparent,
         )
         failed = msgspec.structs.replace(failed, causation_id=started.causation_id)
-        await self.ctx.log.append(failed)
+        appended = await self.ctx.log.append(failed)
         log.warning("%s: apply %s expired", started.app, payload.apply_id)
+        return appended.seq
 
     async def _run(self, approval: Envelope, plan_event: Envelope, started: Envelope) -> None:
         """Apply and prune, bounded by apply_timeout from `started`; append the outcome."""

@@ -43,6 +43,7 @@ from events.payloads import (
     RevisionDetected,
     SyncRequested,
 )
+from services.catalog import syncing
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,9 +495,32 @@ def _rendered(models: ReadModels, seq: int, event: Envelope) -> None:
     row["desired_bundle"] = payload.bundle_digest
     if payload.unchanged_from and row["last_applied_commit"] == payload.unchanged_from:
         # The new commit renders exactly what is applied: synced at it, no plan
-        # (the renderer decided so; see services/renderer/unchanged.py).
-        row["sync_state"] = SYNCED
+        # (the renderer decided so; see services/renderer/unchanged.py). Its
+        # desired bundle is the applied one: that is what `_synced` compares.
+        row["desired_bundle"] = row["last_applied_bundle"]
+        if _synced(row):
+            row["sync_state"] = SYNCED
     _touch(models, row, seq, event)
+
+
+def _synced(row: dict[str, Any]) -> bool:
+    """The shared rule (services/catalog/syncing.py) on an app's row.
+
+    `current_commit` is the latest detected revision (or the rollback's, see
+    `_apply_succeeded`); `desired_*` its render once it is rendered.
+    """
+    applied = (
+        syncing.Applied(row["last_applied_commit"], row["last_applied_bundle"] or "")
+        if row["last_applied_commit"]
+        else None
+    )
+    desired = None
+    if row["current_commit"]:
+        rendered = row["desired_commit"] == row["current_commit"]
+        desired = syncing.Desired(
+            row["current_commit"], row["desired_bundle"] if rendered else None
+        )
+    return syncing.verdict(desired, applied).synced
 
 
 def _render_failed(models: ReadModels, seq: int, event: Envelope) -> None:
@@ -698,8 +722,18 @@ def _apply_succeeded(models: ReadModels, seq: int, event: Envelope) -> None:
     models.put("applies", row)
     _update_plan(models, payload.plan_id, status=APPLIED, apply_id=payload.apply_id)
     app = _app_row(models, event)
+    if payload.rollback_of is not None and not (
+        app["rolled_back"] and app["rolled_back_to"] == payload.commit
+    ):
+        # A rollback asked for explicitly is the desired revision until the next
+        # detection; a self-heal of the rolled-back bundle (same commit) is not a
+        # new request and leaves a revision detected since desired.
+        app.update(
+            current_commit=payload.commit,
+            desired_commit=payload.commit,
+            desired_bundle=payload.bundle_digest,
+        )
     app.update(
-        sync_state=SYNCED,
         last_applied_commit=payload.commit,
         last_applied_bundle=payload.bundle_digest,
         last_apply_id=payload.apply_id,
@@ -707,6 +741,9 @@ def _apply_succeeded(models: ReadModels, seq: int, event: Envelope) -> None:
         rolled_back=payload.rollback_of is not None,
         rolled_back_to=payload.commit if payload.rollback_of is not None else None,
     )
+    # Synced only if this is the latest desired revision (an older one applied
+    # late is not): the shared rule, not the event type.
+    app["sync_state"] = SYNCED if _synced(app) else OUT_OF_SYNC
     _touch(models, app, seq, event)
     resources = {
         (ref.api_version, ref.kind, ref.namespace, ref.name): {
