@@ -103,7 +103,7 @@ CONSUMER = ConsumerSettings(
 
 # Requests in flight to the API server per plan: enough to hide latency,
 # few enough not to look like a flood to an API server's priority and fairness.
-CONCURRENT_REQUESTS = 8
+CONCURRENT_REQUESTS = 32
 # Conditional appends lost in a row (another plan of the app was appended
 # meanwhile) before the event goes back for redelivery; each loss waits a
 # jittered, doubling delay (services/wiring/conflicts.py).
