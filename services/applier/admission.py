@@ -44,7 +44,7 @@ from events.payloads import (
     PlanSuperseded,
     ResourceError,
 )
-from services.planner.planning import errors_of
+from services.resources.identity import errors_of
 
 HISTORY_TYPES = (
     PlanCreated.event_type,

@@ -29,8 +29,8 @@ from datetime import timedelta
 
 from events.envelope import Envelope, now
 from events.payloads import ApplyStarted, ApplySucceeded, HealthChanged, ResourceHealth, ResourceRef
-from services.applier import health
 from services.catalog.lookup import app_events, app_spec, load_registry
+from services.resources import health
 from services.wiring.kube import Clusters, Kube, KubeConfigError, KubeError
 from services.wiring.runtime import ServiceContext
 

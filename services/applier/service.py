@@ -50,19 +50,19 @@ from events.payloads import (
     ResourceDeleted,
     ResourceRef,
 )
-from services.applier import admission, phases, removing, retrying
+from services.applier import admission, removing, retrying
 from services.applier.drift_watch import DriftWatch
 from services.applier.health_watch import HealthWatch
-from services.applier.ordering import InvalidWave, order_key, prune_order
 from services.applier.syncing import StepFailed, StepRunner
 from services.catalog.following import Follower
 from services.catalog.lookup import app_spec
 from services.catalog.registry import current_spec
-from services.planner import namespaces
-from services.planner.desired import prepare
-from services.planner.labels import is_labelled_for
-from services.planner.loading import DesiredResource, load_bundle, prepare_all
-from services.planner.planning import identity, live_wave
+from services.resources import namespaces, phases
+from services.resources.desired import prepare
+from services.resources.identity import identity, live_wave
+from services.resources.labels import is_labelled_for
+from services.resources.loading import DesiredResource, load_bundle, prepare_all
+from services.resources.ordering import InvalidWave, order_key, prune_order
 from services.wiring.consumers import (
     ConsumerSettings,
     Deferred,

@@ -37,9 +37,9 @@ from events.payloads import (
     WaveCompleted,
     WaveWaiting,
 )
-from services.applier import health, phases
-from services.applier.ordering import kind_rank, order_key
-from services.planner.loading import DesiredResource
+from services.resources import health, phases
+from services.resources.loading import DesiredResource
+from services.resources.ordering import kind_rank, order_key
 from services.wiring.kube import Kube, KubeError
 
 if TYPE_CHECKING:

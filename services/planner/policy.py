@@ -51,7 +51,8 @@ from events.payloads import (
     PlanCreated,
     SyncRequested,
 )
-from services.planner.planning import errors_of, summary
+from services.planner.planning import summary
+from services.resources.identity import errors_of
 
 POLICY_ACTOR = "policy"
 SELF_HEAL = "self-heal"

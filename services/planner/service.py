@@ -55,23 +55,23 @@ from events.payloads import (
     ResourceRef,
     RollbackRequested,
 )
-from services.applier.phases import is_ordinary
 from services.catalog.following import Follower
 from services.catalog.lookup import app_spec
 from services.catalog.revisions import RevisionNotApplied, find_applied
-from services.planner import namespaces, policy, superseding
-from services.planner.desired import prepare
-from services.planner.loading import DesiredResource, load_bundle, prepare_all
+from services.planner import policy, superseding
 from services.planner.planning import (
     DryRun,
     Refusal,
-    errors_of,
-    live_wave,
     plan,
     prune_candidates,
     summary,
 )
 from services.planner.tracking import FOLLOWED_TYPES, AppState
+from services.resources import namespaces
+from services.resources.desired import prepare
+from services.resources.identity import errors_of, live_wave
+from services.resources.loading import DesiredResource, load_bundle, prepare_all
+from services.resources.phases import is_ordinary
 from services.wiring.conflicts import after_conflict
 from services.wiring.consumers import ConsumerSettings, consume, ensure_consumer, reject
 from services.wiring.eventlog import (

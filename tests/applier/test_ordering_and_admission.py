@@ -21,7 +21,7 @@ from events.payloads import (
     ResourceRef,
 )
 from services.applier import admission
-from services.applier.ordering import InvalidWave, order_key, prune_order, wave_of
+from services.resources.ordering import InvalidWave, order_key, prune_order, wave_of
 
 # --- ordering --------------------------------------------------------------------------
 
