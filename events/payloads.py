@@ -123,6 +123,10 @@ class ResourceChange(msgspec.Struct, frozen=True, kw_only=True):
     # is created afresh at every sync and is not part of the inventory; "" for
     # an ordinary resource.
     hook: str = ""
+    # The live object's resourceVersion when the plan was made ("" if none was
+    # live): the applier tells `configured` from `unchanged` by comparing it with
+    # what its apply returns, without reading the object again.
+    resource_version: str = ""
 
 
 class ResourceHealth(msgspec.Struct, frozen=True, kw_only=True):

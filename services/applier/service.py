@@ -603,6 +603,7 @@ class Applier:
             placements=placements,
             timeout=spec.health_timeout_seconds if spec is not None else 0.0,
             progress=progress,
+            versions={c.ref: c.resource_version for c in plan.changes if not c.hook},
         )
         # Phase by phase, wave by wave (phases.py); a wave starts once the one
         # before it is healthy and its hooks complete. Prunes close the Sync
@@ -651,23 +652,39 @@ class Applier:
                 log.warning("%s: SyncFail hook failed: %s", app, exc)
                 return
 
-    async def _apply_bounded(self, kube: Kube, d: DesiredResource) -> str:
+    async def _apply_bounded(
+        self, kube: Kube, d: DesiredResource, planned_version: str | None = None
+    ) -> str:
         async with self._in_flight:
-            return await self._apply_one(kube, d)
+            return await self._apply_one(kube, d, planned_version)
 
-    async def _apply_one(self, kube: Kube, d: DesiredResource) -> str:
-        """Server-side apply one resource; created, configured or unchanged."""
+    async def _apply_one(
+        self, kube: Kube, d: DesiredResource, planned_version: str | None = None
+    ) -> str:
+        """Server-side apply one resource; created, configured or unchanged.
+
+        `planned_version`: the live resourceVersion the plan saw ("" none was
+        live). Unchanged means the apply left that version as it was; without it
+        (a plan from before it was recorded) the object is read first.
+        """
         if d.error is not None:
             raise _Failed.of(d.error, "cannot apply")
+        live = None
         try:
             if not d.served:
                 await wait_established(
                     kube, d.ref.api_version, d.ref.kind, timeout=CRD_ESTABLISH_SECONDS
                 )
-            live = await kube.get(d.ref)
+            if planned_version is None:
+                live = await kube.get(d.ref)
             applied = await kube.apply(d.resource)
         except KubeError as exc:
             raise _Failed.of(exc, "apply of") from None
+        if planned_version is not None:
+            if applied.created:
+                return "created"
+            after = (applied.object.get("metadata") or {}).get("resourceVersion")
+            return "unchanged" if planned_version and after == planned_version else "configured"
         if applied.created or live is None:
             return "created"
         before = (live.get("metadata") or {}).get("resourceVersion")

@@ -97,7 +97,11 @@ class StepRunner:
         placements: Mapping[ResourceRef, phases.Placement],
         timeout: float,
         progress: list[ResourceRef],
+        versions: Mapping[ResourceRef, str] | None = None,
     ) -> None:
+        # The plan's resourceVersion of each resource ("" if none was live):
+        # lets an apply say configured or unchanged without a GET first.
+        self.versions = versions or {}
         self.applier = applier
         self.ctx = applier.ctx
         self.kube = kube
@@ -150,7 +154,8 @@ class StepRunner:
             return
         self.progress.extend(d.ref for d in group)
         outcomes = await asyncio.gather(
-            *(self.applier._apply_bounded(self.kube, d) for d in group), return_exceptions=True
+            *(self.applier._apply_bounded(self.kube, d, self.versions.get(d.ref)) for d in group),
+            return_exceptions=True,
         )
         done = [
             (d.ref, action, d.digest)

@@ -211,6 +211,7 @@ def plan(
     if app is not None:
         inventoried = {identity(ref) for ref in last_inventory}
         changes = [_owned(change, live, app, adopt, inventoried) for change in changes]
+    changes = [_with_version(change, live.get(change.ref)) for change in changes]
     changes.sort(key=lambda change: order_key(change.ref, change.wave))
     pruned: list[ResourceRef] = []
     if prune:
@@ -224,6 +225,14 @@ def plan(
         waves = {ref: live_wave(live.get(ref), ref) for ref in candidates}
         pruned = prune_order(candidates, waves)
     return Plan(changes=changes, prune=pruned)
+
+
+def _with_version(change: ResourceChange, live: Resource | None) -> ResourceChange:
+    """`change` with the live object's resourceVersion, if one is live."""
+    version = ((live or {}).get("metadata") or {}).get("resourceVersion")
+    if not version or change.hook:
+        return change
+    return msgspec.structs.replace(change, resource_version=str(version))
 
 
 def _skipped(resource: Resource) -> bool:

@@ -103,7 +103,7 @@ CONSUMER = ConsumerSettings(
 
 # Requests in flight to the API server per plan: enough to hide latency,
 # few enough not to look like a flood to an API server's priority and fairness.
-CONCURRENT_REQUESTS = 32
+CONCURRENT_REQUESTS = 64
 # Conditional appends lost in a row (another plan of the app was appended
 # meanwhile) before the event goes back for redelivery; each loss waits a
 # jittered, doubling delay (services/wiring/conflicts.py).
@@ -496,11 +496,14 @@ class Planner:
             if d.error is not None:
                 refusals[d.ref] = _refusal(d.error)
         readable = [d for d in desired if d.served and d.error is None]
-        for d, obj in zip(
-            readable,
-            await self._all(lambda ref: self._live(kube, ref), [d.ref for d in readable]),
-            strict=True,
-        ):
+        # Reads and dry runs all at once: one round trip, not two. A dry run in
+        # a namespace this plan creates (absent now) is refused by the server
+        # and set aside below; the resource is compared as sent.
+        found, outcomes = await asyncio.gather(
+            self._all(lambda ref: self._live(kube, ref), [d.ref for d in readable]),
+            self._all(lambda d: self._dry_run(kube, d), readable),
+        )
+        for d, obj in zip(readable, found, strict=True):
             if isinstance(obj, Refusal):
                 refusals[d.ref] = obj
             else:
@@ -510,15 +513,9 @@ class Planner:
         missing_namespaces = {
             d.ref.name for d in desired if d.ref.kind == "Namespace" and live.get(d.ref) is None
         }
-        runnable = [
-            d
-            for d in readable
-            if d.ref not in refusals and d.ref.namespace not in missing_namespaces
-        ]
-        for d, outcome in zip(
-            runnable, await self._all(lambda d: self._dry_run(kube, d), runnable), strict=True
-        ):
-            dry_run[d.ref] = outcome
+        for d, outcome in zip(readable, outcomes, strict=True):
+            if d.ref not in refusals and d.ref.namespace not in missing_namespaces:
+                dry_run[d.ref] = outcome
         dry_run.update(refusals)
         return live, dry_run
 
