@@ -1,11 +1,12 @@
 """Running one apply's steps -- phases, waves, hooks -- against the cluster (shell around `phases`).
 
 For each step (a wave of PreSync, Sync or PostSync, see `phases.schedule`):
-apply its ordinary resources and create its hooks, kind by kind in
-`ordering` order; then wait, polling every `health_interval`, until every
-hook has completed and -- when another step follows -- every resource is
-healthy (`WAITS_FOR`). Waiting is bounded by the app's health_timeout_seconds, counted
-from the end of the step's applies; a hook that fails, a resource that turns
+apply its ordinary resources and create its hooks, tier by tier in
+`ordering` order (`apply_tier`: a tier's resources at once); then wait,
+polling every `health_interval`, until every hook has completed and -- when
+another step follows -- every resource is healthy (`WAITS_FOR`). Waiting is
+bounded by the app's health_timeout_seconds, counted from the end of the
+step's applies; a hook that fails, a resource that turns
 Degraded, or the timeout ends the apply (StepFailed names the resource, the
 phase and the wave).
 
@@ -39,7 +40,7 @@ from events.payloads import (
 )
 from services.resources import health, phases
 from services.resources.loading import DesiredResource
-from services.resources.ordering import kind_rank, order_key
+from services.resources.ordering import apply_tier, order_key
 from services.wiring.kube import Kube, KubeError
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ class StepRunner:
             key=lambda ref: order_key(ref, self.placements[ref].wave),
         )
         hooks: list[_Hook] = []
-        for _, grouped in itertools.groupby(items, key=lambda ref: kind_rank(ref.kind)):
+        for _, grouped in itertools.groupby(items, key=lambda ref: apply_tier(ref.kind)):
             group = list(grouped)
             ordinary = [self.desired[ref] for ref in group if ref not in step.hooks]
             await self._apply(step, ordinary)
