@@ -149,6 +149,21 @@ def _planned_namespace(
     )
 
 
+def _fold_history(history: retrying.RetryHistory, seq: int, event: Envelope) -> None:
+    """Fold `event` into the app's history, keeping a plan without its diffs.
+
+    Every plan of every app stays in memory for the life of the applier: its
+    diffs are most of its size, and an apply never reads them.
+    """
+    payload = event.payload
+    if isinstance(payload, PlanCreated) and any(c.diff for c in payload.changes):
+        changes = [msgspec.structs.replace(c, diff="") for c in payload.changes]
+        event = msgspec.structs.replace(
+            event, payload=msgspec.structs.replace(payload, changes=changes)
+        )
+    history.add(seq, event)
+
+
 async def main(ctx: ServiceContext) -> None:
     await serve(ctx)
 
@@ -200,7 +215,7 @@ class Applier:
             ctx.log,
             (*retrying.HISTORY_TYPES, *FOLLOWED_INPUTS),
             new_state=retrying.RetryHistory,
-            fold=retrying.RetryHistory.add,
+            fold=_fold_history,
             name=f"{ctx.name} history",
         )
 

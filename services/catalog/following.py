@@ -38,7 +38,7 @@ Fold = Callable[[S, int, Envelope], None]
 # How long a handler waits for the follower to reach its event before giving up
 # (the handler fails and its message is redelivered): the follower is behind by
 # far more than one event's worth, or its reading broke.
-CATCH_UP_SECONDS = 30.0
+CATCH_UP_SECONDS = 15.0
 
 
 # The event loop keeps only weak references to tasks: a follower whose owner
@@ -120,6 +120,10 @@ class Follower(Generic[S]):
                             lambda: self._reached >= seq or self._failure is not None
                         )
             except TimeoutError:
+                # Its push consumer may be gone (a NATS server restarted and lost
+                # it): read again from where the fold stopped, then let the
+                # caller's message be redelivered.
+                await self._restart()
                 raise FollowerBehind(
                     f"{self._name}: still at sequence {self._reached}, not {seq}, "
                     f"after {timeout:.0f}s"
@@ -127,6 +131,11 @@ class Follower(Generic[S]):
             if self._reached < seq:
                 raise FollowerBehind(f"{self._name} stopped: {self._failure!r}")
         return self.state(app)
+
+    async def _restart(self) -> None:
+        await self.close()
+        self._failure = None
+        self.start()
 
     async def _follow(self) -> None:
         backoff = 0.1

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from events import new_event
 from events.envelope import Envelope
 from events.payloads import HealthChanged, RevisionDetected
-from services.catalog.following import Follower
+from services.catalog.following import Follower, FollowerBehind
 from services.wiring.eventlog import EventLog
 
 
@@ -45,3 +47,24 @@ async def test_a_follower_folds_history_once_then_follows_and_waits_for_a_sequen
         shop = await follower.at_least(later.seq, "shop")
         assert [commit[-1] for _, commit in shop] == ["0", "1", "2", "3", "4"]
         assert follower.reached == later.seq
+
+
+async def test_a_follower_whose_consumer_vanished_reads_again_from_where_it_stopped(
+    event_log: EventLog,
+) -> None:
+    # Given a follower that has folded one event
+    first = await event_log.append(new_event(detected(1), app="shop", actor="t"))
+    follower: Follower[list[tuple[int, str]]] = Follower(
+        event_log, [RevisionDetected.event_type], new_state=list, fold=remember
+    )
+    async with follower:
+        await follower.at_least(first.seq, "shop")
+        # When its push consumer disappears (as after a NATS restart) and more is appended
+        for info in await event_log.js.consumers_info("WAKE_EVENTS"):
+            await event_log.js.delete_consumer("WAKE_EVENTS", info.name)
+        later = await event_log.append(new_event(detected(2), app="shop", actor="t"))
+        # Then a handler waiting for it gives up once, and the follower reads on
+        with pytest.raises(FollowerBehind):
+            await follower.at_least(later.seq, "shop", timeout=1.0)
+        shop = await follower.at_least(later.seq, "shop", timeout=10.0)
+        assert [commit[-1] for _, commit in shop] == ["1", "2"]
