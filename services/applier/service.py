@@ -63,6 +63,7 @@ from services.resources.identity import identity, live_wave
 from services.resources.labels import is_labelled_for
 from services.resources.loading import DesiredResource, load_bundle, prepare_all
 from services.resources.ordering import InvalidWave, order_key, prune_order
+from services.wiring.conflicts import after_conflict
 from services.wiring.consumers import (
     ConsumerSettings,
     Deferred,
@@ -102,7 +103,8 @@ FOLLOWED_INPUTS = (
 # Server-side applies of one group (same wave and kind rank) sent at once.
 APPLY_CONCURRENCY = 16
 
-# Conditional appends lost in a row before the approval goes back for redelivery.
+# Conditional appends lost in a row before the approval goes back for redelivery;
+# each loss waits a jittered, doubling delay (services/wiring/conflicts.py).
 MAX_CONFLICTS = 5
 # How long a custom resource waits for the CRD applied before it to be served.
 CRD_ESTABLISH_SECONDS = 30.0
@@ -235,7 +237,7 @@ class Applier:
         app = approval.app
         apply_id = derived_event_id(approval.event_id, ApplyStarted.event_type)
         seen = stored.seq
-        for _ in range(MAX_CONFLICTS):
+        for attempt in range(MAX_CONFLICTS):
             history = await self.history.at_least(seen, app)
             decision = admission.decide(
                 history,
@@ -285,6 +287,7 @@ class Applier:
             except ConcurrencyConflict:
                 log.info("%s: another apply started meanwhile; deciding again", app)
                 seen = await self._last_start(app)
+                await after_conflict(attempt)
                 continue
             await self._run(approval, decision.plan.event, started)
             return
@@ -304,7 +307,7 @@ class Applier:
             return
         apply_id = derived_event_id(retry.event_id, ApplyStarted.event_type)
         seen = stored.seq
-        for _ in range(MAX_CONFLICTS):
+        for attempt in range(MAX_CONFLICTS):
             history = await self.history.at_least(seen, app)
             decision = retrying.decide(
                 history,
@@ -342,6 +345,7 @@ class Applier:
                 )
             except ConcurrencyConflict:
                 seen = await self._last_start(app)
+                await after_conflict(attempt)
                 continue
             log.info("%s: retry %d of plan %s started", app, payload.attempt, payload.plan_id)
             await self._run(retry, decision.plan.event, started)
