@@ -100,8 +100,8 @@ FOLLOWED_INPUTS = (
     ApplicationRemoved.event_type,
 )
 
-# Server-side applies of one group (same wave and kind rank) sent at once.
-APPLY_CONCURRENCY = 16
+# Server-side applies of one tier (same wave, see ordering.apply_tier) sent at once.
+APPLY_CONCURRENCY = 32
 
 # Conditional appends lost in a row before the approval goes back for redelivery;
 # each loss waits a jittered, doubling delay (services/wiring/conflicts.py).
