@@ -749,8 +749,21 @@ def _verdict(revision, rendered, applied, state: str) -> syncing.Verdict:
     return syncing.verdict(
         desired,
         syncing.Applied(done.commit, done.bundle_digest) if done is not None else None,
-        pending="" if state in ("synced", "out-of-sync") else state,
+        pending=_PENDING.get(state, ""),
     )
+
+
+# What an app that is not synced waits for, by its state, in `sync: out of sync: ... (why)`.
+_PENDING = {
+    "detected": "rendering",
+    "rendered": "planning",
+    "render-failed": "render failed",
+    "planned": "plan made, not applied yet",
+    "awaiting-approval": "plan awaiting approval",
+    "apply-failed": "apply failed",
+    "retrying": "apply failed, retrying",
+    "blocked": "plan blocked",
+}
 
 
 async def _source_error(log: EventLog, name: str, failed, current: set[str]) -> dict | None:

@@ -192,7 +192,7 @@ async def test_app_show_says_out_of_sync_while_the_applied_revision_is_not_the_d
     assert shown["state"] == "awaiting-approval"
     assert shown["sync"] == (
         f"out of sync: applied {commit_of('a')[:7]}, desired {commit_of('b')[:7]} "
-        "(awaiting-approval)"
+        "(plan awaiting approval)"
     )
     assert shown["applied_revision"] == commit_of("a")
     # And an older apply appearing last in the log (a late ApplySucceeded of A)
