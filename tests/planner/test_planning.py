@@ -17,9 +17,7 @@ from events.payloads import (
     ResourceError,
     ResourceRef,
 )
-from services.planner import namespaces, policy
-from services.planner.desired import crd_scopes, prepare
-from services.planner.labels import inventory_labels, is_labelled_for, with_inventory_labels
+from services.planner import policy
 from services.planner.planning import (
     Refusal,
     change_for,
@@ -28,6 +26,9 @@ from services.planner.planning import (
     prune_candidates,
     summary,
 )
+from services.resources import namespaces
+from services.resources.desired import crd_scopes, prepare
+from services.resources.labels import inventory_labels, is_labelled_for, with_inventory_labels
 
 COMMIT = "3f1e9a4c2b7d8e6f0a1b2c3d4e5f60718293a4b5"
 BUNDLE = "0" * 64
