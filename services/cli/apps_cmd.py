@@ -693,9 +693,10 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
         )
     health = latest.get("HealthChanged")
     source_error = await _source_error(log, name, latest.get("SourceFailed"), current)
-    if source_error is not None and state == "synced":
-        # What was synced may no longer be what Git says: never claim it is. Other
-        # states (rolled back, blocked, failed...) stay; the error has its own line.
+    if source_error is not None and state != "rolled-back":
+        # What was synced may no longer be what Git says: never claim it is. A
+        # rollback stays where it was put on purpose (Git is not needed for it);
+        # the source error has its own line.
         state = "source-failed"
     return {
         "name": name,
