@@ -216,7 +216,10 @@ class _AccessRevoked(Exception):
     Someone narrowed a parent directory between our grant and initdb or the
     postmaster's start. It happens in test runs as root: every pytest session
     resets /tmp/pytest-of-root to 0700 as it starts. Granting again and
-    retrying is enough; once started, postgres works relative to its cwd.
+    retrying is enough to start; but a running server needs the way too (its
+    checkpointer writes global/pg_control by absolute path, and PANICs when
+    it cannot), so the tests keep their clusters out of that directory
+    (tests/conftest.py).
     """
 
 
