@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import msgspec
 import nats
 import nats.js.api as api
 import nats.js.errors as js_errors
@@ -190,6 +191,8 @@ class EventLog:
         self.js = nc.jetstream(timeout=timeout)
         self._timeout = timeout
         self._bundles = None
+        # Stamped on every event this process appends that names no instance.
+        self.instance = ""
 
     @classmethod
     async def connect(
@@ -211,6 +214,11 @@ class EventLog:
     async def close(self) -> None:
         await self.nc.drain()
 
+    def _stamped(self, event: Envelope) -> Envelope:
+        if not self.instance or event.instance:
+            return event
+        return msgspec.structs.replace(event, instance=self.instance)
+
     # --- appending ---------------------------------------------------------------
 
     async def append(
@@ -229,6 +237,7 @@ class EventLog:
         the last event on `on_subjects` (default: every subject of the event's
         app) is at that sequence (0: there is none), else ConcurrencyConflict.
         """
+        event = self._stamped(event)
         headers = headers_for(event)
         if expected_last_seq is not None:
             on_subjects = on_subjects or names.app_subjects(event.app)
@@ -263,6 +272,7 @@ class EventLog:
         """
         if not events:
             return []
+        events = [self._stamped(event) for event in events]
         messages = []
         for event in events:
             messages.append(

@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,11 @@ def load_main(name: str) -> ServiceMain:
     return getattr(importlib.import_module(module_name), function)
 
 
+def instance_name(service: str, settings: Settings) -> str:
+    """This process's id in the events it appends: WAKE_INSTANCE, or service-host-pid."""
+    return settings.instance or f"{service}-{socket.gethostname()}-{os.getpid()}"
+
+
 def setup_logging(service: str, level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
@@ -104,6 +110,7 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
     setup_logging(name, settings.log_level)
     telemetry.setup_tracing(name, settings.otel_exporter)
     log = await EventLog.connect(require_nats(settings), name=f"wake-{name}")
+    log.instance = instance_name(name, settings)
     await provision(log.nc, replicas=settings.stream_replicas)
     ready_file = os.environ.get(READY_FILE_ENV)
     ctx = ServiceContext(
