@@ -61,7 +61,7 @@ from services.planner.planning import (
     prune_candidates,
     summary,
 )
-from services.wiring.consumers import ConsumerSettings, consume, ensure_consumer, reject
+from services.wiring.consumers import ConsumerSettings, reject, serve_consumer
 from services.wiring.eventlog import (
     BundleCorrupt,
     BundleNotFound,
@@ -122,15 +122,7 @@ async def serve(ctx: ServiceContext, *, consumer: ConsumerSettings = CONSUMER) -
     """
     async with Clusters.from_settings(ctx.settings) as clusters:
         planner = Planner(ctx, clusters, consumer=consumer.name)
-        await ensure_consumer(ctx.log, consumer)
-        ctx.ready()
-        await consume(
-            ctx.log,
-            consumer,
-            planner.handle,
-            stop=ctx.stop,
-            concurrency=ctx.settings.concurrency,
-        )
+        await serve_consumer(ctx, consumer, planner.handle)
 
 
 class Planner:

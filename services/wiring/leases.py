@@ -1,0 +1,109 @@
+"""Leases: which replica does work that no message drives (git-watcher's polling).
+
+Messages are split across replicas by pinned partition consumers
+(`consumers.py`); a timer is not a message, so the poller takes a lease on
+each partition instead, in the NATS KV bucket `WAKE_LEASES` whose entries
+live `LEASE_TTL` seconds (the bucket's max age). The holder renews its lease
+every third of that with a compare-and-set on the revision it holds; another
+replica can only `create` the key once it has aged out, so a replica's death
+hands its partitions over within `LEASE_TTL`. A replica that finds its
+renewal refused (it stalled past the TTL and someone took over) stops
+treating the partition as its own at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import nats.errors
+import nats.js.api as api
+import nats.js.errors as js_errors
+
+from services.wiring.consumers import STANDBY_AFTER, Placement
+from services.wiring.eventlog import EventLog
+
+log = logging.getLogger(__name__)
+
+BUCKET = "WAKE_LEASES"
+LEASE_TTL = 5.0
+
+
+class Leases:
+    """This replica's leases on the partitions of one piece of work (`name`)."""
+
+    def __init__(
+        self,
+        event_log: EventLog,
+        name: str,
+        placement: Placement,
+        *,
+        holder: str,
+        on_acquired: Callable[[int], None] | None = None,
+    ) -> None:
+        self._log = event_log
+        self._name = name
+        self._placement = placement
+        self._holder = holder.encode()
+        self._on_acquired = on_acquired
+        self._held: dict[int, int] = {}  # partition -> revision of our entry
+        self._kv = None
+
+    def holds(self, partition: int) -> bool:
+        return partition in self._held
+
+    async def start(self) -> None:
+        """The bucket, and a first try at this replica's preferred partitions."""
+        js = self._log.js
+        try:
+            self._kv = await js.key_value(BUCKET)
+        except js_errors.BucketNotFoundError:
+            self._kv = await js.create_key_value(
+                api.KeyValueConfig(bucket=BUCKET, ttl=LEASE_TTL, history=1)
+            )
+        await self._round(preferred_only=True, announce=False)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Renew and take leases until `stop`; then give them up for others to take at once."""
+        started = asyncio.get_running_loop().time()
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), LEASE_TTL / 3)
+                if stop.is_set():
+                    break
+                standby = asyncio.get_running_loop().time() - started >= STANDBY_AFTER
+                with contextlib.suppress(nats.errors.Error, js_errors.Error):
+                    await self._round(preferred_only=not standby)
+        finally:
+            for partition in list(self._held):
+                with contextlib.suppress(Exception):
+                    await self._kv.delete(self._key(partition), last=self._held[partition])
+            self._held.clear()
+
+    def _key(self, partition: int) -> str:
+        return f"{self._name}.p{partition}-of-{self._placement.partitions}"
+
+    async def _round(self, *, preferred_only: bool, announce: bool = True) -> None:
+        for partition in range(self._placement.partitions):
+            key = self._key(partition)
+            if partition in self._held:
+                try:
+                    self._held[partition] = await self._kv.update(
+                        key, self._holder, last=self._held[partition]
+                    )
+                except js_errors.KeyWrongLastSequenceError:
+                    log.warning("lease %s lost to another replica", key)
+                    del self._held[partition]
+                continue
+            if preferred_only and not self._placement.preferred(partition):
+                continue
+            try:
+                self._held[partition] = await self._kv.create(key, self._holder)
+            except js_errors.KeyWrongLastSequenceError:
+                continue  # another replica holds it
+            log.info("lease %s taken", key)
+            if announce and self._on_acquired is not None:
+                self._on_acquired(partition)
