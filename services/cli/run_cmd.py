@@ -52,7 +52,16 @@ def run_service_command(data_dir: str, interval: float | None, service: str) -> 
     type=click.Path(file_okay=False, path_type=Path),
     help="Write each process's output to a file there instead of this terminal.",
 )
-def up(data_dir: str, interval: float | None, sandbox: bool, log_dir: Path | None) -> None:
+@click.option(
+    "--replicas",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="Processes per service; each app is handled by one of them at a time.",
+)
+def up(
+    data_dir: str, interval: float | None, sandbox: bool, log_dir: Path | None, replicas: int
+) -> None:
     """Start NATS, PostgreSQL, every service (and a sandbox) until Ctrl-C.
 
     Without --sandbox the services target WAKE_KUBECONFIG, else the current
@@ -76,6 +85,7 @@ def up(data_dir: str, interval: float | None, sandbox: bool, log_dir: Path | Non
             kubeconfig=settings.kubeconfig,
             log_dir=log_dir,
             extra_env={"WAKE_POLL_INTERVAL": str(interval)} if interval else None,
+            replicas=replicas,
         )
         try:
             endpoints = running.endpoints
@@ -84,8 +94,8 @@ def up(data_dir: str, interval: float | None, sandbox: bool, log_dir: Path | Non
             click.echo(f"  PostgreSQL      {endpoints.database_url}")
             cluster = "sandbox cluster (Kubernetes API emulator)" if sandbox else "cluster"
             click.echo(f"  {cluster:<15} {endpoints.kubeconfig or 'current kubeconfig context'}")
-            for name, pid in endpoints.services.items():
-                click.echo(f"  {name:<15} pid {pid}")
+            for name, pids in endpoints.replicas.items():
+                click.echo(f"  {name:<15} pid {', '.join(map(str, pids))}")
             providers = "{github,gitlab,gitea,bitbucket,generic}"
             click.echo(f"  webhooks        {endpoints.webhook_url}/{providers}")
             click.echo(f"  webhook secret  {running.webhook_secret_file or 'WAKE_WEBHOOK_SECRET'}")

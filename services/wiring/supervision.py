@@ -50,6 +50,9 @@ class Child:
     restarts: int = 0
     started_at: float = 0.0
     backoff: float = _RESTART_MIN
+    # Which service this process is a replica of, and which replica (0: the first).
+    service: str = ""
+    replica: int = 0
 
     @property
     def pid(self) -> int | None:
@@ -107,6 +110,8 @@ class WakeEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     postgres_pid: int
     services: dict[str, int] = {}
     webhook_url: str = ""
+    # Every replica's pid per service (`services` has the first's).
+    replicas: dict[str, list[int]] = {}
 
 
 @dataclass
@@ -131,9 +136,20 @@ class RunningWake:
             infra_pid=base.infra_pid,
             nats_pid=base.nats_pid,
             postgres_pid=base.postgres_pid,
-            services={name: child.pid or 0 for name, child in self.services.items()},
+            services={
+                child.service or name: child.pid or 0
+                for name, child in self.services.items()
+                if child.replica == 0
+            },
             webhook_url=self.webhook_url,
+            replicas=self.replica_pids(),
         )
+
+    def replica_pids(self) -> dict[str, list[int]]:
+        pids: dict[str, list[int]] = {}
+        for name, child in self.services.items():
+            pids.setdefault(child.service or name, []).append(child.pid or 0)
+        return pids
 
     def publish(self) -> None:
         path = self.data_dir / infra.ENDPOINTS_FILE
@@ -195,6 +211,18 @@ def _wake_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "services.cli", *args]
 
 
+def _replica_env(base_env: dict[str, str], replica: int, replicas: int) -> dict[str, str]:
+    """What tells replica `replica` of `replicas` its share of the work."""
+    return {
+        "WAKE_REPLICAS": str(replicas),
+        "WAKE_REPLICA_SLOT": str(replica),
+        # One partition per replica unless set: each replica owns one at first.
+        "WAKE_PARTITIONS": base_env.get("WAKE_PARTITIONS") or str(replicas),
+        # One webhook receiver (the first git-watcher's): the port is taken once.
+        **({"WAKE_WEBHOOK_PORT": "0"} if replica > 0 else {}),
+    }
+
+
 async def _wait_ready(children: list[Child], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -222,10 +250,13 @@ async def start_wake(
     extra_env: dict[str, str] | None = None,
     services: list[str] | None = None,
     ready_timeout: float = 60.0,
+    replicas: int = 1,
 ) -> RunningWake:
     """Start everything `wake up` runs and return once all of it is ready.
 
     `log_dir`: where each process writes its output (default: this terminal).
+    `replicas`: processes per service; they split the apps between them
+    (`consumers.py`), replica i of n named `<service>` for i = 0, else `<service>-<i+1>`.
     """
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -281,15 +312,22 @@ async def start_wake(
         base_env["WAKE_WEBHOOK_PORT"] = port
         running.webhook_url = f"http://{host}:{port}"
         running.webhook_secret_file = base_env.get("WAKE_WEBHOOK_SECRET_FILE", "")
-        for name in services or list(SERVICES):
-            running.services[name] = Child(
-                name=name,
-                argv=_wake_command("run", name),
-                env={**base_env, READY_FILE_ENV: str(run_dir / f"{name}.ready")},
-                log_path=log_dir / f"{name}.log" if log_dir else None,
-                ready_file=run_dir / f"{name}.ready",
-            )
-            running.services[name].spawn()
+        for service in services or list(SERVICES):
+            for replica in range(replicas):
+                name = service if replica == 0 else f"{service}-{replica + 1}"
+                env = {**base_env, READY_FILE_ENV: str(run_dir / f"{name}.ready")}
+                if replicas > 1:
+                    env.update(_replica_env(base_env, replica, replicas))
+                running.services[name] = Child(
+                    name=name,
+                    argv=_wake_command("run", service),
+                    env=env,
+                    log_path=log_dir / f"{name}.log" if log_dir else None,
+                    ready_file=run_dir / f"{name}.ready",
+                    service=service,
+                    replica=replica,
+                )
+                running.services[name].spawn()
         await _wait_ready(list(running.services.values()), ready_timeout)
         running.publish()
     except BaseException:
