@@ -6,16 +6,21 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from services.demo.sample import APP_PATH, deployment_yaml, first_commit
+from services.wiring import runtime
 from services.wiring.consumers import partition_of
 from services.wiring.eventlog import StoredEvent
-from tests.e2e.harness import WakeUnderTest, running_wake
+from tests.e2e.harness import ROOT, WakeUnderTest, running_wake
+from tests.waiting import eventually, process_gone
 
 APPS = [f"rep{i}" for i in range(10)]
 SERVICES = ["git-watcher", "renderer", "planner", "applier", "projector"]
@@ -135,3 +140,41 @@ async def test_two_replicas_split_the_apps_and_a_killed_one_hands_its_apps_over(
                 assert pid_of(stored.event.instance) not in victims.values(), stored.event
         assert applied[app].event.payload.commit == commits[app]
     print(f"all 10 apps applied {handover:.1f}s after one planner and one applier were killed")
+
+
+async def test_wake_up_replicas_starts_two_of_each_service_and_lists_their_pids(tmp_path: Path):
+    # Given `wake up --replicas 2` in the foreground
+    data_dir = tmp_path / "data"
+    up = subprocess.Popen(
+        [
+            sys.executable, "-m", "services.cli", "up", "--sandbox", "--replicas", "2",
+            "--data-dir", str(data_dir), "--log-dir", str(tmp_path / "logs"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    endpoints_file = data_dir / "endpoints.json"
+    try:
+        await eventually(endpoints_file.exists, timeout=120, what="endpoints.json written")
+        endpoints = json.loads(endpoints_file.read_text())
+        # Then every service has two processes; `services` still names the first of each
+        replicas = endpoints["replicas"]
+        assert set(replicas) == set(endpoints["services"]) == set(runtime.SERVICES)
+        assert all(len(set(pids)) == 2 for pids in replicas.values())
+        assert all(endpoints["services"][s] == pids[0] for s, pids in replicas.items())
+        pids = [pid for service_pids in replicas.values() for pid in service_pids]
+        assert all(psutil.pid_exists(pid) for pid in pids)
+        up.send_signal(signal.SIGINT)
+        output, _ = up.communicate(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    # and all of them are stopped with it
+    assert up.returncode == 0, output
+    planner = replicas["planner"]
+    assert f"planner         pid {planner[0]}, {planner[1]}" in output
+    await eventually(
+        lambda: all(process_gone(pid) for pid in pids), timeout=10, what="every replica gone"
+    )
