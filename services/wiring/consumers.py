@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING
 
 import nats.errors
 import nats.js.api as api
+import nats.js.errors as js_errors
 from nats.aio.msg import Msg
 
 from events import names
@@ -88,6 +89,15 @@ PULL_EXPIRES = 1.0
 STANDBY_AFTER = 2 * PIN_TIMEOUT
 
 Handler = Callable[[StoredEvent], Awaitable[None]]
+
+# What a fetch fails with while NATS is away or a cluster elects a new leader
+# for the consumer (a node died): the consumer is durable, so wait and ask again.
+_LOG_AWAY = (
+    js_errors.ServiceUnavailableError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionReconnectingError,
+)
+_RETRY_FETCH = 0.5
 
 
 class Deferred(Exception):
@@ -359,6 +369,10 @@ async def consume(
             await puller.close()
 
 
+class _Away(Exception):
+    """A pull answered by 503: no JetStream server is there to answer it now."""
+
+
 class _Puller:
     """Pulls one partition consumer as a member of its pinned priority group."""
 
@@ -379,6 +393,7 @@ class _Puller:
         self.placement = placement
         self.pin: str | None = None
         self._sub = None
+        self._away = False
 
     async def run(self, stop: asyncio.Event) -> None:
         nc = self.event_log.nc
@@ -400,9 +415,23 @@ class _Puller:
             try:
                 await nc.publish(subject, json.dumps(request).encode(), reply=inbox)
                 await self._receive(request["batch"])
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
-                # NATS is away: nats-py reconnects; ask again in a moment.
-                await asyncio.sleep(0.5)
+            except (*_LOG_AWAY, nats.errors.ConnectionClosedError, _Away) as exc:
+                # NATS is away, or a cluster elects a new leader for the consumer:
+                # it is durable, so wait and ask again (nats-py reconnects).
+                if not self._away:
+                    log.warning(
+                        "%s: the log is unavailable (%s); asking again every %.1fs",
+                        self.name,
+                        exc,
+                        _RETRY_FETCH,
+                    )
+                    self._away = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _RETRY_FETCH)
+                continue
+            if self._away and nc.is_connected:
+                log.info("%s: the log is available again", self.name)
+                self._away = False
 
     async def _receive(self, batch: int) -> None:
         """Take the pull's messages until it is fulfilled or expires."""
@@ -431,6 +460,8 @@ class _Puller:
                 self.pin = None
                 await self.lanes.give_up(self.name)
                 return
+            if status == "503":
+                raise _Away("no JetStream responder (503)")
             if status == "409" or status == "100":
                 await asyncio.sleep(0.2)
                 return
