@@ -339,3 +339,41 @@ async def test_two_replicas_split_the_apps_and_one_takes_over_when_the_other_sto
         await asyncio.gather(*tasks, return_exceptions=True)
         for log in logs:
             await log.close()
+
+
+async def test_a_new_partition_layout_starts_where_the_old_one_got_to_and_replaces_it(
+    event_log: EventLog,
+):
+    # Given a consumer with one partition that has handled two messages
+    handled: list[str] = []
+
+    async def handler(stored: StoredEvent) -> None:
+        handled.append(stored.event.payload.reason)
+
+    settings = ConsumerSettings(name="layout-test", subjects=["wake.evt.*.SyncRequested"])
+    await event_log.append_many(
+        [new_event(SyncRequested(reason=r), app=f"app-{r}", actor="t") for r in ("1", "2")]
+    )
+    async with running(event_log, settings, handler):
+        await eventually(lambda: handled == ["1", "2"], what="the first two handled")
+    # When the service comes back split into three partitions, and more arrives
+    await event_log.append_many(
+        [new_event(SyncRequested(reason=r), app=f"app-{r}", actor="t") for r in ("3", "4", "5")]
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        consume(event_log, settings, handler, stop=stop, placement=Placement(partitions=3))
+    )
+    try:
+        await eventually(lambda: len(handled) == 5, what="the three new ones handled")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+    # Then only the new messages were handled again, and the old consumer is gone
+    assert sorted(handled) == ["1", "2", "3", "4", "5"]
+    names = [c.name for c in await event_log.js.consumers_info(STREAM)]
+    assert sorted(n for n in names if n.startswith("layout-test")) == [
+        "layout-test-p0-of-3",
+        "layout-test-p1-of-3",
+        "layout-test-p2-of-3",
+    ]
