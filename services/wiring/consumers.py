@@ -37,7 +37,8 @@ partition consumer is offered every message of its filter and acknowledges,
 unhandled, those of other partitions' apps.
 
 A replica pulls first from its preferred partitions (`p % replicas == slot`,
-the slot `wake up --replicas` gives it) and joins the others' groups only after
+the slot `wake up --replicas` gives it, or the lowest free one it claims as a
+lease, `leases.SlotLease`) and joins the others' groups only after
 `STANDBY_AFTER`, so replicas started together split the work instead of the
 first taking it all; a standby's pulls wait unanswered until a pin frees.
 """
@@ -163,7 +164,10 @@ class Placement:
         return partition_names(consumer, self.partitions)
 
     def preferred(self, partition: int) -> bool:
-        return partition % max(self.replicas, 1) == self.slot % max(self.replicas, 1)
+        if self.replicas <= 1:
+            return True
+        # No slot (more replicas than slots): a standby for every partition.
+        return self.slot >= 0 and partition % self.replicas == self.slot % self.replicas
 
 
 def partition_names(consumer: str, partitions: int) -> list[str]:
@@ -462,10 +466,15 @@ class _Puller:
                 return
             if status == "503":
                 raise _Away("no JetStream responder (503)")
-            if status == "409" or status == "100":
+            description = (message.headers or {}).get("Description", "")
+            if status == "409" and "deleted" in description.lower():
+                # Replaced by another layout (WAKE_PARTITIONS changed under us):
+                # the restarted process takes the new one.
+                raise ConsumerError(f"consumer {self.name}: {description}")
+            if status in ("409", "100"):
+                # Too many pulls waiting, a leadership change, a heartbeat: ask again.
                 await asyncio.sleep(0.2)
                 return
-            description = (message.headers or {}).get("Description", "")
             raise ConsumerError(f"pull from consumer {self.name}: {status} {description}")
 
     async def _take(self, message: Msg) -> None:

@@ -56,13 +56,7 @@ class Leases:
 
     async def start(self) -> None:
         """The bucket, and a first try at this replica's preferred partitions."""
-        js = self._log.js
-        try:
-            self._kv = await js.key_value(BUCKET)
-        except js_errors.BucketNotFoundError:
-            self._kv = await js.create_key_value(
-                api.KeyValueConfig(bucket=BUCKET, ttl=LEASE_TTL, history=1)
-            )
+        self._kv = await _bucket(self._log)
         await self._round(preferred_only=True, announce=False)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -107,3 +101,70 @@ class Leases:
             log.info("lease %s taken", key)
             if announce and self._on_acquired is not None:
                 self._on_acquired(partition)
+
+
+async def _bucket(event_log: EventLog):
+    js = event_log.js
+    try:
+        return await js.key_value(BUCKET)
+    except js_errors.BucketNotFoundError:
+        return await js.create_key_value(
+            api.KeyValueConfig(bucket=BUCKET, ttl=LEASE_TTL, history=1)
+        )
+
+
+class SlotLease:
+    """A replica's slot (which partitions it prefers) when nothing gave it one.
+
+    Replicas started alike (a Deployment scaled to N with `WAKE_REPLICAS=N`)
+    each claim the lowest free slot of their service, held as a lease: a
+    replacement pod gets the slot of the one it replaces once that lease has
+    aged out. The slot only decides which partitions a replica pulls first, so
+    losing it is never unsafe, only less even.
+    """
+
+    def __init__(self, event_log: EventLog, service: str, replicas: int, *, holder: str) -> None:
+        self._log = event_log
+        self._service = service
+        self._replicas = replicas
+        self._holder = holder.encode()
+        self._kv = None
+        self.slot: int | None = None
+        self._revision = 0
+
+    def _key(self, slot: int) -> str:
+        return f"slot.{self._service}.{slot}-of-{self._replicas}"
+
+    async def claim(self) -> int | None:
+        """The lowest free slot, now held; None if every slot is held by a live replica."""
+        self._kv = await _bucket(self._log)
+        for slot in range(self._replicas):
+            try:
+                self._revision = await self._kv.create(self._key(slot), self._holder)
+            except js_errors.KeyWrongLastSequenceError:
+                continue
+            self.slot = slot
+            return slot
+        return None
+
+    async def keep(self, stop: asyncio.Event) -> None:
+        """Renew the slot until `stop`, then free it for a replacement at once."""
+        if self.slot is None:
+            return
+        key = self._key(self.slot)
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), LEASE_TTL / 3)
+                if stop.is_set():
+                    break
+                try:
+                    self._revision = await self._kv.update(key, self._holder, last=self._revision)
+                except js_errors.KeyWrongLastSequenceError:
+                    log.warning("slot %s taken by another replica; keeping its preferences", key)
+                    return
+                except (nats.errors.Error, js_errors.Error):
+                    continue  # NATS away: renew on the next round
+        finally:
+            with contextlib.suppress(Exception):
+                await self._kv.delete(key, last=self._revision)

@@ -19,10 +19,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from events.envelope import Envelope, new_event
 from events.payloads import Payload
 from services.wiring import telemetry
 from services.wiring.eventlog import EventLog, provision
+from services.wiring.leases import SlotLease
 from services.wiring.settings import Settings, require_nats
 
 # service name -> "module:function" of its `async def main(ctx)`
@@ -125,6 +128,15 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
     log = await EventLog.connect(require_nats(settings), name=f"wake-{name}")
     log.instance = instance_name(name, settings)
     await provision(log.nc, replicas=settings.stream_replicas)
+    slot = None
+    if settings.replicas > 1 and settings.replica_slot < 0:
+        # Replicas started alike (a scaled Deployment) pick their slots themselves.
+        slot = SlotLease(log, name, settings.replicas, holder=log.instance)
+        if await slot.claim() is not None:
+            settings = msgspec.structs.replace(settings, replica_slot=slot.slot)
+        logging.getLogger(__name__).info(
+            "%s is replica slot %s of %d", log.instance, slot.slot, settings.replicas
+        )
     ctx = ServiceContext(
         name=name, settings=settings, log=log, ready_file=Path(ready_file) if ready_file else None
     )
@@ -133,11 +145,16 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
         loop.add_signal_handler(sig, ctx.stop.set)
     logger = logging.getLogger(__name__)
     logger.info("%s starting (NATS %s)", name, settings.nats_url)
+    keeping = asyncio.create_task(slot.keep(ctx.stop)) if slot is not None else None
     try:
         await _run_until_stopped(main(ctx), ctx)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if keeping is not None:
+            ctx.stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(keeping, STOP_GRACE)
         await log.close()
         logger.info("%s stopped", name)
 

@@ -51,7 +51,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     instance: str = ""
     partitions: int = 1
     replicas: int = 1
-    replica_slot: int = 0
+    replica_slot: int = -1
 
     @property
     def data_path(self) -> Path:
@@ -103,7 +103,8 @@ DESCRIPTIONS: dict[str, str] = {
     "deployment (`wake up --replicas N` sets N).",
     "replicas": "Replicas of each service that share its partitions (`wake up --replicas`).",
     "replica_slot": "Which of the replicas this process is (0..replicas-1): it takes the "
-    "partitions p with p % replicas == slot first, the others only when their owner is gone.",
+    "partitions p with p % replicas == slot first, the others only when their owner is gone "
+    "(-1: it claims the lowest free slot in the KV bucket WAKE_LEASES).",
 }
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 from services.wiring.consumers import Placement
 from services.wiring.eventlog import EventLog
-from services.wiring.leases import LEASE_TTL, Leases
+from services.wiring.leases import LEASE_TTL, Leases, SlotLease
 from tests.waiting import eventually
 
 
@@ -50,3 +50,31 @@ async def test_each_partition_has_one_holder_and_a_dead_holders_partitions_move(
             stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         await logs[1].close()
+
+
+async def test_replicas_started_alike_claim_distinct_slots_and_a_dead_ones_slot_is_reused(
+    event_log: EventLog, nats_server
+):
+    # Given three processes of a service meant to run as two replicas
+    logs = [await EventLog.connect(nats_server.url, name=f"slot-{i}") for i in (0, 1, 2)]
+    claims = [SlotLease(logs[i], "planner", 2, holder=f"p{i}") for i in (0, 1, 2)]
+    stop = asyncio.Event()
+    try:
+        # Then the first two get slots 0 and 1, the third none (it is a standby)
+        assert [await claim.claim() for claim in claims] == [0, 1, None]
+        keeping = asyncio.create_task(claims[1].keep(stop))
+        # When the first dies without freeing its slot
+        await logs[0].nc.close()
+        # Then a replacement gets slot 0 once it has aged out, not slot 1
+        replacement = SlotLease(logs[2], "planner", 2, holder="p3")
+
+        async def claimed() -> bool:
+            return await replacement.claim() == 0
+
+        await eventually(claimed, timeout=LEASE_TTL * 4, what="slot 0 free again")
+        stop.set()
+        await keeping
+    finally:
+        stop.set()
+        for log in logs[1:]:
+            await log.close()
