@@ -30,11 +30,13 @@ partitions move to a live one within `PIN_TIMEOUT`, its unacknowledged
 messages follow after their ack deadline (the first backoff entry), in log
 order. Why not the alternatives: per-app leases in a KV bucket would show every
 message to every replica, and a message nakked by a non-owner comes back
-after the owner's later ones (out of order); partitioning the stream's own
-subjects (a `{{partition()}}` subject transform) would change the subjects
-outside consumers rely on (docs/events.md). The price here is that every
-partition consumer is offered every message of its filter and acknowledges,
-unhandled, those of other partitions' apps.
+after the owner's later ones (out of order); the partitioned consumer groups
+of orbit.go (`pcgroups`, the same ADR-42 pins) either put a partition token in
+the stream's own subjects (a `{{partition()}}` subject transform, which would
+change the subjects outside consumers rely on, docs/events.md) or source the
+stream into a work-queue stream per group (a second copy of the log). The
+price here is that every partition consumer is offered every message of its
+filter and acknowledges, unhandled, those of other partitions' apps.
 
 A replica pulls first from its preferred partitions (`p % replicas == slot`,
 the slot `wake up --replicas` gives it, or the lowest free one it claims as a
