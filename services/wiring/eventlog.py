@@ -96,6 +96,12 @@ def stream_config(*, replicas: int = 1) -> api.StreamConfig:
     )
 
 
+# Leases of replicas (services/wiring/leases.py): a KV bucket whose entries
+# live LEASE_TTL seconds unless renewed. In memory: a lease outlives no server.
+LEASES_BUCKET = "WAKE_LEASES"
+LEASE_TTL = 5.0
+
+
 async def provision(nc: NatsClient, *, replicas: int = 1) -> None:
     """Create the stream and the object store, or bring their settings up to date.
 
@@ -121,6 +127,21 @@ async def provision(nc: NatsClient, *, replicas: int = 1) -> None:
                 replicas=replicas,
             ),
         )
+    try:
+        await js.key_value(LEASES_BUCKET)
+    except js_errors.BucketNotFoundError:
+        await js.create_key_value(leases_config(replicas))
+
+
+def leases_config(replicas: int = 1) -> api.KeyValueConfig:
+    return api.KeyValueConfig(
+        bucket=LEASES_BUCKET,
+        description="Which replica holds which partition (services/wiring/leases.py)",
+        ttl=LEASE_TTL,
+        history=1,
+        storage=api.StorageType.MEMORY,
+        replicas=replicas,
+    )
 
 
 _HEADER_NAME_WHITESPACE = re.compile(rb"\s")

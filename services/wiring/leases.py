@@ -16,19 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import nats.errors
-import nats.js.api as api
 import nats.js.errors as js_errors
 
 from services.wiring.consumers import STANDBY_AFTER, Placement
-from services.wiring.eventlog import EventLog
+from services.wiring.eventlog import LEASE_TTL, LEASES_BUCKET, EventLog, leases_config
 
 log = logging.getLogger(__name__)
 
-BUCKET = "WAKE_LEASES"
-LEASE_TTL = 5.0
+T = TypeVar("T")
+
+# How long a new replica retries its first look at the bucket: on a fresh
+# cluster the bucket provision just created may not answer at once.
+_FIRST_TRY_SECONDS = 15.0
 
 
 class Leases:
@@ -56,8 +59,8 @@ class Leases:
 
     async def start(self) -> None:
         """The bucket, and a first try at this replica's preferred partitions."""
-        self._kv = await _bucket(self._log)
-        await self._round(preferred_only=True, announce=False)
+        self._kv = await _first_try(lambda: _bucket(self._log))
+        await _first_try(lambda: self._round(preferred_only=True, announce=False))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Renew and take leases until `stop`; then give them up for others to take at once."""
@@ -104,13 +107,24 @@ class Leases:
 
 
 async def _bucket(event_log: EventLog):
+    # `provision` makes it (replicated as the stream); this is for a log
+    # provisioned before leases existed.
     js = event_log.js
     try:
-        return await js.key_value(BUCKET)
+        return await js.key_value(LEASES_BUCKET)
     except js_errors.BucketNotFoundError:
-        return await js.create_key_value(
-            api.KeyValueConfig(bucket=BUCKET, ttl=LEASE_TTL, history=1)
-        )
+        return await js.create_key_value(leases_config())
+
+
+async def _first_try(attempt: Callable[[], Awaitable[T]]) -> T:
+    deadline = asyncio.get_running_loop().time() + _FIRST_TRY_SECONDS
+    while True:
+        try:
+            return await attempt()
+        except (nats.errors.Error, TimeoutError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 class SlotLease:
@@ -137,7 +151,10 @@ class SlotLease:
 
     async def claim(self) -> int | None:
         """The lowest free slot, now held; None if every slot is held by a live replica."""
-        self._kv = await _bucket(self._log)
+        self._kv = await _first_try(lambda: _bucket(self._log))
+        return await _first_try(self._claim)
+
+    async def _claim(self) -> int | None:
         for slot in range(self._replicas):
             try:
                 self._revision = await self._kv.create(self._key(slot), self._holder)
@@ -168,3 +185,36 @@ class SlotLease:
         finally:
             with contextlib.suppress(Exception):
                 await self._kv.delete(key, last=self._revision)
+
+
+@contextlib.asynccontextmanager
+async def leading(
+    event_log: EventLog,
+    name: str,
+    *,
+    holder: str,
+    stop: asyncio.Event,
+    standing_by: Callable[[], None] | None = None,
+) -> AsyncIterator[bool]:
+    """Hold the one lease of a whole job (`name`) while inside; wait for it first.
+
+    Yields True once this replica leads, False if `stop` came first. A replica
+    that has to wait calls `standing_by` once (it is up, as a standby). The
+    lease is renewed meanwhile and freed on the way out, so a standby takes
+    over within a renewal round (or `LEASE_TTL` if this process dies).
+    """
+    leases = Leases(event_log, name, Placement(), holder=holder)
+    await leases.start()
+    renewing = asyncio.create_task(leases.run(stop))
+    try:
+        if not leases.holds(0):
+            log.info("%s: standing by while another replica leads", name)
+            if standing_by is not None:
+                standing_by()
+        while not leases.holds(0) and not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
+        yield leases.holds(0) and not stop.is_set()
+    finally:
+        stop.set()
+        await asyncio.gather(renewing, return_exceptions=True)

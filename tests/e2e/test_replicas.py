@@ -24,6 +24,7 @@ from tests.waiting import eventually, process_gone
 
 APPS = [f"rep{i}" for i in range(10)]
 SERVICES = ["git-watcher", "renderer", "planner", "applier", "projector"]
+PROJECTORS = ["projector", "projector-2"]
 
 
 @pytest.fixture
@@ -114,6 +115,10 @@ async def test_two_replicas_split_the_apps_and_a_killed_one_hands_its_apps_over(
         used = set().union(*by_app.values())
         assert len(used) == 2, (service, used)
         assert {pid_of(i) for i in used} == set(endpoints["replicas"][service])
+    # and one projector folded while the other stood by
+    projector_logs = [(wake.root / "logs" / f"{n}.log").read_text() for n in PROJECTORS]
+    assert sum("standing by" in text for text in projector_logs) == 1
+    assert not any("moved past sequence" in text for text in projector_logs)
 
     # When the first planner and the first applier are SIGKILLed (and not restarted)
     victims = {}
