@@ -485,7 +485,7 @@ class _Puller:
             # Another partition's app: its own partition consumer handles it.
             await message.ack()
             return
-        self.lanes.offer(message, consumer=self.name)
+        await self.lanes.offer(message, consumer=self.name)
 
     async def close(self) -> None:
         if self._sub is not None:
@@ -518,15 +518,21 @@ class _Lanes:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._closing = False
         self._closed = asyncio.Event()
+        self._settled: collections.OrderedDict[int, None] = collections.OrderedDict()
 
     def held_from(self, consumer: str) -> int:
         return sum(1 for h in self._held.values() if h.consumer == consumer)
 
-    def offer(self, message: Msg, *, consumer: str) -> None:
+    async def offer(self, message: Msg, *, consumer: str) -> None:
         seq = message.metadata.sequence.stream
         if seq in self._held:
             # A redelivery of a message still held (a heartbeat got lost while
             # NATS was away): the held copy settles it.
+            return
+        if seq in self._settled:
+            # Redelivered while (or just before) we settled it: done already.
+            with contextlib.suppress(nats.errors.Error):
+                await message.ack()
             return
         held = _Held(message, consumer, seq)
         self._held[seq] = held
@@ -554,6 +560,11 @@ class _Lanes:
                             attempt=held.message.metadata.num_delivered + retries,
                         )
                     if outcome is None:
+                        self._settled[held.seq] = None
+                        while len(self._settled) > _SETTLED_MEMORY:
+                            self._settled.popitem(last=False)
+                        break
+                    if outcome == DEFERRED:
                         break
                     # A failure keeps the lane: the app's later messages wait
                     # for this one (kept alive meanwhile).
@@ -579,7 +590,7 @@ class _Lanes:
         # Waiting messages as well as running ones: a message waiting for its
         # app's lane must not reach its ack deadline and be redelivered (to
         # this replica or another) ahead of the one in progress.
-        interval = max(self._settings.backoff[0] / 3, 0.2)
+        interval = max(self._settings.backoff[0] / 3, 0.02)
         while True:
             await asyncio.sleep(interval)
             for held in list(self._held.values()):
@@ -613,6 +624,13 @@ class _Lanes:
             await asyncio.gather(*workers, return_exceptions=True)
 
 
+# What `_handle` returns for a message handed back to come again later.
+DEFERRED = -1.0
+# Sequences acknowledged or terminated lately, remembered to drop a stale
+# redelivery that was already on its way when the message was settled.
+_SETTLED_MEMORY = 4096
+
+
 async def _handle(
     event_log: EventLog,
     settings: ConsumerSettings,
@@ -621,7 +639,8 @@ async def _handle(
     *,
     attempt: int,
 ) -> float | None:
-    """One delivery: None once settled (acked, nakked, rejected), else seconds to retry in."""
+    """One delivery: None once settled for good (acked or rejected), DEFERRED once
+    nakked to come again, else the seconds to retry it in."""
     metadata = message.metadata
     seq = metadata.sequence.stream
     try:
@@ -648,7 +667,7 @@ async def _handle(
     except Deferred as deferred:
         if attempt < settings.max_deliver:
             await message.nak(delay=deferred.seconds)
-            return None
+            return DEFERRED
         await reject(
             event_log,
             consumer=settings.name,
