@@ -69,6 +69,7 @@ from events.envelope import InvalidEvent, decode, derived_event_id, new_event
 from events.payloads import EventRejected
 from services.wiring import telemetry
 from services.wiring.eventlog import EventLog, StoredEvent
+from services.wiring.permissions import partition_names
 
 if TYPE_CHECKING:
     from services.wiring.runtime import ServiceContext
@@ -115,6 +116,10 @@ class Deferred(Exception):
     def __init__(self, seconds: float, why: str = "") -> None:
         super().__init__(why or f"not due for {seconds:.1f}s")
         self.seconds = max(seconds, 0.0)
+
+
+class ConsumerMissing(RuntimeError):
+    """A service's durable consumer does not exist, and the service may not create it."""
 
 
 class ConsumerError(RuntimeError):
@@ -172,12 +177,6 @@ class Placement:
         return self.slot >= 0 and partition % self.replicas == self.slot % self.replicas
 
 
-def partition_names(consumer: str, partitions: int) -> list[str]:
-    if partitions <= 1:
-        return [consumer]
-    return [f"{consumer}-p{i}-of-{partitions}" for i in range(partitions)]
-
-
 def partition_of(app: str, partitions: int) -> int:
     """The partition an app's messages belong to: stable across processes and versions."""
     return zlib.crc32(app.encode()) % partitions if partitions > 1 else 0
@@ -229,6 +228,13 @@ async def ensure_consumer(
     """
     placement = placement or Placement()
     wanted = placement.names(settings.name)
+    if not event_log.manages:
+        # Only the admin manages consumers (`EventLog.manages`): it provisions
+        # every service's (`wake up`, `wake infra up`, `wake infra provision`),
+        # and a service connected as itself only checks that its own exist.
+        for name in wanted:
+            await require_consumer(event_log, name)
+        return
     others = [n for n in await _consumer_names(event_log) if _of_service(settings.name, n)]
     previous = [n for n in others if n not in wanted]
     start_seq = None
@@ -322,6 +328,18 @@ async def serve_consumer(
 def placement_of(ctx: ServiceContext) -> Placement:
     s = ctx.settings
     return Placement(partitions=max(s.partitions, 1), slot=s.replica_slot, replicas=s.replicas)
+
+
+async def require_consumer(event_log: EventLog, name: str) -> None:
+    """Raise ConsumerMissing unless the durable consumer `name` exists on the stream."""
+    try:
+        await event_log.js.consumer_info(names.STREAM, name)
+    except js_errors.NotFoundError:
+        raise ConsumerMissing(
+            f"durable consumer {name!r} of stream {names.STREAM} does not exist, and "
+            f"{event_log.identity or 'this identity'} may not create it: provision it as the "
+            "admin with `wake infra provision` (wake up and wake infra up do so at start)"
+        ) from None
 
 
 async def consume(

@@ -25,6 +25,7 @@ from pathlib import Path
 import msgspec
 
 from services.wiring import infra
+from services.wiring.credentials import CREDENTIALS_DIR, ENV_CREDENTIALS
 from services.wiring.ports import free_port
 from services.wiring.runtime import READY_FILE_ENV, SERVICES
 
@@ -118,6 +119,10 @@ class WakeEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     webhook_url: str = ""
     nats_pids: list[int] = []
     stream_replicas: int = 1
+    nats_admin: str = ""
+    """File (0600) of `nats.connect(nats_url, **kwargs)` keyword arguments: the admin."""
+    nats_operator: str = ""
+    """The same for the operator identity, the one `wake` commands use."""
     # Every replica's pid per service (`services` has the first's).
     replicas: dict[str, list[int]] = {}
 
@@ -152,6 +157,8 @@ class RunningWake:
             webhook_url=self.webhook_url,
             nats_pids=base.nats_pids,
             stream_replicas=base.stream_replicas,
+            nats_admin=base.nats_admin,
+            nats_operator=base.nats_operator,
             replicas=self.replica_pids(),
         )
 
@@ -225,13 +232,19 @@ def _wake_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "services.cli", *args]
 
 
+def _partitions(replicas: int) -> int:
+    """Partitions of each service's consumer: WAKE_PARTITIONS, else one per replica."""
+    configured = os.environ.get("WAKE_PARTITIONS", "")
+    return int(configured) if configured.isdigit() and int(configured) > 0 else replicas
+
+
 def _replica_env(base_env: dict[str, str], replica: int, replicas: int) -> dict[str, str]:
     """What tells replica `replica` of `replicas` its share of the work."""
     return {
         "WAKE_REPLICAS": str(replicas),
         "WAKE_REPLICA_SLOT": str(replica),
         # One partition per replica unless set: each replica owns one at first.
-        "WAKE_PARTITIONS": base_env.get("WAKE_PARTITIONS") or str(replicas),
+        "WAKE_PARTITIONS": str(_partitions(replicas)),
         # One webhook receiver (the first git-watcher's): the port is taken once.
         **({"WAKE_WEBHOOK_PORT": "0"} if replica > 0 else {}),
     }
@@ -282,7 +295,12 @@ async def start_wake(
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
     infrastructure = await infra.start_infra(
-        data_dir, publish=False, nats_cluster=nats_cluster, restart_attempts=restart_attempts
+        data_dir,
+        publish=False,
+        nats_cluster=nats_cluster,
+        restart_attempts=restart_attempts,
+        # The replicas' layout of durable consumers, provisioned (and permitted) by the admin.
+        partitions=_partitions(replicas),
     )
     running = RunningWake(
         data_dir=data_dir, infrastructure=infrastructure, kubeconfig=kubeconfig, sandbox=None
@@ -338,10 +356,16 @@ async def start_wake(
         base_env["WAKE_WEBHOOK_PORT"] = port
         running.webhook_url = f"http://{host}:{port}"
         running.webhook_secret_file = base_env.get("WAKE_WEBHOOK_SECRET_FILE", "")
+        credentials = data_dir / CREDENTIALS_DIR
         for service in services or list(SERVICES):
             for replica in range(replicas):
                 name = service if replica == 0 else f"{service}-{replica + 1}"
-                env = {**base_env, READY_FILE_ENV: str(run_dir / f"{name}.ready")}
+                env = {
+                    **base_env,
+                    READY_FILE_ENV: str(run_dir / f"{name}.ready"),
+                    # Each service is its own identity on the bus, with its own rights.
+                    ENV_CREDENTIALS: str(credentials / f"{service}.json"),
+                }
                 if replicas > 1:
                     env.update(_replica_env(base_env, replica, replicas))
                 running.services[name] = Child(
