@@ -123,6 +123,10 @@ class ResourceChange(msgspec.Struct, frozen=True, kw_only=True):
     # is created afresh at every sync and is not part of the inventory; "" for
     # an ordinary resource.
     hook: str = ""
+    # The live object's resourceVersion when the plan was made ("" if none was
+    # live): the applier tells `configured` from `unchanged` by comparing it with
+    # what its apply returns, without reading the object again.
+    resource_version: str = ""
 
 
 class ResourceHealth(msgspec.Struct, frozen=True, kw_only=True):
@@ -281,12 +285,23 @@ class PlanCreated(Payload, frozen=True, kw_only=True):
     reason: Literal["revision", "rollback", "drift", "sync"] = "revision"
     rollback_of: str | None = None
     needs_approval: bool = False
+    # Where the desired state this plan carries entered the app's history: the
+    # stream sequence of its RevisionDetected (reason "revision"), of the
+    # RollbackRequested (reason "rollback"). Plans are ordered by it, never by
+    # their own place in the log (a plan appended late is not newer). 0 in plans
+    # from before this field and in self-heal plans: their PlanCreated's own
+    # sequence stands in.
+    desired_seq: int = 0
 
 
 class PlanSuperseded(Payload, frozen=True, kw_only=True):
     event_type: ClassVar[str] = "PlanSuperseded"
     plan_id: str
     superseded_by: str
+    # Set when a revision is superseded before it was ever planned: `plan_id`
+    # is then the id its plan would have had (no PlanCreated carries it), and
+    # `commit` the revision a newer plan (`superseded_by`) made moot.
+    commit: str = ""
 
 
 class ApprovalRequested(Payload, frozen=True, kw_only=True):

@@ -12,10 +12,14 @@ into an `AppHistory` and asks `decide`. The rules, in order:
    unfinished -- server-side apply is idempotent -- or skipped if finished.
 4. A plan already applied under another approval is skipped.
 5. A plan older than one whose apply has started is skipped: applying it
-   now would take the cluster back in time. "Older" is by the PlanCreated's
-   place in the log, so a rollback (a new plan) counts as the newest. A
-   self-heal plan (reason "drift") re-applies what was applied already: it
-   makes no plan older, so a revision approved after it still applies.
+   now would take the cluster back in time. "Older" is by `order_of`: where
+   the plan's desired state entered the app's history (its revision's
+   RevisionDetected, or the RollbackRequested), never the PlanCreated's own
+   place in the log -- a stale plan appended late is not newer. A rollback
+   is ordered by its request, so it counts as newer than every revision
+   detected before it was asked for. A self-heal plan (reason "drift")
+   re-applies what was applied already: it makes no plan older, so a
+   revision approved after it still applies.
 6. Another apply still unfinished: wait for it -- unless it began more than
    `apply_timeout + EXPIRY_GRACE` ago, when its applier is presumed dead
    (every apply bounds itself by apply_timeout) and it is expired.
@@ -40,7 +44,7 @@ from events.payloads import (
     PlanSuperseded,
     ResourceError,
 )
-from services.planner.planning import errors_of
+from services.resources.identity import errors_of
 
 HISTORY_TYPES = (
     PlanCreated.event_type,
@@ -168,6 +172,16 @@ class Expire:
 Decision = Start | Resume | Wait | Skip | Missing | Refused | Expire
 
 
+def order_of(plan: Stored) -> int:
+    """Where `plan`'s desired state entered the app's history (see rule 5).
+
+    Plans from before PlanCreated carried `desired_seq` fall back on their own place.
+    """
+    payload = plan.event.payload
+    assert isinstance(payload, PlanCreated)
+    return payload.desired_seq or plan.seq
+
+
 def blocked_reason(errors: Iterable[ResourceError]) -> str:
     """`Kind ns/name: error; ...` for the resources that block a plan."""
     return "; ".join(map(str, errors))
@@ -228,7 +242,7 @@ def decide(
         other_plan = history.plans.get(history.plan_ids.get(started.event.payload.plan_id, ""))
         if (
             other_plan is not None
-            and other_plan.seq > plan.seq
+            and order_of(other_plan) > order_of(plan)
             and other_plan.event.payload.reason != "drift"
         ):
             return Skip(

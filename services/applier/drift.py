@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from events.payloads import DriftedResource, IgnoreRule, ResourceRef
-from services.planner.differences import changed_pointers, comparable
+from services.resources.differences import changed_pointers, comparable
 
 Resource = dict[str, Any]
 

@@ -33,9 +33,9 @@ from events.payloads import (
     DriftedResource,
 )
 from services.applier import drift
-from services.applier.phases import is_ordinary
 from services.catalog.lookup import load_registry
-from services.planner.loading import DesiredResource, load_bundle, prepare_all
+from services.resources.loading import DesiredResource, load_bundle, prepare_all
+from services.resources.phases import is_ordinary
 from services.wiring.eventlog import BundleCorrupt, BundleNotFound, StoredEvent
 from services.wiring.kube import Clusters, Kube, KubeConfigError, KubeError, Resource
 from services.wiring.runtime import ServiceContext

@@ -27,10 +27,11 @@ import contextlib
 import logging
 from datetime import timedelta
 
+from events import names
 from events.envelope import Envelope, now
 from events.payloads import ApplyStarted, ApplySucceeded, HealthChanged, ResourceHealth, ResourceRef
-from services.applier import health
-from services.catalog.lookup import app_events, app_spec, load_registry
+from services.catalog.lookup import app_spec, load_registry
+from services.resources import health
 from services.wiring.kube import Clusters, Kube, KubeConfigError, KubeError
 from services.wiring.runtime import ServiceContext
 
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 # GETs in flight at once across every watch: health checks must not crowd out applies.
 CONCURRENT_GETS = 16
+# How far the stored time of an apply's HealthChanged may be behind the
+# ApplySucceeded's occurred_at (the applier's clock vs the server's).
+CLOCK_MARGIN = timedelta(minutes=5)
 
 
 class HealthWatch:
@@ -97,11 +101,17 @@ class HealthWatch:
     async def _changes_of(self, succeeded: Envelope) -> list[HealthChanged]:
         payload = succeeded.payload
         assert isinstance(payload, ApplySucceeded)
-        return [
-            e.payload
-            for _, e in await app_events(self.ctx.log, succeeded.app, [HealthChanged.event_type])
-            if isinstance(e.payload, HealthChanged) and e.payload.apply_id == payload.apply_id
-        ]
+        # Only what came after the apply can be about it: read from its time on
+        # (less a margin for clocks), not the app's whole history of health.
+        changes = []
+        async for stored in self.ctx.log.read(
+            subjects=[names.subject(succeeded.app, HealthChanged.event_type)],
+            since=succeeded.occurred_at - CLOCK_MARGIN,
+        ):
+            e = stored.event
+            if isinstance(e.payload, HealthChanged) and e.payload.apply_id == payload.apply_id:
+                changes.append(e.payload)
+        return changes
 
     async def _watch(self, succeeded: Envelope) -> None:
         app = succeeded.app

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from events.payloads import ResourceRef
-from services.planner.labels import is_labelled_for
+from services.resources.labels import is_labelled_for
 
 # Namespaces no cascade ever deletes, whoever's labels they carry.
 PROTECTED_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "default"})

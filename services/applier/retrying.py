@@ -17,7 +17,9 @@ before the shell reads anything of the app's history. When it is due,
 2. A rejected or superseded plan is not retried.
 3. A newer plan that was approved, or whose apply started, cancels the
    retry: applying an older plan after it would take the cluster back in
-   time. "Newer" is by the PlanCreated's place in the log; a self-heal plan
+   time. "Newer" is by `admission.order_of` (where the plan's revision was
+   detected, or its rollback requested), never by the PlanCreated's place in
+   the log; a self-heal plan
    (reason "drift") re-applies what was applied already, so it cancels nothing.
 4. Another apply of this plan started after the failed one (a second retry
    chain, an approval applied meanwhile): this retry is moot.
@@ -138,7 +140,7 @@ def decide(
         return admission.Skip(f"plan {plan_id} was superseded")
     for other in history.plans.values():
         other_plan = other.event.payload
-        if other.seq <= plan.seq or other_plan.reason == "drift":
+        if admission.order_of(other) <= admission.order_of(plan) or other_plan.reason == "drift":
             continue
         began = any(s.event.payload.plan_id == other_plan.plan_id for s in history.starts.values())
         if began or other_plan.plan_id in history.approved:

@@ -50,18 +50,20 @@ from events.payloads import (
     ResourceDeleted,
     ResourceRef,
 )
-from services.applier import admission, phases, removing, retrying
+from services.applier import admission, removing, retrying
 from services.applier.drift_watch import DriftWatch
 from services.applier.health_watch import HealthWatch
-from services.applier.ordering import InvalidWave, order_key, prune_order
 from services.applier.syncing import StepFailed, StepRunner
+from services.catalog.following import Follower
 from services.catalog.lookup import app_spec
 from services.catalog.registry import current_spec
-from services.planner import namespaces
-from services.planner.desired import prepare
-from services.planner.labels import is_labelled_for
-from services.planner.loading import DesiredResource, load_bundle, prepare_all
-from services.planner.planning import identity, live_wave
+from services.resources import namespaces, phases
+from services.resources.desired import prepare
+from services.resources.identity import identity, live_wave
+from services.resources.labels import is_labelled_for
+from services.resources.loading import DesiredResource, load_bundle, prepare_all
+from services.resources.ordering import InvalidWave, order_key, prune_order
+from services.wiring.conflicts import after_conflict
 from services.wiring.consumers import (
     ConsumerSettings,
     Deferred,
@@ -91,10 +93,17 @@ CONSUMER = ConsumerSettings(
     ],
 )
 
-# Server-side applies of one group (same wave and kind rank) sent at once.
-APPLY_CONCURRENCY = 16
+FOLLOWED_INPUTS = (
+    PlanApproved.event_type,
+    ApplyRetryScheduled.event_type,
+    ApplicationRemoved.event_type,
+)
 
-# Conditional appends lost in a row before the approval goes back for redelivery.
+# Server-side applies of one tier (same wave, see ordering.apply_tier) sent at once.
+APPLY_CONCURRENCY = 32
+
+# Conditional appends lost in a row before the approval goes back for redelivery;
+# each loss waits a jittered, doubling delay (services/wiring/conflicts.py).
 MAX_CONFLICTS = 5
 # How long a custom resource waits for the CRD applied before it to be served.
 CRD_ESTABLISH_SECONDS = 30.0
@@ -141,6 +150,21 @@ def _planned_namespace(
     )
 
 
+def _fold_history(history: retrying.RetryHistory, seq: int, event: Envelope) -> None:
+    """Fold `event` into the app's history, keeping a plan without its diffs.
+
+    Every plan of every app stays in memory for the life of the applier: its
+    diffs are most of its size, and an apply never reads them.
+    """
+    payload = event.payload
+    if isinstance(payload, PlanCreated) and any(c.diff for c in payload.changes):
+        changes = [msgspec.structs.replace(c, diff="") for c in payload.changes]
+        event = msgspec.structs.replace(
+            event, payload=msgspec.structs.replace(payload, changes=changes)
+        )
+    history.add(seq, event)
+
+
 async def main(ctx: ServiceContext) -> None:
     await serve(ctx)
 
@@ -162,6 +186,7 @@ async def serve(ctx: ServiceContext, *, consumer: ConsumerSettings = CONSUMER) -
             with contextlib.suppress(asyncio.CancelledError):
                 await drifting
             await applier.health.close()
+            await applier.close()
 
 
 class Applier:
@@ -176,6 +201,20 @@ class Applier:
         self.health = HealthWatch(ctx, clusters)
         # Requests one apply has in flight at once against the API server.
         self._in_flight = asyncio.Semaphore(APPLY_CONCURRENCY)
+        # Every app's plans and applies, folded once and followed: admission and
+        # retries read them here, never from the log per approval. The handled
+        # types are followed too, so `at_least(stored.seq)` can be asked.
+        self.history: Follower[retrying.RetryHistory] = Follower(
+            ctx.log,
+            retrying.HISTORY_TYPES,
+            new_state=retrying.RetryHistory,
+            fold=_fold_history,
+            name=f"{ctx.name} history",
+            passing=FOLLOWED_INPUTS,
+        )
+
+    async def close(self) -> None:
+        await self.history.close()
 
     async def handle(self, stored: StoredEvent) -> None:
         approval = stored.event
@@ -189,8 +228,9 @@ class Applier:
             return
         app = approval.app
         apply_id = derived_event_id(approval.event_id, ApplyStarted.event_type)
-        for _ in range(MAX_CONFLICTS):
-            history = await self._history(app)
+        seen = stored.seq
+        for attempt in range(MAX_CONFLICTS):
+            history = await self.history.at_least(seen, app)
             decision = admission.decide(
                 history,
                 approval,
@@ -215,7 +255,7 @@ class Applier:
             if isinstance(decision, admission.Wait):
                 raise ApplyInFlight(f"{app}: {decision.reason}")
             if isinstance(decision, admission.Expire):
-                await self._expire(decision.started.event)
+                seen = await self._expire(decision.started.event)
                 if decision.mine:
                     return
                 continue
@@ -238,6 +278,8 @@ class Applier:
                 )
             except ConcurrencyConflict:
                 log.info("%s: another apply started meanwhile; deciding again", app)
+                seen = await self._last_start(app)
+                await after_conflict(attempt)
                 continue
             await self._run(approval, decision.plan.event, started)
             return
@@ -256,11 +298,9 @@ class Applier:
             log.info("%s: not retrying plan %s: the app was removed", app, payload.plan_id)
             return
         apply_id = derived_event_id(retry.event_id, ApplyStarted.event_type)
-        for _ in range(MAX_CONFLICTS):
-            history = retrying.RetryHistory()
-            subjects = [names.subject(app, t) for t in retrying.HISTORY_TYPES]
-            async for event in self.ctx.log.read(subjects=subjects):
-                history.add(event.seq, event.event)
+        seen = stored.seq
+        for attempt in range(MAX_CONFLICTS):
+            history = await self.history.at_least(seen, app)
             decision = retrying.decide(
                 history,
                 retry,
@@ -276,7 +316,7 @@ class Applier:
             if isinstance(decision, admission.Wait):
                 raise ApplyInFlight(f"{app}: {decision.reason}")
             if isinstance(decision, admission.Expire):
-                await self._expire(decision.started.event)
+                seen = await self._expire(decision.started.event)
                 if decision.mine:
                     return
                 continue
@@ -296,6 +336,8 @@ class Applier:
                     on_subjects=names.subject(app, ApplyStarted.event_type),
                 )
             except ConcurrencyConflict:
+                seen = await self._last_start(app)
+                await after_conflict(attempt)
                 continue
             log.info("%s: retry %d of plan %s started", app, payload.attempt, payload.plan_id)
             await self._run(retry, decision.plan.event, started)
@@ -385,12 +427,9 @@ class Applier:
             await self.ctx.log.append(event)
         log.info("%s: removed with cascade: %d objects of its inventory", app, len(inventory))
 
-    async def _history(self, app: str) -> admission.AppHistory:
-        subjects = [names.subject(app, t) for t in admission.HISTORY_TYPES]
-        history = admission.AppHistory()
-        async for stored in self.ctx.log.read(subjects=subjects):
-            history.add(stored.seq, stored.event)
-        return history
+    async def _last_start(self, app: str) -> int:
+        """Where the app's last ApplyStarted is: the history must reach it after a lost race."""
+        return await self.ctx.log.position(names.subject(app, ApplyStarted.event_type))
 
     def _started(self, approval: Envelope, plan_event: Envelope, apply_id: str) -> Envelope:
         plan = plan_event.payload
@@ -408,7 +447,7 @@ class Applier:
         assert started.event_id == apply_id
         return started
 
-    async def _expire(self, started: Envelope) -> None:
+    async def _expire(self, started: Envelope) -> int:
         """Record that the apply begun by `started` never finished within apply_timeout."""
         payload = started.payload
         assert isinstance(payload, ApplyStarted)
@@ -428,8 +467,9 @@ class Applier:
             traceparent=started.traceparent,
         )
         failed = msgspec.structs.replace(failed, causation_id=started.causation_id)
-        await self.ctx.log.append(failed)
+        appended = await self.ctx.log.append(failed)
         log.warning("%s: apply %s expired", started.app, payload.apply_id)
+        return appended.seq
 
     async def _run(self, approval: Envelope, plan_event: Envelope, started: Envelope) -> None:
         """Apply and prune, bounded by apply_timeout from `started`; append the outcome."""
@@ -574,6 +614,7 @@ class Applier:
             placements=placements,
             timeout=spec.health_timeout_seconds if spec is not None else 0.0,
             progress=progress,
+            versions={c.ref: c.resource_version for c in plan.changes if not c.hook},
         )
         # Phase by phase, wave by wave (phases.py); a wave starts once the one
         # before it is healthy and its hooks complete. Prunes close the Sync
@@ -622,23 +663,39 @@ class Applier:
                 log.warning("%s: SyncFail hook failed: %s", app, exc)
                 return
 
-    async def _apply_bounded(self, kube: Kube, d: DesiredResource) -> str:
+    async def _apply_bounded(
+        self, kube: Kube, d: DesiredResource, planned_version: str | None = None
+    ) -> str:
         async with self._in_flight:
-            return await self._apply_one(kube, d)
+            return await self._apply_one(kube, d, planned_version)
 
-    async def _apply_one(self, kube: Kube, d: DesiredResource) -> str:
-        """Server-side apply one resource; created, configured or unchanged."""
+    async def _apply_one(
+        self, kube: Kube, d: DesiredResource, planned_version: str | None = None
+    ) -> str:
+        """Server-side apply one resource; created, configured or unchanged.
+
+        `planned_version`: the live resourceVersion the plan saw ("" none was
+        live). Unchanged means the apply left that version as it was; without it
+        (a plan from before it was recorded) the object is read first.
+        """
         if d.error is not None:
             raise _Failed.of(d.error, "cannot apply")
+        live = None
         try:
             if not d.served:
                 await wait_established(
                     kube, d.ref.api_version, d.ref.kind, timeout=CRD_ESTABLISH_SECONDS
                 )
-            live = await kube.get(d.ref)
+            if planned_version is None:
+                live = await kube.get(d.ref)
             applied = await kube.apply(d.resource)
         except KubeError as exc:
             raise _Failed.of(exc, "apply of") from None
+        if planned_version is not None:
+            if applied.created:
+                return "created"
+            after = (applied.object.get("metadata") or {}).get("resourceVersion")
+            return "unchanged" if planned_version and after == planned_version else "configured"
         if applied.created or live is None:
             return "created"
         before = (live.get("metadata") or {}).get("resourceVersion")

@@ -1,11 +1,12 @@
 """Running one apply's steps -- phases, waves, hooks -- against the cluster (shell around `phases`).
 
 For each step (a wave of PreSync, Sync or PostSync, see `phases.schedule`):
-apply its ordinary resources and create its hooks, kind by kind in
-`ordering` order; then wait, polling every `health_interval`, until every
-hook has completed and -- when another step follows -- every resource is
-healthy (`WAITS_FOR`). Waiting is bounded by the app's health_timeout_seconds, counted
-from the end of the step's applies; a hook that fails, a resource that turns
+apply its ordinary resources and create its hooks, tier by tier in
+`ordering` order (`apply_tier`: a tier's resources at once); then wait,
+polling every `health_interval`, until every hook has completed and -- when
+another step follows -- every resource is healthy (`WAITS_FOR`). Waiting is
+bounded by the app's health_timeout_seconds, counted from the end of the
+step's applies; a hook that fails, a resource that turns
 Degraded, or the timeout ends the apply (StepFailed names the resource, the
 phase and the wave).
 
@@ -37,9 +38,9 @@ from events.payloads import (
     WaveCompleted,
     WaveWaiting,
 )
-from services.applier import health, phases
-from services.applier.ordering import kind_rank, order_key
-from services.planner.loading import DesiredResource
+from services.resources import health, phases
+from services.resources.loading import DesiredResource
+from services.resources.ordering import apply_tier, order_key
 from services.wiring.kube import Kube, KubeError
 
 if TYPE_CHECKING:
@@ -97,7 +98,11 @@ class StepRunner:
         placements: Mapping[ResourceRef, phases.Placement],
         timeout: float,
         progress: list[ResourceRef],
+        versions: Mapping[ResourceRef, str] | None = None,
     ) -> None:
+        # The plan's resourceVersion of each resource ("" if none was live):
+        # lets an apply say configured or unchanged without a GET first.
+        self.versions = versions or {}
         self.applier = applier
         self.ctx = applier.ctx
         self.kube = kube
@@ -107,6 +112,10 @@ class StepRunner:
         self.placements = placements
         self.timeout = timeout
         self.progress = progress
+        # The ResourceApplied batch of the tier before, still being appended
+        # while the next tier is applied: one fsync less on the path per tier.
+        # Batches are chained, so the log keeps them in apply order.
+        self._recording: asyncio.Task[None] | None = None
 
     async def run(self, step: phases.Step[ResourceRef], *, wait_for_health: bool) -> None:
         """Apply `step`, then wait for its hooks (and, if asked, its resources' health)."""
@@ -115,13 +124,15 @@ class StepRunner:
             key=lambda ref: order_key(ref, self.placements[ref].wave),
         )
         hooks: list[_Hook] = []
-        for _, grouped in itertools.groupby(items, key=lambda ref: kind_rank(ref.kind)):
+        for _, grouped in itertools.groupby(items, key=lambda ref: apply_tier(ref.kind)):
             group = list(grouped)
             ordinary = [self.desired[ref] for ref in group if ref not in step.hooks]
             await self._apply(step, ordinary)
             for ref in group:
                 if ref in step.hooks:
+                    await self.recorded()
                     hooks.append(await self._create(step, self.desired[ref]))
+        await self.recorded()
         await self._wait(step, hooks, wait_for_health)
         await self.ctx.log.append(
             self.ctx.derive(
@@ -141,6 +152,13 @@ class StepRunner:
     async def apply_first(self, d: DesiredResource, *, wave: int) -> None:
         """Apply `d` before every phase (the namespace --create-namespace adds)."""
         await self._apply(phases.Step(phases.PRE_SYNC, wave, resources=(d.ref,)), [d])
+        await self.recorded()
+
+    async def recorded(self) -> None:
+        """Until every ResourceApplied of the tiers applied so far is in the log."""
+        if self._recording is not None:
+            recording, self._recording = self._recording, None
+            await recording
 
     async def _apply(
         self, step: phases.Step[ResourceRef], group: Sequence[DesiredResource]
@@ -150,18 +168,27 @@ class StepRunner:
             return
         self.progress.extend(d.ref for d in group)
         outcomes = await asyncio.gather(
-            *(self.applier._apply_bounded(self.kube, d) for d in group), return_exceptions=True
+            *(self.applier._apply_bounded(self.kube, d, self.versions.get(d.ref)) for d in group),
+            return_exceptions=True,
         )
         done = [
             (d.ref, action, d.digest)
             for d, action in zip(group, outcomes, strict=True)
             if isinstance(action, str)
         ]
-        await self.applier._record_many(
-            self.approval, self.apply_id, done, key="apply", wave=step.wave
-        )
+        before = self._recording
+
+        async def record() -> None:
+            if before is not None:
+                await before
+            await self.applier._record_many(
+                self.approval, self.apply_id, done, key="apply", wave=step.wave
+            )
+
+        self._recording = asyncio.create_task(record())
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
+                await self.recorded()  # what was applied is recorded before the failure
                 raise outcome
 
     async def _create(self, step: phases.Step[ResourceRef], d: DesiredResource) -> _Hook:

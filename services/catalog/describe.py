@@ -93,6 +93,11 @@ def describe(event: Envelope) -> str:
         case PlanCreated():
             return f"plan {p.plan_id[:8]} for {short(p.commit)}: {summary(p)}"
         case PlanSuperseded():
+            if p.commit:
+                return (
+                    f"revision {short(p.commit)} not planned: superseded by plan "
+                    f"{p.superseded_by[:8]} of a revision detected after it"
+                )
             return f"plan {p.plan_id[:8]} superseded by {p.superseded_by[:8]}"
         case ApprovalRequested():
             return f"plan {p.plan_id[:8]} awaits approval: {p.summary}"

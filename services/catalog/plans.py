@@ -1,4 +1,9 @@
-"""Fold an app's events into its plans and their status. Pure."""
+"""Fold an app's events into its plans and their status. Pure.
+
+`next_status` is the one plan-status state machine: `fold_plans` (the CLI's
+`wake plans`) and the projector's plans read model (services/projector/
+folding.py) both move a plan's status with it, so they cannot disagree.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from datetime import datetime
 from events.envelope import Envelope
 from events.payloads import (
     ApplyFailed,
+    ApplyRetryScheduled,
     ApplyStarted,
     ApplySucceeded,
     ApprovalRequested,
@@ -29,9 +35,12 @@ PLAN_EVENT_TYPES = (
     ApplySucceeded.event_type,
     ApplyFailed.event_type,
     PlanBlocked.event_type,
+    ApplyRetryScheduled.event_type,
 )
 
 # Status of a plan, in the order a plan moves through them.
+# Approved by policy in the same batch (no person asked): created, then approved.
+CREATED = "created"
 AWAITING_APPROVAL = "awaiting-approval"
 APPROVED = "approved"
 REJECTED = "rejected"
@@ -39,9 +48,49 @@ SUPERSEDED = "superseded"
 APPLYING = "applying"
 APPLIED = "applied"
 FAILED = "failed"
+# Its apply failed and another try is scheduled (ApplyRetryScheduled).
+RETRYING = "retrying"
 # Some resource of the plan cannot be applied: nothing of it is, nobody may approve it.
 BLOCKED = "blocked"
-DECIDED = {APPROVED, REJECTED, SUPERSEDED, APPLYING, APPLIED, FAILED, BLOCKED}
+DECIDED = {APPROVED, REJECTED, SUPERSEDED, APPLYING, APPLIED, FAILED, RETRYING, BLOCKED}
+# Statuses in which nobody has decided yet: approval, rejection, supersession apply.
+UNDECIDED = {CREATED, AWAITING_APPROVAL}
+
+
+def next_status(status: str | None, payload: object) -> str | None:
+    """A plan's status after one more event about it; None for no plan yet and no PlanCreated.
+
+    - PlanCreated: awaiting approval if a person must approve, else created.
+    - PlanBlocked: blocked, for good -- nothing after it applies the plan.
+    - ApprovalRequested, PlanApproved, PlanRejected, PlanSuperseded: only while
+      undecided (a late approval of an applied plan changes nothing).
+    - ApplyStarted, ApplySucceeded, ApplyFailed: applying, applied, failed;
+      ApplyRetryScheduled after a failure: retrying.
+    """
+    if isinstance(payload, PlanCreated):
+        return AWAITING_APPROVAL if payload.needs_approval else CREATED
+    if status is None or status == BLOCKED:
+        return status
+    if isinstance(payload, PlanBlocked):
+        return BLOCKED
+    if status in UNDECIDED:
+        if isinstance(payload, ApprovalRequested):
+            return AWAITING_APPROVAL
+        if isinstance(payload, PlanApproved):
+            return APPROVED
+        if isinstance(payload, PlanRejected):
+            return REJECTED
+        if isinstance(payload, PlanSuperseded):
+            return SUPERSEDED
+    if isinstance(payload, ApplyStarted):
+        return APPLYING
+    if isinstance(payload, ApplySucceeded):
+        return APPLIED
+    if isinstance(payload, ApplyFailed):
+        return FAILED
+    if isinstance(payload, ApplyRetryScheduled) and status == FAILED:
+        return RETRYING
+    return status
 
 
 @dataclass
@@ -78,7 +127,7 @@ def fold_plans(events: list[tuple[int, Envelope]]) -> dict[str, PlanView]:
                 created_at=event.occurred_at,
                 event=event,
                 plan=payload,
-                status=AWAITING_APPROVAL,
+                status=next_status(None, payload) or AWAITING_APPROVAL,
             )
             continue
         plan_id = getattr(payload, "plan_id", None) or by_apply.get(
@@ -88,36 +137,25 @@ def fold_plans(events: list[tuple[int, Envelope]]) -> dict[str, PlanView]:
         if view is None:
             continue
         view.history.append((seq, event.type, event.actor))
+        before = view.status
+        view.status = next_status(before, payload) or before
+        if view.status == before and not isinstance(payload, ApplyStarted | ApplyFailed):
+            continue
         if isinstance(payload, PlanBlocked):
-            view.status, view.blocked_by = BLOCKED, list(payload.errors)
-        elif view.status == BLOCKED:
-            continue  # a blocked plan stays blocked: nothing after it applies it
-        elif isinstance(payload, ApprovalRequested):
-            view.status = AWAITING_APPROVAL
-        elif isinstance(payload, PlanApproved) and view.status == AWAITING_APPROVAL:
-            view.status = APPROVED
+            view.blocked_by = list(payload.errors)
+        elif isinstance(payload, PlanApproved | PlanRejected):
             view.decided_by, view.decided_via, view.decided_at = (
                 event.actor,
                 payload.via,
                 event.occurred_at,
             )
-        elif isinstance(payload, PlanRejected) and view.status == AWAITING_APPROVAL:
-            view.status = REJECTED
-            view.decided_by, view.decided_via, view.decided_at = (
-                event.actor,
-                payload.via,
-                event.occurred_at,
-            )
-            view.reason = payload.reason
-        elif isinstance(payload, PlanSuperseded) and view.status == AWAITING_APPROVAL:
-            view.status = SUPERSEDED
-        elif isinstance(payload, ApplyStarted):
+            if isinstance(payload, PlanRejected):
+                view.reason = payload.reason
+        elif isinstance(payload, ApplyStarted) and view.status == APPLYING:
             by_apply[payload.apply_id] = view.plan_id
-            view.status, view.apply_id = APPLYING, payload.apply_id
-        elif isinstance(payload, ApplySucceeded):
-            view.status = APPLIED
-        elif isinstance(payload, ApplyFailed):
-            view.status, view.error = FAILED, payload.error
+            view.apply_id = payload.apply_id
+        elif isinstance(payload, ApplyFailed) and view.status == FAILED:
+            view.error = payload.error
     return plans
 
 

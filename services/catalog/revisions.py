@@ -9,7 +9,7 @@ from typing import Any
 from events.bundle import Bundle, ref_of
 from events.envelope import Envelope
 from events.payloads import ApplySucceeded, ResourceRef
-from services.planner.planning import as_yaml, redacted
+from services.resources.showing import as_yaml, redacted
 
 MIN_COMMIT_PREFIX = 4
 

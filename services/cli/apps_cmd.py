@@ -21,7 +21,7 @@ from events.payloads import (
     IgnoreRule,
     ManifestsRendered,
 )
-from services.catalog import lookup
+from services.catalog import lookup, syncing
 from services.catalog.describe import describe, short, standing
 from services.cli.connecting import (
     checked_app_name,
@@ -117,7 +117,7 @@ def _app_path(value: str) -> dict[str, Any]:
 
 def _namespace(value: str) -> dict[str, Any]:
     try:
-        names.app_name(value)
+        names.registrable_app_name(value)
     except names.InvalidName:
         raise click.BadParameter(f"invalid namespace {value!r}", param_hint="--namespace") from None
     return {"namespace": value}
@@ -370,6 +370,10 @@ def add(data_dir: str, name: str, **options: Any) -> None:
     then the app waits for a new commit or `wake sync NAME`.
     """
     name = checked_app_name(name)
+    try:
+        names.registrable_app_name(name)
+    except names.InvalidName as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
     spec = AppSpec(**spec_fields(options))
     _check_jsonnet_arguments(spec)
 
@@ -564,6 +568,7 @@ def show(data_dir: str, name: str, as_json: bool) -> None:
         for key, value in row["spec"].items():
             click.echo(f"  {key + ':':<24} {value}")
         click.echo(f"  {'state:':<24} {row['state']}")
+        click.echo(f"  {'sync:':<24} {row['sync']}")
         click.echo(f"  {'revision:':<24} {row['revision'] or '-'}")
         click.echo(f"  {'applied revision:':<24} {row['applied_revision'] or '-'}")
         click.echo(f"  {'health:':<24} {row['health'] or '-'}")
@@ -666,6 +671,11 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
     applied = latest.get("ApplySucceeded")
     rolled_back_to = applied.event.payload.rollback_of if applied else None
     blocked = latest.get("PlanBlocked") if state == "blocked" else None
+    sync = _verdict(revision, latest.get("ManifestsRendered"), applied, state)
+    if state == "synced" and not sync.synced:
+        # The last event says "applied", but not the latest desired revision
+        # (an older one applied late, say): never claim synced.
+        state = "out-of-sync"
     if rolled_back_to and state == "synced":
         state = "rolled-back"
     failed = latest.get("ApplyFailed")
@@ -683,14 +693,19 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
         )
     health = latest.get("HealthChanged")
     source_error = await _source_error(log, name, latest.get("SourceFailed"), current)
-    if source_error is not None:
-        # What was synced may no longer be what Git says: never claim it is.
+    if source_error is not None and state != "rolled-back":
+        # What was synced may no longer be what Git says: never claim it is. A
+        # rollback stays where it was put on purpose (Git is not needed for it);
+        # the source error has its own line.
         state = "source-failed"
     return {
         "name": name,
         "spec": msgspec.to_builtins(spec),
         "sync_policy": "auto" if spec.auto_sync else "manual",
         "state": state,
+        # "synced", or "out of sync: applied abc1234, desired def5678 (awaiting-approval)":
+        # services/catalog/syncing.py, the rule the projector applies too.
+        "sync": str(sync),
         "revision": revision.event.payload.commit if revision else None,
         "applied_revision": applied.event.payload.commit if applied else None,
         # Set while the app stays on a rollback: auto-sync does not move it until a
@@ -718,6 +733,43 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
             for stored in ordered
         },
     }
+
+
+def _verdict(revision, rendered, applied, state: str) -> syncing.Verdict:
+    """The shared sync rule on the app's latest RevisionDetected, render and apply."""
+    desired = None
+    if revision is not None:
+        desired = syncing.Desired(revision.event.payload.commit)
+        if applied is not None and applied.event.payload.rollback_of and applied.seq > revision.seq:
+            # Rolled back since the latest detection: the rollback is what is desired.
+            desired = syncing.Desired(
+                applied.event.payload.commit, applied.event.payload.bundle_digest
+            )
+        elif rendered is not None and rendered.event.causation_id == revision.event.event_id:
+            payload = rendered.event.payload
+            desired = syncing.Desired(payload.commit, payload.bundle_digest, payload.unchanged_from)
+        elif rendered is not None and rendered.event.payload.commit == desired.commit:
+            payload = rendered.event.payload
+            desired = syncing.Desired(payload.commit, payload.bundle_digest, payload.unchanged_from)
+    done = applied.event.payload if applied is not None else None
+    return syncing.verdict(
+        desired,
+        syncing.Applied(done.commit, done.bundle_digest) if done is not None else None,
+        pending=_PENDING.get(state, ""),
+    )
+
+
+# What an app that is not synced waits for, by its state, in `sync: out of sync: ... (why)`.
+_PENDING = {
+    "detected": "rendering",
+    "rendered": "planning",
+    "render-failed": "render failed",
+    "planned": "plan made, not applied yet",
+    "awaiting-approval": "plan awaiting approval",
+    "apply-failed": "apply failed",
+    "retrying": "apply failed, retrying",
+    "blocked": "plan blocked",
+}
 
 
 async def _source_error(log: EventLog, name: str, failed, current: set[str]) -> dict | None:

@@ -13,6 +13,7 @@ import click
 import nats.errors
 
 from events import names
+from services.wiring import keys
 from services.wiring.credentials import CredentialsError, client_tls, load_connect_kwargs
 from services.wiring.eventlog import EventLog
 from services.wiring.settings import (
@@ -64,6 +65,10 @@ async def connected(settings: Settings) -> AsyncIterator[EventLog]:
             f"cannot reach NATS at {url}: {exc or type(exc).__name__}"
         ) from None
     try:
+        try:
+            keys.use_install_keys(log, settings)
+        except keys.KeyFileError as exc:
+            raise click.ClickException(str(exc)) from None
         yield log
     finally:
         await log.close()

@@ -206,6 +206,49 @@ def credentials(directory: Path, partitions: int) -> None:
     click.echo(f"  server       {written} (nats-server.conf includes it: infra/nats)")
 
 
+@infra.command(name="keys")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def keys_command(directory: Path) -> None:
+    """Make the secret files of an install in DIRECTORY, once; existing files are kept.
+
+    The bundle keyring, the digest key and the PostgreSQL passwords (superuser
+    and service role), each mode 0600 in a 0700 directory: docker-compose's
+    secrets. `wake up` and `wake infra up` make their own under DATA_DIR/keys.
+    """
+    from services.wiring import keys
+    from services.wiring.embedded_postgres import ensure_password_files
+
+    keys.ensure_key_files(directory)
+    ensure_password_files(directory)
+    for path in sorted(directory.iterdir()):
+        click.echo(f"{path} ({path.stat().st_mode & 0o777:o})")
+
+
+@infra.command(name="rotate-keys")
+@_DATA_DIR
+@click.option(
+    "--keyring",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="WAKE_BUNDLE_KEYRING_FILE",
+    show_envvar=True,
+    help="The bundle keyring (default: DATA_DIR/keys/bundles.keyring).",
+)
+def rotate_keys(data_dir: Path, keyring: Path | None) -> None:
+    """Add a new bundle key: new bundles are sealed with it, older ones still open.
+
+    Restart the services (they read the keyring at start) for it to take effect.
+    The digest key is not rotated: every Secret digest would change with it.
+    """
+    from services.wiring import keys
+
+    path = keyring or keys.keys_dir(data_dir.expanduser().resolve()) / keys.BUNDLE_KEYRING
+    try:
+        key_id = keys.rotate_bundle_key(path)
+    except keys.KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Added bundle key {key_id} to {path}; restart the services to seal with it.")
+
+
 @infra.command()
 @_DATA_DIR
 def env(data_dir: Path) -> None:

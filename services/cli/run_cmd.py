@@ -39,14 +39,15 @@ def run_service_command(data_dir: str, interval: float | None, service: str) -> 
     found through WAKE_NATS_URL or the data dir's endpoints.json.
     """
     from services.wiring.consumers import ConsumerMissing
+    from services.wiring.keys import KeyFileError
     from services.wiring.runtime import LogMissing, run_service
     from services.wiring.settings import SettingsError
 
     settings = settings_for(data_dir, poll_interval=interval)
     try:
         asyncio.run(run_service(service, settings))
-    except (SettingsError, LogMissing, ConsumerMissing) as exc:
-        # What the operator must fix (a setting, an unprovisioned log): one line.
+    except (SettingsError, LogMissing, ConsumerMissing, KeyFileError) as exc:
+        # What the operator must fix (a setting, an unprovisioned log, a key file): one line.
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass

@@ -55,7 +55,8 @@ class WebhookReceiver:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/wake", self._receive)
-        self._runner = web.AppRunner(app)
+        # Like every HTTP server of Wake: 10 s for a request head, 30 s for a body.
+        self._runner = web.AppRunner(app, keepalive_timeout=10.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -63,7 +64,11 @@ class WebhookReceiver:
         self.url = f"http://127.0.0.1:{port}/wake"
 
     async def _receive(self, request: web.Request) -> web.Response:
-        body = await request.read()
+        try:
+            async with asyncio.timeout(30.0):
+                body = await request.read()
+        except TimeoutError:
+            return web.Response(status=408)
         expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, request.headers.get("X-Wake-Signature", "")):
             return web.Response(status=401)

@@ -11,7 +11,7 @@ objects and hands them in as dicts.
   Comparing against the dry-run result, not the manifest, is what makes the
   diff exact: defaults, merges and admission are the server's, on both sides.
 - `unchanged`: they are equal.
-- hooks (`applier/phases.py`): `create`, with their phases in `hook` --
+- hooks (`resources/phases.py`): `create`, with their phases in `hook` --
   they are created afresh at every sync; a resource marked Skip (or a Helm
   hook Wake does not run) is left out of the plan, and not pruned.
 - `prune`: in the last applied inventory, no longer desired (only when the
@@ -26,41 +26,35 @@ its live object (`ownership`). One such change blocks the whole plan
 (`errors_of`, `policy.decide`).
 
 Secret values never reach a diff: each `data`/`stringData` value shows as
-`<redacted sha256:abcd1234>`, so a changed secret shows as changed without
-revealing either value.
+`<redacted hmac-sha256:abcd1234>` (keyed: `events.redaction`), so a changed
+secret shows as changed without revealing either value.
 """
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
-import yaml
 
 from events.bundle import ref_of
-from events.payloads import IgnoreRule, ResourceChange, ResourceError, ResourceRef
-from services.applier.ordering import InvalidWave, order_key, prune_order, wave_of
-from services.applier.phases import InvalidHook, placement_of
-from services.planner.desired import group_of
-from services.planner.differences import (
+from events.payloads import IgnoreRule, ResourceChange, ResourceRef
+from services.resources.differences import (
     LAST_APPLIED,
     SERVER_OWNED_METADATA,
     comparable,
     normalized,
 )
-from services.planner.namespaces import is_created_namespace
-from services.planner.ownership import ownership_error
+from services.resources.identity import Identity, identity, live_wave
+from services.resources.namespaces import is_created_namespace
+from services.resources.ordering import InvalidWave, order_key, prune_order, wave_of
+from services.resources.ownership import ownership_error
+from services.resources.phases import InvalidHook, placement_of
+from services.resources.showing import redacted, unified_diff
 
 __all__ = ["LAST_APPLIED", "SERVER_OWNED_METADATA", "normalized"]
 
 Resource = dict[str, Any]
-
-SECRET_VALUE_FIELDS = ("data", "stringData")
-
-Identity = tuple[str, str, str, str]
 
 
 class Refusal(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,11 +86,6 @@ the resource could not be dry-run because this plan creates what it needs first
 (its Namespace, or the CRD of its kind)."""
 
 
-def identity(ref: ResourceRef) -> Identity:
-    """What makes two refs the same object: group, kind, namespace, name (not version)."""
-    return (group_of(ref.api_version), ref.kind, ref.namespace, ref.name)
-
-
 def prune_candidates(
     desired: Iterable[ResourceRef], last_inventory: Iterable[ResourceRef]
 ) -> list[ResourceRef]:
@@ -110,70 +99,6 @@ def prune_candidates(
             seen.add(key)
             candidates.append(ref)
     return prune_order(candidates)
-
-
-def redacted(obj: Resource) -> Resource:
-    """`obj` with a Secret's values replaced by a short digest of each; other kinds as they are."""
-    if obj.get("kind") != "Secret" or group_of(str(obj.get("apiVersion", ""))) != "":
-        return obj
-    clean = dict(obj)
-    for field in SECRET_VALUE_FIELDS:
-        values = clean.get(field)
-        if isinstance(values, dict):
-            clean[field] = {key: _redact(value) for key, value in values.items()}
-    return clean
-
-
-def _redact(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return f"<redacted sha256:{hashlib.sha256(text.encode()).hexdigest()[:8]}>"
-
-
-# libyaml's emitter where PyYAML was built with it: the pure-Python one was a
-# sixth of the planner's CPU in the 1000-app fan-out.
-_SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-class _DiffDumper(_SafeDumper):  # type: ignore[misc, valid-type]
-    """YAML for humans: a multi-line string (a config file in a ConfigMap) as a literal block."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_DiffDumper.add_representer(str, _represent_str)
-
-
-def as_yaml(obj: Resource | None) -> list[str]:
-    """The lines of `obj` as sorted-key YAML; none for no object."""
-    if obj is None:
-        return []
-    text = yaml.dump(
-        obj,
-        Dumper=_DiffDumper,
-        sort_keys=True,
-        default_flow_style=False,
-        allow_unicode=True,
-        width=10_000,
-    )
-    return text.splitlines()
-
-
-def unified_diff(ref: ResourceRef, live: Resource | None, desired: Resource | None) -> str:
-    """`--- live` / `+++ desired` unified diff of two normalized, redacted objects; "" if equal."""
-    where = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
-    label = f"{ref.api_version}/{ref.kind} {where}"
-    lines = difflib.unified_diff(
-        as_yaml(live),
-        as_yaml(desired),
-        fromfile=f"live {label}",
-        tofile=f"desired {label}",
-        lineterm="",
-    )
-    text = "\n".join(lines)
-    return f"{text}\n" if text else ""
 
 
 def contains(live: Any, desired: Any) -> bool:
@@ -286,6 +211,7 @@ def plan(
     if app is not None:
         inventoried = {identity(ref) for ref in last_inventory}
         changes = [_owned(change, live, app, adopt, inventoried) for change in changes]
+    changes = [_with_version(change, live.get(change.ref)) for change in changes]
     changes.sort(key=lambda change: order_key(change.ref, change.wave))
     pruned: list[ResourceRef] = []
     if prune:
@@ -299,6 +225,14 @@ def plan(
         waves = {ref: live_wave(live.get(ref), ref) for ref in candidates}
         pruned = prune_order(candidates, waves)
     return Plan(changes=changes, prune=pruned)
+
+
+def _with_version(change: ResourceChange, live: Resource | None) -> ResourceChange:
+    """`change` with the live object's resourceVersion, if one is live."""
+    version = ((live or {}).get("metadata") or {}).get("resourceVersion")
+    if not version or change.hook:
+        return change
+    return msgspec.structs.replace(change, resource_version=str(version))
 
 
 def _skipped(resource: Resource) -> bool:
@@ -328,21 +262,6 @@ def _owned(
         return change
     both = "; ".join(filter(None, (change.error, error)))
     return msgspec.structs.replace(change, error=both)
-
-
-def errors_of(changes: Iterable[ResourceChange]) -> list[ResourceError]:
-    """The changes that cannot be applied, each with why: any one blocks the whole plan."""
-    return [ResourceError(ref=c.ref, error=c.error) for c in changes if c.error]
-
-
-def live_wave(obj: Resource | None, ref: ResourceRef) -> int:
-    """The wave of a live object (0 if it has none, or a bad one): where its deletion sorts."""
-    if obj is None:
-        return 0
-    try:
-        return wave_of(obj, ref)
-    except InvalidWave:
-        return 0
 
 
 def summary(changes: Iterable[ResourceChange], prune: Sequence[ResourceRef] = ()) -> str:

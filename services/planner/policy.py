@@ -51,7 +51,8 @@ from events.payloads import (
     PlanCreated,
     SyncRequested,
 )
-from services.planner.planning import errors_of, summary
+from services.planner.planning import summary
+from services.resources.identity import errors_of
 
 POLICY_ACTOR = "policy"
 SELF_HEAL = "self-heal"
@@ -92,22 +93,29 @@ class Applied:
     pin: RollbackPin | None
 
 
+def fold_applied(applied: Applied, payload: object) -> Applied:
+    """`applied` after one more ApplySucceeded or SyncRequested of the app: see rule 1."""
+    if isinstance(payload, ApplySucceeded):
+        commits = applied.commits
+        if payload.commit not in commits:
+            commits = commits | {payload.commit}
+        pin = (
+            RollbackPin(rollback_of=payload.rollback_of, commit=payload.commit)
+            if payload.rollback_of
+            else None
+        )
+        return Applied(commits=commits, pin=pin)
+    if isinstance(payload, SyncRequested) and payload.resume:
+        return Applied(commits=applied.commits, pin=None)
+    return applied
+
+
 def applied_history(events: Iterable[tuple[int, Envelope]]) -> Applied:
     """Fold the app's ApplySucceeded and SyncRequested events (in log order): see rule 1."""
-    commits: set[str] = set()
-    pin: RollbackPin | None = None
+    applied = Applied(commits=frozenset(), pin=None)
     for _, event in events:
-        payload = event.payload
-        if isinstance(payload, ApplySucceeded):
-            commits.add(payload.commit)
-            pin = (
-                RollbackPin(rollback_of=payload.rollback_of, commit=payload.commit)
-                if payload.rollback_of
-                else None
-            )
-        elif isinstance(payload, SyncRequested) and payload.resume:
-            pin = None
-    return Applied(commits=frozenset(commits), pin=pin)
+        applied = fold_applied(applied, event.payload)
+    return applied
 
 
 def held_by_pin(applied: Applied, commit: str) -> RollbackPin | None:

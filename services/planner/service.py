@@ -4,10 +4,18 @@ For each rendered revision, each rollback and each self-heal: load the
 bundle, prepare each resource (inventory labels, namespace), GET what is live
 and dry-run the apply on the app's destination cluster, read the last applied
 inventory from the log, let `planning.plan` decide, let `policy` approve or
-ask, and append -- conditionally on the app's position in the log, so that
-two planners cannot both leave a plan awaiting approval -- the plan, its
+ask, and append -- conditionally on the app's last PlanCreated, so that two
+planners cannot both leave a plan awaiting approval -- the plan, its
 follow-up (PlanApproved, ApprovalRequested, or PlanBlocked when any resource
 is in error), and a PlanSuperseded for each older plan still awaiting approval.
+
+Per-app order: what it knows of each app (revisions, plans, applies) the
+planner folds once from the log and then follows (`tracking`). A revision
+older than one already planned -- by detection order: its RevisionDetected's
+place in the log, never its render's -- is not planned: a PlanSuperseded with
+its commit records it moot (a crash while planning A, then B planned, then A
+redelivered: A is superseded, never planned after B). Every plan carries its
+order (`desired_seq`) for the applier to compare by.
 With `--create-namespace` the app's destination Namespace joins the resources
 (`namespaces`).
 
@@ -43,24 +51,28 @@ from events.payloads import (
     ManifestsRendered,
     PlanApproved,
     PlanCreated,
+    PlanSuperseded,
     ResourceRef,
     RollbackRequested,
 )
-from services.applier.phases import is_ordinary
-from services.catalog.lookup import app_events, app_spec
-from services.catalog.revisions import RevisionNotApplied, applied_revisions, find_applied
-from services.planner import namespaces, policy, superseding
-from services.planner.desired import prepare
-from services.planner.loading import DesiredResource, load_bundle, prepare_all
+from services.catalog.following import Follower
+from services.catalog.lookup import app_spec
+from services.catalog.revisions import RevisionNotApplied, find_applied
+from services.planner import policy, superseding
 from services.planner.planning import (
     DryRun,
     Refusal,
-    errors_of,
-    live_wave,
     plan,
     prune_candidates,
     summary,
 )
+from services.planner.tracking import FOLLOWED_TYPES, INPUT_TYPES, AppState
+from services.resources import namespaces
+from services.resources.desired import prepare
+from services.resources.identity import errors_of, live_wave
+from services.resources.loading import DesiredResource, load_bundle, prepare_all
+from services.resources.phases import is_ordinary
+from services.wiring.conflicts import after_conflict
 from services.wiring.consumers import ConsumerSettings, reject, serve_consumer
 from services.wiring.eventlog import (
     BundleCorrupt,
@@ -91,9 +103,10 @@ CONSUMER = ConsumerSettings(
 
 # Requests in flight to the API server per plan: enough to hide latency,
 # few enough not to look like a flood to an API server's priority and fairness.
-CONCURRENT_REQUESTS = 8
-# Conditional appends lost in a row (the app's log moved meanwhile) before
-# the event goes back for redelivery.
+CONCURRENT_REQUESTS = 64
+# Conditional appends lost in a row (another plan of the app was appended
+# meanwhile) before the event goes back for redelivery; each loss waits a
+# jittered, doubling delay (services/wiring/conflicts.py).
 MAX_CONFLICTS = 10
 
 COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -122,7 +135,11 @@ async def serve(ctx: ServiceContext, *, consumer: ConsumerSettings = CONSUMER) -
     """
     async with Clusters.from_settings(ctx.settings) as clusters:
         planner = Planner(ctx, clusters, consumer=consumer.name)
-        await serve_consumer(ctx, consumer, planner.handle)
+        planner.state.start()
+        try:
+            await serve_consumer(ctx, consumer, planner.handle)
+        finally:
+            await planner.close()
 
 
 class Planner:
@@ -135,6 +152,19 @@ class Planner:
         self.clusters = clusters
         self.consumer = consumer
         self._limit = asyncio.Semaphore(CONCURRENT_REQUESTS)
+        # Every app's revisions, plans and applies, folded once and followed
+        # (`tracking`): a handled event costs the same whatever the app's history.
+        self.state: Follower[AppState] = Follower(
+            ctx.log,
+            FOLLOWED_TYPES,
+            new_state=AppState,
+            fold=AppState.add,
+            name=f"{ctx.name} state",
+            passing=INPUT_TYPES,
+        )
+
+    async def close(self) -> None:
+        await self.state.close()
 
     async def handle(self, stored: StoredEvent) -> None:
         event = stored.event
@@ -145,11 +175,15 @@ class Planner:
         if spec is None:
             log.info("skipping %s of %s: the app is not registered", event.event_id, event.app)
             return
+        # Never decide on a state that has not seen everything before this event.
+        state = await self.state.at_least(stored.seq, event.app)
         try:
             if isinstance(payload, ManifestsRendered):
-                await self._on_rendered(event, payload, spec)
+                await self._on_rendered(
+                    event, payload, spec, state, order=state.order_of_render(event, stored.seq)
+                )
             elif isinstance(payload, RollbackRequested):
-                await self._on_rollback(event, payload, spec)
+                await self._on_rollback(event, payload, spec, state, order=stored.seq)
             else:
                 await self._on_drift(event, payload, spec)
         except Unplannable as exc:
@@ -164,7 +198,13 @@ class Planner:
             )
 
     async def _on_rendered(
-        self, event: Envelope, rendered: ManifestsRendered, spec: AppSpec
+        self,
+        event: Envelope,
+        rendered: ManifestsRendered,
+        spec: AppSpec,
+        state: AppState,
+        *,
+        order: int,
     ) -> None:
         if rendered.unchanged_from is not None:
             # The renderer found the app synced at these very resources
@@ -176,10 +216,9 @@ class Planner:
                 rendered.unchanged_from[:12],
             )
             return
-        applied = policy.applied_history(
-            await app_events(self.ctx.log, event.app, policy.PIN_EVENT_TYPES)
-        )
-        pinned = policy.held_by_pin(applied, rendered.commit)
+        if await self._superseded(event, rendered.commit, state, order):
+            return
+        pinned = policy.held_by_pin(state.applied, rendered.commit)
         await self._plan(
             event,
             spec,
@@ -187,12 +226,21 @@ class Planner:
             commit=rendered.commit,
             reason="revision",
             pinned=pinned,
+            desired_seq=order,
         )
 
     async def _on_rollback(
-        self, event: Envelope, request: RollbackRequested, spec: AppSpec
+        self,
+        event: Envelope,
+        request: RollbackRequested,
+        spec: AppSpec,
+        state: AppState,
+        *,
+        order: int,
     ) -> None:
-        target = await self._rollback_target(event.app, request)
+        target = self._rollback_target(event.app, request, state)
+        if await self._superseded(event, target.commit, state, order):
+            return
         await self._plan(
             event,
             spec,
@@ -200,21 +248,49 @@ class Planner:
             commit=target.commit,
             reason="rollback",
             rollback_of=target.apply_id,
+            desired_seq=order,
         )
 
-    async def _rollback_target(self, app: str, request: RollbackRequested) -> ApplySucceeded:
+    async def _superseded(self, event: Envelope, commit: str, state: AppState, order: int) -> bool:
+        """Record `event`'s revision superseded if a newer one was planned (see `tracking`).
+
+        The PlanSuperseded names the plan id this event's plan would have had, so
+        a redelivery finds it and does nothing; its commit says which revision.
+        """
+        plan_id = derived_event_id(event.event_id, PlanCreated.event_type)
+        if plan_id in state.plan_ids:
+            return True  # planned (or superseded) before: a redelivery
+        newer = state.newer_than(order)
+        if newer is None:
+            return False
+        await self.ctx.log.append(
+            self.ctx.derive(
+                PlanSuperseded(plan_id=plan_id, superseded_by=newer.plan_id, commit=commit),
+                cause=event,
+            )
+        )
+        log.info(
+            "%s: %s of %s not planned: %s (plan %s) was detected after it and planned",
+            event.app,
+            event.type,
+            commit[:12],
+            newer.commit[:12],
+            newer.plan_id,
+        )
+        return True
+
+    def _rollback_target(
+        self, app: str, request: RollbackRequested, state: AppState
+    ) -> ApplySucceeded:
         """The ApplySucceeded a rollback goes back to: by apply id, else by commit (or prefix).
 
         The log is the authority: a target the app was never applied at is an
         error naming it, whatever the requester resolved.
         """
-        applied = applied_revisions(
-            await app_events(self.ctx.log, app, [ApplySucceeded.event_type])
-        )
         try:
             return find_applied(
                 app,
-                applied,
+                state.applies,
                 request.apply_id or request.target,
                 commit=request.commit or request.target,
                 min_prefix=7,
@@ -262,6 +338,7 @@ class Planner:
         reason: str,
         rollback_of: str | None = None,
         pinned: policy.RollbackPin | None = None,
+        desired_seq: int = 0,
     ) -> None:
         """Plan `bundle_digest` for `event`'s app and append the plan with what follows it."""
         app = event.app
@@ -311,6 +388,7 @@ class Planner:
                 needs_approval=policy.needs_approval(
                     spec, reason=reason, pinned=pinned, blocked=bool(errors_of(decided.changes))
                 ),
+                desired_seq=desired_seq,
             ),
             cause=event,
         )
@@ -318,7 +396,9 @@ class Planner:
         follow_up = self.ctx.derive(policy.decide(created.payload, pinned=pinned), cause=created)
         if isinstance(follow_up.payload, PlanApproved):
             follow_up = msgspec.structs.replace(follow_up, actor=policy.POLICY_ACTOR)
-        superseded = await self._append(created, follow_up)
+        superseded = await self._append(event, created, follow_up)
+        if superseded is None:
+            return
         log.info(
             "%s: %s plan %s for %s: %s -> %s%s",
             app,
@@ -330,35 +410,47 @@ class Planner:
             f", superseding {', '.join(superseded)}" if superseded else "",
         )
 
-    async def _append(self, created: Envelope, follow_up: Envelope) -> list[str]:
+    async def _append(
+        self, cause: Envelope, created: Envelope, follow_up: Envelope
+    ) -> list[str] | None:
         """Append the plan, its follow-up and what it supersedes, as one conditional batch.
+
+        The plan ids it superseded; None if the plan itself is moot (a newer
+        revision was planned meanwhile, recorded as superseded) or was appended
+        before (a redelivery: the batch was atomic, it appends nothing again).
 
         The race this closes: two plans of one app made at once (two replicas,
         or a revision and a rollback) each see the other's absence, and both
-        would stay awaiting approval. Each batch expects the app's last event
-        to be the one its reading saw; one wins, the other reads again and
-        supersedes the winner. A redelivery finds its plan in the log and
-        appends nothing: the batch was atomic.
+        would stay awaiting approval -- or an older revision's plan lands after
+        a newer one's. Each batch expects the app's last PlanCreated to be the
+        one its state saw (only another plan matters, not every event of the
+        app); one wins, the other waits a jittered backoff, catches up with the
+        log and decides again: it supersedes the winner, or is superseded by it.
         """
         app = created.app
         plan = created.payload
         assert isinstance(plan, PlanCreated)
-        for _ in range(MAX_CONFLICTS):
-            position = await self.ctx.log.app_position(app)
-            events = [
-                (seq, e)
-                for seq, e in await app_events(self.ctx.log, app, superseding.PLAN_EVENT_TYPES)
-                if seq <= position
-            ]
-            if plan.plan_id in superseding.plan_ids(events):
-                return []
-            supersedes = superseding.superseded_by(plan, events)
+        on_plans = names.subject(app, PlanCreated.event_type)
+        seen = 0
+        for attempt in range(MAX_CONFLICTS):
+            state = await self.state.at_least(seen, app)
+            if plan.plan_id in state.plan_ids:
+                return None
+            if plan.reason != "drift" and await self._superseded(
+                cause, plan.commit, state, plan.desired_seq
+            ):
+                return None
+            supersedes = superseding.superseded_among(plan, state.awaiting)
             superseded = [self.ctx.derive(s, cause=created, key=s.plan_id) for s in supersedes]
             try:
                 await self.ctx.log.append_many(
-                    [created, follow_up, *superseded], expected_last_seq=position
+                    [created, follow_up, *superseded],
+                    expected_last_seq=state.last_plan_seq,
+                    on_subjects=on_plans,
                 )
             except ConcurrencyConflict:
+                seen = await self.ctx.log.position(on_plans)
+                await after_conflict(attempt)
                 continue
             return [s.plan_id for s in supersedes]
         raise PlanConflict(f"{app}: lost {MAX_CONFLICTS} conditional appends of a plan in a row")
@@ -397,11 +489,14 @@ class Planner:
             if d.error is not None:
                 refusals[d.ref] = _refusal(d.error)
         readable = [d for d in desired if d.served and d.error is None]
-        for d, obj in zip(
-            readable,
-            await self._all(lambda ref: self._live(kube, ref), [d.ref for d in readable]),
-            strict=True,
-        ):
+        # Reads and dry runs all at once: one round trip, not two. A dry run in
+        # a namespace this plan creates (absent now) is refused by the server
+        # and set aside below; the resource is compared as sent.
+        found, outcomes = await asyncio.gather(
+            self._all(lambda ref: self._live(kube, ref), [d.ref for d in readable]),
+            self._all(lambda d: self._dry_run(kube, d), readable),
+        )
+        for d, obj in zip(readable, found, strict=True):
             if isinstance(obj, Refusal):
                 refusals[d.ref] = obj
             else:
@@ -411,15 +506,9 @@ class Planner:
         missing_namespaces = {
             d.ref.name for d in desired if d.ref.kind == "Namespace" and live.get(d.ref) is None
         }
-        runnable = [
-            d
-            for d in readable
-            if d.ref not in refusals and d.ref.namespace not in missing_namespaces
-        ]
-        for d, outcome in zip(
-            runnable, await self._all(lambda d: self._dry_run(kube, d), runnable), strict=True
-        ):
-            dry_run[d.ref] = outcome
+        for d, outcome in zip(readable, outcomes, strict=True):
+            if d.ref not in refusals and d.ref.namespace not in missing_namespaces:
+                dry_run[d.ref] = outcome
         dry_run.update(refusals)
         return live, dry_run
 

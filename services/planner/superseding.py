@@ -50,10 +50,15 @@ def awaiting_approval(events: Iterable[tuple[int, Envelope]]) -> list[str]:
 
 def superseded_by(new: PlanCreated, events: Iterable[tuple[int, Envelope]]) -> list[PlanSuperseded]:
     """The PlanSuperseded events `new` brings: one per other plan awaiting approval."""
+    return superseded_among(new, awaiting_approval(events))
+
+
+def superseded_among(new: PlanCreated, awaiting: Iterable[str]) -> list[PlanSuperseded]:
+    """The PlanSuperseded events `new` brings, given the plan ids awaiting approval."""
     if new.reason == "drift":
         return []
     return [
         PlanSuperseded(plan_id=plan_id, superseded_by=new.plan_id)
-        for plan_id in awaiting_approval(events)
+        for plan_id in awaiting
         if plan_id != new.plan_id
     ]

@@ -43,6 +43,7 @@ from events.payloads import (
     RevisionDetected,
     SyncRequested,
 )
+from services.catalog import plans, syncing
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,19 +198,17 @@ TABLES: dict[str, Table] = {
 # is only ever replaced per app and `events` only appended, so neither is read.
 KEYED_TABLES = ("applications", "revisions", "plans", "approvals", "applies")
 
-# Plan status, as services/catalog/plans.py names them.
-CREATED = "created"
-AWAITING_APPROVAL = "awaiting-approval"
-APPROVED = "approved"
-REJECTED = "rejected"
-SUPERSEDED = "superseded"
-APPLYING = "applying"
-APPLIED = "applied"
-FAILED = "failed"
-# Its apply failed and another try is scheduled (ApplyRetryScheduled).
-RETRYING = "retrying"
-# Nothing of its plan may be applied (PlanBlocked): a resource is in error.
-BLOCKED = "blocked"
+# Plan status: services/catalog/plans.py's, moved by its `next_status` (one state machine).
+CREATED = plans.CREATED
+AWAITING_APPROVAL = plans.AWAITING_APPROVAL
+APPROVED = plans.APPROVED
+REJECTED = plans.REJECTED
+SUPERSEDED = plans.SUPERSEDED
+APPLYING = plans.APPLYING
+APPLIED = plans.APPLIED
+FAILED = plans.FAILED
+RETRYING = plans.RETRYING
+BLOCKED = plans.BLOCKED
 
 # Sync state of an application.
 UNKNOWN = "Unknown"
@@ -494,9 +493,32 @@ def _rendered(models: ReadModels, seq: int, event: Envelope) -> None:
     row["desired_bundle"] = payload.bundle_digest
     if payload.unchanged_from and row["last_applied_commit"] == payload.unchanged_from:
         # The new commit renders exactly what is applied: synced at it, no plan
-        # (the renderer decided so; see services/renderer/unchanged.py).
-        row["sync_state"] = SYNCED
+        # (the renderer decided so; see services/renderer/unchanged.py). Its
+        # desired bundle is the applied one: that is what `_synced` compares.
+        row["desired_bundle"] = row["last_applied_bundle"]
+        if _synced(row):
+            row["sync_state"] = SYNCED
     _touch(models, row, seq, event)
+
+
+def _synced(row: dict[str, Any]) -> bool:
+    """The shared rule (services/catalog/syncing.py) on an app's row.
+
+    `current_commit` is the latest detected revision (or the rollback's, see
+    `_apply_succeeded`); `desired_*` its render once it is rendered.
+    """
+    applied = (
+        syncing.Applied(row["last_applied_commit"], row["last_applied_bundle"] or "")
+        if row["last_applied_commit"]
+        else None
+    )
+    desired = None
+    if row["current_commit"]:
+        rendered = row["desired_commit"] == row["current_commit"]
+        desired = syncing.Desired(
+            row["current_commit"], row["desired_bundle"] if rendered else None
+        )
+    return syncing.verdict(desired, applied).synced
 
 
 def _render_failed(models: ReadModels, seq: int, event: Envelope) -> None:
@@ -533,7 +555,7 @@ def _plan(models: ReadModels, seq: int, event: Envelope) -> None:
             "reason": payload.reason,
             "rollback_of": payload.rollback_of,
             "needs_approval": payload.needs_approval,
-            "status": AWAITING_APPROVAL if payload.needs_approval else CREATED,
+            "status": plans.next_status(None, payload),
             "creates": counts["create"],
             "updates": counts["update"],
             "unchanged": counts["unchanged"],
@@ -554,20 +576,26 @@ def _plan(models: ReadModels, seq: int, event: Envelope) -> None:
     _touch(models, row, seq, event)
 
 
-def _update_plan(models: ReadModels, plan_id: str, **changes: Any) -> None:
+def _move_plan(models: ReadModels, plan_id: str, payload: object, **changes: Any) -> bool:
+    """Move the plan's status by `plans.next_status`; `changes` only if it moved. Moved?"""
     plan = models.get("plans", plan_id)
-    if plan is not None:
-        plan.update(changes)
-        models.put("plans", plan)
+    if plan is None:
+        return False
+    status = plans.next_status(plan["status"], payload)
+    if status == plan["status"]:
+        return False
+    plan.update(changes, status=status)
+    models.put("plans", plan)
+    return True
 
 
 def _superseded(models: ReadModels, seq: int, event: Envelope) -> None:
     payload = event.payload
     assert isinstance(payload, PlanSuperseded)
-    _update_plan(
+    _move_plan(
         models,
         payload.plan_id,
-        status=SUPERSEDED,
+        payload,
         superseded_by=payload.superseded_by,
         decided_at=event.occurred_at,
     )
@@ -578,7 +606,7 @@ def _blocked(models: ReadModels, seq: int, event: Envelope) -> None:
     # revision (never Synced while stale), and the plan says why in its changes.
     payload = event.payload
     assert isinstance(payload, PlanBlocked)
-    _update_plan(models, payload.plan_id, status=BLOCKED, decided_at=event.occurred_at)
+    _move_plan(models, payload.plan_id, payload, decided_at=event.occurred_at)
     row = _app_row(models, event)
     row["sync_state"] = OUT_OF_SYNC
     _touch(models, row, seq, event)
@@ -587,9 +615,7 @@ def _blocked(models: ReadModels, seq: int, event: Envelope) -> None:
 def _approval_requested(models: ReadModels, seq: int, event: Envelope) -> None:
     payload = event.payload
     assert isinstance(payload, ApprovalRequested)
-    plan = models.get("plans", payload.plan_id)
-    if plan is not None and plan["status"] == CREATED:
-        _update_plan(models, payload.plan_id, status=AWAITING_APPROVAL)
+    _move_plan(models, payload.plan_id, payload)
     row = _app_row(models, event)
     row["sync_state"] = WAITING
     _touch(models, row, seq, event)
@@ -613,16 +639,12 @@ def _decided(models: ReadModels, seq: int, event: Envelope) -> None:
             "seq": seq,
         },
     )
+    # Recorded above whatever happens; the plan moves only while undecided (a
+    # blocked plan stays blocked: the applier refuses it).
     plan = models.get("plans", payload.plan_id)
-    if plan is not None and plan["status"] == BLOCKED:
-        return  # recorded, but a blocked plan stays blocked: the applier refuses it
-    _update_plan(
-        models,
-        payload.plan_id,
-        status=APPROVED if approved else REJECTED,
-        decided_at=event.occurred_at,
-    )
-    if not approved:
+    blocked = plan is not None and plan["status"] == BLOCKED
+    _move_plan(models, payload.plan_id, payload, decided_at=event.occurred_at)
+    if not approved and not blocked:
         row = _app_row(models, event)
         row["sync_state"] = OUT_OF_SYNC
         _touch(models, row, seq, event)
@@ -668,7 +690,7 @@ def _apply_started(models: ReadModels, seq: int, event: Envelope) -> None:
         started_seq=seq,
     )
     models.put("applies", row)
-    _update_plan(models, payload.plan_id, status=APPLYING, apply_id=payload.apply_id)
+    _move_plan(models, payload.plan_id, payload, apply_id=payload.apply_id)
     app = _app_row(models, event)
     app["sync_state"] = SYNCING
     _touch(models, app, seq, event)
@@ -696,10 +718,20 @@ def _apply_succeeded(models: ReadModels, seq: int, event: Envelope) -> None:
         inventory=json_text(payload.inventory),
     )
     models.put("applies", row)
-    _update_plan(models, payload.plan_id, status=APPLIED, apply_id=payload.apply_id)
+    _move_plan(models, payload.plan_id, payload, apply_id=payload.apply_id)
     app = _app_row(models, event)
+    if payload.rollback_of is not None and not (
+        app["rolled_back"] and app["rolled_back_to"] == payload.commit
+    ):
+        # A rollback asked for explicitly is the desired revision until the next
+        # detection; a self-heal of the rolled-back bundle (same commit) is not a
+        # new request and leaves a revision detected since desired.
+        app.update(
+            current_commit=payload.commit,
+            desired_commit=payload.commit,
+            desired_bundle=payload.bundle_digest,
+        )
     app.update(
-        sync_state=SYNCED,
         last_applied_commit=payload.commit,
         last_applied_bundle=payload.bundle_digest,
         last_apply_id=payload.apply_id,
@@ -707,6 +739,9 @@ def _apply_succeeded(models: ReadModels, seq: int, event: Envelope) -> None:
         rolled_back=payload.rollback_of is not None,
         rolled_back_to=payload.commit if payload.rollback_of is not None else None,
     )
+    # Synced only if this is the latest desired revision (an older one applied
+    # late is not): the shared rule, not the event type.
+    app["sync_state"] = SYNCED if _synced(app) else OUT_OF_SYNC
     _touch(models, app, seq, event)
     resources = {
         (ref.api_version, ref.kind, ref.namespace, ref.name): {
@@ -736,7 +771,7 @@ def _apply_failed(models: ReadModels, seq: int, event: Envelope) -> None:
         failed_resource=str(payload.resource) if payload.resource is not None else None,
     )
     models.put("applies", row)
-    _update_plan(models, payload.plan_id, status=FAILED, apply_id=payload.apply_id)
+    _move_plan(models, payload.plan_id, payload, apply_id=payload.apply_id)
     app = _app_row(models, event)
     app["sync_state"] = SYNC_FAILED
     _touch(models, app, seq, event)
@@ -745,9 +780,7 @@ def _apply_failed(models: ReadModels, seq: int, event: Envelope) -> None:
 def _retry_scheduled(models: ReadModels, seq: int, event: Envelope) -> None:
     payload = event.payload
     assert isinstance(payload, ApplyRetryScheduled)
-    plan = models.get("plans", payload.plan_id)
-    if plan is not None and plan["status"] == FAILED:
-        _update_plan(models, payload.plan_id, status=RETRYING)
+    _move_plan(models, payload.plan_id, payload)
     _touch(models, _app_row(models, event), seq, event)
 
 

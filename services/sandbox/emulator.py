@@ -22,7 +22,7 @@ from services.sandbox.discovery import GIT_VERSION, Catalogue, ResourceType
 from services.sandbox.faults import Faults
 from services.sandbox.persistence import StateFile
 from services.sandbox.selectors import FieldSelector, LabelSelector
-from services.sandbox.server import SandboxServer
+from services.sandbox.server import BODY_TIMEOUT, HEADER_TIMEOUT, SandboxServer
 from services.sandbox.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -41,12 +41,20 @@ class Sandbox:
         latency_ms: float = 0.0,
         ready_workloads: bool = False,
         state_file: Path | None = None,
+        header_timeout: float = HEADER_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
-        """`state_file`: keep the objects there across restarts (default: memory only)."""
+        """`state_file`: keep the objects there across restarts (default: memory only).
+
+        `header_timeout`: seconds a client has from connecting to send a whole
+        request head (and an idle connection stays open); `body_timeout`: for
+        the body after it (408).
+        """
         self.catalogue = Catalogue()
         self.store = ObjectStore(self.catalogue, ready_workloads=ready_workloads)
         self._state = StateFile(state_file, self.store) if state_file is not None else None
-        self._server = SandboxServer(self.store, latency_ms=latency_ms)
+        self._server = SandboxServer(self.store, latency_ms=latency_ms, body_timeout=body_timeout)
+        self._header_timeout = header_timeout
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
 
@@ -85,6 +93,7 @@ class Sandbox:
             handler_cancellation=True,
             access_log=None,
             shutdown_timeout=1.0,
+            keepalive_timeout=self._header_timeout,
         )
         await runner.setup()
         try:

@@ -213,6 +213,7 @@ async def start_nats(
     nats_dir = Path(data_dir) / "nats"
     store_dir = nats_dir / "jetstream"
     store_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(nats_dir, 0o700)  # the log's files: no other local user reads them
     port = port or free_port(host)
     config_path = nats_dir / "nats-server.conf"
     config = _CONFIG.format(host=host, port=port, store_dir=store_dir)

@@ -8,16 +8,19 @@ through an `EventLog`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
+import json
 import re
+import secrets
 import ssl
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -29,7 +32,9 @@ from nats.aio.client import Client as NatsClient
 
 from events import names, ownership
 from events.envelope import Envelope, InvalidEvent, decode, encode
+from services.wiring import keys
 from services.wiring.batching import BatchRejected, publish_atomic_batch
+from services.wiring.settings import env_name
 
 # JetStream keeps the Nats-Msg-Id of every message for this long and answers a
 # second publish of one of them with `duplicate` instead of storing it again.
@@ -52,6 +57,10 @@ _HEARTBEAT = 5.0
 _SILENCE_LIMIT = 3 * _HEARTBEAT
 # While NATS is away a following reader retries making its consumer this often.
 _RETRY_CONSUMER = 0.5
+# Bytes kept free in a message for the headers of an append (msg id, trace, expected seq).
+_HEADER_ROOM = 4096
+# Chunk size of a bundle in the object store: nats-py's default, so its `get` reads them alike.
+_CHUNK_BYTES = 128 * 1024
 # What making a consumer fails with while NATS is away or electing a leader.
 _NATS_AWAY = (
     TimeoutError,
@@ -105,31 +114,48 @@ LEASES_BUCKET = "WAKE_LEASES"
 LEASE_TTL = 5.0
 
 
+def bundle_store_config(*, replicas: int = 1) -> api.StreamConfig:
+    """The stream behind the WAKE_BUNDLES object store, as indelible as WAKE_EVENTS.
+
+    nats-py's `create_object_store` makes this stream with roll-ups allowed
+    and purge permitted, so any client could destroy a bundle that a rollback
+    needs. Here deletes and purges are refused by the server, and with them
+    roll-ups (the server ties those to the purge permission). `put_bundle`
+    therefore writes objects itself, without the roll-up header.
+    """
+    return api.StreamConfig(
+        name=names.BUNDLES_STREAM,
+        description="Rendered manifests, content-addressed by sha256",
+        subjects=[f"$O.{names.BUNDLES}.C.>", f"$O.{names.BUNDLES}.M.>"],
+        max_age=0,
+        max_bytes=-1,
+        max_consumers=0,
+        storage=api.StorageType.FILE,
+        num_replicas=replicas,
+        discard=api.DiscardPolicy.NEW,
+        allow_rollup_hdrs=False,
+        allow_direct=True,
+        deny_delete=True,
+        deny_purge=True,
+    )
+
+
 async def provision(nc: NatsClient, *, replicas: int = 1) -> None:
     """Create the stream and the object store, or bring their settings up to date.
 
-    Idempotent: every service may call it at start.
+    Idempotent. Only the provisioning commands (`wake up`, `wake infra up`,
+    `wake infra provision`) call it: a service that finds the log missing
+    refuses to start (`require_provisioned`) rather than begin a new history.
     """
     js = nc.jetstream()
-    config = stream_config(replicas=replicas)
-    try:
-        await js.add_stream(config)
-    except js_errors.BadRequestError as exc:
-        # 10058: the stream exists with other settings -- converge them.
-        if exc.err_code != 10058:
-            raise
-        await js.update_stream(config)
-    try:
-        await js.object_store(names.BUNDLES)
-    except js_errors.BucketNotFoundError:
-        await js.create_object_store(
-            names.BUNDLES,
-            config=api.ObjectStoreConfig(
-                description="Rendered manifests, content-addressed by sha256",
-                storage=api.StorageType.FILE,
-                replicas=replicas,
-            ),
-        )
+    for config in (stream_config(replicas=replicas), bundle_store_config(replicas=replicas)):
+        try:
+            await js.add_stream(config)
+        except js_errors.BadRequestError as exc:
+            # 10058: the stream exists with other settings -- converge them.
+            if exc.err_code != 10058:
+                raise
+            await js.update_stream(config)
     try:
         await js.key_value(LEASES_BUCKET)
     except js_errors.BucketNotFoundError:
@@ -145,6 +171,29 @@ def leases_config(replicas: int = 1) -> api.KeyValueConfig:
         storage=api.StorageType.MEMORY,
         replicas=replicas,
     )
+
+
+class LogNotProvisioned(RuntimeError):
+    """The event stream or the bundle store is missing: nothing here may recreate it."""
+
+
+async def require_provisioned(nc: NatsClient) -> None:
+    """Raise LogNotProvisioned unless WAKE_EVENTS and the WAKE_BUNDLES store both exist.
+
+    A service that created a missing stream would start an empty history where
+    one is expected -- after someone deleted it, or pointed Wake at the wrong
+    server -- and every app would look new. It refuses instead, loudly.
+    """
+    js = nc.jetstream()
+    for stream in (names.STREAM, names.BUNDLES_STREAM):
+        try:
+            await js.stream_info(stream)
+        except js_errors.NotFoundError:
+            raise LogNotProvisioned(
+                f"the stream {stream} does not exist on this NATS server: Wake's log is "
+                "provisioned once, by `wake up`, `wake infra up` or `wake infra provision`; "
+                "run one of them (or restore the stream) -- no service creates an empty one"
+            ) from None
 
 
 _HEADER_NAME_WHITESPACE = re.compile(rb"\s")
@@ -212,6 +261,10 @@ class BundleCorrupt(ValueError):
     pass
 
 
+class BundleSealed(BundleCorrupt):
+    """A sealed bundle read by a process that holds no bundle keyring."""
+
+
 @dataclass(frozen=True, slots=True)
 class Appended:
     """Where an event landed. `duplicate`: it was already there (same event id)."""
@@ -266,6 +319,8 @@ class EventLog:
         self.instance = ""
         self.identity = identity
         """Who this connection authenticated as (events/ownership.py); None: no credentials."""
+        # Set by the process from its settings (`keys.load_keyring`); None stores bundles plain.
+        self.bundle_keys: keys.BundleKeyring | None = None
 
     @property
     def manages(self) -> bool:
@@ -329,6 +384,16 @@ class EventLog:
         return msgspec.structs.replace(event, instance=self.instance)
 
     # --- appending ---------------------------------------------------------------
+
+    def message_limit(self) -> int:
+        """The largest event this log accepts, in encoded bytes.
+
+        The server's max_payload (from its INFO) or the stream's max_msg_size,
+        whichever is smaller, less room for the headers an append adds.
+        """
+        stream_limit = stream_config().max_msg_size or 0
+        limits = [n for n in (self.nc.max_payload, stream_limit) if n and n > 0]
+        return min(limits) - _HEADER_ROOM if limits else 1024 * 1024 - _HEADER_ROOM
 
     async def append(
         self,
@@ -523,7 +588,12 @@ class EventLog:
         return self._bundles
 
     async def put_bundle(self, data: bytes) -> str:
-        """Store a bundle under the sha256 of its bytes; return the digest. Idempotent."""
+        """Store a bundle under the sha256 of its bytes; return the digest. Idempotent.
+
+        With a keyring (`bundle_keys`) the stored bytes are sealed (AES-256-GCM);
+        the name stays the digest of the plaintext, so events name bundles the
+        same way whether or not they are sealed.
+        """
         digest = hashlib.sha256(data).hexdigest()
         store = await self._bundle_store()
         try:
@@ -531,17 +601,63 @@ class EventLog:
             return digest
         except js_errors.ObjectNotFoundError:
             pass
-        await store.put(digest, data)
+        stored = data if self.bundle_keys is None else self.bundle_keys.seal(data, name=digest)
+        await self._put_object(digest, stored)
         return digest
 
+    async def _put_object(self, name: str, data: bytes) -> None:
+        """Write an object as nats-py's `ObjectStore.put` does, minus its roll-up and purge.
+
+        The store's stream refuses both (deny_purge), and a content-addressed
+        object never needs them: its name always means the same bytes. Two
+        writers racing on one name each leave a complete copy, and the last
+        meta message (read by `get`) points at one of them. A put cut short
+        leaves chunks nothing points at; they cannot be purged, and cost only
+        their bytes.
+        """
+        nuid = secrets.token_hex(11)
+        chunk_subject = f"$O.{names.BUNDLES}.C.{nuid}"
+        chunk_bytes = min(_CHUNK_BYTES, self.message_limit())
+        chunks = 0
+        for offset in range(0, len(data), chunk_bytes):
+            await self.js.publish(
+                chunk_subject, data[offset : offset + chunk_bytes], stream=names.BUNDLES_STREAM
+            )
+            chunks += 1
+        info = api.ObjectInfo(
+            name=name,
+            bucket=names.BUNDLES,
+            nuid=nuid,
+            size=len(data),
+            chunks=chunks,
+            mtime=datetime.now(UTC).isoformat(),
+            digest="SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode(),
+            options=api.ObjectMetaOptions(max_chunk_size=chunk_bytes),
+        )
+        meta_subject = f"$O.{names.BUNDLES}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+        await self.js.publish(
+            meta_subject, json.dumps(info.as_dict()).encode(), stream=names.BUNDLES_STREAM
+        )
+
     async def get_bundle(self, digest: str) -> bytes:
-        """The bundle stored under `digest`, checked against it."""
+        """The bundle stored under `digest`, opened if sealed, checked against it."""
         store = await self._bundle_store()
         try:
             result = await store.get(digest)
         except js_errors.ObjectNotFoundError:
             raise BundleNotFound(f"no bundle {digest} in {names.BUNDLES}") from None
         data = result.data or b""
+        if keys.is_sealed(data):
+            if self.bundle_keys is None:
+                raise BundleSealed(
+                    f"bundle {digest} in {names.BUNDLES} is sealed with key "
+                    f"{keys.sealed_key_id(data)!r} and no bundle keyring is configured "
+                    f"(set {env_name('bundle_keyring_file')} or use the data dir of `wake up`)"
+                )
+            try:
+                data = self.bundle_keys.open(data, name=digest)
+            except keys.BundleSealError as exc:
+                raise BundleCorrupt(f"{exc} ({names.BUNDLES})") from None
         if hashlib.sha256(data).hexdigest() != digest:
             raise BundleCorrupt(f"bundle {digest} in {names.BUNDLES} does not match its digest")
         return data

@@ -37,6 +37,7 @@ from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
 
 from events.ownership import ADMIN, OPERATOR
+from services.wiring import keys
 from services.wiring.consumers import ConsumerSettings, Placement, ensure_consumer
 from services.wiring.credentials import (
     CREDENTIALS_DIR,
@@ -57,6 +58,7 @@ from services.wiring.embedded_postgres import EmbeddedPostgres, PostgresError, s
 from services.wiring.eventlog import EventLog, nats_servers, provision
 from services.wiring.locking import LockHeld, lock_exclusively
 from services.wiring.ports import port_is_free
+from services.wiring.private import data_dir_mode, private_dir
 from services.wiring.settings import Settings
 
 ENDPOINTS_FILE = "endpoints.json"
@@ -328,6 +330,10 @@ async def start_infra(
     data_dir, lock_fd = await asyncio.to_thread(_lock_data_dir, Path(data_dir))
     started: list[_Server] = []
     try:
+        try:
+            await asyncio.to_thread(keys.ensure_keys, data_dir)
+        except OSError as exc:
+            raise InfraError(f"cannot write the keys under {data_dir}: {exc}") from None
         for name, port in (("NATS", nats_port), ("PostgreSQL", postgres_port)):
             if port is not None and not port_is_free(port):
                 raise InfraError(f"{name} port 127.0.0.1:{port} is already in use")
@@ -574,8 +580,7 @@ def bus_security(data_dir: Path, *, partitions: int = 1) -> tuple[BusCredentials
 def _lock_data_dir(data_dir: Path) -> tuple[Path, int]:
     """Create and lock `data_dir`; return it resolved and the locked descriptor."""
     try:
-        data_dir = data_dir.resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir = private_dir(data_dir.resolve(), mode=data_dir_mode())
         return data_dir, lock_exclusively(data_dir / LOCK_FILE)
     except LockHeld as held:
         raise DataDirInUse(
@@ -588,7 +593,8 @@ def _lock_data_dir(data_dir: Path) -> tuple[Path, int]:
 def _publish(path: Path, endpoints: Endpoints) -> None:
     """Write `path` atomically: a reader sees the old file, no file, or the whole new one."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("wb") as file:
+    # 0600: it names the servers and the database role's password.
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
         file.write(msgspec.json.format(msgspec.json.encode(endpoints)) + b"\n")
         file.flush()
         os.fsync(file.fileno())

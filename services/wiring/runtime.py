@@ -21,12 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import nats.js.errors as js_errors
 
-from events import names
 from events.envelope import Envelope, new_event
 from events.payloads import Payload
-from services.wiring import telemetry
+from services.wiring import keys, telemetry
 from services.wiring.credentials import (
     CREDENTIALS_DIR,
     ENV_CREDENTIALS,
@@ -34,7 +32,7 @@ from services.wiring.credentials import (
     client_tls,
     load_connect_kwargs,
 )
-from services.wiring.eventlog import EventLog, provision
+from services.wiring.eventlog import EventLog, LogNotProvisioned, require_provisioned
 from services.wiring.leases import SlotLease
 from services.wiring.settings import Settings, SettingsError, require_nats
 
@@ -144,10 +142,14 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
         require_nats(settings), name=f"wake-{name}", credentials=credentials, tls=tls
     )
     log.instance = instance_name(name, settings)
-    if log.manages:
-        await provision(log.nc, replicas=settings.stream_replicas)
-    else:
-        await require_log(log, settings.nats_url)
+    try:
+        # Never provisioned here, not even as the admin (or on a server without
+        # authentication): a missing stream is a refusal, not a new history.
+        await require_provisioned(log.nc)
+        keys.use_install_keys(log, settings)
+    except BaseException:
+        await log.close()
+        raise
     slot = None
     if settings.replicas > 1 and settings.replica_slot < 0:
         # Replicas started alike (a scaled Deployment) pick their slots themselves.
@@ -165,6 +167,13 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
         loop.add_signal_handler(sig, ctx.stop.set)
     logger = logging.getLogger(__name__)
     logger.info("%s starting (NATS %s)", name, settings.nats_url)
+    if log.bundle_keys is None:
+        logger.warning(
+            "no bundle keyring at %s (or WAKE_BUNDLE_KEYRING_FILE): bundles stored by %s are "
+            "not encrypted; `wake infra up` or `wake infra keys DIR` makes one",
+            keys.keyring_path(settings),
+            name,
+        )
     keeping = asyncio.create_task(slot.keep(ctx.stop)) if slot is not None else None
     try:
         await _run_until_stopped(main(ctx), ctx)
@@ -179,8 +188,8 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
         logger.info("%s stopped", name)
 
 
-class LogMissing(RuntimeError):
-    """The stream is not there: a service never makes an empty history in its place."""
+# What `wake run` reports in one line: the log (stream or bundle store) is not provisioned.
+LogMissing = LogNotProvisioned
 
 
 def service_credentials(name: str, settings: Settings) -> dict[str, Any] | None:
@@ -201,17 +210,6 @@ def service_credentials(name: str, settings: Settings) -> dict[str, Any] | None:
         return load_connect_kwargs(path)
     except CredentialsError as exc:
         raise SettingsError(f"{ENV_CREDENTIALS}: {exc}") from None
-
-
-async def require_log(log: EventLog, url: str) -> None:
-    """Raise LogMissing unless the WAKE_EVENTS stream exists."""
-    try:
-        await log.js.stream_info(names.STREAM)
-    except js_errors.NotFoundError:
-        raise LogMissing(
-            f"the stream {names.STREAM} does not exist on {url}: provision it "
-            "as the admin with `wake infra provision` (wake up and wake infra up do so at start)"
-        ) from None
 
 
 async def _run_until_stopped(running: Awaitable[None], ctx: ServiceContext) -> None:

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import msgspec
 
@@ -52,6 +53,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     nats_tls_ca: str = ""
     nats_tls_cert: str = ""
     nats_tls_key: str = ""
+    bundle_keyring_file: str = ""
+    digest_key_file: str = ""
+    database_password_file: str = ""
     instance: str = ""
     partitions: int = 1
     replicas: int = 1
@@ -105,6 +109,12 @@ DESCRIPTIONS: dict[str, str] = {
     "nats_tls_cert": "Certificate of the NATS server `wake up` / `wake infra up` start: with it "
     "(and the key) every client must use TLS.",
     "nats_tls_key": "Private key of that certificate.",
+    "bundle_keyring_file": "Keyring (file, mode 0600) bundles are sealed with (AES-256-GCM); "
+    "default: `<data dir>/keys/bundles.keyring`, made by `wake up` / `wake infra up`.",
+    "digest_key_file": "Key (file, mode 0600) of the HMAC-SHA256 digests that stand for Secret "
+    "values in plans and diffs; default: `<data dir>/keys/digest.key`.",
+    "database_password_file": "File holding the password of database_url's role, for a URL "
+    "that carries none (docker-compose's secret file).",
     "system_namespace": "The namespace Wake runs in: `wake app remove --cascade` never "
     "deletes it (nor kube-system, kube-public, kube-node-lease, default).",
     "instance": "This process's name in the `instance` of the events it appends (default: "
@@ -160,7 +170,30 @@ def load_settings(
     # converge the stream back to one replica.
     if "stream_replicas" not in raw and isinstance(endpoints.get("stream_replicas"), int):
         filled["stream_replicas"] = endpoints["stream_replicas"]
-    return msgspec.structs.replace(settings, **filled) if filled else settings
+    settings = msgspec.structs.replace(settings, **filled) if filled else settings
+    if settings.database_password_file and settings.database_url:
+        settings = msgspec.structs.replace(
+            settings, database_url=with_password(settings.database_url, settings)
+        )
+    return settings
+
+
+def with_password(url: str, settings: Settings) -> str:
+    """`url` with the password of `database_password_file`, unless it carries one already."""
+    parts = urlsplit(url)
+    if parts.password is not None or parts.hostname is None:
+        return url
+    path = Path(settings.database_password_file).expanduser()
+    try:
+        password = path.read_text().strip()
+    except OSError as exc:
+        raise SettingsError(
+            f"{env_name('database_password_file')}: cannot read {path}: {exc.strerror}"
+        ) from None
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[-1]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def read_endpoints(data_dir: Path) -> dict[str, Any]:

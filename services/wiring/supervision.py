@@ -27,6 +27,7 @@ import msgspec
 from services.wiring import infra
 from services.wiring.credentials import CREDENTIALS_DIR, ENV_CREDENTIALS
 from services.wiring.ports import free_port
+from services.wiring.private import data_dir_mode, private_dir
 from services.wiring.runtime import READY_FILE_ENV, SERVICES
 
 log = logging.getLogger(__name__)
@@ -288,12 +289,10 @@ async def start_wake(
     `replicas`: processes per service; they split the apps between them
     (`consumers.py`), replica i of n named `<service>` for i = 0, else `<service>-<i+1>`.
     """
-    data_dir = Path(data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    run_dir = data_dir / "run"
-    run_dir.mkdir(exist_ok=True)
+    data_dir = private_dir(Path(data_dir).resolve(), mode=data_dir_mode())
+    run_dir = private_dir(data_dir / "run")
     if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(log_dir)
     infrastructure = await infra.start_infra(
         data_dir,
         publish=False,
@@ -312,8 +311,8 @@ async def start_wake(
             "WAKE_DATA_DIR": str(data_dir),
             "WAKE_NATS_URL": infrastructure.endpoints.nats_url,
             "WAKE_DATABASE_URL": infrastructure.endpoints.database_url,
-            # Every service converges the stream to its setting at start: it must
-            # be the cluster's, or the first service would shrink an R3 stream.
+            # The cluster's replicas, for every process that reads the setting
+            # (services no longer provision: `wake up` did, above).
             infra.ENV_STREAM_REPLICAS: str(infrastructure.endpoints.stream_replicas),
         }
         if sandbox:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from events.payloads import ResourceHealth, ResourceRef
-from services.applier.health import aggregate, assess, timed_out, unjudged
+from services.resources.health import aggregate, assess, timed_out, unjudged
 
 
 def ref(kind: str, api_version: str = "apps/v1") -> ResourceRef:

@@ -21,7 +21,7 @@ from events.payloads import (
     ResourceRef,
 )
 from services.applier import admission
-from services.applier.ordering import InvalidWave, order_key, prune_order, wave_of
+from services.resources.ordering import InvalidWave, order_key, prune_order, wave_of
 
 # --- ordering --------------------------------------------------------------------------
 
@@ -116,7 +116,7 @@ class Log:
     def history(self) -> admission.AppHistory:
         return admission.AppHistory.of(self.events)
 
-    def plan(self, reason: str = "revision") -> Envelope:
+    def plan(self, reason: str = "revision", desired_seq: int = 0) -> Envelope:
         created = new_event(
             PlanCreated(plan_id="", commit=COMMIT, bundle_digest=BUNDLE, changes=[], reason=reason),
             app=APP,
@@ -130,6 +130,7 @@ class Log:
             bundle_digest=BUNDLE,
             changes=[],
             reason=reason,
+            desired_seq=desired_seq,
         )
         return self.add(
             new_event(
@@ -240,6 +241,22 @@ def test_a_plan_older_than_a_started_one_is_skipped() -> None:
     decision = decide(log, log.approve(old_plan))
     assert isinstance(decision, admission.Skip)
     assert "older" in decision.reason
+
+
+def test_plans_are_ordered_by_their_revisions_detection_not_by_their_place_in_the_log() -> None:
+    # Revision A detected at 1, B at 2; B's plan is appended and applied first,
+    # A's plan only afterwards (a planner that stalled): A's is the older plan.
+    log = Log()
+    log.add(new_event(PlanRejected(plan_id="filler", reason=""), app=APP, actor="t"))
+    b_plan = log.plan(desired_seq=2)
+    log.finish(log.start(log.approve(b_plan)))
+    a_plan = log.plan(desired_seq=1)
+    decision = decide(log, log.approve(a_plan))
+    assert isinstance(decision, admission.Skip)
+    assert f"older than plan {b_plan.payload.plan_id}" in decision.reason
+    # while a revision detected after B applies
+    c_plan = log.plan(desired_seq=log.events[-1][0] + 1)
+    assert isinstance(decide(log, log.approve(c_plan)), admission.Start)
 
 
 def test_a_self_heal_applied_after_a_plan_does_not_make_it_older() -> None:

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from events.payloads import ResourceRef
-from services.applier.ordering import InvalidWave, wave_of
-from services.applier.phases import (
+from services.resources.ordering import InvalidWave, wave_of
+from services.resources.phases import (
     BEFORE_HOOK_CREATION,
     HOOK_FAILED,
     HOOK_SUCCEEDED,

@@ -21,8 +21,10 @@ _SESSION = textwrap.dedent("""
     async def test_first(postgres_url, postgres_server, tmp_path_factory):
         conn = await asyncpg.connect(postgres_url)
         try:
-            await conn.execute("CREATE TABLE seen (n int)")
-            await conn.execute("INSERT INTO seen VALUES (1)")
+            # The service role: it makes schemas of its own (not in `public`)
+            await conn.execute("CREATE SCHEMA fixture_check")
+            await conn.execute("CREATE TABLE fixture_check.seen (n int)")
+            await conn.execute("INSERT INTO fixture_check.seen VALUES (1)")
         finally:
             await conn.close()
         (tmp_path_factory.getbasetemp().parent / "pid").write_text(str(postgres_server.pid))
@@ -32,7 +34,7 @@ _SESSION = textwrap.dedent("""
     async def test_second_shares_the_server(postgres_url):
         conn = await asyncpg.connect(postgres_url)
         try:
-            assert await conn.fetchval("SELECT count(*) FROM seen") == 1
+            assert await conn.fetchval("SELECT count(*) FROM fixture_check.seen") == 1
         finally:
             await conn.close()
 """)

@@ -24,7 +24,7 @@ from events.payloads import (
     RenderedResource,
     ResourceRef,
 )
-from services.planner.labels import with_inventory_labels
+from services.resources.labels import with_inventory_labels
 from services.sandbox import Sandbox
 from services.wiring.eventlog import EventLog, StoredEvent
 from services.wiring.kube import Kube

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from events.payloads import IgnoreRule, ResourceRef
-from services.planner.differences import (
+from services.planner.planning import change_for
+from services.resources.differences import (
     changed_pointers,
     comparable,
     ignored_pointers,
     parse_pointer,
     without_pointers,
 )
-from services.planner.planning import change_for
 
 DEPLOY = ResourceRef(api_version="apps/v1", kind="Deployment", name="web", namespace="shop")
 

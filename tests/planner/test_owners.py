@@ -23,8 +23,8 @@ from events.payloads import (
     ResourceRef,
 )
 from services.applier.service import Applier
-from services.planner.labels import APP_LABEL
 from services.planner.service import Planner
+from services.resources.labels import APP_LABEL
 from services.sandbox import Sandbox
 from services.wiring.embedded_nats import EmbeddedNats
 from services.wiring.eventlog import EventLog

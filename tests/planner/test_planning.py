@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 from typing import Any
 
 import msgspec
 
+from events import redaction
 from events.payloads import (
     ApprovalRequested,
     AppSpec,
@@ -17,9 +17,7 @@ from events.payloads import (
     ResourceError,
     ResourceRef,
 )
-from services.planner import namespaces, policy
-from services.planner.desired import crd_scopes, prepare
-from services.planner.labels import inventory_labels, is_labelled_for, with_inventory_labels
+from services.planner import policy
 from services.planner.planning import (
     Refusal,
     change_for,
@@ -28,6 +26,9 @@ from services.planner.planning import (
     prune_candidates,
     summary,
 )
+from services.resources import namespaces
+from services.resources.desired import crd_scopes, prepare
+from services.resources.labels import inventory_labels, is_labelled_for, with_inventory_labels
 
 COMMIT = "3f1e9a4c2b7d8e6f0a1b2c3d4e5f60718293a4b5"
 BUNDLE = "0" * 64
@@ -166,7 +167,9 @@ def secret(**data: str) -> dict[str, Any]:
 
 
 def short(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:8]
+    # Keyed with this process's digest key (events.redaction): an unsalted
+    # sha256 of a weak value could be confirmed offline.
+    return redaction.secret_digest(value)
 
 
 def test_a_changed_secret_shows_as_changed_without_either_value() -> None:
@@ -176,8 +179,8 @@ def test_a_changed_secret_shows_as_changed_without_either_value() -> None:
     )
     assert change.action == "update"
     assert old not in change.diff and new not in change.diff
-    assert f"-  password: <redacted sha256:{short(old)}>" in change.diff
-    assert f"+  password: <redacted sha256:{short(new)}>" in change.diff
+    assert f"-  password: <redacted hmac-sha256:{short(old)}>" in change.diff
+    assert f"+  password: <redacted hmac-sha256:{short(new)}>" in change.diff
     assert '{"secret":"x"}' not in change.diff  # the last-applied annotation is gone too
 
 
@@ -187,7 +190,7 @@ def test_a_new_secret_shows_keys_not_values() -> None:
     change = change_for(desired, None, None)
     assert change.action == "create"
     assert "c2VjcmV0LXRva2Vu" not in change.diff and "hunter2" not in change.diff
-    assert f"+  plain: <redacted sha256:{short('hunter2')}>" in change.diff
+    assert f"+  plain: <redacted hmac-sha256:{short('hunter2')}>" in change.diff
 
 
 def test_an_unchanged_secret_has_no_diff() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from events.envelope import Envelope
+from events.envelope import Envelope, derived_event_id
 from events.payloads import (
     ApplySucceeded,
     ApprovalRequested,
@@ -88,12 +88,19 @@ async def test_two_plans_made_at_once_leave_one_awaiting_approval(
     renders = [await scenario.render([namespace()], label=label) for label in ("a", "b", "c")]
     # When three planners (replicas) plan them at the same time
     await asyncio.gather(*(handle(scenario, kube, rendered) for rendered in renders))
-    # Then every plan but one is superseded: the conditional append let one plan
-    # at a time see the others
+    # Then only the newest revision's plan awaits approval: the conditional
+    # append (on the app's PlanCreated subject, with backoff) let one plan at a
+    # time see the others, and each older revision was superseded -- as a plan
+    # awaiting approval, or before it was planned if the newer plan came first
     plans = [e.payload.plan_id for e in await scenario.events(PlanCreated.event_type)]
-    superseded = [e.payload.plan_id for e in await scenario.events(PlanSuperseded.event_type)]
-    assert len(plans) == 3
-    assert sorted(superseded) == sorted(plans[:-1])
+    superseded = [e.payload for e in await scenario.events(PlanSuperseded.event_type)]
+    would_be = [derived_event_id(r.event_id, PlanCreated.event_type) for r in renders]
+    assert set(plans) - {s.plan_id for s in superseded} == {would_be[-1]}
+    assert {s.plan_id for s in superseded} == set(would_be[:-1])
+    # each by the plan of a revision rendered after it
+    assert all(would_be.index(s.superseded_by) > would_be.index(s.plan_id) for s in superseded)
+    # an unplanned revision's record names its commit
+    assert all(s.commit for s in superseded if s.plan_id not in plans)
 
 
 async def test_a_rollback_is_planned_from_the_stored_bundle_without_git(

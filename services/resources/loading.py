@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from events.bundle import Bundle, InvalidBundle, Resource, decode_bundle, ref_of, resource_digest
 from events.payloads import ResourceRef
-from services.planner.desired import crd_scopes, group_of, prepare
+from services.resources.desired import crd_scopes, group_of, prepare
 from services.wiring.eventlog import EventLog
 from services.wiring.kube import Kube, KubeError, KubeUnreachable
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from services.planner.labels import with_inventory_labels
+from services.resources.labels import with_inventory_labels
 
 Resource = dict[str, Any]
 

@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from events.payloads import PlanCreated, ResourceRef
-from services.applier.ordering import WAVE_ANNOTATION
-from services.planner.ownership import owner_of
+from services.resources.ordering import WAVE_ANNOTATION
+from services.resources.ownership import owner_of
 
 Resource = dict[str, Any]
 

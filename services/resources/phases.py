@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 from events.payloads import ResourceRef
-from services.applier import health
-from services.applier.ordering import InvalidWave, wave_of
+from services.resources import health
+from services.resources.ordering import InvalidWave, wave_of
 
 Resource = dict[str, Any]
 

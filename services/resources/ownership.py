@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from events.payloads import ResourceRef
-from services.planner.labels import APP_LABEL
+from services.resources.labels import APP_LABEL
 
 Resource = dict[str, Any]
 

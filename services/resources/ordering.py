@@ -18,6 +18,10 @@ The sort key of a resource is (wave, kind rank, kind, namespace, name):
   after), then every other kind alphabetically by kind name (custom
   resources, whose CRDs came first).
 
+Resources of one wave are applied concurrently tier by tier (`apply_tier`):
+Namespaces, then CRDs, then what workloads read (RBAC, Secrets, ConfigMaps,
+storage), then Services, workloads and Ingresses, then custom resources.
+
 Prunes run after every apply, in exactly the reverse order: workloads go
 before the config they read, Namespaces and CRDs last.
 """
@@ -106,6 +110,25 @@ def wave_of(resource: Mapping[str, Any], ref: ResourceRef) -> int:
 def kind_rank(kind: str) -> int:
     """Position of `kind` in KIND_ORDER; every other kind ranks after all of them."""
     return _RANK.get(kind, _OTHER_KINDS)
+
+
+# Within a wave, the applier sends a tier's resources at once and the next
+# tier only after: what others need to exist (Namespaces; CRDs), then what
+# workloads read (policies, accounts, Secrets, ConfigMaps, storage, RBAC),
+# then Services, workloads and Ingresses, then custom resources. Within a tier
+# nothing waits for anything (gitops-engine runs a wave's tasks concurrently too).
+_TIER_STARTS = (
+    kind_rank("CustomResourceDefinition"),
+    kind_rank("NetworkPolicy"),
+    kind_rank("Service"),
+    _OTHER_KINDS,
+)
+
+
+def apply_tier(kind: str) -> int:
+    """Which tier of a wave `kind` is applied in (0: Namespaces first; see `_TIER_STARTS`)."""
+    rank = kind_rank(kind)
+    return sum(1 for start in _TIER_STARTS if rank >= start)
 
 
 def order_key(ref: ResourceRef, wave: int = 0) -> OrderKey:

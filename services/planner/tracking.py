@@ -1,0 +1,118 @@
+"""What the planner knows of one app, folded event by event from the log. Pure.
+
+The planner's shell follows the log (services/catalog/following.py) and folds
+each event of `FOLLOWED_TYPES` into the app's `AppState`; a handler then
+decides from that state, never re-reading the app's history.
+
+Per-app order (DESIGN §2): a revision is ordered by where its RevisionDetected
+is in the log, a rollback by where its RollbackRequested is -- never by where
+a later event (its render, its plan) landed. `newer_than` answers "was a
+revision detected after this one already planned?"; if so this one is moot:
+the planner records it superseded (a PlanSuperseded naming the commit and the
+plan that made it moot) instead of planning it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from events.envelope import Envelope
+from events.payloads import (
+    ApplyStarted,
+    ApplySucceeded,
+    DriftDetected,
+    ManifestsRendered,
+    PlanApproved,
+    PlanCreated,
+    PlanRejected,
+    PlanSuperseded,
+    RevisionDetected,
+    RollbackRequested,
+    SyncRequested,
+)
+from services.catalog.revisions import AppliedRevision
+from services.planner import policy
+
+# The events a planner decides on.
+FOLLOWED_TYPES = (
+    RevisionDetected.event_type,
+    PlanCreated.event_type,
+    PlanApproved.event_type,
+    PlanRejected.event_type,
+    PlanSuperseded.event_type,
+    ApplyStarted.event_type,
+    ApplySucceeded.event_type,
+    SyncRequested.event_type,
+)
+# The events it handles: followed too (not folded), so that a handler can wait
+# until the state has reached its own event.
+INPUT_TYPES = (
+    ManifestsRendered.event_type,
+    RollbackRequested.event_type,
+    DriftDetected.event_type,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """The newest plan of the app by desired order (see `order`)."""
+
+    order: int
+    plan_id: str
+    commit: str
+
+
+@dataclass
+class AppState:
+    """One app's revisions, plans and applies, as far as the log has been followed."""
+
+    # RevisionDetected event id -> its stream sequence: a render's order.
+    detected: dict[str, int] = field(default_factory=dict)
+    # Every plan id the log holds, planned or superseded before planning.
+    plan_ids: set[str] = field(default_factory=set)
+    # Plans awaiting approval, in log order (dict as an ordered set).
+    awaiting: dict[str, None] = field(default_factory=dict)
+    newest: Planned | None = None
+    # The sequence of the app's last PlanCreated: plans are appended expecting it.
+    last_plan_seq: int = 0
+    applied: policy.Applied = field(
+        default_factory=lambda: policy.Applied(commits=frozenset(), pin=None)
+    )
+    applies: list[AppliedRevision] = field(default_factory=list)
+
+    def add(self, seq: int, event: Envelope) -> None:
+        payload = event.payload
+        if isinstance(payload, RevisionDetected):
+            self.detected[event.event_id] = seq
+        elif isinstance(payload, PlanCreated):
+            self.plan_ids.add(payload.plan_id)
+            self.last_plan_seq = seq
+            if payload.needs_approval:
+                self.awaiting[payload.plan_id] = None
+            if payload.reason != "drift":
+                order = payload.desired_seq or seq
+                if self.newest is None or order > self.newest.order:
+                    self.newest = Planned(order, payload.plan_id, payload.commit)
+        elif isinstance(payload, PlanSuperseded):
+            self.plan_ids.add(payload.plan_id)
+            self.awaiting.pop(payload.plan_id, None)
+        elif isinstance(payload, PlanApproved | PlanRejected | ApplyStarted):
+            self.awaiting.pop(payload.plan_id, None)
+        elif isinstance(payload, ApplySucceeded | SyncRequested):
+            self.applied = policy.fold_applied(self.applied, payload)
+            if isinstance(payload, ApplySucceeded):
+                self.applies.append(AppliedRevision(seq, event, payload))
+
+    def order_of_render(self, rendered: Envelope, seq: int) -> int:
+        """A render's place in the app's order: its RevisionDetected's sequence.
+
+        A render whose RevisionDetected is not in the log (made by hand, or by
+        a test) is ordered by its own place.
+        """
+        return self.detected.get(rendered.causation_id or "", seq)
+
+    def newer_than(self, order: int) -> Planned | None:
+        """The plan of a revision (or rollback) after `order`, if one was made."""
+        if self.newest is not None and self.newest.order > order:
+            return self.newest
+        return None
