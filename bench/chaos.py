@@ -1,6 +1,6 @@
 """Chaos: commits in bursts to many apps while service processes are SIGKILLed; what broke.
 
-    PYTHONPATH=. python bench/chaos.py [--apps 20] [--commits 100] [--kill-every 2]
+    python bench/chaos.py [--apps 20] [--commits 100] [--kill-every 2]
         [--replicas 2] [--nats-cluster 3] [--no-kill-postgres] [--seed N]
 
 The run of tests/chaos/test_chaos.py (its harness, tests/chaos/harness.py) at
@@ -21,6 +21,10 @@ import random
 import sys
 import tempfile
 from pathlib import Path
+
+# The harness is the chaos suite's (tests/ is not an installed package): one
+# run, two sizes, the same checks.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.chaos.harness import ChaosConfig, run_chaos
 

@@ -214,7 +214,7 @@ def app_files(app: str, generation: int) -> dict[str, str]:
     }
 
 
-def _bursts(config: ChaosConfig, apps: list[str], rng: random.Random) -> list[list[list[str]]]:
+def plan_bursts(config: ChaosConfig, apps: list[str], rng: random.Random) -> list[list[list[str]]]:
     """The commits, as bursts of 1-3 commits, each commit a random subset of the apps.
 
     A burst's commits overlap on purpose (the subset of the first, give or
@@ -288,7 +288,7 @@ class _Chaos:
                 self._kill(name, pid)
 
     async def committer(self, repo: SampleRepo, generations: dict[str, int]) -> None:
-        bursts = _bursts(self.config, sorted(generations), self.rng)
+        bursts = plan_bursts(self.config, sorted(generations), self.rng)
         self.run.bursts = len(bursts)
         for burst in bursts:
             for i, apps in enumerate(burst):
@@ -460,7 +460,10 @@ async def run_chaos(root: Path, config: ChaosConfig, *, say=print) -> ChaosRun:
         quiet_since: list[tuple[int, float]] = []  # (last seq, since when) while idle
 
         async def converged() -> bool:
-            idle = await _consumers_idle(log)
+            # Every service is back (a service killed often waits out its
+            # restart backoff, up to 30 s) and none has anything left to handle.
+            up = all(c.exited() is None and c.is_ready() for c in running.services.values())
+            idle = up and await _consumers_idle(log)
             if idle and not await _stale_in_cluster(kube, generations):
                 events = await _read_all(log, run)
                 run.undecodable.clear()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from datetime import UTC, datetime
 
 from events import new_event
 from events import payloads as p
 from events.envelope import Envelope
-from tests.chaos import invariants
+from tests.chaos import harness, invariants
 
 APP = "shop"
 WHEN = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -254,3 +255,17 @@ def test_missing_sequences_are_gaps() -> None:
     assert findings.gaps == [(2, 2)]
     assert findings.missing == 1
     assert findings.problems() == ["sequence gap: 2..2"]
+
+
+def test_the_commits_come_in_bursts_of_overlapping_subsets_replayable_by_seed() -> None:
+    config = harness.ChaosConfig(apps=20, commits=100, seed=7)
+    apps = harness.app_names(config.apps)
+    bursts = harness.plan_bursts(config, apps, random.Random(config.seed))
+    assert sum(len(burst) for burst in bursts) == 100
+    assert {len(burst) for burst in bursts} <= {1, 2, 3}
+    assert len(bursts) < 100  # some commits do come in bursts
+    for burst in bursts:
+        assert all(commit and set(commit) <= set(apps) for commit in burst)
+        # A burst's commits change (nearly) the same apps: several revisions of one app.
+        assert all(len(set(burst[0]) & set(commit)) >= len(burst[0]) - 1 for commit in burst)
+    assert harness.plan_bursts(config, apps, random.Random(config.seed)) == bursts
