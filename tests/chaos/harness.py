@@ -127,6 +127,7 @@ class ChaosRun:
     commits_seconds: float = 0.0
     converge_seconds: float = 0.0
     converged: bool = False
+    stuck: bool = False
     stale_in_cluster: list[str] = field(default_factory=list)
     undecodable: list[str] = field(default_factory=list)
     findings: invariants.Findings | None = None
@@ -140,7 +141,8 @@ class ChaosRun:
 
     def problems(self) -> list[str]:
         """Everything that broke; empty for a run that kept every invariant."""
-        lines = [f"cluster: {stale}" for stale in self.stale_in_cluster]
+        lines = [] if self.converged else [self.convergence()]
+        lines += [f"cluster: {stale}" for stale in self.stale_in_cluster]
         lines += [f"undecodable event: {u}" for u in self.undecodable]
         if self.findings is None:
             lines.append("the log was not read")
@@ -149,6 +151,16 @@ class ChaosRun:
         if not self.replay_passed:
             lines.append(f"wake replay --verify exited {self.replay_code}:\n{self.replay_output}")
         return lines
+
+    def convergence(self) -> str:
+        if self.converged:
+            return f"converged {self.converge_seconds:.1f} s after the last commit"
+        if self.stuck:
+            return (
+                f"NOT converged: stuck {self.converge_seconds:.1f} s after the last commit "
+                f"(every service up and idle, nothing appended for {QUIET:g} s)"
+            )
+        return f"NOT converged within {self.config.converge_timeout:g} s after the last commit"
 
     def report(self) -> str:
         """The run's figures, as bench/chaos.py prints them and a failed test shows them."""
@@ -167,11 +179,7 @@ class ChaosRun:
         if self.server_restarts:
             lines.append(f"server restarts: {dict(sorted(self.server_restarts.items()))}")
         lines += [f"note: {note}" for note in self.notes]
-        lines.append(
-            f"converged {self.converge_seconds:.1f} s after the last commit"
-            if self.converged
-            else f"NOT converged within {c.converge_timeout:g} s after the last commit"
-        )
+        lines.append(self.convergence())
         f = self.findings
         if f is not None:
             counts = f.counts
@@ -478,9 +486,6 @@ async def run_chaos(root: Path, config: ChaosConfig, *, say=print) -> ChaosRun:
                 quiet_since[:] = [(last_seq, time.monotonic())] if idle else []
                 return False
             if time.monotonic() - quiet_since[0][1] > QUIET:
-                run.notes.append(
-                    f"gave up waiting: nothing appended and every consumer idle for {QUIET:g} s"
-                )
                 raise _Stuck
             return False
 
@@ -490,7 +495,7 @@ async def run_chaos(root: Path, config: ChaosConfig, *, say=print) -> ChaosRun:
                 "convergence", converged, supervising, config.converge_timeout, every=1.0
             )
         except _Stuck:
-            run.converged = False
+            run.stuck = True
         run.converge_seconds = time.monotonic() - settled
         run.stale_in_cluster = await _stale_in_cluster(kube, generations)
         events = await _read_all(log, run)

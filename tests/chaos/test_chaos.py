@@ -54,9 +54,8 @@ async def test_wake_keeps_its_invariants_under_chaos(tmp_path: Path) -> None:
     assert servers_killed == expected, report
 
     # Every invariant held.
-    assert run.findings is not None
-    assert run.converged, report
     assert run.problems() == [], report + "\n" + "\n".join(run.problems())
+    assert run.converged and run.findings is not None
     assert run.findings.counts["ApplySucceeded"] >= config.apps, report
     if run.replicas > 1 and run.findings.instances:
         # Each app is owned by one replica at a time, and the apps are split.
