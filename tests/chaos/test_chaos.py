@@ -40,6 +40,10 @@ async def test_wake_keeps_its_invariants_under_chaos(tmp_path: Path) -> None:
     report = run.report()
     print(report)
 
+    # Every invariant held.
+    assert run.problems() == [], report + "\n" + "\n".join(run.problems())
+    assert run.converged and run.findings is not None
+
     # The chaos happened: a kill every 2 s while the commits flowed, each one
     # restarted by the supervisor, and the servers this Wake can survive.
     assert len(run.kills) >= int(run.commits_seconds / config.kill_every) - 1, report
@@ -52,10 +56,6 @@ async def test_wake_keeps_its_invariants_under_chaos(tmp_path: Path) -> None:
     if run.capabilities.server_restarts:
         expected.add("postgres")
     assert servers_killed == expected, report
-
-    # Every invariant held.
-    assert run.problems() == [], report + "\n" + "\n".join(run.problems())
-    assert run.converged and run.findings is not None
     assert run.findings.counts["ApplySucceeded"] >= config.apps, report
     if run.replicas > 1 and run.findings.instances:
         # Each app is owned by one replica at a time, and the apps are split.
