@@ -30,19 +30,57 @@ def infra() -> None:
 @_DATA_DIR
 @click.option("--nats-port", type=click.IntRange(1, 65535), help="Default: a free port.")
 @click.option("--postgres-port", type=click.IntRange(1, 65535), help="Default: a free port.")
-def up(data_dir: Path, nats_port: int | None, postgres_port: int | None) -> None:
+@click.option(
+    "--nats-cluster",
+    type=click.IntRange(1, 7),
+    default=1,
+    show_default=True,
+    help="NATS nodes: more than one runs a JetStream cluster on loopback (ports of its "
+    "own, --nats-port unused) with the stream and object store replicated on every node.",
+)
+@click.option(
+    "--server-restarts",
+    type=click.IntRange(0),
+    default=5,
+    show_default=True,
+    envvar="WAKE_SERVER_RESTARTS",
+    show_envvar=True,
+    help="Attempts in a row at restarting a server that died before giving up.",
+)
+def up(
+    data_dir: Path,
+    nats_port: int | None,
+    postgres_port: int | None,
+    nats_cluster: int,
+    server_restarts: int,
+) -> None:
     """Start NATS (JetStream) and PostgreSQL on 127.0.0.1 and keep them up until Ctrl-C.
 
     Creates the WAKE_EVENTS stream and the WAKE_BUNDLES object store, then
     publishes the servers' URLs in DATA_DIR/endpoints.json for other `wake`
-    commands (and `wake infra env`). SIGINT or SIGTERM stops both cleanly.
+    commands (and `wake infra env`). A server that dies is restarted with
+    backoff; one that cannot be brought back stops both (exit code 1).
+    SIGINT or SIGTERM stops both cleanly.
     """
+
+    if nats_cluster > 1 and nats_port is not None:
+        raise click.UsageError(
+            "--nats-port is the port of a single NATS server; with --nats-cluster each node "
+            "gets free ports of its own (see endpoints.json)"
+        )
 
     def on_ready(running: infra_wiring.RunningInfra) -> None:
         endpoints = running.endpoints
         click.echo(f"Wake infrastructure is up in {running.data_dir}")
-        click.echo(f"  NATS        {endpoints.nats_url}  (pid {endpoints.nats_pid})")
-        click.echo("              stream WAKE_EVENTS, object store WAKE_BUNDLES")
+        if endpoints.nats_pids:
+            for url, pid in zip(endpoints.nats_url.split(","), endpoints.nats_pids, strict=True):
+                click.echo(f"  NATS        {url}  (pid {pid})")
+        else:
+            click.echo(f"  NATS        {endpoints.nats_url}  (pid {endpoints.nats_pid})")
+        click.echo(
+            "              stream WAKE_EVENTS, object store WAKE_BUNDLES"
+            f" (replicas {endpoints.stream_replicas})"
+        )
         click.echo(f"  PostgreSQL  {endpoints.database_url}  (pid {endpoints.postgres_pid})")
         click.echo(f"  endpoints   {running.data_dir / infra_wiring.ENDPOINTS_FILE}")
         click.echo("Press Ctrl-C to stop.")
@@ -56,6 +94,8 @@ def up(data_dir: Path, nats_port: int | None, postgres_port: int | None) -> None
                 data_dir,
                 nats_port=nats_port,
                 postgres_port=postgres_port,
+                nats_cluster=nats_cluster,
+                restart_attempts=server_restarts,
                 on_ready=on_ready,
                 on_stopping=on_stopping,
             )
@@ -114,3 +154,4 @@ def env(data_dir: Path) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(f"export {infra_wiring.ENV_NATS_URL}={shlex.quote(endpoints.nats_url)}")
     click.echo(f"export {infra_wiring.ENV_DATABASE_URL}={shlex.quote(endpoints.database_url)}")
+    click.echo(f"export {infra_wiring.ENV_STREAM_REPLICAS}={endpoints.stream_replicas}")

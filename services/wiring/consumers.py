@@ -37,6 +37,15 @@ DEFAULT_BACKOFF: tuple[float, ...] = (5.0, 15.0, 60.0, 180.0, 300.0)
 
 Handler = Callable[[StoredEvent], Awaitable[None]]
 
+# What a fetch fails with while NATS is away or a cluster elects a new leader
+# for the consumer (a node died): the consumer is durable, so wait and ask again.
+_LOG_AWAY = (
+    js_errors.ServiceUnavailableError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionReconnectingError,
+)
+_RETRY_FETCH = 0.5
+
 
 class Deferred(Exception):
     """Raised by a handler whose message is not due yet: redeliver it in `seconds`.
@@ -126,6 +135,7 @@ async def consume(
     await ensure_consumer(event_log, settings)
     subscription = await event_log.js.pull_subscribe_bind(settings.name, stream=names.STREAM)
     lanes = _Lanes(event_log, settings, handler) if settings.concurrency > 1 else None
+    away = False
     try:
         while not stop.is_set():
             try:
@@ -133,7 +143,22 @@ async def consume(
             except (nats.errors.TimeoutError, TimeoutError):
                 # No message within the second (nats-py raises either type); look
                 # at `stop` and ask again.
+                messages = []
+            except _LOG_AWAY as exc:
+                if not away:
+                    log.warning(
+                        "%s: the log is unavailable (%s); asking again every %.1fs",
+                        settings.name,
+                        type(exc).__name__,
+                        _RETRY_FETCH,
+                    )
+                    away = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _RETRY_FETCH)
                 continue
+            if away and event_log.nc.is_connected:
+                log.info("%s: the log is available again", settings.name)
+                away = False
             for message in messages:
                 if settings.concurrency <= 1:
                     await _handle(event_log, settings, handler, message)

@@ -51,15 +51,39 @@ def nats_server_binary() -> str:
     return found
 
 
+_CLUSTER_NODE_CONFIG = """\
+listen: {host}:{port}
+server_name: wake-n{index}
+max_payload: 8MB
+jetstream {{
+  store_dir: "{store_dir}"
+  sync_interval: always
+  domain: wake
+}}
+cluster {{
+  name: wake
+  listen: {host}:{cluster_port}
+  routes: [{routes}]
+}}
+"""
+
+
 @dataclass
 class EmbeddedNats:
+    """One nats-server process; `restart()` starts it again on the same config and port."""
+
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    config_path: Path | None = None
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def nodes(self) -> list[EmbeddedNats]:
+        return [self]
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after `timeout`) and wait for it."""
@@ -71,6 +95,52 @@ class EmbeddedNats:
         except subprocess.TimeoutExpired:
             self.process.kill()
             await asyncio.to_thread(self.process.wait)
+
+    async def restart(self, *, timeout: float = 20.0, jetstream: bool = True) -> None:
+        """Start the server again (after it died) on the same config, store and port.
+
+        Clients keep their URL: nats-py reconnects to it on its own. Raises
+        NatsStartError if it exits or does not serve within `timeout`.
+        """
+        if self.config_path is None:
+            raise NatsStartError(f"nats-server {self.url} was not started by Wake; cannot restart")
+        await self.stop()
+        self.process = _launch(self.config_path, self.log_path)
+        await _wait_serving(self, timeout=timeout, jetstream=jetstream)
+
+
+@dataclass
+class EmbeddedNatsCluster:
+    """Nodes of one JetStream cluster on loopback, each its own process and store."""
+
+    nodes: list[EmbeddedNats]
+
+    @property
+    def url(self) -> str:
+        """Every node's URL, comma-separated (see `services.wiring.eventlog.nats_servers`)."""
+        return ",".join(node.url for node in self.nodes)
+
+    @property
+    def pid(self) -> int:
+        return self.nodes[0].pid
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        await asyncio.gather(*(node.stop(timeout) for node in self.nodes))
+
+
+def _launch(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        # Popen, not asyncio's subprocesses: the server must outlive any one event
+        # loop (the CLI hands it from start-up to the supervisor), and starting
+        # it does not block for long.
+        return subprocess.Popen(
+            [nats_server_binary(), "-c", str(config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Its own process group: a Ctrl-C meant for `wake` must not reach the
+            # server before `wake` has stopped the services that write to it.
+            start_new_session=True,
+        )
 
 
 async def start_nats(
@@ -88,20 +158,76 @@ async def start_nats(
     config_path = nats_dir / "nats-server.conf"
     config_path.write_text(_CONFIG.format(host=host, port=port, store_dir=store_dir))
     log_path = nats_dir / "nats-server.log"
-    with log_path.open("ab") as log:
-        # Popen, not asyncio's subprocesses: the server must outlive any one event
-        # loop (the CLI hands it from start-up to the supervisor), and starting
-        # it does not block for long.
-        process = subprocess.Popen(  # noqa: ASYNC220
-            [nats_server_binary(), "-c", str(config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            # Its own process group: a Ctrl-C meant for `wake` must not reach the
-            # server before `wake` has stopped the services that write to it.
-            start_new_session=True,
-        )
-    url = f"nats://{host}:{port}"
-    server = EmbeddedNats(url=url, process=process, log_path=log_path)
+    server = EmbeddedNats(
+        url=f"nats://{host}:{port}",
+        process=_launch(config_path, log_path),
+        log_path=log_path,
+        config_path=config_path,
+    )
+    await _wait_serving(server, timeout=timeout)
+    return server
+
+
+async def start_nats_cluster(
+    data_dir: Path, *, nodes: int = 3, host: str = "127.0.0.1", timeout: float = 30.0
+) -> EmbeddedNatsCluster:
+    """Start a JetStream cluster of `nodes` servers on loopback under `data_dir/nats-cluster`.
+
+    Node i stores under `nats-cluster/n<i>/jetstream`, serves clients on a port
+    of its own and routes to every other node. Ready means every node serves
+    clients and the cluster has elected its JetStream meta leader (a stream of
+    `nodes` replicas can be created). On failure every node started is stopped.
+    """
+    if nodes < 1:
+        raise NatsStartError(f"a NATS cluster needs at least one node, not {nodes}")
+    root = Path(data_dir) / "nats-cluster"
+    ports = [(free_port(host), free_port(host)) for _ in range(nodes)]
+    started: list[EmbeddedNats] = []
+    try:
+        for index, (port, cluster_port) in enumerate(ports, start=1):
+            node_dir = root / f"n{index}"
+            store_dir = node_dir / "jetstream"
+            store_dir.mkdir(parents=True, exist_ok=True)
+            routes = ", ".join(
+                f"nats-route://{host}:{other}" for _, other in ports if other != cluster_port
+            )
+            config_path = node_dir / "nats-server.conf"
+            config_path.write_text(
+                _CLUSTER_NODE_CONFIG.format(
+                    host=host,
+                    port=port,
+                    index=index,
+                    store_dir=store_dir,
+                    cluster_port=cluster_port,
+                    routes=routes,
+                )
+            )
+            log_path = node_dir / "nats-server.log"
+            started.append(
+                EmbeddedNats(
+                    url=f"nats://{host}:{port}",
+                    process=_launch(config_path, log_path),
+                    log_path=log_path,
+                    config_path=config_path,
+                )
+            )
+        # A lone node of a cluster has no JetStream until a quorum elects a meta
+        # leader: wait for every node to serve clients, then for JetStream.
+        for node in started:
+            await _wait_serving(node, timeout=timeout, jetstream=False)
+        for node in started:
+            await _wait_serving(node, timeout=timeout)
+    except BaseException:
+        await asyncio.gather(*(node.stop() for node in started), return_exceptions=True)
+        raise
+    return EmbeddedNatsCluster(nodes=started)
+
+
+async def _wait_serving(server: EmbeddedNats, *, timeout: float, jetstream: bool = True) -> None:
+    """Return once `server` accepts clients (and its JetStream API answers); else stop it."""
+    process, log_path, url = server.process, server.log_path, server.url
+    host, _, port_text = url.removeprefix("nats://").rpartition(":")
+    port = int(port_text)
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
@@ -112,13 +238,15 @@ async def start_nats(
         # Probe the port first: nats-py waits its reconnect interval between
         # attempts at one server, which would add seconds to every start.
         if await _accepts(host, port):
+            if not jetstream:
+                return
             with contextlib.suppress(Exception):
                 nc = await nats.connect(
                     url, connect_timeout=1, allow_reconnect=False, error_cb=_ignore_error
                 )
                 try:
-                    await nc.jetstream().account_info()
-                    return server
+                    await nc.jetstream(timeout=2).account_info()
+                    return
                 finally:
                     await nc.close()
         if time.monotonic() > deadline:

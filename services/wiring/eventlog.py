@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import hashlib
 import re
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import nats
+import nats.errors
 import nats.js.api as api
 import nats.js.errors as js_errors
 from nats.aio.client import Client as NatsClient
@@ -37,6 +39,36 @@ DUPLICATE_WINDOW_SECONDS = 3600.0
 
 # The server's error code for a failed Nats-Expected-Last-Subject-Sequence check.
 _WRONG_LAST_SEQUENCE = 10071
+
+# A reader's consumer sends a heartbeat every 5 s when it has nothing to
+# deliver. Silence for three of them means the consumer is gone -- a restarted
+# server forgets memory-stored consumers, a failed-over cluster node may
+# too -- and the reader makes a new one after the last event it yielded.
+_HEARTBEAT = 5.0
+_SILENCE_LIMIT = 3 * _HEARTBEAT
+# While NATS is away a following reader retries making its consumer this often.
+_RETRY_CONSUMER = 0.5
+# What making a consumer fails with while NATS is away or electing a leader.
+_NATS_AWAY = (
+    TimeoutError,
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.ConnectionClosedError,
+    js_errors.ServiceUnavailableError,
+)
+
+
+def nats_servers(url: str) -> list[str]:
+    """The servers of a NATS URL setting: one URL, or several separated by commas.
+
+    `WAKE_NATS_URL` and endpoints.json keep a single string for scripts and
+    compose files; nats-py wants a list to fail over between a cluster's nodes.
+    """
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    if not servers:
+        raise ValueError(f"no NATS server in {url!r}")
+    return servers
 
 
 def stream_config(*, replicas: int = 1) -> api.StreamConfig:
@@ -197,8 +229,10 @@ class EventLog:
     ) -> EventLog:
         nc = _Client()
         await nc.connect(
-            url,
+            nats_servers(url),
             name=name,
+            # Forever: a service outlives a restart of NATS (or the loss of a
+            # cluster node) and carries on once it is back.
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             # Room for a few 1000-event batches in the client's write buffer.
@@ -208,8 +242,21 @@ class EventLog:
             await provision(nc)
         return cls(nc)
 
-    async def close(self) -> None:
-        await self.nc.drain()
+    async def close(self, *, timeout: float = 3.0) -> None:
+        """Drain and close the connection; promptly, even with the server gone.
+
+        Draining lets subscriptions finish and flushes what is buffered. With no
+        server there is nothing to flush to (nats-py refuses to drain while
+        reconnecting, and a drain that lost its server waits out its timeout),
+        so the connection is then just closed.
+        """
+        if self.nc.is_closed:
+            return
+        if self.nc.is_connected:
+            with contextlib.suppress(TimeoutError, nats.errors.Error):
+                await asyncio.wait_for(self.nc.drain(), timeout)
+        if not self.nc.is_closed:
+            await self.nc.close()
 
     # --- appending ---------------------------------------------------------------
 
@@ -358,7 +405,9 @@ class EventLog:
         flow control, we answer a flow-control request only once the reader has
         consumed everything before it (so a slow reader slows the server, and
         memory stays bounded), and a gap in the consumer sequence (a reconnect
-        lost a message) restarts the consumer after the last seq yielded.
+        lost a message) or a silent consumer (a restarted server forgot it)
+        restarts the consumer after the last seq yielded; while following,
+        NATS being away only delays the next event.
         nats-py's pull `fetch` tops out near 25k msgs/s here; this near 100k.
         """
         filters = list(subjects) or [names.ALL_SUBJECTS]
@@ -372,7 +421,14 @@ class EventLog:
         while True:
             reader = _PushReader(self, filters, next_seq, start_time)
             try:
-                if await reader.start() == 0 and not follow:
+                try:
+                    available = await reader.start()
+                except _NATS_AWAY:
+                    if not follow:
+                        raise
+                    await asyncio.sleep(_RETRY_CONSUMER)
+                    continue
+                if available == 0 and not follow:
                     return
                 async for seq, subject, data, pending in reader:
                     if until_seq is not None and seq > until_seq:
@@ -439,6 +495,7 @@ class _PushReader:
         self._buffer: deque[tuple[int, str, bytes, int] | tuple[object, str]] = deque()
         self._ready = asyncio.Event()
         self._consumer_seq = 0
+        self._heard_at = time.monotonic()
         self._subscription = None
         self._consumer_name: str | None = None
 
@@ -453,7 +510,7 @@ class _PushReader:
             deliver_subject=inbox,
             ack_policy=api.AckPolicy.NONE,
             flow_control=True,
-            idle_heartbeat=5.0,
+            idle_heartbeat=_HEARTBEAT,
             inactive_threshold=30.0,
             mem_storage=True,
             num_replicas=1,
@@ -474,6 +531,7 @@ class _PushReader:
         return info.num_pending or 0
 
     async def _receive(self, message) -> None:
+        self._heard_at = time.monotonic()
         if not message.data and message.headers and message.headers.get("Status") == "100":
             # Idle heartbeat (no reply) or flow-control request (reply).
             if message.reply:
@@ -494,7 +552,10 @@ class _PushReader:
         while True:
             while not self._buffer:
                 self._ready.clear()
-                await self._ready.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ready.wait(), _SILENCE_LIMIT)
+                if not self._buffer and time.monotonic() - self._heard_at > _SILENCE_LIMIT:
+                    raise _ConsumerGap
             item = self._buffer.popleft()
             if item[0] is _FLOW_CONTROL:
                 await self._log.nc.publish(item[1])
@@ -509,6 +570,8 @@ class _PushReader:
         if self._subscription is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._subscription.unsubscribe()
-        if self._consumer_name is not None:
+        # Without a connection, deleting would wait out the request timeout; the
+        # server drops the consumer itself once inactive (or has forgotten it).
+        if self._consumer_name is not None and self._log.nc.is_connected:
             with contextlib.suppress(js_errors.NotFoundError, nats.errors.Error):
                 await self._log.js.delete_consumer(names.STREAM, self._consumer_name)

@@ -36,6 +36,14 @@ SERVICES: dict[str, str] = {
 
 READY_FILE_ENV = "WAKE_READY_FILE"
 
+# Once asked to stop, a service's main gets this long to finish what it holds
+# (ack, append) before it is cancelled; less with NATS unreachable, where
+# nothing it holds can finish and every wait would run out its timeout. With
+# the bounded close after it (3 s), both stay under the supervisor's 10 s
+# before SIGKILL.
+STOP_GRACE = 6.0
+STOP_GRACE_DISCONNECTED = 1.0
+
 
 @dataclass
 class ServiceContext:
@@ -103,20 +111,66 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
     main = main or load_main(name)
     setup_logging(name, settings.log_level)
     telemetry.setup_tracing(name, settings.otel_exporter)
+    ready_file = os.environ.get(READY_FILE_ENV)
+    if ready_file:
+        # A file left by the previous run of this container (an emptyDir outlives
+        # it) would announce readiness before this run has its consumers.
+        Path(ready_file).unlink(missing_ok=True)
     log = await EventLog.connect(require_nats(settings), name=f"wake-{name}")
     await provision(log.nc, replicas=settings.stream_replicas)
-    ready_file = os.environ.get(READY_FILE_ENV)
     ctx = ServiceContext(
         name=name, settings=settings, log=log, ready_file=Path(ready_file) if ready_file else None
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, ctx.stop.set)
-    logging.getLogger(__name__).info("%s starting (NATS %s)", name, settings.nats_url)
+    logger = logging.getLogger(__name__)
+    logger.info("%s starting (NATS %s)", name, settings.nats_url)
     try:
-        await main(ctx)
+        await _run_until_stopped(main(ctx), ctx)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await log.close()
-        logging.getLogger(__name__).info("%s stopped", name)
+        logger.info("%s stopped", name)
+
+
+async def _run_until_stopped(running: Awaitable[None], ctx: ServiceContext) -> None:
+    """Await `running`; once ctx.stop is set, give it a bounded grace, then cancel it.
+
+    An error it raises after the stop request (a request cut short because NATS
+    went away meanwhile) is logged in one line, not as a crash: it was stopping.
+    """
+    logger = logging.getLogger(__name__)
+    task = asyncio.ensure_future(running)
+    stopping = asyncio.create_task(ctx.stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            grace = STOP_GRACE if ctx.log.nc.is_connected else STOP_GRACE_DISCONNECTED
+            await asyncio.wait({task}, timeout=grace)
+        if not task.done():
+            logger.warning(
+                "%s did not finish within %.0fs of the stop request (NATS %s); cancelling it",
+                ctx.name,
+                grace,
+                "connected" if ctx.log.nc.is_connected else "unreachable",
+            )
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:
+                logger.warning("%s stopped with an error while cancelled: %r", ctx.name, exc)
+            return
+        try:
+            task.result()
+        except Exception as exc:
+            if not ctx.stop.is_set():
+                raise
+            logger.warning("%s stopped with an error while stopping: %r", ctx.name, exc)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()

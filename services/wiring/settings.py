@@ -47,6 +47,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     health_interval: float = 2.0
     concurrency: int = 16
     system_namespace: str = "wake"
+    server_restarts: int = 5
 
     @property
     def data_path(self) -> Path:
@@ -63,7 +64,8 @@ DESCRIPTIONS: dict[str, str] = {
     "kubeconfig": "Kubeconfig of the target cluster (default: endpoints.json, then "
     "$KUBECONFIG, then ~/.kube/config).",
     "kube_context": "Kubeconfig context to use (default: the current context).",
-    "stream_replicas": "Replicas of the WAKE_EVENTS stream (1 on one machine, 3 in a cluster).",
+    "stream_replicas": "Replicas of the WAKE_EVENTS stream and WAKE_BUNDLES object store (1 "
+    "on one machine, 3 in a cluster; default: endpoints.json's, else 1).",
     "poll_interval": "Seconds between two fetches of a repository by git-watcher.",
     "apply_timeout": "Seconds an apply may take before it is failed.",
     "notify_url": "Webhook the notifier POSTs events to (empty: no webhook channel).",
@@ -84,6 +86,8 @@ DESCRIPTIONS: dict[str, str] = {
     "health_interval": "Seconds between two health checks of an app being rolled out.",
     "concurrency": "Apps the renderer, planner, applier and notifier each handle at once; one "
     "app's events are always handled in log order.",
+    "server_restarts": "Attempts in a row at restarting embedded NATS or PostgreSQL that died "
+    "(0.5 s doubling to 8 s apart) before `wake up` / `wake infra up` give up and exit 1.",
     "notify_backoff": "Seconds before the notifier's first retry of a webhook; doubles with "
     "each retry, with jitter (capped at 60).",
     "system_namespace": "The namespace Wake runs in: `wake app remove --cascade` never "
@@ -128,6 +132,10 @@ def load_settings(
         for option in ("nats_url", "database_url", "kubeconfig")
         if not getattr(settings, option) and endpoints.get(option)
     }
+    # A service started by hand next to `wake infra up --nats-cluster 3` must not
+    # converge the stream back to one replica.
+    if "stream_replicas" not in raw and isinstance(endpoints.get("stream_replicas"), int):
+        filled["stream_replicas"] = endpoints["stream_replicas"]
     return msgspec.structs.replace(settings, **filled) if filled else settings
 
 
