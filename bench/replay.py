@@ -38,6 +38,7 @@ from services.projector import replaying, store
 from services.wiring.embedded_nats import start_nats
 from services.wiring.embedded_postgres import start_postgres
 from services.wiring.eventlog import EventLog, provision
+from services.wiring.infra import bus_security
 
 APPS = 50
 BATCH = 500
@@ -69,8 +70,10 @@ def make_events(n: int) -> list[Envelope]:
 
 
 async def fresh_log(root: Path, name: str) -> tuple[object, EventLog]:
-    server = await start_nats(root / name)
-    log = await EventLog.connect(server.url, name="bench")
+    # Secured as `wake up` secures it, so the figures include authentication.
+    credentials, security = bus_security(root / name)
+    server = await start_nats(root / name, security=security)
+    log = await EventLog.connect(server.url, name="bench", credentials=credentials.kwargs("admin"))
     await provision(log.nc)
     return server, log
 

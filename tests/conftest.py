@@ -15,7 +15,12 @@ pytest_plugins = ["tests.fixtures_postgres"]
 
 @pytest.fixture
 async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
-    """A NATS server of this test's own: each test sees an empty log."""
+    """A NATS server of this test's own: each test sees an empty log.
+
+    Without `security`, the one explicit way to a server that accepts anyone:
+    `wake up` and `wake infra up` always start theirs with authentication
+    (tests/security/ covers that server).
+    """
     server = await start_nats(tmp_path / "data")
     try:
         yield server

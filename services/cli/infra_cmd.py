@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 from pathlib import Path
 
 import click
 
 from services.wiring import infra as infra_wiring
+from services.wiring.credentials import CREDENTIALS_DIR
 
 _DATA_DIR = click.option(
     "--data-dir",
@@ -83,6 +85,7 @@ def up(
         )
         click.echo(f"  PostgreSQL  {endpoints.database_url}  (pid {endpoints.postgres_pid})")
         click.echo(f"  endpoints   {running.data_dir / infra_wiring.ENDPOINTS_FILE}")
+        click.echo(f"  identities  {running.data_dir / CREDENTIALS_DIR} (NATS, one per process)")
         click.echo("Press Ctrl-C to stop.")
 
     def on_stopping(reason: str) -> None:
@@ -129,16 +132,78 @@ def up(
     show_default=True,
     help="Seconds to keep retrying while the server is not reachable yet.",
 )
-def provision(nats_url: str, replicas: int, wait: float) -> None:
-    """Create or update the WAKE_EVENTS stream and WAKE_BUNDLES object store, then exit.
+@click.option(
+    "--credentials",
+    envvar="WAKE_NATS_CREDENTIALS",
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    help="The admin's connect-kwargs file (JSON): only the admin may create streams and "
+    "consumers. Without it, the server must accept unauthenticated clients.",
+)
+def provision(nats_url: str, replicas: int, wait: float, credentials: str | None) -> None:
+    """Create or update the WAKE_EVENTS stream, WAKE_BUNDLES object store and every
+    service's durable consumers, then exit.
 
     Idempotent; for a NATS server Wake did not start (docker compose, a cluster).
+    Services connected with their own identity may not create these themselves.
     """
+    from services.wiring.credentials import CredentialsError, client_tls, load_connect_kwargs
+
     try:
-        asyncio.run(infra_wiring.provision_log(nats_url, replicas=replicas, wait=wait))
+        kwargs = load_connect_kwargs(credentials) if credentials else {}
+        tls = client_tls(os.environ.get(infra_wiring.ENV_NATS_TLS_CA, ""))
+    except CredentialsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if tls is not None:
+        kwargs["tls"] = tls
+    try:
+        asyncio.run(
+            infra_wiring.provision_log(
+                nats_url, replicas=replicas, wait=wait, connect_kwargs=kwargs
+            )
+        )
     except infra_wiring.InfraError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Provisioned WAKE_EVENTS and WAKE_BUNDLES on {nats_url} (replicas {replicas}).")
+    click.echo(
+        f"Provisioned WAKE_EVENTS, WAKE_BUNDLES and the services' consumers on {nats_url} "
+        f"(replicas {replicas})."
+    )
+
+
+@infra.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the files (made 0700; files 0600).",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Durable consumers per service (with replicas): each partition's gets permissions.",
+)
+def credentials(directory: Path, partitions: int) -> None:
+    """Make NATS credentials for a server Wake does not start (docker compose, Kubernetes).
+
+    Writes, once, one connect-kwargs file per identity (`<identity>.json`: the
+    keyword arguments of nats.connect, for WAKE_NATS_CREDENTIALS) and
+    `nats-auth.conf`, the server's `authorization` section with every
+    identity's permissions, to include from nats-server.conf. Files that exist
+    are kept (run again after changing --partitions to update the permissions).
+    """
+    from events.ownership import IDENTITIES
+    from services.wiring.credentials import CredentialsError, write_server_auth
+
+    try:
+        written = write_server_auth(directory, partitions=partitions)
+    except (CredentialsError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for identity in IDENTITIES:
+        click.echo(f"  {identity:<12} {directory / f'{identity}.json'}")
+    click.echo(f"  server       {written} (nats-server.conf includes it: infra/nats)")
 
 
 @infra.command()

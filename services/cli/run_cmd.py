@@ -38,13 +38,15 @@ def run_service_command(data_dir: str, interval: float | None, service: str) -> 
     Configured by the WAKE_* environment variables (see the README); NATS is
     found through WAKE_NATS_URL or the data dir's endpoints.json.
     """
-    from services.wiring.runtime import run_service
+    from services.wiring.consumers import ConsumerMissing
+    from services.wiring.runtime import LogMissing, run_service
     from services.wiring.settings import SettingsError
 
     settings = settings_for(data_dir, poll_interval=interval)
     try:
         asyncio.run(run_service(service, settings))
-    except SettingsError as exc:
+    except (SettingsError, LogMissing, ConsumerMissing) as exc:
+        # What the operator must fix (a setting, an unprovisioned log): one line.
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
@@ -108,6 +110,7 @@ def up(
             click.echo(f"  webhooks        {endpoints.webhook_url}/{providers}")
             click.echo(f"  webhook secret  {running.webhook_secret_file or 'WAKE_WEBHOOK_SECRET'}")
             click.echo(f"  endpoints       {running.data_dir / infra.ENDPOINTS_FILE}")
+            click.echo(f"  NATS identities {running.data_dir / infra.CREDENTIALS_DIR}")
             click.echo("Press Ctrl-C to stop.")
             return await running.supervise(stop)
         finally:

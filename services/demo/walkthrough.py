@@ -31,6 +31,7 @@ from events.payloads import (
 )
 from services.catalog.describe import describe
 from services.demo.sample import APP_PATH, NAMESPACE, SampleRepo, first_commit, second_commit
+from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import EventLog
 from services.wiring.supervision import start_wake
 
@@ -163,7 +164,11 @@ async def run_demo(
             "WAKE_NOTIFY_EVENTS": "ApplySucceeded,ApplyFailed,RenderFailed",
         },
     )
-    log = await EventLog.connect(running.endpoints.nats_url, name="wake-demo")
+    log = await EventLog.connect(
+        running.endpoints.nats_url,
+        name="wake-demo",
+        credentials=load_connect_kwargs(running.endpoints.nats_operator),
+    )
     try:
         sample = SampleRepo.create(workdir / "repo")
         for number, make_commit, trigger in (

@@ -84,8 +84,21 @@ class ConsumerSettings:
         return len(self.backoff) + 1
 
 
+class ConsumerMissing(RuntimeError):
+    """A service's durable consumer does not exist, and the service may not create it."""
+
+
 async def ensure_consumer(event_log: EventLog, settings: ConsumerSettings) -> None:
-    """Create the durable consumer, or update it to `settings`."""
+    """Create the durable consumer, or update it to `settings` -- if this connection may.
+
+    Only the admin manages consumers (`EventLog.manages`): the admin provisions
+    every service's (`wake up`, `wake infra up`, `wake infra provision`), and a
+    service connected as itself only checks that its own exists, and refuses
+    to start, naming the command, if not.
+    """
+    if not event_log.manages:
+        await require_consumer(event_log, settings.name)
+        return
     config = api.ConsumerConfig(
         durable_name=settings.name,
         ack_policy=api.AckPolicy.EXPLICIT,
@@ -110,6 +123,18 @@ async def ensure_consumer(event_log: EventLog, settings: ConsumerSettings) -> No
         config.deliver_policy = existing.config.deliver_policy
         config.opt_start_seq = existing.config.opt_start_seq
         await event_log.js.add_consumer(names.STREAM, config)
+
+
+async def require_consumer(event_log: EventLog, name: str) -> None:
+    """Raise ConsumerMissing unless the durable consumer `name` exists on the stream."""
+    try:
+        await event_log.js.consumer_info(names.STREAM, name)
+    except js_errors.NotFoundError:
+        raise ConsumerMissing(
+            f"durable consumer {name!r} of stream {names.STREAM} does not exist, and "
+            f"{event_log.identity or 'this identity'} may not create it: provision it as the "
+            "admin with `wake infra provision` (wake up and wake infra up do so at start)"
+        ) from None
 
 
 async def consume(

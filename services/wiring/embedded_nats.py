@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nats
 
@@ -36,6 +41,45 @@ jetstream {{
 
 class NatsStartError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class ServerSecurity:
+    """Authentication, permissions and TLS of a server Wake starts.
+
+    Without one (`security=None`) the server accepts anyone: only the test
+    session's own servers and benchmarks start it so; `wake up` and `wake infra
+    up` always pass one.
+    """
+
+    authorization: str
+    """The `authorization {...}` section (services.wiring.permissions.authorization_block)."""
+    probe: Mapping[str, Any]
+    """Connect kwargs (the admin's) to check the server is ready."""
+    route_password: str = ""
+    """Password of the `route` user between a cluster's nodes."""
+    tls_cert: str = ""
+    tls_key: str = ""
+    client_tls: ssl.SSLContext | None = None
+    """How the readiness probe verifies the server's certificate (with tls_cert)."""
+
+    def server_config(self) -> str:
+        text = self.authorization
+        if self.tls_cert:
+            text += (
+                "tls {\n"
+                f"  cert_file: {json.dumps(self.tls_cert)}\n"
+                f"  key_file: {json.dumps(self.tls_key)}\n"
+                "  timeout: 2\n"
+                "}\n"
+            )
+        return text
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        kwargs = dict(self.probe)
+        if self.client_tls is not None:
+            kwargs["tls"] = self.client_tls
+        return kwargs
 
 
 def nats_server_binary() -> str:
@@ -63,7 +107,7 @@ jetstream {{
 cluster {{
   name: wake
   listen: {host}:{cluster_port}
-  routes: [{routes}]
+  routes: [{routes}]{route_auth}
 }}
 """
 
@@ -76,6 +120,7 @@ class EmbeddedNats:
     process: subprocess.Popen[bytes]
     log_path: Path
     config_path: Path | None = None
+    security: ServerSecurity | None = field(default=None, repr=False)
 
     @property
     def pid(self) -> int:
@@ -128,6 +173,14 @@ class EmbeddedNatsCluster:
         await asyncio.gather(*(node.stop(timeout) for node in self.nodes))
 
 
+def _write_config(path: Path, text: str) -> None:
+    # 0600: with authentication on, the configuration holds every identity's password.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    os.chmod(path, 0o600)
+
+
 def _launch(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:
         # Popen, not asyncio's subprocesses: the server must outlive any one event
@@ -144,32 +197,45 @@ def _launch(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
 
 
 async def start_nats(
-    data_dir: Path, *, port: int | None = None, host: str = "127.0.0.1", timeout: float = 20.0
+    data_dir: Path,
+    *,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    timeout: float = 20.0,
+    security: ServerSecurity | None = None,
 ) -> EmbeddedNats:
     """Start nats-server with JetStream storing under `data_dir/nats`; return once it serves.
 
     Ready means a client connected and the JetStream API answered, not that
-    the process exists.
+    the process exists. With `security`, only its users may connect (mode 0600
+    config: it holds their passwords).
     """
     nats_dir = Path(data_dir) / "nats"
     store_dir = nats_dir / "jetstream"
     store_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
     config_path = nats_dir / "nats-server.conf"
-    config_path.write_text(_CONFIG.format(host=host, port=port, store_dir=store_dir))
+    config = _CONFIG.format(host=host, port=port, store_dir=store_dir)
+    _write_config(config_path, config + (security.server_config() if security else ""))
     log_path = nats_dir / "nats-server.log"
     server = EmbeddedNats(
         url=f"nats://{host}:{port}",
         process=_launch(config_path, log_path),
         log_path=log_path,
         config_path=config_path,
+        security=security,
     )
     await _wait_serving(server, timeout=timeout)
     return server
 
 
 async def start_nats_cluster(
-    data_dir: Path, *, nodes: int = 3, host: str = "127.0.0.1", timeout: float = 30.0
+    data_dir: Path,
+    *,
+    nodes: int = 3,
+    host: str = "127.0.0.1",
+    timeout: float = 30.0,
+    security: ServerSecurity | None = None,
 ) -> EmbeddedNatsCluster:
     """Start a JetStream cluster of `nodes` servers on loopback under `data_dir/nats-cluster`.
 
@@ -188,20 +254,31 @@ async def start_nats_cluster(
             node_dir = root / f"n{index}"
             store_dir = node_dir / "jetstream"
             store_dir.mkdir(parents=True, exist_ok=True)
+            # Routes authenticate too: a process that could join the cluster
+            # as a node would see (and could store) everything.
+            credentials = f"route:{security.route_password}@" if security else ""
             routes = ", ".join(
-                f"nats-route://{host}:{other}" for _, other in ports if other != cluster_port
+                f"nats-route://{credentials}{host}:{other}"
+                for _, other in ports
+                if other != cluster_port
+            )
+            route_auth = (
+                "\n  authorization {\n    user: route\n"
+                f"    password: {json.dumps(security.route_password)}\n  }}"
+                if security
+                else ""
             )
             config_path = node_dir / "nats-server.conf"
-            config_path.write_text(
-                _CLUSTER_NODE_CONFIG.format(
-                    host=host,
-                    port=port,
-                    index=index,
-                    store_dir=store_dir,
-                    cluster_port=cluster_port,
-                    routes=routes,
-                )
+            config = _CLUSTER_NODE_CONFIG.format(
+                host=host,
+                port=port,
+                index=index,
+                store_dir=store_dir,
+                cluster_port=cluster_port,
+                routes=routes,
+                route_auth=route_auth,
             )
+            _write_config(config_path, config + (security.server_config() if security else ""))
             log_path = node_dir / "nats-server.log"
             started.append(
                 EmbeddedNats(
@@ -209,6 +286,7 @@ async def start_nats_cluster(
                     process=_launch(config_path, log_path),
                     log_path=log_path,
                     config_path=config_path,
+                    security=security,
                 )
             )
         # A lone node of a cluster has no JetStream until a quorum elects a meta
@@ -241,8 +319,13 @@ async def _wait_serving(server: EmbeddedNats, *, timeout: float, jetstream: bool
             if not jetstream:
                 return
             with contextlib.suppress(Exception):
+                security = server.security
                 nc = await nats.connect(
-                    url, connect_timeout=1, allow_reconnect=False, error_cb=_ignore_error
+                    url,
+                    connect_timeout=1,
+                    allow_reconnect=False,
+                    error_cb=_ignore_error,
+                    **(security.connect_kwargs() if security else {}),
                 )
                 try:
                     await nc.jetstream(timeout=2).account_info()

@@ -11,11 +11,14 @@ import asyncio
 import contextlib
 import hashlib
 import re
+import ssl
 import time
+import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import nats
 import nats.errors
@@ -23,7 +26,7 @@ import nats.js.api as api
 import nats.js.errors as js_errors
 from nats.aio.client import Client as NatsClient
 
-from events import names
+from events import names, ownership
 from events.envelope import Envelope, InvalidEvent, decode, encode
 from services.wiring.batching import BatchRejected, publish_atomic_batch
 
@@ -152,6 +155,19 @@ class _Client(NatsClient):
         return out
 
 
+def identity_of(credentials: Mapping[str, object] | None) -> str | None:
+    """Who connect kwargs authenticate as: the user, else the name of the NKey seed or
+    `.creds` file (`renderer.nk` is the renderer); None without credentials."""
+    if not credentials:
+        return None
+    if credentials.get("user"):
+        return str(credentials["user"])
+    for key in ("nkeys_seed", "user_credentials"):
+        if isinstance(credentials.get(key), str):
+            return Path(str(credentials[key])).stem
+    return ""
+
+
 class ConcurrencyConflict(Exception):
     """A conditional append lost: the app's log moved past the position it was decided on."""
 
@@ -217,30 +233,55 @@ def headers_for(event: Envelope) -> dict[str, str]:
 class EventLog:
     """Append to and read from WAKE_EVENTS; put and get bundles."""
 
-    def __init__(self, nc: NatsClient, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, nc: NatsClient, *, timeout: float = 10.0, identity: str | None = None
+    ) -> None:
         self.nc = nc
         self.js = nc.jetstream(timeout=timeout)
         self._timeout = timeout
         self._bundles = None
+        self.identity = identity
+        """Who this connection authenticated as (events/ownership.py); None: no credentials."""
+
+    @property
+    def manages(self) -> bool:
+        """Whether this connection may create and update streams and consumers.
+
+        Only the admin may (and a server without authentication, as the test
+        session's): a service checks that what it needs exists instead, since
+        a request the server refuses is only known after its timeout.
+        """
+        return self.identity is None or self.identity == ownership.ADMIN
 
     @classmethod
     async def connect(
-        cls, url: str, *, name: str = "wake", provision_log: bool = False
+        cls,
+        url: str,
+        *,
+        name: str = "wake",
+        provision_log: bool = False,
+        credentials: Mapping[str, object] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> EventLog:
+        """Connect to the log at `url`; `credentials`: `nats.connect` kwargs of an identity."""
         nc = _Client()
-        await nc.connect(
-            nats_servers(url),
-            name=name,
+        options: dict = {
+            "name": name,
             # Forever: a service outlives a restart of NATS (or the loss of a
             # cluster node) and carries on once it is back.
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 0.5,
             # Room for a few 1000-event batches in the client's write buffer.
-            pending_size=16 * 1024 * 1024,
-        )
+            "pending_size": 16 * 1024 * 1024,
+        }
+        # A credentials file may set any option of nats.connect (its own name too).
+        options.update(credentials or {})
+        if tls is not None:
+            options["tls"] = tls
+        await nc.connect(nats_servers(url), **options)
         if provision_log:
             await provision(nc)
-        return cls(nc)
+        return cls(nc, identity=identity_of(credentials))
 
     async def close(self, *, timeout: float = 3.0) -> None:
         """Drain and close the connection; promptly, even with the server gone.
@@ -507,6 +548,10 @@ class _PushReader:
             inbox, cb=self._receive, pending_msgs_limit=-1, pending_bytes_limit=-1
         )
         config = api.ConsumerConfig(
+            # Named: the unnamed create request may update an existing consumer
+            # of the name in its body, so it is the admin's alone (see
+            # services/wiring/permissions.py); readers create by name.
+            name=f"wake-reader-{uuid.uuid4().hex}",
             deliver_subject=inbox,
             ack_policy=api.AckPolicy.NONE,
             flow_control=True,

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -35,17 +36,28 @@ import nats
 from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
 
+from events.ownership import ADMIN, OPERATOR
+from services.wiring.consumers import ConsumerSettings, ensure_consumer
+from services.wiring.credentials import (
+    CREDENTIALS_DIR,
+    BusCredentials,
+    CredentialsError,
+    client_tls,
+    ensure_credentials,
+)
 from services.wiring.embedded_nats import (
     EmbeddedNats,
     EmbeddedNatsCluster,
     NatsStartError,
+    ServerSecurity,
     start_nats,
     start_nats_cluster,
 )
 from services.wiring.embedded_postgres import EmbeddedPostgres, PostgresError, start_postgres
-from services.wiring.eventlog import nats_servers, provision
+from services.wiring.eventlog import EventLog, nats_servers, provision
 from services.wiring.locking import LockHeld, lock_exclusively
 from services.wiring.ports import port_is_free
+from services.wiring.settings import Settings
 
 ENDPOINTS_FILE = "endpoints.json"
 LOCK_FILE = "infra.lock"
@@ -55,6 +67,9 @@ ENV_DATA_DIR = "WAKE_DATA_DIR"
 ENV_NATS_URL = "WAKE_NATS_URL"
 ENV_DATABASE_URL = "WAKE_DATABASE_URL"
 ENV_STREAM_REPLICAS = "WAKE_STREAM_REPLICAS"
+ENV_NATS_TLS_CERT = "WAKE_NATS_TLS_CERT"
+ENV_NATS_TLS_KEY = "WAKE_NATS_TLS_KEY"
+ENV_NATS_TLS_CA = "WAKE_NATS_TLS_CA"
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +96,10 @@ class Endpoints(msgspec.Struct, frozen=True, kw_only=True):
     """Every node's pid, with `--nats-cluster N`; `nats_url` then lists every node."""
     stream_replicas: int = 1
     """Replicas of WAKE_EVENTS and WAKE_BUNDLES (the cluster's size)."""
+    nats_admin: str = ""
+    """File (0600) of `nats.connect(nats_url, **kwargs)` keyword arguments: the admin."""
+    nats_operator: str = ""
+    """The same for the operator identity, the one `wake` commands use."""
 
 
 class InfraError(RuntimeError):
@@ -287,8 +306,16 @@ async def start_infra(
     publish: bool = True,
     nats_cluster: int = 1,
     restart_attempts: int = DEFAULT_RESTART_ATTEMPTS,
+    partitions: int = 1,
 ) -> RunningInfra:
     """Start NATS and PostgreSQL on `data_dir`, provision the log, publish endpoints.json.
+
+    NATS refuses unauthenticated clients: every identity of `events/ownership.py`
+    gets its credentials under `data_dir/credentials/nats/` (made once, 0600),
+    the server the permissions of `services/wiring/permissions.py`. The admin
+    provisions the stream, the object store and every service's durable
+    consumers (`partitions` of each). With WAKE_NATS_TLS_CERT and _KEY set,
+    clients must use TLS (and trust WAKE_NATS_TLS_CA).
 
     `nats_cluster`: with more than one, a JetStream cluster of that many nodes
     on loopback (`nats_port` is then not used), the log replicated on each.
@@ -304,14 +331,19 @@ async def start_infra(
         for name, port in (("NATS", nats_port), ("PostgreSQL", postgres_port)):
             if port is not None and not port_is_free(port):
                 raise InfraError(f"{name} port 127.0.0.1:{port} is already in use")
+        credentials, security = await asyncio.to_thread(
+            bus_security, data_dir, partitions=partitions
+        )
         try:
             nats_server: EmbeddedNats | EmbeddedNatsCluster
             if nats_cluster > 1:
                 nats_server = await _start_uncancellable(
-                    start_nats_cluster(data_dir, nodes=nats_cluster)
+                    start_nats_cluster(data_dir, nodes=nats_cluster, security=security)
                 )
             else:
-                nats_server = await _start_uncancellable(start_nats(data_dir, port=nats_port))
+                nats_server = await _start_uncancellable(
+                    start_nats(data_dir, port=nats_port, security=security)
+                )
         except NatsStartError as exc:
             raise InfraError(_first_line(exc)) from None
         started.append(nats_server)
@@ -321,7 +353,12 @@ async def start_infra(
             raise InfraError(_first_line(exc)) from None
         started.append(postgres)
         replicas = max(nats_cluster, 1)
-        await provision_log(nats_server.url, replicas=replicas)
+        await provision_log(
+            nats_server.url,
+            replicas=replicas,
+            connect_kwargs=security.connect_kwargs(),
+            partitions=partitions,
+        )
         endpoints = Endpoints(
             nats_url=nats_server.url,
             database_url=postgres.url,
@@ -332,6 +369,8 @@ async def start_infra(
             data_dir=str(data_dir),
             nats_pids=[node.pid for node in nats_server.nodes] if nats_cluster > 1 else [],
             stream_replicas=replicas,
+            nats_admin=str(credentials.file(ADMIN)),
+            nats_operator=str(credentials.file(OPERATOR)),
         )
         if publish:
             await asyncio.to_thread(_publish, data_dir / ENDPOINTS_FILE, endpoints)
@@ -421,8 +460,17 @@ async def serve(
             loop.remove_signal_handler(signum)
 
 
-async def provision_log(nats_url: str, *, replicas: int = 1, wait: float = 0.0) -> None:
-    """Create (or converge) the WAKE_EVENTS stream and WAKE_BUNDLES object store at `nats_url`.
+async def provision_log(
+    nats_url: str,
+    *,
+    replicas: int = 1,
+    wait: float = 0.0,
+    connect_kwargs: Mapping[str, Any] | None = None,
+    partitions: int = 1,
+    consumers: bool = True,
+) -> None:
+    """Create (or converge) the WAKE_EVENTS stream, WAKE_BUNDLES object store and every
+    service's durable consumers at `nats_url`, connecting with `connect_kwargs` (the admin's).
 
     Keeps trying to connect for `wait` seconds (a server still starting, as
     in docker compose). Raises InfraError naming the server on failure.
@@ -439,14 +487,15 @@ async def provision_log(nats_url: str, *, replicas: int = 1, wait: float = 0.0) 
         try:
             # max_reconnect_attempts=0 would mean "forever" to nats-py; 1 makes
             # it give up after two quick attempts and leaves the pacing to us.
-            nc = await nats.connect(
-                nats_servers(nats_url),
-                connect_timeout=2,
-                allow_reconnect=False,
-                max_reconnect_attempts=1,
-                reconnect_time_wait=0.1,
-                error_cb=remember,
-            )
+            options: dict[str, Any] = {
+                "connect_timeout": 2,
+                "allow_reconnect": False,
+                "max_reconnect_attempts": 1,
+                "reconnect_time_wait": 0.1,
+                "error_cb": remember,
+            }
+            options.update(connect_kwargs or {})
+            nc = await nats.connect(nats_servers(nats_url), **options)
             break
         except (OSError, TimeoutError, NatsError) as exc:
             if loop.time() >= deadline:
@@ -456,11 +505,63 @@ async def provision_log(nats_url: str, *, replicas: int = 1, wait: float = 0.0) 
             await asyncio.sleep(0.2)
     try:
         await provision(nc, replicas=replicas)
+        if consumers:
+            await provision_consumers(EventLog(nc), partitions=partitions)
     except (JetStreamError, NatsError, TimeoutError) as exc:
         detail = str(exc) or type(exc).__name__
+        refused = [str(e) for e in last_error if "permissions violation" in str(e)]
+        if refused:
+            # The server drops a request it does not permit: the client only sees a
+            # timeout, and the reason arrives on the error callback.
+            detail = f"{refused[0]} (only the admin identity may provision)"
         raise InfraError(f"provisioning the event log on {nats_url} failed: {detail}") from None
     finally:
         await nc.close()
+
+
+def service_consumers() -> list[ConsumerSettings]:
+    """Every service's durable consumers, as the services declare them."""
+    # Imported here: the services import this module's neighbours, and `wake`
+    # commands that never provision should not pay for loading every service.
+    from services.applier.service import CONSUMER as APPLIER
+    from services.git_watcher.service import sync_consumer
+    from services.notifier.service import CONSUMER as NOTIFIER
+    from services.planner.service import CONSUMER as PLANNER
+    from services.renderer.service import CONSUMER as RENDERER
+
+    return [sync_consumer(), RENDERER, PLANNER, APPLIER, NOTIFIER]
+
+
+async def provision_consumers(event_log: EventLog, *, partitions: int = 1) -> None:
+    """Create or converge every service's durable consumers (as the admin: services may not)."""
+    concurrency = Settings().concurrency
+    for settings in service_consumers():
+        await ensure_consumer(event_log, dataclasses.replace(settings, concurrency=concurrency))
+
+
+def bus_security(data_dir: Path, *, partitions: int = 1) -> tuple[BusCredentials, ServerSecurity]:
+    """The data dir's NATS identities (made once) and the server settings that enforce them."""
+    credentials = ensure_credentials(data_dir / CREDENTIALS_DIR)
+    cert = os.environ.get(ENV_NATS_TLS_CERT, "")
+    key = os.environ.get(ENV_NATS_TLS_KEY, "")
+    if bool(cert) != bool(key):
+        raise InfraError(
+            f"TLS for NATS needs both {ENV_NATS_TLS_CERT} and {ENV_NATS_TLS_KEY} "
+            f"(got only {ENV_NATS_TLS_CERT if cert else ENV_NATS_TLS_KEY})"
+        )
+    try:
+        tls = client_tls(os.environ.get(ENV_NATS_TLS_CA, "")) if cert else None
+    except CredentialsError as exc:
+        raise InfraError(str(exc)) from None
+    security = ServerSecurity(
+        authorization=credentials.authorization(partitions=partitions),
+        probe=credentials.kwargs(ADMIN),
+        route_password=credentials.route_password,
+        tls_cert=str(Path(cert).resolve()) if cert else "",
+        tls_key=str(Path(key).resolve()) if key else "",
+        client_tls=tls,
+    )
+    return credentials, security
 
 
 # --- the data dir -------------------------------------------------------------

@@ -17,12 +17,23 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import nats.js.errors as js_errors
+
+from events import names
 from events.envelope import Envelope, new_event
 from events.payloads import Payload
 from services.wiring import telemetry
+from services.wiring.credentials import (
+    CREDENTIALS_DIR,
+    ENV_CREDENTIALS,
+    CredentialsError,
+    client_tls,
+    load_connect_kwargs,
+)
 from services.wiring.eventlog import EventLog, provision
-from services.wiring.settings import Settings, require_nats
+from services.wiring.settings import Settings, SettingsError, require_nats
 
 # service name -> "module:function" of its `async def main(ctx)`
 SERVICES: dict[str, str] = {
@@ -116,8 +127,18 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
         # A file left by the previous run of this container (an emptyDir outlives
         # it) would announce readiness before this run has its consumers.
         Path(ready_file).unlink(missing_ok=True)
-    log = await EventLog.connect(require_nats(settings), name=f"wake-{name}")
-    await provision(log.nc, replicas=settings.stream_replicas)
+    credentials = service_credentials(name, settings)
+    try:
+        tls = client_tls(settings.nats_tls_ca)
+    except CredentialsError as exc:
+        raise SettingsError(str(exc)) from None
+    log = await EventLog.connect(
+        require_nats(settings), name=f"wake-{name}", credentials=credentials, tls=tls
+    )
+    if log.manages:
+        await provision(log.nc, replicas=settings.stream_replicas)
+    else:
+        await require_log(log, settings.nats_url)
     ctx = ServiceContext(
         name=name, settings=settings, log=log, ready_file=Path(ready_file) if ready_file else None
     )
@@ -133,6 +154,41 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
             loop.remove_signal_handler(sig)
         await log.close()
         logger.info("%s stopped", name)
+
+
+class LogMissing(RuntimeError):
+    """The stream is not there: a service never makes an empty history in its place."""
+
+
+def service_credentials(name: str, settings: Settings) -> dict[str, Any] | None:
+    """The identity service `name` connects as.
+
+    WAKE_NATS_CREDENTIALS (set by `wake up` for each service, and by compose or
+    Kubernetes) names its connect-kwargs file; without it, the service's own
+    file in the data dir, if `wake infra up` made one; else none (a server
+    without authentication).
+    """
+    path = settings.nats_credentials
+    if not path:
+        own = settings.data_path / CREDENTIALS_DIR / f"{name}.json"
+        if not own.exists():
+            return None
+        path = str(own)
+    try:
+        return load_connect_kwargs(path)
+    except CredentialsError as exc:
+        raise SettingsError(f"{ENV_CREDENTIALS}: {exc}") from None
+
+
+async def require_log(log: EventLog, url: str) -> None:
+    """Raise LogMissing unless the WAKE_EVENTS stream exists."""
+    try:
+        await log.js.stream_info(names.STREAM)
+    except js_errors.NotFoundError:
+        raise LogMissing(
+            f"the stream {names.STREAM} does not exist on {url}: provision it "
+            "as the admin with `wake infra provision` (wake up and wake infra up do so at start)"
+        ) from None
 
 
 async def _run_until_stopped(running: Awaitable[None], ctx: ServiceContext) -> None:

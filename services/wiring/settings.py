@@ -48,6 +48,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     concurrency: int = 16
     system_namespace: str = "wake"
     server_restarts: int = 5
+    nats_credentials: str = ""
+    nats_tls_ca: str = ""
+    nats_tls_cert: str = ""
+    nats_tls_key: str = ""
 
     @property
     def data_path(self) -> Path:
@@ -90,6 +94,13 @@ DESCRIPTIONS: dict[str, str] = {
     "(0.5 s doubling to 8 s apart) before `wake up` / `wake infra up` give up and exit 1.",
     "notify_backoff": "Seconds before the notifier's first retry of a webhook; doubles with "
     "each retry, with jitter (capped at 60).",
+    "nats_credentials": "File (JSON, mode 0600) of `nats.connect` keyword arguments naming the "
+    "identity a process connects as: `wake up` sets it per service; the CLI defaults to "
+    "endpoints.json's `nats_operator`, `wake run SERVICE` to the data dir's file of SERVICE.",
+    "nats_tls_ca": "CA certificate clients verify the NATS server's certificate with.",
+    "nats_tls_cert": "Certificate of the NATS server `wake up` / `wake infra up` start: with it "
+    "(and the key) every client must use TLS.",
+    "nats_tls_key": "Private key of that certificate.",
     "system_namespace": "The namespace Wake runs in: `wake app remove --cascade` never "
     "deletes it (nor kube-system, kube-public, kube-node-lease, default).",
 }

@@ -25,6 +25,7 @@ from pathlib import Path
 import msgspec
 
 from services.wiring import infra
+from services.wiring.credentials import CREDENTIALS_DIR, ENV_CREDENTIALS
 from services.wiring.ports import free_port
 from services.wiring.runtime import READY_FILE_ENV, SERVICES
 
@@ -115,6 +116,10 @@ class WakeEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     webhook_url: str = ""
     nats_pids: list[int] = []
     stream_replicas: int = 1
+    nats_admin: str = ""
+    """File (0600) of `nats.connect(nats_url, **kwargs)` keyword arguments: the admin."""
+    nats_operator: str = ""
+    """The same for the operator identity, the one `wake` commands use."""
 
 
 @dataclass
@@ -143,6 +148,8 @@ class RunningWake:
             webhook_url=self.webhook_url,
             nats_pids=base.nats_pids,
             stream_replicas=base.stream_replicas,
+            nats_admin=base.nats_admin,
+            nats_operator=base.nats_operator,
         )
 
     def publish(self) -> None:
@@ -307,11 +314,17 @@ async def start_wake(
         base_env["WAKE_WEBHOOK_PORT"] = port
         running.webhook_url = f"http://{host}:{port}"
         running.webhook_secret_file = base_env.get("WAKE_WEBHOOK_SECRET_FILE", "")
+        credentials = data_dir / CREDENTIALS_DIR
         for name in services or list(SERVICES):
             running.services[name] = Child(
                 name=name,
                 argv=_wake_command("run", name),
-                env={**base_env, READY_FILE_ENV: str(run_dir / f"{name}.ready")},
+                env={
+                    **base_env,
+                    READY_FILE_ENV: str(run_dir / f"{name}.ready"),
+                    # Each service is its own identity on the bus, with its own rights.
+                    ENV_CREDENTIALS: str(credentials / f"{name}.json"),
+                },
                 log_path=log_dir / f"{name}.log" if log_dir else None,
                 ready_file=run_dir / f"{name}.ready",
             )

@@ -26,6 +26,7 @@ import psutil
 
 from events.names import STREAM
 from services.demo.sample import APP_PATH, SampleRepo, deployment_yaml, first_commit, second_commit
+from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import EventLog, StoredEvent
 from tests.waiting import eventually, process_gone
 
@@ -92,6 +93,13 @@ async def wake_up(root: Path, *options: str, **env: str) -> AsyncIterator[WakeUp
                 process.kill()
         for path in sorted(logs.glob("*.log")):
             print(f"--- {path.name}\n" + "\n".join(path.read_text().splitlines()[-30:]))
+
+
+async def admin_log(endpoints: dict) -> EventLog:
+    """The running Wake's log, connected as its admin (endpoints.json's `nats_admin`)."""
+    return await EventLog.connect(
+        endpoints["nats_url"], name="e2e", credentials=load_connect_kwargs(endpoints["nats_admin"])
+    )
 
 
 @contextlib.asynccontextmanager
@@ -164,7 +172,7 @@ async def test_nats_and_postgres_killed_are_restarted_and_commits_still_reach_th
 ):
     # Given `wake up --sandbox` with an app applied
     async with wake_up(tmp_path, WAKE_SERVER_RESTARTS="8") as up:
-        log = await EventLog.connect(up.endpoints["nats_url"], name="e2e")
+        log = await admin_log(up.endpoints)
         try:
             repo, _ = await registered(up, log, "survivor")
             services = up.endpoints["services"]
@@ -269,7 +277,7 @@ async def kubectl(kubeconfig: Path, *args: str) -> str:
 async def test_a_restarted_wake_keeps_its_sandbox_and_checks_drift_at_once(tmp_path: Path):
     # Given an app applied by `wake up --sandbox`, which is then stopped
     async with wake_up(tmp_path) as up:
-        log = await EventLog.connect(up.endpoints["nats_url"], name="e2e")
+        log = await admin_log(up.endpoints)
         try:
             _, commit = await registered(up, log, "kept")
             stopped_at = await position(log)
@@ -302,7 +310,7 @@ async def test_a_restarted_wake_keeps_its_sandbox_and_checks_drift_at_once(tmp_p
         await asyncio.to_thread(alone.wait, 30)
     # When `wake up --sandbox` starts again (drift interval: the default 300 s)
     async with wake_up(tmp_path) as again:
-        log = await EventLog.connect(again.endpoints["nats_url"], name="e2e")
+        log = await admin_log(again.endpoints)
         try:
             # Then the sandbox still has the app's objects
             kube = Path(again.endpoints["kubeconfig"])
@@ -327,7 +335,7 @@ async def test_wake_up_on_a_three_node_nats_cluster_applies_commits_with_a_node_
     async with wake_up(tmp_path, "--nats-cluster", "3") as up:
         endpoints = up.endpoints
         assert len(endpoints["nats_url"].split(",")) == 3 and len(endpoints["nats_pids"]) == 3
-        log = await EventLog.connect(endpoints["nats_url"], name="e2e")
+        log = await admin_log(endpoints)
         try:
             info = await log.js.stream_info(STREAM)
             assert info.config.num_replicas == 3  # no service shrank it at its start

@@ -19,6 +19,7 @@ import nats
 import psutil
 import pytest
 
+from services.wiring.credentials import load_connect_kwargs
 from services.wiring.embedded_nats import EmbeddedNats
 from services.wiring.infra import (
     ENDPOINTS_FILE,
@@ -103,7 +104,7 @@ async def test_up_serves_nats_and_postgres_until_sigint(infra_up: InfraUp) -> No
     assert endpoints.infra_pid == infra_up.process.pid
     assert endpoints.data_dir == str(infra_up.data_dir.resolve())
 
-    nc = await nats.connect(endpoints.nats_url)
+    nc = await nats.connect(endpoints.nats_url, **load_connect_kwargs(endpoints.nats_admin))
     try:
         js = nc.jetstream()
         stream = await js.stream_info("WAKE_EVENTS")

@@ -60,6 +60,12 @@ async def test_the_base_deploys_every_service_as_docker_compose_runs_it() -> Non
         # and its configuration from the ConfigMap and the Secret
         sources = {next(iter(s.values()))["name"] for s in container["envFrom"]}
         assert sources == {"wake-config", "wake-secrets"}
+        # and its own NATS identity, from a Secret of its own
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "nats-credentials"]
+        assert env["WAKE_NATS_CREDENTIALS"].startswith(mount["mountPath"] + "/")
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "nats-credentials"]
+        assert volume["secret"]["secretName"] == f"wake-nats-{service}"
     # Only the applier and the planner get a token, bound to the ClusterRole that may apply
     tokens = {
         service

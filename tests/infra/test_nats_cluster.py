@@ -21,6 +21,7 @@ import pytest
 from events import new_event
 from events.names import BUNDLES, STREAM
 from events.payloads import SyncRequested
+from services.wiring.credentials import load_connect_kwargs
 from services.wiring.embedded_nats import EmbeddedNatsCluster, start_nats_cluster
 from services.wiring.eventlog import EventLog, nats_servers, provision
 from services.wiring.infra import ENDPOINTS_FILE, InfraNotRunning, load_endpoints
@@ -137,7 +138,9 @@ async def test_wake_infra_up_runs_a_three_node_cluster_and_publishes_every_node(
         assert len(servers) == 3 and len(endpoints.nats_pids) == 3
         assert endpoints.stream_replicas == 3
         assert all((data_dir / "nats-cluster" / f"n{i}" / "jetstream").is_dir() for i in (1, 2, 3))
-        log = await EventLog.connect(endpoints.nats_url, name="test")
+        log = await EventLog.connect(
+            endpoints.nats_url, name="test", credentials=load_connect_kwargs(endpoints.nats_admin)
+        )
         try:
             info = await log.js.stream_info(STREAM)
             assert info.config.num_replicas == 3
