@@ -53,6 +53,7 @@ from events.envelope import InvalidEvent, decode
 from events.names import STREAM
 from events.payloads import ApplicationRegistered, AppSpec, ResourceRef
 from services.demo.sample import SampleRepo
+from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import EventLog
 from services.wiring.kube import Kube, KubeError
 from services.wiring.supervision import RunningWake, start_wake
@@ -372,7 +373,13 @@ async def _wait(
 
 
 async def _replay_verify(data_dir: Path) -> tuple[int, str]:
-    env = {**os.environ, "WAKE_DATA_DIR": str(data_dir)}
+    env = {
+        **os.environ,
+        "WAKE_DATA_DIR": str(data_dir),
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+        ),
+    }
     result = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "services.cli", "replay", "--verify"],
@@ -419,13 +426,25 @@ async def run_chaos(root: Path, config: ChaosConfig, *, say=print) -> ChaosRun:
         sandbox=True,
         sandbox_latency_ms=config.latency_ms,
         log_dir=root / "logs",
-        extra_env={"WAKE_POLL_INTERVAL": str(config.poll), "WAKE_LOG_LEVEL": "INFO"},
+        extra_env={
+            "WAKE_POLL_INTERVAL": str(config.poll),
+            "WAKE_LOG_LEVEL": "INFO",
+            # The services are this tree's, wherever the run was started from
+            # (an installed Wake elsewhere on the path would otherwise win).
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        },
         ready_timeout=120.0,
         **options,
     )
     stop = asyncio.Event()
     supervising = asyncio.create_task(running.supervise(stop))
-    log = await EventLog.connect(running.endpoints.nats_url, name="chaos")
+    log = await EventLog.connect(
+        running.endpoints.nats_url,
+        name="chaos",
+        credentials=load_connect_kwargs(running.endpoints.nats_admin),
+    )
     kube = await Kube.connect(kubeconfig=running.kubeconfig)
     try:
         await log.append_many(
