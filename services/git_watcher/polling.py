@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 
+import nats.errors
 import pygit2
 
 from events import names
@@ -176,9 +177,19 @@ class Watcher:
         for app in apps:
             try:
                 event_id = await self.check_app(app, mirror, trigger, resume=resume)
+            except (nats.errors.Error, TimeoutError) as exc:
+                # The log briefly unavailable (a node died, a leader election): expected
+                # and temporary, so one line, not a traceback.
+                log.warning(
+                    "app %s: check failed, the log did not answer (%r); trying again at the "
+                    "next one",
+                    app.name,
+                    exc,
+                )
+                continue
             except Exception:
-                # One app's trouble (the log briefly unavailable, a commit
-                # this code chokes on) must not keep its neighbours unchecked.
+                # One app's trouble (a commit this code chokes on) must not keep its
+                # neighbours unchecked.
                 log.exception("app %s: check failed; trying again at the next one", app.name)
                 continue
             if event_id is not None:

@@ -168,7 +168,9 @@ def leases_config(replicas: int = 1) -> api.KeyValueConfig:
         description="Which replica holds which partition (services/wiring/leases.py)",
         ttl=LEASE_TTL,
         history=1,
-        storage=api.StorageType.MEMORY,
+        # On file like the log: a memory bucket is gone after the server restarts
+        # (`wake up` restarts a dead nats-server), and no service may create it again.
+        storage=api.StorageType.FILE,
         replicas=replicas,
     )
 

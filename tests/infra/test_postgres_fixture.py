@@ -92,7 +92,8 @@ async def test_the_session_server_outlives_another_pytest_session_starting(
     assert other_root not in postgres_server.pgdata.parents
     # and when the session's server checkpoints (as CREATE and DROP DATABASE make it do),
     # writing global/pg_control by its absolute path, it is still serving
-    conn = await asyncpg.connect(postgres_server.url)
+    # (CHECKPOINT is the superuser's: the session's URL is the service role's)
+    conn = await asyncpg.connect(postgres_server.admin_url)
     try:
         await conn.execute("CHECKPOINT")
     finally:
