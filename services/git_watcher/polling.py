@@ -2,9 +2,16 @@
 
 The shell around `changes.detect`: it fetches each repository once however
 many apps live in it (a monorepo), resolves every app's ref in the fresh
-mirror, reads the app's last RevisionDetected from the log (and, for a new
-commit, its last render: what it read), hands the core lookups of both
-commits' trees, and appends what the core decides.
+mirror, takes the app's last RevisionDetected (and, for a new commit, its last
+render: what it read) from the history it follows (`history.py`), hands the
+core lookups of both commits' trees, and appends what the core decides. The
+apps of one repository are checked side by side (`CONCURRENT_CHECKS`): one
+commit changing 1000 apps is 1000 appends, and one at a time they wait on
+each other's round trip and fsync.
+
+Before deciding, a check lets the followed history catch up with the log as
+it is when the check starts (one direct read per followed type, not per
+app), so a render appended just before is seen as a re-read would.
 
 Appends are conditional on the app's last RevisionDetected: two watcher
 replicas that resolved different commits cannot both extend the chain; the
@@ -28,13 +35,8 @@ import pygit2
 
 from events import names
 from events.envelope import new_event
-from events.payloads import (
-    ManifestsRendered,
-    RenderFailed,
-    RevisionDetected,
-    SourceFailed,
-    SourceRecovered,
-)
+from events.payloads import RevisionDetected, SourceFailed
+from services.catalog.following import Follower
 from services.catalog.registry import Application
 from services.git_watcher.changes import (
     Detection,
@@ -43,8 +45,6 @@ from services.git_watcher.changes import (
     Revision,
     Trigger,
     detect,
-    last_detection,
-    last_render,
     render_inputs,
 )
 from services.git_watcher.failures import (
@@ -53,6 +53,7 @@ from services.git_watcher.failures import (
     open_failure,
     recovery_due,
 )
+from services.git_watcher.history import FOLLOWED_TYPES, AppHistory, fold
 from services.wiring import telemetry
 from services.wiring.eventlog import Appended, ConcurrencyConflict, EventLog
 from services.wiring.git import (
@@ -74,6 +75,11 @@ log = logging.getLogger(__name__)
 # Repositories fetched at once during a poll: enough to hide network latency,
 # few enough not to open a connection to every repo of a large fleet at once.
 CONCURRENT_FETCHES = 8
+
+# Apps of one repository checked at once: enough to keep the log's appends
+# pipelined (each waits on the server's fsync), few enough that a poll of
+# 10,000 apps holds no more than this many events in flight.
+CONCURRENT_CHECKS = 64
 
 
 def next_delay(interval: float, rng: random.Random) -> float:
@@ -137,6 +143,31 @@ class Watcher:
         self.actor = actor
         self._app_locks: dict[str, asyncio.Lock] = {}
         self._fetch_slots = asyncio.Semaphore(CONCURRENT_FETCHES)
+        self._check_slots = asyncio.Semaphore(CONCURRENT_CHECKS)
+        self.history: Follower[AppHistory] = Follower(
+            log, FOLLOWED_TYPES, new_state=AppHistory, fold=fold, name="git-watcher history"
+        )
+        # The sequence of the last event this watcher appended per app: a check
+        # of the app waits until the history has folded it (a check right after
+        # a detection must not decide on the state before it).
+        self._appended: dict[str, int] = {}
+
+    async def close(self) -> None:
+        """Stop following the log."""
+        await self.history.close()
+
+    async def _catch_up(self, apps: Sequence[Application]) -> None:
+        """Let the history fold everything of the followed types appended so far."""
+        positions = await asyncio.gather(
+            *(self.log.position(names.type_subjects(t)) for t in FOLLOWED_TYPES)
+        )
+        await self.history.at_least(max(positions), apps[0].name)
+
+    async def _state(self, app: str) -> AppHistory:
+        return await self.history.at_least(self._appended.get(app, 0), app)
+
+    def _note_appended(self, app: str, seq: int) -> None:
+        self._appended[app] = max(self._appended.get(app, 0), seq)
 
     async def check_apps(
         self, apps: Iterable[Application], trigger: Trigger, *, resume: str = ""
@@ -152,6 +183,9 @@ class Watcher:
         by_repo: dict[tuple[str, str], list[Application]] = defaultdict(list)
         for app in apps:
             by_repo[normalize_url(app.spec.repo_url), app.spec.git_credential].append(app)
+        if not by_repo:
+            return []
+        await self._catch_up([app for group in by_repo.values() for app in group])
         results = await asyncio.gather(
             *(self._check_repo(group, trigger, resume) for group in by_repo.values())
         )
@@ -172,18 +206,22 @@ class Watcher:
                 except Exception:
                     log.exception("app %s: recording its source failure failed", app.name)
             return []
-        appended = []
-        for app in apps:
+        results = await asyncio.gather(
+            *(self._check_one(app, mirror, trigger, resume) for app in apps)
+        )
+        return [event_id for event_id in results if event_id is not None]
+
+    async def _check_one(
+        self, app: Application, mirror: Mirror, trigger: Trigger, resume: str
+    ) -> str | None:
+        async with self._check_slots:
             try:
-                event_id = await self.check_app(app, mirror, trigger, resume=resume)
+                return await self.check_app(app, mirror, trigger, resume=resume)
             except Exception:
                 # One app's trouble (the log briefly unavailable, a commit
                 # this code chokes on) must not keep its neighbours unchecked.
                 log.exception("app %s: check failed; trying again at the next one", app.name)
-                continue
-            if event_id is not None:
-                appended.append(event_id)
-        return appended
+                return None
 
     async def check_app(
         self, app: Application, mirror: Mirror, trigger: Trigger, *, resume: str = ""
@@ -197,12 +235,9 @@ class Watcher:
                 await self._source_failed(app, exc.stage, str(exc))
                 return None
             await self._source_readable(app, revision.commit)
-            last = await self.log.last_event(app.name, RevisionDetected.event_type)
-            previous = last_detection(
-                (last.seq, last.event) if last is not None else None,
-                registered_seq=app.registered_seq,
-            )
-            inputs = await self._render_inputs(app.name, previous, revision)
+            history = await self._state(app.name)
+            previous = history.detection_since(app.registered_seq)
+            inputs = self._render_inputs(history, previous, revision)
             detection = detect(
                 app=app.name,
                 spec=app.spec,
@@ -218,21 +253,20 @@ class Watcher:
             )
             if detection is None:
                 return None
-            appended = await self._append(app.name, detection, last.seq if last else 0)
+            # Conditional on the last detection of any registration (not only
+            # the current one): the subject's position, whoever appended there.
+            last_seq = history.detection.seq if history.detection is not None else 0
+            appended = await self._append(app.name, detection, last_seq)
             return appended.event_id if appended is not None else None
 
-    async def _render_inputs(
-        self, app: str, previous: LastDetection | None, revision: Revision
+    @staticmethod
+    def _render_inputs(
+        history: AppHistory, previous: LastDetection | None, revision: Revision
     ) -> tuple[str, ...] | None:
         """What the app's last render read, if it rendered `previous` (see `render_inputs`)."""
         if previous is None or previous.commit == revision.commit:
             return None  # a first detection, or the same commit: no comparison to make
-        found = [
-            await self.log.last_event(app, event_type)
-            for event_type in (ManifestsRendered.event_type, RenderFailed.event_type)
-        ]
-        rendered, failed = ((s.seq, s.event) if s is not None else None for s in found)
-        return render_inputs(previous, last_render(rendered, failed))
+        return render_inputs(previous, history.last_render())
 
     def _revision(self, app: Application, mirror: Mirror) -> Revision:
         """What the app's ref names in `mirror`; Unreadable if its path or ref do not resolve."""
@@ -247,16 +281,10 @@ class Watcher:
         return revision_of(commit, tree_id_of(commit, path))
 
     async def _standing_failure(self, app: Application) -> OpenFailure | None:
-        failed = await self.log.last_event(app.name, SourceFailed.event_type)
-        if failed is None or failed.seq < app.registered_seq:
-            # The common case costs one read: no failure, no need to look for its end.
+        history = await self._state(app.name)
+        if history.failed is None:
             return None
-        recovered = await self.log.last_event(app.name, SourceRecovered.event_type)
-        return open_failure(
-            (failed.seq, failed.event),
-            (recovered.seq, recovered.event) if recovered is not None else None,
-            registered_seq=app.registered_seq,
-        )
+        return open_failure(history.failed, history.recovered, registered_seq=app.registered_seq)
 
     async def _source_failed(self, app: Application, stage: str, error: str) -> None:
         """Append a SourceFailed for the app, unless this very failure is already recorded."""
@@ -279,6 +307,7 @@ class Watcher:
         appended = await self.log.append(
             new_event(payload, app=app.name, actor=self.actor, event_id=event_id)
         )
+        self._note_appended(app.name, appended.seq)
         if not appended.duplicate:
             log.error("app %s: source unreadable (%s): %s", app.name, stage, error)
 
@@ -297,6 +326,7 @@ class Watcher:
         appended = await self.log.append(
             new_event(payload, app=app.name, actor=self.actor, event_id=event_id)
         )
+        self._note_appended(app.name, appended.seq)
         if not appended.duplicate:
             log.info(
                 "app %s: source %s ref %s readable again",
@@ -329,6 +359,7 @@ class Watcher:
                 # from theirs.
                 log.info("app %s: another watcher detected a revision first", app)
                 return None
+        self._note_appended(app, appended.seq)
         if not appended.duplicate:
             log.info(
                 "app %s: revision %s detected (%s, tree %s, previous %s)",

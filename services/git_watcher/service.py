@@ -15,8 +15,9 @@ apply failed, detects the ref's commit even if unchanged (`syncing`).
 git-watcher announces itself ready only once its webhook receiver listens.
 
 Nothing is kept that the log cannot rebuild: the registry is replayed at
-start, and the last detection and last render of each app (what it read,
-`changes.py`) are read from the log at each check (last message per subject).
+start, and the last detection, last render (what it read, `changes.py`) and
+last source failure of each app are folded from the log once and then
+followed (`history.py`), never re-read per check.
 """
 
 from __future__ import annotations
@@ -167,6 +168,7 @@ async def main(ctx: ServiceContext) -> None:
         ctx.stop.set()
         if receiver is not None:
             await receiver.stop()
+        await watcher.close()
         # The registry follower reads forever and in-flight checks may be mid-fetch;
         # the consumer and the poll loop return by themselves once stop is set.
         for task in [stopping, tasks[0], *checks]:
