@@ -55,6 +55,7 @@ from services.git_watcher.failures import (
 )
 from services.git_watcher.history import FOLLOWED_TYPES, AppHistory, fold
 from services.wiring import telemetry
+from services.wiring.coalescing import NextRound
 from services.wiring.eventlog import Appended, ConcurrencyConflict, EventLog
 from services.wiring.git import (
     CommitNotFound,
@@ -151,6 +152,8 @@ class Watcher:
         # of the app waits until the history has folded it (a check right after
         # a detection must not decide on the state before it).
         self._appended: dict[str, int] = {}
+        # 1000 apps registered at once are 1000 checks asking where the log ends.
+        self._followed_position = NextRound(self._read_followed_position)
 
     async def close(self) -> None:
         """Stop following the log."""
@@ -158,10 +161,13 @@ class Watcher:
 
     async def _catch_up(self, apps: Sequence[Application]) -> None:
         """Let the history fold everything of the followed types appended so far."""
+        await self.history.at_least(await self._followed_position(), apps[0].name)
+
+    async def _read_followed_position(self) -> int:
         positions = await asyncio.gather(
             *(self.log.position(names.type_subjects(t)) for t in FOLLOWED_TYPES)
         )
-        await self.history.at_least(max(positions), apps[0].name)
+        return max(positions)
 
     async def _state(self, app: str) -> AppHistory:
         return await self.history.at_least(self._appended.get(app, 0), app)

@@ -22,6 +22,7 @@ rotated token is picked up) and never enters a message, an event or a log.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import re
@@ -36,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pygit2
 from pygit2.enums import CredentialType, FetchPrune
 
+from services.wiring.coalescing import NextRound
 from services.wiring.settings import Settings
 
 # A mirror holds every branch and tag of its repository under the same names.
@@ -538,7 +540,8 @@ class Mirror:
 
 
 class Mirrors:
-    """The mirrors of one service, under `root`; fetches one at a time per mirror.
+    """The mirrors of one service, under `root`; fetches one at a time per mirror, and
+    callers that ask while a fetch runs share the next (`NextRound`).
 
     `credentials` is where a fetch's `credential=<name>` is looked up; without
     it, a fetch naming a credential fails (RepoUnreachable saying so).
@@ -548,6 +551,7 @@ class Mirrors:
         self.root = Path(root)
         self.credentials = credentials or GitCredentials()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._fetching: dict[tuple[str, str], NextRound[None]] = {}
         self.fetches: Counter[str] = Counter()
         """Completed fetches per normalized URL (for logs and tests)."""
 
@@ -565,11 +569,22 @@ class Mirrors:
         reason (an unknown credential included).
         """
         path = self.path_for(url)
+        key = (mirror_name(url), credential)
+        fetching = self._fetching.get(key)
+        if fetching is None:
+            fetching = self._fetching[key] = NextRound(
+                functools.partial(self._fetch, url, path, credential)
+            )
+        # A fan-out asks for the same repository once per app: callers that
+        # arrive during a fetch share the next one (which starts after they asked).
+        await fetching()
+        return await asyncio.to_thread(_open, url, path)
+
+    async def _fetch(self, url: str, path: Path, credential: str) -> None:
         async with self._lock(url):
             found = self._credential(url, credential)
             await asyncio.to_thread(_fetch_blocking, url, path, found)
             self.fetches[normalize_url(url)] += 1
-        return await asyncio.to_thread(_open, url, path)
 
     async def open(self, url: str) -> Mirror | None:
         """The mirror as it is, without fetching; None if there is none yet."""
