@@ -8,13 +8,15 @@ through an `EventLog`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
+import json
 import re
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import nats
 import nats.js.api as api
@@ -37,6 +39,16 @@ DUPLICATE_WINDOW_SECONDS = 3600.0
 
 # The server's error code for a failed Nats-Expected-Last-Subject-Sequence check.
 _WRONG_LAST_SEQUENCE = 10071
+
+# The layout of a JetStream object store (as nats-py and the Go client write it).
+_BUNDLE_STREAM = f"OBJ_{names.BUNDLES}"
+_BUNDLE_CHUNKS = "$O.{bucket}.C.{nuid}"
+_BUNDLE_CHUNK_SIZE = 128 * 1024
+_OBJECT_DIGEST = "SHA-256="
+
+
+def _bundle_meta_subject(digest: str) -> str:
+    return f"$O.{names.BUNDLES}.M.{base64.urlsafe_b64encode(digest.encode()).decode()}"
 
 
 def stream_config(*, replicas: int = 1) -> api.StreamConfig:
@@ -395,7 +407,12 @@ class EventLog:
         return self._bundles
 
     async def put_bundle(self, data: bytes) -> str:
-        """Store a bundle under the sha256 of its bytes; return the digest. Idempotent."""
+        """Store a bundle under the sha256 of its bytes; return the digest. Idempotent.
+
+        Written as nats-py's `ObjectStore.put` writes an object (chunks on a
+        fresh subject, then the meta message rolling up the previous one), less
+        its second look-up of the meta we just read: three round trips, not four.
+        """
         digest = hashlib.sha256(data).hexdigest()
         store = await self._bundle_store()
         try:
@@ -403,17 +420,63 @@ class EventLog:
             return digest
         except js_errors.ObjectNotFoundError:
             pass
-        await store.put(digest, data)
+        nuid = self.nc._nuid.next().decode()
+        chunk_subject = _BUNDLE_CHUNKS.format(bucket=names.BUNDLES, nuid=nuid)
+        chunks = 0
+        try:
+            for start in range(0, len(data), _BUNDLE_CHUNK_SIZE):
+                await self.js.publish(chunk_subject, data[start : start + _BUNDLE_CHUNK_SIZE])
+                chunks += 1
+            info = api.ObjectInfo(
+                name=digest,
+                bucket=names.BUNDLES,
+                nuid=nuid,
+                size=len(data),
+                chunks=chunks,
+                mtime=datetime.now(UTC).isoformat(),
+                digest=_OBJECT_DIGEST
+                + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode(),
+                options=api.ObjectMetaOptions(max_chunk_size=_BUNDLE_CHUNK_SIZE),
+            )
+            await self.js.publish(
+                _bundle_meta_subject(digest),
+                json.dumps(info.as_dict()).encode(),
+                headers={api.Header.ROLLUP: "sub"},
+            )
+        except Exception:
+            with contextlib.suppress(Exception):
+                await self.js.purge_stream(_BUNDLE_STREAM, subject=chunk_subject)
+            raise
         return digest
 
     async def get_bundle(self, digest: str) -> bytes:
-        """The bundle stored under `digest`, checked against it."""
-        store = await self._bundle_store()
+        """The bundle stored under `digest`, checked against it.
+
+        Read by direct gets of its meta and chunks, not nats-py's
+        `ObjectStore.get`, which creates and deletes an ordered consumer per
+        object -- the server's costliest request, made by the planner and the
+        applier once per app in a fan-out.
+        """
         try:
-            result = await store.get(digest)
-        except js_errors.ObjectNotFoundError:
-            raise BundleNotFound(f"no bundle {digest} in {names.BUNDLES}") from None
-        data = result.data or b""
+            meta = await self.js.get_last_msg(_BUNDLE_STREAM, _bundle_meta_subject(digest))
+            info = api.ObjectInfo.from_response(json.loads(meta.data or b"{}"))
+        except js_errors.NotFoundError:
+            info = None
+        if info is None or info.deleted or not info.nuid:
+            raise BundleNotFound(f"no bundle {digest} in {names.BUNDLES}")
+        chunk_subject = _BUNDLE_CHUNKS.format(bucket=names.BUNDLES, nuid=info.nuid)
+        parts = []
+        seq = 0
+        for _ in range(info.chunks or 0):
+            try:
+                chunk = await self.js.get_msg(
+                    _BUNDLE_STREAM, seq + 1, subject=chunk_subject, next=True
+                )
+            except js_errors.NotFoundError:
+                break
+            parts.append(chunk.data or b"")
+            seq = chunk.seq or seq + 1
+        data = b"".join(parts)
         if hashlib.sha256(data).hexdigest() != digest:
             raise BundleCorrupt(f"bundle {digest} in {names.BUNDLES} does not match its digest")
         return data

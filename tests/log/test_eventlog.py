@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import UTC, datetime
 
 import nats.js.api as api
@@ -206,3 +207,23 @@ async def test_an_event_its_readers_would_reject_is_refused_before_it_reaches_th
         await event_log.append_many([sync(), bad])
     info = await event_log.js.stream_info(STREAM)
     assert info.state.messages == 0
+
+
+async def test_bundles_are_object_store_objects_both_ways(event_log: EventLog):
+    """Written and read without nats-py's ObjectStore calls, bundles stay in its format:
+    any object store client reads them, and Wake reads what one wrote (several chunks)."""
+    store = await event_log.js.object_store(BUNDLES)
+    small = b"kind: ConfigMap\n" * 10
+    digest = await event_log.put_bundle(small)
+    assert (await store.get(digest)).data == small
+    assert (await store.get_info(digest)).size == len(small)
+
+    large = bytes(range(256)) * 2000  # 512000 bytes: four 128 KiB chunks
+    large_digest = hashlib.sha256(large).hexdigest()
+    await store.put(large_digest, large)
+    assert await event_log.get_bundle(large_digest) == large
+    assert await event_log.put_bundle(large) == large_digest  # already there: not written again
+
+    written = await event_log.put_bundle(large + b"!")
+    assert (await store.get(written)).data == large + b"!"
+    assert (await store.get_info(written)).chunks == 4
