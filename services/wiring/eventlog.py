@@ -202,6 +202,8 @@ class EventLog:
         self.js = nc.jetstream(timeout=timeout)
         self._timeout = timeout
         self._bundles = None
+        # Whether last-message reads may be direct gets (`_get_last`); asked once.
+        self._direct: bool | None = None
 
     @classmethod
     async def connect(
@@ -298,10 +300,30 @@ class EventLog:
     async def position(self, on_subjects: str) -> int:
         """The sequence of the last event on `on_subjects` (a subject or filter); 0 if none."""
         try:
-            message = await self.js.get_last_msg(names.STREAM, on_subjects)
+            message = await self._get_last(on_subjects)
         except js_errors.NotFoundError:
             return 0
         return message.seq or 0
+
+    async def _get_last(self, on_subjects: str) -> api.RawStreamMsg:
+        """The last message on `on_subjects`; NotFoundError if none.
+
+        A direct get where that reads the latest state: every handled event
+        costs a few of these, and the JetStream API path they take otherwise
+        (one request queue for the whole server, JSON and base64 both ways) is
+        what a fan-out waits on. Only on a one-replica stream: a replicated
+        stream answers direct gets from any replica, which may lag behind an
+        append just acknowledged. And only for a literal subject: a filter
+        cannot be a token of the direct-get request subject.
+        """
+        direct = "*" not in on_subjects and ">" not in on_subjects and await self._direct_reads()
+        return await self.js.get_last_msg(names.STREAM, on_subjects, direct=direct)
+
+    async def _direct_reads(self) -> bool:
+        if self._direct is None:
+            config = (await self.js.stream_info(names.STREAM)).config
+            self._direct = bool(config.allow_direct) and (config.num_replicas or 1) == 1
+        return self._direct
 
     async def app_position(self, app: str) -> int:
         """The sequence of the app's last event; the base of a conditional append."""
@@ -316,7 +338,7 @@ class EventLog:
     async def last_on(self, on_subjects: str) -> StoredEvent | None:
         """The last event on a subject or filter, or None."""
         try:
-            message = await self.js.get_last_msg(names.STREAM, on_subjects)
+            message = await self._get_last(on_subjects)
         except js_errors.NotFoundError:
             return None
         return StoredEvent(
