@@ -75,11 +75,6 @@ async def main(ctx: ServiceContext) -> None:
     await ensure_consumer(ctx.log, settings)
     checks: set[asyncio.Task] = set()
 
-    def check_soon(apps: list[Application], trigger: Trigger) -> None:
-        task = asyncio.create_task(_check(watcher, apps, trigger))
-        checks.add(task)
-        task.add_done_callback(checks.discard)
-
     async def handle_sync(stored: StoredEvent) -> None:
         application = await _registered(ctx, stored.event.app)
         if application is None:
@@ -134,8 +129,31 @@ async def main(ctx: ServiceContext) -> None:
 
     receiver = await _start_receiver(ctx, registry, check_pushed)
 
+    # Registrations coalesce too: apps registered while a register check runs
+    # are checked together after it, in one check (one fetch, one read of the
+    # mirror) -- 1000 apps registered at once are a few checks, not 1000.
+    registered: dict[str, None] = {}
+    registering: list[asyncio.Task] = []
+
+    def check_registered(app: str) -> None:
+        registered[app] = None
+        if registering and not registering[0].done():
+            return
+
+        async def run() -> None:
+            while registered:
+                todo = [registry.apps[n] for n in registered if n in registry.apps]
+                registered.clear()
+                await _check(watcher, todo, "register")
+
+        registering[:] = [asyncio.create_task(run())]
+        checks.add(registering[0])
+        registering[0].add_done_callback(checks.discard)
+
     tasks = [
-        asyncio.create_task(_follow(ctx, registry, registry_seq, check_soon), name="registry"),
+        asyncio.create_task(
+            _follow(ctx, registry, registry_seq, check_registered), name="registry"
+        ),
         asyncio.create_task(
             consume(ctx.log, settings, handle_sync, stop=ctx.stop), name="sync-consumer"
         ),
@@ -215,13 +233,12 @@ async def _follow(
     ctx: ServiceContext,
     registry: Registry,
     after_seq: int,
-    check_soon: Callable[[list[Application], Trigger], None],
+    check_registered: Callable[[str], None],
 ) -> None:
     """Keep the registry current; check a newly registered or updated app at once."""
     async for app in follow_registry(ctx.log, registry, after_seq):
-        application = registry.apps.get(app)
-        if application is not None:
-            check_soon([application], "register")
+        if app in registry.apps:
+            check_registered(app)
 
 
 async def _check(watcher: Watcher, apps: list[Application], trigger: Trigger) -> None:
