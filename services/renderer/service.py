@@ -107,8 +107,13 @@ async def handle_revision(ctx: ServiceContext, mirrors: Mirrors, stored: StoredE
         )
         await ctx.log.append(ctx.derive(outcome, cause=event))
         return
-    # The bundle first: an event must never name a bundle that is not stored.
-    digest = await ctx.log.put_bundle(outcome.data)
+    # The bundle first: an event must never name a bundle that is not stored. Where
+    # the app stands is read meanwhile (both are round trips to the log).
+    polled = revision.trigger in ("poll", "webhook")
+    digest, standing = await asyncio.gather(
+        ctx.log.put_bundle(outcome.data),
+        standing_of(ctx.log, event.app) if polled else _nothing(),
+    )
     resources = [
         RenderedResource(
             ref=ref_of(item.resource),
@@ -118,11 +123,9 @@ async def handle_revision(ctx: ServiceContext, mirrors: Mirrors, stored: StoredE
         for item in outcome.resources
     ]
     same_as = None
-    if revision.trigger in ("poll", "webhook"):
+    if standing is not None:
         same_as = unchanged.unchanged_from(
-            trigger=revision.trigger,
-            resources=resources,
-            standing=await standing_of(ctx.log, event.app),
+            trigger=revision.trigger, resources=resources, standing=standing
         )
     payload = ManifestsRendered(
         commit=revision.commit,
@@ -176,6 +179,10 @@ async def standing_of(event_log: EventLog, app: str) -> unchanged.Standing:
             and (applied is None or drift.seq > applied.seq)
         ),
     )
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _payload(stored: StoredEvent | None, kind: type[T]) -> T | None:
