@@ -25,6 +25,7 @@ resolve) is a SourceFailed on the app's log, once per distinct failure
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections import defaultdict
@@ -116,7 +117,7 @@ class Snapshot:
         self.mirror = mirror
         self._commits: dict[str, str | RefNotFound] = {}
         self._objects: dict[tuple[pygit2.Oid, tuple[str, ...]], pygit2.Object | None] = {}
-        self._revisions: dict[tuple[str, str], Revision] = {}
+        self._revisions: dict[str, Revision] = {}
         self._commit_objects: dict[str, pygit2.Commit] = {}
 
     def commit(self, commit_id: str) -> pygit2.Commit:
@@ -141,27 +142,28 @@ class Snapshot:
 
     def object_at(self, commit: pygit2.Commit, parts: tuple[str, ...]) -> pygit2.Object | None:
         """The blob or tree at `parts` in `commit`, None if none; symlinks not followed."""
-        key = (commit.id, parts)
-        if key in self._objects:
-            return self._objects[key]
         if not parts:
-            found: pygit2.Object | None = commit.tree
-        else:
-            parent = self.object_at(commit, parts[:-1])
-            name = parts[-1]
-            found = parent[name] if isinstance(parent, pygit2.Tree) and name in parent else None
-        self._objects[key] = found
-        return found
+            return commit.tree
+        # The folders above are kept (shared by the apps beside each other), not
+        # the object itself: 10,000 app folders need not stay parsed all at once.
+        parent = self._folder(commit, parts[:-1])
+        name = parts[-1]
+        return parent[name] if isinstance(parent, pygit2.Tree) and name in parent else None
+
+    def _folder(self, commit: pygit2.Commit, parts: tuple[str, ...]) -> pygit2.Object | None:
+        key = (commit.id, parts)
+        if key not in self._objects:
+            self._objects[key] = self.object_at(commit, parts)
+        return self._objects[key]
 
     def revision(self, commit: pygit2.Commit, path: RepoPath) -> Revision:
         """`revision_of` the commit, with the id of the tree at `path` ("" if not a tree)."""
-        key = (str(commit.id), str(path))
-        found = self._revisions.get(key)
-        if found is None:
-            tree = self.object_at(commit, path.parts)
-            tree_id = str(tree.id) if isinstance(tree, pygit2.Tree) else None
-            found = self._revisions[key] = revision_of(commit, tree_id)
-        return found
+        base = self._revisions.get(str(commit.id))
+        if base is None:
+            base = self._revisions[str(commit.id)] = revision_of(commit, None)
+        tree = self.object_at(commit, path.parts)
+        tree_id = str(tree.id) if isinstance(tree, pygit2.Tree) else ""
+        return dataclasses.replace(base, tree_id=tree_id)
 
     def ids_at(self, commit_id: str) -> IdAt | None:
         """The lookup path -> object id at `commit_id`; None if the mirror lacks the commit
@@ -268,10 +270,19 @@ class Watcher:
                     log.exception("app %s: recording its source failure failed", app.name)
             return []
         snapshot = Snapshot(mirror)
-        results = await asyncio.gather(
-            *(self._check_one(app, snapshot, trigger, resume) for app in apps)
-        )
-        return [event_id for event_id in results if event_id is not None]
+        # A few workers taking apps in turn, not a task per app: a poll of 10,000
+        # apps would otherwise hold 10,000 suspended tasks at once.
+        todo = iter(enumerate(apps))
+        appended: dict[int, str] = {}
+
+        async def work() -> None:
+            for index, app in todo:
+                event_id = await self._check_one(app, snapshot, trigger, resume)
+                if event_id is not None:
+                    appended[index] = event_id
+
+        await asyncio.gather(*(work() for _ in range(min(CONCURRENT_CHECKS, len(apps)))))
+        return [appended[index] for index in sorted(appended)]
 
     async def _check_one(
         self, app: Application, snapshot: Snapshot, trigger: Trigger, resume: str
