@@ -26,6 +26,7 @@ from events import new_event
 from events.payloads import ApplicationRegistered, AppSpec, SyncRequested
 from services.demo.sample import SampleRepo, deployment_yaml, namespace_yaml
 from services.demo.walkthrough import wait_for_journey
+from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import EventLog
 from services.wiring.supervision import start_wake
 
@@ -76,7 +77,11 @@ async def run(runs: int, resources: int, latency_ms: float) -> None:
             log_dir=root / "logs",
             extra_env={"WAKE_POLL_INTERVAL": "3600", "WAKE_LOG_LEVEL": "WARNING"},
         )
-        log = await EventLog.connect(running.endpoints.nats_url, name="bench")
+        log = await EventLog.connect(
+            running.endpoints.nats_url,
+            name="bench",
+            credentials=load_connect_kwargs(running.endpoints.nats_admin),
+        )
         try:
             repo = SampleRepo.create(root / "repo")
             commit = repo.commit("generation 0", manifests(resources, 0))

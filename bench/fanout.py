@@ -35,6 +35,7 @@ from events import new_event
 from events.names import STREAM
 from events.payloads import ApplicationRegistered, AppSpec
 from services.demo.sample import SampleRepo
+from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import EventLog
 from services.wiring.supervision import RunningWake, start_wake
 
@@ -221,7 +222,11 @@ async def run(apps: int, latency_ms: float, poll: float, timeout: float, replica
             **more,
         )
         rss = PeakRss(running)
-        log = await EventLog.connect(running.endpoints.nats_url, name="bench")
+        log = await EventLog.connect(
+            running.endpoints.nats_url,
+            name="bench",
+            credentials=load_connect_kwargs(running.endpoints.nats_admin),
+        )
         try:
             after = (await log.js.stream_info(STREAM)).state.last_seq
             registrations = [

@@ -27,6 +27,7 @@ from events.names import subject
 from events.samples import sample_payloads
 from services.wiring.embedded_nats import start_nats
 from services.wiring.eventlog import EventLog, headers_for, provision
+from services.wiring.infra import bus_security
 
 
 def make_events(n: int, tag: str) -> list:
@@ -37,8 +38,10 @@ def make_events(n: int, tag: str) -> list:
 
 
 async def fresh_log(root: Path, name: str):
-    server = await start_nats(root / name)
-    log = await EventLog.connect(server.url, name="bench")
+    # Secured as `wake up` secures it, so the figures include authentication.
+    credentials, security = bus_security(root / name)
+    server = await start_nats(root / name, security=security)
+    log = await EventLog.connect(server.url, name="bench", credentials=credentials.kwargs("admin"))
     await provision(log.nc)
     return server, log
 

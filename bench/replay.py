@@ -38,6 +38,7 @@ from services.projector import replaying, store
 from services.wiring.embedded_nats import start_nats
 from services.wiring.embedded_postgres import start_postgres
 from services.wiring.eventlog import EventLog, provision
+from services.wiring.infra import bus_security
 
 APPS = 50
 BATCH = 500
@@ -69,8 +70,10 @@ def make_events(n: int) -> list[Envelope]:
 
 
 async def fresh_log(root: Path, name: str) -> tuple[object, EventLog]:
-    server = await start_nats(root / name)
-    log = await EventLog.connect(server.url, name="bench")
+    # Secured as `wake up` secures it, so the figures include authentication.
+    credentials, security = bus_security(root / name)
+    server = await start_nats(root / name, security=security)
+    log = await EventLog.connect(server.url, name="bench", credentials=credentials.kwargs("admin"))
     await provision(log.nc)
     return server, log
 
@@ -114,15 +117,19 @@ async def bench_rebuild(root: Path, database_url: str, events: list[Envelope]) -
     await server.stop()
 
 
-def es_recorder(postgres_port: int, schema: str):
+def es_recorder(database_url: str, schema: str):
+    from urllib.parse import urlsplit
+
     from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
+    # The same role and password as Wake's own (scram-sha-256: no passwordless login).
+    url = urlsplit(database_url)
     datastore = PostgresDatastore(
         dbname="wake",
         host="127.0.0.1",
-        port=postgres_port,
-        user="postgres",
-        password="",
+        port=url.port,
+        user=url.username,
+        password=url.password or "",
         schema=schema,
         pool_size=2,
     )
@@ -207,11 +214,11 @@ async def bench_compare(
     for schema in ("es_one", "es_batched"):
         await conn.execute(f"CREATE SCHEMA {schema}")
     await conn.close()
-    datastore, recorder = es_recorder(postgres_port, "es_one")
+    datastore, recorder = es_recorder(database_url, "es_one")
     es_one = await asyncio.to_thread(es_append_one, recorder, stored_events(one))
     es_read_one = await asyncio.to_thread(es_read_all, recorder, len(one))
     datastore.close()
-    datastore, recorder = es_recorder(postgres_port, "es_batched")
+    datastore, recorder = es_recorder(database_url, "es_batched")
     es_batch = await asyncio.to_thread(es_append_batched, recorder, stored_events(batched))
     es_read = await asyncio.to_thread(es_read_all, recorder, len(batched))
     datastore.close()

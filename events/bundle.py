@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from events import redaction
 from events.payloads import ResourceRef
 
 BUNDLE_FORMAT = 1
@@ -78,7 +79,18 @@ def digest(data: bytes) -> str:
 
 
 def resource_digest(resource: Resource) -> str:
-    return digest(canonical_json(resource))
+    """The content digest of one resource, as events carry it.
+
+    A Secret's is keyed (HMAC-SHA256 with the install's digest key, see
+    `events.redaction`): its name and namespace are in the event, so a plain
+    sha256 of a small Secret would let anyone who reads the log confirm a
+    guessed value offline. Only the renderer compares these digests, each
+    with an earlier one of its own, so a key per install is all it needs.
+    """
+    data = canonical_json(resource)
+    if resource.get("kind") == "Secret" and resource.get("apiVersion") == "v1":
+        return redaction.keyed_hexdigest(data)
+    return digest(data)
 
 
 def ref_of(resource: Resource) -> ResourceRef:

@@ -14,6 +14,8 @@ import msgspec
 
 STREAM = "WAKE_EVENTS"
 BUNDLES = "WAKE_BUNDLES"
+# The JetStream stream that holds the WAKE_BUNDLES object store (nats.py names it so).
+BUNDLES_STREAM = f"OBJ_{BUNDLES}"
 SUBJECT_PREFIX = "wake.evt"
 ALL_SUBJECTS = f"{SUBJECT_PREFIX}.>"
 
@@ -53,6 +55,20 @@ def app_name(value: str) -> AppName:
             "starting and ending with a letter or digit"
         )
     return AppName(value)
+
+
+def registrable_app_name(value: str) -> AppName:
+    """`app_name(value)` that a user may register: never the reserved SYSTEM_APP.
+
+    The log files Wake's own events (rejections of garbage, for example) under
+    `_wake`; an application of that name would mix its history with them.
+    """
+    name = app_name(value)
+    if name == SYSTEM_APP:
+        raise InvalidName(
+            f"application name {value!r} is reserved for Wake's own events; choose another"
+        )
+    return name
 
 
 def subject(app: AppName | str, event_type: str) -> str:

@@ -35,6 +35,12 @@ Every event is one message on the JetStream stream `{names.STREAM}`, subject
 (`deny_delete`, `deny_purge`, no age limit): its sequence number is the global order,
 and sequence N means the same event forever.
 
+Wake's NATS refuses unauthenticated clients. `endpoints.json` names files of keyword
+arguments for nats-py: `nats.connect(url, **json.load(open(endpoints["nats_operator"])))`
+reads the log (stream info, message get, named ephemeral consumers); creating a durable
+consumer takes the admin's (`nats_admin`), and pulling from it the admin's too, or an
+identity you add to the server's configuration (see docs/security.md).
+
 Attach a **durable consumer** to follow the log and resume where you left off after a
 restart. With the `nats` CLI:
 

@@ -1,13 +1,16 @@
 """Deploys per app: a consumer of Wake's event stream that needs nothing of Wake.
 
     python examples/deploys_per_app.py --nats-url nats://127.0.0.1:4222 [--durable NAME]
-                                       [--from-seq N] [--follow]
+                                       [--from-seq N] [--follow] [--credentials FILE]
 
 It attaches a durable pull consumer to WAKE_EVENTS filtered on ApplySucceeded,
 prints one line per deploy, and acknowledges each message, so a second run with
 the same --durable resumes after the last deploy it printed. Without --follow it
 stops once it has caught up, printing the number of deploys per app it saw.
 Only nats-py and the JSON of the events are used: see docs/events.md.
+On Wake's NATS, which refuses unauthenticated clients, --credentials names a
+JSON file of `nats.connect` keyword arguments: endpoints.json's `nats_admin`
+(only the admin may create a durable consumer).
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ STREAM = "WAKE_EVENTS"
 SUBJECT = "wake.evt.*.ApplySucceeded"
 
 
-async def main(nats_url: str, durable: str, from_seq: int | None, follow: bool) -> None:
-    nc = await nats.connect(nats_url)
+async def main(
+    nats_url: str, durable: str, from_seq: int | None, follow: bool, credentials: dict
+) -> None:
+    nc = await nats.connect(nats_url, **credentials)
     js = nc.jetstream()
     config = ConsumerConfig(
         durable_name=durable,
@@ -74,5 +79,10 @@ if __name__ == "__main__":
     parser.add_argument("--durable", default="deploys-per-app")
     parser.add_argument("--from-seq", type=int)
     parser.add_argument("--follow", action="store_true")
+    parser.add_argument("--credentials", default=os.environ.get("WAKE_NATS_CREDENTIALS"))
     args = parser.parse_args()
-    asyncio.run(main(args.nats_url, args.durable, args.from_seq, args.follow))
+    credentials = {}
+    if args.credentials:
+        with open(args.credentials) as file:
+            credentials = json.load(file)
+    asyncio.run(main(args.nats_url, args.durable, args.from_seq, args.follow, credentials))

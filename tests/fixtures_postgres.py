@@ -32,5 +32,11 @@ async def postgres_server(
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def postgres_url(postgres_server: EmbeddedPostgres) -> str:
-    """`postgresql://postgres@127.0.0.1:PORT/wake` of the session's PostgreSQL server."""
+    """The service role's `postgresql://wake:PASSWORD@127.0.0.1:PORT/wake`: what services use."""
     return postgres_server.url
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def postgres_admin_url(postgres_server: EmbeddedPostgres) -> str:
+    """The superuser's URL, for what only provisioning does (creating databases)."""
+    return postgres_server.admin_url

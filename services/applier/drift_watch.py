@@ -1,6 +1,6 @@
 """Checking live objects against the last applied bundle on an interval (shell around `drift.py`).
 
-Every `drift_interval` seconds, for each registered app whose last apply
+At start and every `drift_interval` seconds after, for each registered app whose last apply
 succeeded and none is in flight (its last ApplySucceeded is later than its
 last ApplyStarted and ApplyFailed): load the bundle of that ApplySucceeded,
 prepare it as the apply did, GET each resource and dry-run its apply on the
@@ -56,13 +56,19 @@ class DriftWatch:
         self._limit = asyncio.Semaphore(CONCURRENT_REQUESTS)
 
     async def run(self) -> None:
-        """Check every app each drift_interval until ctx.stop; one failing app stops no other."""
-        while not await self.ctx.wait_stop(self.ctx.settings.drift_interval):
+        """Check every app at once, then each drift_interval, until ctx.stop.
+
+        The first round runs at start: a hand edit made while no applier ran
+        is news now, not a whole interval later. One failing app stops no other.
+        """
+        while not self.ctx.stop.is_set():
             try:
                 await self.check_all()
             except Exception:
                 # The log or a cluster hiccupped: the next round tries again.
                 log.exception("drift checks failed this round")
+            if await self.ctx.wait_stop(self.ctx.settings.drift_interval):
+                return
 
     async def check_all(self) -> None:
         registry, _ = await load_registry(self.ctx.log)

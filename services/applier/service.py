@@ -215,10 +215,11 @@ class Applier:
         # types are followed too, so `at_least(stored.seq)` can be asked.
         self.history: Follower[retrying.RetryHistory] = Follower(
             ctx.log,
-            (*retrying.HISTORY_TYPES, *FOLLOWED_INPUTS),
+            retrying.HISTORY_TYPES,
             new_state=retrying.RetryHistory,
             fold=_fold_history,
             name=f"{ctx.name} history",
+            passing=FOLLOWED_INPUTS,
         )
 
     async def close(self) -> None:

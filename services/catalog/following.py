@@ -10,7 +10,8 @@ The race this closes: a handler that just received event N must not decide on
 state that has not yet seen everything before N (its own cause, or a plan a
 replica appended a moment ago). `at_least(N, app)` waits until the follower
 has folded past N. That needs N's type among the followed ones -- a service
-follows the types it handles, too -- or N to be a position read from the log
+follows the types it handles, too (`passing`: not decoded, they only move
+the position) -- or N to be a position read from the log
 (`EventLog.position`) on followed subjects, as after a lost conditional append.
 
 An event that does not decode is skipped (and logged once): every reader
@@ -62,9 +63,14 @@ class Follower(Generic[S]):
         new_state: Callable[[], S],
         fold: Fold[S],
         name: str = "follower",
+        passing: Iterable[str] = (),
     ) -> None:
         self._log = log
-        self._subjects = [names.type_subjects(t) for t in dict.fromkeys(types)]
+        folded = dict.fromkeys(types)
+        # Types followed only so that `at_least` can wait for them (a service's
+        # inputs): they move `reached` and are not decoded nor folded.
+        self._passing = {t for t in passing if t not in folded}
+        self._subjects = [names.type_subjects(t) for t in [*folded, *self._passing]]
         self._new_state = new_state
         self._fold = fold
         self._name = name
@@ -132,6 +138,14 @@ class Follower(Generic[S]):
                 raise FollowerBehind(f"{self._name} stopped: {self._failure!r}")
         return self.state(app)
 
+    def _fold_one(self, seq: int, subject: str, data: bytes) -> None:
+        try:
+            event = decode(data)
+        except InvalidEvent as exc:
+            log.warning("%s: skipping seq %d (%s): %s", self._name, seq, subject, exc)
+            return
+        self._fold(self.state(event.app), seq, event)
+
     async def _restart(self) -> None:
         await self.close()
         self._failure = None
@@ -144,12 +158,9 @@ class Follower(Generic[S]):
                 async for seq, subject, data in self._log.read_raw(
                     from_seq=self._reached + 1, subjects=self._subjects, follow=True
                 ):
-                    try:
-                        event = decode(data)
-                    except InvalidEvent as exc:
-                        log.warning("%s: skipping seq %d (%s): %s", self._name, seq, subject, exc)
-                    else:
-                        self._fold(self.state(event.app), seq, event)
+                    parsed = names.parse_subject(subject)
+                    if parsed is None or parsed[1] not in self._passing:
+                        self._fold_one(seq, subject, data)
                     async with self._advanced:
                         self._reached = seq
                         self._advanced.notify_all()

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 
 from events import names
-from events.envelope import Envelope
+from events.envelope import Envelope, InvalidEvent, decode
 from events.payloads import AppSpec, PlanCreated
 from services.catalog.plans import PLAN_EVENT_TYPES, PlanView, fold_plans
 from services.catalog.registry import LIFECYCLE_TYPES, Registry, current_spec
@@ -57,19 +57,45 @@ class PlanNotFound(LookupError):
 
 
 async def find_plan(log: EventLog, plan_id: str) -> tuple[PlanView, int]:
-    """The plan with this id and the position of its app's log it was read at."""
-    async for stored in log.read(subjects=[names.type_subjects(PlanCreated.event_type)]):
-        if getattr(stored.event.payload, "plan_id", None) == plan_id:
-            app = stored.event.app
-            # The position first: a decision appended on it conflicts with
-            # anything that lands on the app while we were reading.
-            position = await log.app_position(app)
-            plans = fold_plans(
-                [
-                    (seq, event)
-                    for seq, event in await app_events(log, app, PLAN_EVENT_TYPES)
-                    if seq <= position
-                ]
-            )
-            return plans[plan_id], position
+    """The plan with this id and the position of its app's log it was read at.
+
+    A plan awaiting approval is almost always its app's last: each app's last
+    PlanCreated is read directly first (one read per app); only an older plan
+    costs a scan of every PlanCreated.
+    """
+    registry, _ = await load_registry(log)
+    last = await asyncio.gather(
+        *(log.last_event(app, PlanCreated.event_type) for app in registry.apps)
+    )
+    for stored in last:
+        if stored is not None and getattr(stored.event.payload, "plan_id", None) == plan_id:
+            return await _plan_of(log, stored.event.app, plan_id)
+    needle = plan_id.encode()
+    async for _seq, _subject, data in log.read_raw(
+        subjects=[names.type_subjects(PlanCreated.event_type)]
+    ):
+        if needle not in data:  # most plans are not it: decode only what may be
+            continue
+        try:
+            event = decode(data)
+        except InvalidEvent:
+            continue  # skipped by every reader (DESIGN §2)
+        if getattr(event.payload, "plan_id", None) == plan_id:
+            return await _plan_of(log, event.app, plan_id)
     raise PlanNotFound(f"no plan {plan_id} in the log")
+
+
+async def _plan_of(log: EventLog, app: str, plan_id: str) -> tuple[PlanView, int]:
+    # The position first: a decision appended on it conflicts with anything
+    # that lands on the app while we were reading.
+    position = await log.app_position(app)
+    plans = fold_plans(
+        [
+            (seq, event)
+            for seq, event in await app_events(log, app, PLAN_EVENT_TYPES)
+            if seq <= position
+        ]
+    )
+    if plan_id not in plans:
+        raise PlanNotFound(f"no plan {plan_id} in the log")
+    return plans[plan_id], position

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from events import names
 from events.envelope import Envelope
 from events.payloads import ApplicationRegistered, ApplicationRemoved, ApplicationUpdated, AppSpec
 
@@ -34,6 +35,9 @@ class Registry:
     def apply(self, seq: int, event: Envelope) -> bool:
         """Fold one event in; True if it changed the registry."""
         payload = event.payload
+        if event.app == names.SYSTEM_APP:
+            # Reserved for Wake's own events: a registration there is forged.
+            return False
         current = self.apps.get(event.app)
         if isinstance(payload, ApplicationRegistered):
             self.apps[event.app] = Application(event.app, payload.spec, seq, seq)

@@ -12,7 +12,7 @@ the one applied -- nothing less (DESIGN §2), whatever event came last:
   re-detection of what is applied).
 
 Anything else is out of sync, with why: "applied abc1234, desired def5678
-(awaiting-approval)".
+(plan awaiting approval)".
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Verdict:
 def verdict(desired: Desired | None, applied: Applied | None, *, pending: str = "") -> Verdict:
     """Whether the app is synced (see the module docstring).
 
-    `pending` says what the app waits for ("awaiting-approval", "apply-failed", ...)
+    `pending` says what the app waits for ("plan awaiting approval", "apply failed", ...)
     and is added to why it is out of sync.
     """
     suffix = f" ({pending})" if pending else ""

@@ -117,7 +117,7 @@ def _app_path(value: str) -> dict[str, Any]:
 
 def _namespace(value: str) -> dict[str, Any]:
     try:
-        names.app_name(value)
+        names.registrable_app_name(value)
     except names.InvalidName:
         raise click.BadParameter(f"invalid namespace {value!r}", param_hint="--namespace") from None
     return {"namespace": value}
@@ -370,6 +370,10 @@ def add(data_dir: str, name: str, **options: Any) -> None:
     then the app waits for a new commit or `wake sync NAME`.
     """
     name = checked_app_name(name)
+    try:
+        names.registrable_app_name(name)
+    except names.InvalidName as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
     spec = AppSpec(**spec_fields(options))
     _check_jsonnet_arguments(spec)
 
@@ -689,8 +693,10 @@ async def _status(log: EventLog, name: str, spec: AppSpec) -> dict:
         )
     health = latest.get("HealthChanged")
     source_error = await _source_error(log, name, latest.get("SourceFailed"), current)
-    if source_error is not None:
-        # What was synced may no longer be what Git says: never claim it is.
+    if source_error is not None and state != "rolled-back":
+        # What was synced may no longer be what Git says: never claim it is. A
+        # rollback stays where it was put on purpose (Git is not needed for it);
+        # the source error has its own line.
         state = "source-failed"
     return {
         "name": name,
@@ -749,8 +755,21 @@ def _verdict(revision, rendered, applied, state: str) -> syncing.Verdict:
     return syncing.verdict(
         desired,
         syncing.Applied(done.commit, done.bundle_digest) if done is not None else None,
-        pending="" if state in ("synced", "out-of-sync") else state,
+        pending=_PENDING.get(state, ""),
     )
+
+
+# What an app that is not synced waits for, by its state, in `sync: out of sync: ... (why)`.
+_PENDING = {
+    "detected": "rendering",
+    "rendered": "planning",
+    "render-failed": "render failed",
+    "planned": "plan made, not applied yet",
+    "awaiting-approval": "plan awaiting approval",
+    "apply-failed": "apply failed",
+    "retrying": "apply failed, retrying",
+    "blocked": "plan blocked",
+}
 
 
 async def _source_error(log: EventLog, name: str, failed, current: set[str]) -> dict | None:

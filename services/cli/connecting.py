@@ -13,8 +13,16 @@ import click
 import nats.errors
 
 from events import names
+from services.wiring import keys
+from services.wiring.credentials import CredentialsError, client_tls, load_connect_kwargs
 from services.wiring.eventlog import EventLog
-from services.wiring.settings import Settings, SettingsError, load_settings, require_nats
+from services.wiring.settings import (
+    Settings,
+    SettingsError,
+    load_settings,
+    read_endpoints,
+    require_nats,
+)
 
 T = TypeVar("T")
 
@@ -44,15 +52,33 @@ async def connected(settings: Settings) -> AsyncIterator[EventLog]:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        log = await asyncio.wait_for(EventLog.connect(url, name="wake-cli"), timeout=5)
+        credentials = operator_credentials(settings)
+        tls = client_tls(settings.nats_tls_ca)
+    except CredentialsError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        log = await asyncio.wait_for(
+            EventLog.connect(url, name="wake-cli", credentials=credentials, tls=tls), timeout=5
+        )
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         raise click.ClickException(
             f"cannot reach NATS at {url}: {exc or type(exc).__name__}"
         ) from None
     try:
+        try:
+            keys.use_install_keys(log, settings)
+        except keys.KeyFileError as exc:
+            raise click.ClickException(str(exc)) from None
         yield log
     finally:
         await log.close()
+
+
+def operator_credentials(settings: Settings) -> dict[str, Any] | None:
+    """The identity `wake` commands connect as: WAKE_NATS_CREDENTIALS, else the operator's
+    file that the running Wake named in endpoints.json (`nats_operator`), else none."""
+    path = settings.nats_credentials or read_endpoints(settings.data_path).get("nats_operator")
+    return load_connect_kwargs(path) if path else None
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:

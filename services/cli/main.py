@@ -48,3 +48,8 @@ class _LazyGroup(click.Group):
 @click.version_option(package_name="wake")
 def cli() -> None:
     """Wake: an event-sourced GitOps control plane."""
+    # What a `wake` command and its children create (mirrors, logs, the NATS
+    # store, endpoints.json) is readable by this user only.
+    from services.wiring.private import use_private_umask
+
+    use_private_umask()

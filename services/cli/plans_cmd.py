@@ -20,6 +20,7 @@ from services.cli.connecting import (
     run,
     settings_for,
 )
+from services.wiring.conflicts import after_conflict
 from services.wiring.eventlog import ConcurrencyConflict
 
 
@@ -141,7 +142,9 @@ async def _decide(data_dir: str, plan_id: str, decision: str, reason: str) -> No
         # Read, decide, append on the position read: if anything lands on the
         # app meanwhile (another person's decision, a superseding plan), the
         # append conflicts and the decision is taken again on the new state.
-        for _ in range(5):
+        # The whole app's position, not one subject: what matters here spans
+        # several types (PlanCreated, PlanApproved, PlanRejected, PlanSuperseded).
+        for attempt in range(5):
             try:
                 view, position = await lookup.find_plan(log, plan_id)
             except lookup.PlanNotFound as exc:
@@ -168,6 +171,7 @@ async def _decide(data_dir: str, plan_id: str, decision: str, reason: str) -> No
             try:
                 await log.append(event, expected_last_seq=position)
             except ConcurrencyConflict:
+                await after_conflict(attempt)
                 continue
             verb = "approved" if decision == "approve" else "rejected"
             click.echo(f"plan {plan_id} of {view.app} {verb} (event {event.event_id})")

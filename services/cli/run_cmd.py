@@ -22,6 +22,15 @@ interval_option = click.option(
     "default: 60].",
 )
 
+nats_cluster_option = click.option(
+    "--nats-cluster",
+    type=click.IntRange(1, 7),
+    default=1,
+    show_default=True,
+    help="NATS nodes: more than one runs a JetStream cluster on loopback with the stream "
+    "and object store replicated on every node (3 survives the loss of one).",
+)
+
 
 @click.command(name="run")
 @data_dir_option
@@ -33,14 +42,17 @@ def run_service_command(data_dir: str, interval: float | None, service: str) -> 
     Configured by the WAKE_* environment variables (see the README); NATS is
     found through WAKE_NATS_URL or the data dir's endpoints.json.
     """
-    from services.wiring.runtime import run_service
+    from services.wiring.consumers import ConsumerMissing
+    from services.wiring.keys import KeyFileError
+    from services.wiring.runtime import LogMissing, run_service
     from services.wiring.settings import SettingsError
 
     settings = settings_for(data_dir, poll_interval=interval)
     try:
         with _profiled(service):
             asyncio.run(run_service(service, settings))
-    except SettingsError as exc:
+    except (SettingsError, LogMissing, ConsumerMissing, KeyFileError) as exc:
+        # What the operator must fix (a setting, an unprovisioned log, a key file): one line.
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
@@ -79,14 +91,20 @@ def _profiled(service: str) -> Iterator[None]:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write each process's output to a file there instead of this terminal.",
 )
-def up(data_dir: str, interval: float | None, sandbox: bool, log_dir: Path | None) -> None:
+@nats_cluster_option
+def up(
+    data_dir: str, interval: float | None, sandbox: bool, log_dir: Path | None, nats_cluster: int
+) -> None:
     """Start NATS, PostgreSQL, every service (and a sandbox) until Ctrl-C.
 
     Without --sandbox the services target WAKE_KUBECONFIG, else the current
     kubeconfig context. DATA_DIR/endpoints.json is written once all is ready.
+    A process that dies is restarted with backoff (NATS and PostgreSQL too);
+    if NATS or PostgreSQL cannot be brought back, Wake stops and exits 1.
+    The sandbox keeps its objects in DATA_DIR/sandbox across restarts.
     """
     from services.wiring import infra
-    from services.wiring.supervision import StartupError, start_wake
+    from services.wiring.supervision import GaveUp, StartupError, start_wake
 
     settings = settings_for(data_dir)
 
@@ -103,11 +121,14 @@ def up(data_dir: str, interval: float | None, sandbox: bool, log_dir: Path | Non
             kubeconfig=settings.kubeconfig,
             log_dir=log_dir,
             extra_env={"WAKE_POLL_INTERVAL": str(interval)} if interval else None,
+            nats_cluster=nats_cluster,
+            restart_attempts=settings.server_restarts,
         )
         try:
             endpoints = running.endpoints
             click.echo(f"Wake is up in {running.data_dir}")
-            click.echo(f"  NATS JetStream  {endpoints.nats_url}")
+            nodes = f" ({nats_cluster} nodes, R{nats_cluster})" if nats_cluster > 1 else ""
+            click.echo(f"  NATS JetStream  {endpoints.nats_url}{nodes}")
             click.echo(f"  PostgreSQL      {endpoints.database_url}")
             cluster = "sandbox cluster (Kubernetes API emulator)" if sandbox else "cluster"
             click.echo(f"  {cluster:<15} {endpoints.kubeconfig or 'current kubeconfig context'}")
@@ -117,6 +138,7 @@ def up(data_dir: str, interval: float | None, sandbox: bool, log_dir: Path | Non
             click.echo(f"  webhooks        {endpoints.webhook_url}/{providers}")
             click.echo(f"  webhook secret  {running.webhook_secret_file or 'WAKE_WEBHOOK_SECRET'}")
             click.echo(f"  endpoints       {running.data_dir / infra.ENDPOINTS_FILE}")
+            click.echo(f"  NATS identities {running.data_dir / infra.CREDENTIALS_DIR}")
             click.echo("Press Ctrl-C to stop.")
             return await running.supervise(stop)
         finally:
@@ -125,6 +147,8 @@ def up(data_dir: str, interval: float | None, sandbox: bool, log_dir: Path | Non
 
     try:
         reason = asyncio.run(serve())
+    except GaveUp as exc:
+        raise click.ClickException(f"stopped: {exc}") from None
     except (StartupError, infra.InfraError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Stopped ({reason}).")

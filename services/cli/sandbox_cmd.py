@@ -15,14 +15,19 @@ from services.sandbox.discovery import GIT_VERSION
 
 
 async def _serve(
-    host: str, port: int, kubeconfig: Path, latency_ms: float, ready_workloads: bool
+    host: str,
+    port: int,
+    kubeconfig: Path,
+    latency_ms: float,
+    ready_workloads: bool,
+    state_file: Path | None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    sandbox = Sandbox(latency_ms=latency_ms, ready_workloads=ready_workloads)
+    sandbox = Sandbox(latency_ms=latency_ms, ready_workloads=ready_workloads, state_file=state_file)
     url = await sandbox.start(host=host, port=port)
     try:
         path = sandbox.write_kubeconfig(kubeconfig)
@@ -33,7 +38,8 @@ async def _serve(
             click.echo(f"added latency: {latency_ms:g} ms per request")
         if ready_workloads:
             click.echo("workloads: rollouts and Jobs complete, Pods run, claims bind when applied")
-        click.echo("Not a real cluster: nothing runs, objects only live in memory. Ctrl-C to stop.")
+        kept = f"objects are kept in {state_file}" if state_file else "objects only live in memory"
+        click.echo(f"Not a real cluster: nothing runs, {kept}. Ctrl-C to stop.")
         await stop.wait()
     finally:
         await sandbox.stop()
@@ -67,8 +73,19 @@ async def _serve(
     "every Pod and bind every PersistentVolumeClaim as soon as it is applied, as an idle "
     "real cluster would (no controllers run here otherwise).",
 )
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep the objects in this file across restarts (loaded at start, written after "
+    "each change). Default: memory only.",
+)
 def sandbox(
-    host: str, port: int, kubeconfig: Path, latency_ms: float, ready_workloads: bool
+    host: str,
+    port: int,
+    kubeconfig: Path,
+    latency_ms: float,
+    ready_workloads: bool,
+    state_file: Path | None,
 ) -> None:
     """Run a Kubernetes API emulator (not a real cluster) until SIGINT or SIGTERM."""
     # Warnings and up: an emulator bug surfaces as a logged traceback and a Status 500.
@@ -76,6 +93,8 @@ def sandbox(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(_serve(host, port, kubeconfig, latency_ms, ready_workloads))
+        asyncio.run(_serve(host, port, kubeconfig, latency_ms, ready_workloads, state_file))
+    except ValueError as exc:
+        raise click.ClickException(f"cannot restore the sandbox: {exc}") from None
     except OSError as exc:
         raise click.ClickException(f"cannot start the sandbox on {host}:{port}: {exc}") from exc

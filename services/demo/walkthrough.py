@@ -31,6 +31,7 @@ from events.payloads import (
 )
 from services.catalog.describe import describe
 from services.demo.sample import APP_PATH, NAMESPACE, SampleRepo, first_commit, second_commit
+from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import EventLog
 from services.wiring.supervision import start_wake
 
@@ -54,7 +55,8 @@ class WebhookReceiver:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/wake", self._receive)
-        self._runner = web.AppRunner(app)
+        # Like every HTTP server of Wake: 10 s for a request head, 30 s for a body.
+        self._runner = web.AppRunner(app, keepalive_timeout=10.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -62,7 +64,11 @@ class WebhookReceiver:
         self.url = f"http://127.0.0.1:{port}/wake"
 
     async def _receive(self, request: web.Request) -> web.Response:
-        body = await request.read()
+        try:
+            async with asyncio.timeout(30.0):
+                body = await request.read()
+        except TimeoutError:
+            return web.Response(status=408)
         expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, request.headers.get("X-Wake-Signature", "")):
             return web.Response(status=401)
@@ -163,7 +169,11 @@ async def run_demo(
             "WAKE_NOTIFY_EVENTS": "ApplySucceeded,ApplyFailed,RenderFailed",
         },
     )
-    log = await EventLog.connect(running.endpoints.nats_url, name="wake-demo")
+    log = await EventLog.connect(
+        running.endpoints.nats_url,
+        name="wake-demo",
+        credentials=load_connect_kwargs(running.endpoints.nats_operator),
+    )
     try:
         sample = SampleRepo.create(workdir / "repo")
         for number, make_commit, trigger in (

@@ -9,6 +9,7 @@ The decisions -- which secret, which apps, which refs -- are in `webhooks.py`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -34,6 +35,14 @@ log = logging.getLogger(__name__)
 
 GLOBAL = "global"
 READ_CHUNK = 64 * 1024
+# A client has this long from connecting to finish sending its request line
+# and headers (and an idle kept-alive connection is closed after as long):
+# a slowloris that trickles headers holds a connection no longer than this.
+# aiohttp's keepalive_timeout starts when the connection is made and ends
+# only when a whole request head has arrived, so it is that timeout.
+HEADER_TIMEOUT = 10.0
+# ... and this long to send the body once its headers are in.
+BODY_TIMEOUT = 30.0
 
 
 class SecretUnavailable(Exception):
@@ -109,11 +118,15 @@ class Receiver:
         apps: Callable[[], Iterable[RegisteredApp]],
         check: Callable[[list[str]], None],
         max_body_bytes: int = MAX_BODY_BYTES,
+        header_timeout: float = HEADER_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self.secret = secret
         self.apps = apps
         self.check = check
         self.max_body_bytes = max_body_bytes
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -132,7 +145,12 @@ class Receiver:
         """
         # lingering_time=0: after refusing a body, close the connection
         # instead of reading (and dropping) the rest of it for 10 s.
-        runner = web.AppRunner(self.application(), access_log=None, lingering_time=0)
+        runner = web.AppRunner(
+            self.application(),
+            access_log=None,
+            lingering_time=0,
+            keepalive_timeout=self.header_timeout,
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, host, port)
@@ -182,7 +200,17 @@ class Receiver:
     async def _handle(self, provider: Provider, request: web.Request) -> web.StreamResponse:
         if (request.content_length or 0) > self.max_body_bytes:
             raise self._too_large(request, f"Content-Length {request.content_length}")
-        body = await read_capped(request, self.max_body_bytes)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body = await read_capped(request, self.max_body_bytes)
+        except TimeoutError:
+            log.warning(
+                "webhook %s from %s refused (408): body not received within %.0fs",
+                request.path,
+                request.remote,
+                self.body_timeout,
+            )
+            return web.Response(status=408, headers={"Connection": "close"})
         if body is None:
             raise self._too_large(request, "a chunked body")
         headers = dict(request.headers)
@@ -255,6 +283,12 @@ class Receiver:
         secrets = [self.secret]
         own = [app for app in registered if app.webhook_secret_file]
         if not own:
+            return secrets
+        # A body the global secret signs is taken as signed by it alone, and
+        # nothing unverified is parsed (an app whose own secret is the global
+        # one is then not told apart: give it another). Only a body the global
+        # secret does not sign is read, depth-limited, to find the apps to try.
+        if verify(provider, headers, body, secrets) is not None:
             return secrets
         try:
             claimed = parse(provider, headers, body)

@@ -40,6 +40,8 @@ from urllib.parse import parse_qs, urlsplit
 # Forges send a few KiB; GitHub caps its own payloads at 25 MiB, but a push
 # that names more than 1 MiB of commits still only means "fetch this repo".
 MAX_BODY_BYTES = 1024 * 1024
+# The forges' push payloads nest under ten levels; anything past this is hostile.
+MAX_JSON_DEPTH = 64
 
 Provider = Literal["github", "gitlab", "gitea", "bitbucket", "generic"]
 PROVIDERS: tuple[Provider, ...] = ("github", "gitlab", "gitea", "bitbucket", "generic")
@@ -248,9 +250,31 @@ def _json(provider: Provider, headers: Mapping[str, str], raw: bytes) -> dict:
         document = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WebhookError(f"{provider} webhook: body is not JSON: {exc}") from None
+    except RecursionError:
+        # `[[[[...` a few thousand deep exhausts the parser's recursion: a
+        # client's mistake (400), not a crash of ours (500 and a traceback).
+        raise WebhookError(
+            f"{provider} webhook: JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
     if not isinstance(document, dict):
         raise WebhookError(f"{provider} webhook: body is not a JSON object")
+    if _deeper_than(document, MAX_JSON_DEPTH):
+        raise WebhookError(f"{provider} webhook: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return document
+
+
+def _deeper_than(document: object, limit: int) -> bool:
+    """True if `document` nests objects or arrays more than `limit` levels (without recursing)."""
+    stack: list[tuple[object, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(value, dict):
+            stack.extend((child, depth + 1) for child in value.values())
+        elif isinstance(value, list):
+            stack.extend((child, depth + 1) for child in value)
+    return False
 
 
 def _strings(*values: object) -> tuple[str, ...]:

@@ -26,8 +26,8 @@ its live object (`ownership`). One such change blocks the whole plan
 (`errors_of`, `policy.decide`).
 
 Secret values never reach a diff: each `data`/`stringData` value shows as
-`<redacted sha256:abcd1234>`, so a changed secret shows as changed without
-revealing either value.
+`<redacted hmac-sha256:abcd1234>` (keyed: `events.redaction`), so a changed
+secret shows as changed without revealing either value.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ from services.planner.planning import (
     prune_candidates,
     summary,
 )
-from services.planner.tracking import FOLLOWED_TYPES, AppState
+from services.planner.tracking import FOLLOWED_TYPES, INPUT_TYPES, AppState
 from services.resources import namespaces
 from services.resources.desired import prepare
 from services.resources.identity import errors_of, live_wave
@@ -168,6 +168,7 @@ class Planner:
             new_state=AppState,
             fold=AppState.add,
             name=f"{ctx.name} state",
+            passing=INPUT_TYPES,
         )
 
     async def close(self) -> None:

@@ -33,8 +33,7 @@ from events.payloads import (
 from services.catalog.revisions import AppliedRevision
 from services.planner import policy
 
-# The events a planner decides on, and those it handles (followed too, so that
-# a handler can wait until the state has reached its own event).
+# The events a planner decides on.
 FOLLOWED_TYPES = (
     RevisionDetected.event_type,
     PlanCreated.event_type,
@@ -44,6 +43,10 @@ FOLLOWED_TYPES = (
     ApplyStarted.event_type,
     ApplySucceeded.event_type,
     SyncRequested.event_type,
+)
+# The events it handles: followed too (not folded), so that a handler can wait
+# until the state has reached its own event.
+INPUT_TYPES = (
     ManifestsRendered.event_type,
     RollbackRequested.event_type,
     DriftDetected.event_type,

@@ -42,34 +42,68 @@ def require_database(url: str) -> str:
     return url
 
 
+# While PostgreSQL is away (restarted, failed over) the projector waits for it,
+# retrying 0.5 s doubling up to 5 s, rather than exit: the log keeps every event
+# meanwhile, and it catches up from its stored position once PostgreSQL is back.
+_RECONNECT_FIRST, _RECONNECT_MAX = 0.5, 5.0
+_DATABASE_GONE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+
+
 async def main(ctx: ServiceContext) -> None:
     """Fold the log into the live read models until `ctx.stop`."""
-    conn = await asyncpg.connect(require_database(ctx.settings.database_url))
-    try:
-        schema = store.schema_name(store.LIVE_SCHEMA)
-        applied = await store.migrate(conn, schema)
-        if applied:
-            log.info("applied %d migration(s) to schema %s", applied, schema)
-        ready = False
-        while not ctx.stop.is_set():
-            position = await store.position(conn, schema)
-            log.info("projecting from sequence %d into schema %s", position + 1, schema)
-            queue: asyncio.Queue = asyncio.Queue(maxsize=BATCH_EVENTS * 4)
-            reader = asyncio.create_task(_read(ctx, position + 1, queue))
-            if not ready:
-                ctx.ready()
-                ready = True
+    url = require_database(ctx.settings.database_url)
+    delay = _RECONNECT_FIRST
+    while not ctx.stop.is_set():
+        try:
+            conn = await asyncpg.connect(url, timeout=5)
+        except _DATABASE_GONE as exc:
+            log.warning("PostgreSQL unreachable (%s); retrying in %.1fs", _why(exc), delay)
+            if await ctx.wait_stop(delay):
+                return
+            delay = min(delay * 2, _RECONNECT_MAX)
+            continue
+        delay = _RECONNECT_FIRST
+        try:
+            await _project_until_stopped(ctx, conn)
+        except _DATABASE_GONE as exc:
+            log.warning("lost PostgreSQL (%s); reconnecting", _why(exc))
+        finally:
             try:
-                await _project(ctx, conn, schema, queue, reader, position)
-            except store.PositionMoved as exc:
-                # Another replica folded these events first; carry on after them.
-                log.warning("%s; resuming from the stored position", exc)
-            finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
-    finally:
-        await conn.close()
+                await asyncio.wait_for(conn.close(), timeout=2)
+            except Exception:
+                conn.terminate()
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+async def _project_until_stopped(ctx: ServiceContext, conn: asyncpg.Connection) -> None:
+    schema = store.schema_name(store.LIVE_SCHEMA)
+    applied = await store.migrate(conn, schema)
+    if applied:
+        log.info("applied %d migration(s) to schema %s", applied, schema)
+    while not ctx.stop.is_set():
+        position = await store.position(conn, schema)
+        log.info("projecting from sequence %d into schema %s", position + 1, schema)
+        queue: asyncio.Queue = asyncio.Queue(maxsize=BATCH_EVENTS * 4)
+        reader = asyncio.create_task(_read(ctx, position + 1, queue))
+        ctx.ready()
+        try:
+            await _project(ctx, conn, schema, queue, reader, position)
+        except store.PositionMoved as exc:
+            # Another replica folded these events first; carry on after them.
+            log.warning("%s; resuming from the stored position", exc)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
 
 async def _read(ctx: ServiceContext, start: int, queue: asyncio.Queue) -> None:

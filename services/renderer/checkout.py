@@ -19,8 +19,8 @@ from pathlib import Path
 import pygit2
 
 from services.renderer.manifests import RenderError
-from services.renderer.paths import MAX_LINK_HOPS, link_target
-from services.renderer.sources import is_link, walk_to
+from services.renderer.paths import MAX_LINK_HOPS, MAX_LINK_TARGET_BYTES, link_target
+from services.renderer.sources import blob_size, is_link, walk_to
 from services.wiring.git import RepoPath
 
 ROOT = RepoPath(".")
@@ -43,8 +43,11 @@ class RepoTree:
     git-watcher can tell which later commits may change the render.
     """
 
-    def __init__(self, commit: pygit2.Commit, *, max_bytes: int) -> None:
+    def __init__(
+        self, commit: pygit2.Commit, *, max_bytes: int, odb: pygit2.Odb | None = None
+    ) -> None:
         self.commit = commit
+        self.odb = odb
         self.short = str(commit.id)[:12]
         self.max_bytes = max_bytes
         self.bytes_read = 0
@@ -81,7 +84,17 @@ class RepoTree:
         if found is None or not isinstance(found[1], pygit2.Blob):
             what = "does not exist" if found is None else "is not a file"
             raise RenderError(via, None, f"{path} {what} at commit {self.short}")
-        return self.count(found[1].data)
+        return self.load(found[1])
+
+    def load(self, blob: pygit2.Blob) -> bytes:
+        """The blob's content, counted against the input cap *before* it is loaded.
+
+        The size comes from the object's header in the object database
+        (`blob_size`): a 2 GB blob in a hostile repository is refused without
+        ever being inflated into memory.
+        """
+        self.count(b"", overhead=blob_size(blob, self.odb))
+        return blob.data
 
     def count(self, data: bytes, *, overhead: int = 0) -> bytes:
         """`data`, once its size (plus `overhead`) is counted against the input cap."""
@@ -160,10 +173,12 @@ class Checkout:
                 # Submodules (commit entries) have no content in this repository.
         elif isinstance(obj, pygit2.Blob):
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self.tree.count(obj.data))
+            target.write_bytes(self.tree.load(obj))
 
 
 def _target_of(link: RepoPath, entry: pygit2.Object) -> str:
+    if entry.size > MAX_LINK_TARGET_BYTES:
+        raise RenderError(link, None, f"symlink target longer than {MAX_LINK_TARGET_BYTES} bytes")
     try:
         return entry.data.decode("utf-8")
     except UnicodeDecodeError:

@@ -118,7 +118,7 @@ def argument_at_fault(message: str) -> str | None:
 def evaluate(request: dict[str, Any]) -> dict[str, Any]:
     """Evaluate the request's main file; the answer object (see the module's docstring)."""
     repo = pygit2.Repository(request["repo"])
-    tree = RepoTree(repo[request["commit"]], max_bytes=int(request["max_bytes"]))
+    tree = RepoTree(repo[request["commit"]], max_bytes=int(request["max_bytes"]), odb=repo.odb)
     main = RepoPath(request["main"])
     libs = [RepoPath(lib) for lib in request.get("libs") or []]
 
@@ -130,7 +130,7 @@ def evaluate(request: dict[str, Any]) -> dict[str, Any]:
         found = tree.find(path)
         if found is None or not isinstance(found[1], pygit2.Blob):
             raise ImportRefused(f"{path} does not exist at commit {tree.short}")
-        return tree.count(found[1].data)
+        return tree.load(found[1])
 
     def import_callback(directory: str, relative: str) -> tuple[str, bytes]:
         try:

@@ -17,6 +17,8 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 # Like `readlink -f`: a chain longer than this is a loop or a joke.
 MAX_LINK_HOPS = 40
+# Longest symlink target read (PATH_MAX): a "link" blob of gigabytes is refused unread.
+MAX_LINK_TARGET_BYTES = 4096
 
 
 def is_manifest(name: str) -> bool:

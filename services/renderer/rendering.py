@@ -125,9 +125,11 @@ def _render_with(
     limits: Limits,
 ) -> tuple[list[SourcedResource], set[RepoPath]]:
     """The app's resources, and the repository paths read to make them besides the app's folder."""
-    tree = RepoTree(commit, max_bytes=limits.max_bytes)
+    tree = RepoTree(commit, max_bytes=limits.max_bytes, odb=mirror.repo.odb)
     if renderer == "yaml":
-        app_files = read_app_files(commit, app_path)
+        app_files = read_app_files(
+            commit, app_path, max_bytes=limits.max_bytes, odb=mirror.repo.odb
+        )
         size = sum(len(data) for data in app_files.files.values())
         if size > limits.max_bytes:
             raise RenderError(
@@ -201,7 +203,7 @@ def _render_jsonnet(
                 "no .jsonnet file at the top of the app path (.libsonnet files are "
                 "libraries); name the entry file with --option main=FILE",
             )
-        tree = RepoTree(commit, max_bytes=limits.max_bytes)
+        tree = RepoTree(commit, max_bytes=limits.max_bytes, odb=mirror.repo.odb)
         files = {
             path: tree.read(path, via=path)
             for path in (app_path.joinpath(name) for name in sorted(blobs))

@@ -25,6 +25,7 @@ import logging
 from typing import TypeVar
 
 from events import names
+from events.bundle import digest as bundle_digest
 from events.bundle import ref_of, resource_digest
 from events.payloads import (
     ApplySucceeded,
@@ -40,7 +41,7 @@ from services.catalog.lookup import app_spec
 from services.renderer import selection, unchanged
 from services.renderer.rendering import Rendered, render_app
 from services.wiring.consumers import ConsumerSettings, consume, ensure_consumer
-from services.wiring.eventlog import EventLog, StoredEvent
+from services.wiring.eventlog import EventLog, StoredEvent, checked_bytes
 from services.wiring.git import (
     CommitNotFound,
     CredentialError,
@@ -107,13 +108,7 @@ async def handle_revision(ctx: ServiceContext, mirrors: Mirrors, stored: StoredE
         )
         await ctx.log.append(ctx.derive(outcome, cause=event))
         return
-    # The bundle first: an event must never name a bundle that is not stored. Where
-    # the app stands is read meanwhile (both are round trips to the log).
-    polled = revision.trigger in ("poll", "webhook")
-    digest, standing = await asyncio.gather(
-        ctx.log.put_bundle(outcome.data),
-        standing_of(ctx.log, event.app) if polled else _nothing(),
-    )
+    digest = bundle_digest(outcome.data)
     resources = [
         RenderedResource(
             ref=ref_of(item.resource),
@@ -123,9 +118,11 @@ async def handle_revision(ctx: ServiceContext, mirrors: Mirrors, stored: StoredE
         for item in outcome.resources
     ]
     same_as = None
-    if standing is not None:
+    if revision.trigger in ("poll", "webhook"):
         same_as = unchanged.unchanged_from(
-            trigger=revision.trigger, resources=resources, standing=standing
+            trigger=revision.trigger,
+            resources=resources,
+            standing=await standing_of(ctx.log, event.app),
         )
     payload = ManifestsRendered(
         commit=revision.commit,
@@ -136,7 +133,28 @@ async def handle_revision(ctx: ServiceContext, mirrors: Mirrors, stored: StoredE
         inputs=list(outcome.inputs),
         unchanged_from=same_as,
     )
-    await ctx.log.append(ctx.derive(payload, cause=event))
+    rendered = ctx.derive(payload, cause=event)
+    size, limit = len(checked_bytes(rendered)), ctx.log.message_limit()
+    if size > limit:
+        # Appending it would fail on every redelivery for ten minutes, then
+        # nothing: say so once, as the render's outcome.
+        failed = RenderFailed(
+            commit=revision.commit,
+            error=(
+                f"the ManifestsRendered event of {len(resources)} resources is {size} bytes, "
+                f"over the log's message limit of {limit} bytes (NATS max_payload): "
+                "split the app into smaller ones"
+            ),
+            renderer=outcome.renderer,
+        )
+        log.warning(
+            "app %s: render of %s failed: %s", event.app, revision.commit[:12], failed.error
+        )
+        await ctx.log.append(ctx.derive(failed, cause=event))
+        return
+    # The bundle first: an event must never name a bundle that is not stored.
+    await ctx.log.put_bundle(outcome.data)
+    await ctx.log.append(rendered)
     log.info(
         "app %s: rendered %s: %d resources, bundle %s%s",
         event.app,
@@ -179,10 +197,6 @@ async def standing_of(event_log: EventLog, app: str) -> unchanged.Standing:
             and (applied is None or drift.seq > applied.seq)
         ),
     )
-
-
-async def _nothing() -> None:
-    return None
 
 
 def _payload(stored: StoredEvent | None, kind: type[T]) -> T | None:

@@ -16,6 +16,7 @@ from pygit2.enums import FileMode
 from services.renderer.manifests import RenderError
 from services.renderer.paths import (
     MAX_LINK_HOPS,
+    MAX_LINK_TARGET_BYTES,
     is_manifest,
     is_skipped_directory,
     link_target,
@@ -38,7 +39,13 @@ class AppFiles:
     kustomizations: tuple[RepoPath, ...] = ()
 
 
-def read_app_files(commit: pygit2.Commit, app_path: RepoPath) -> AppFiles:
+def read_app_files(
+    commit: pygit2.Commit,
+    app_path: RepoPath,
+    *,
+    max_bytes: int | None = None,
+    odb: pygit2.Odb | None = None,
+) -> AppFiles:
     """Every manifest file under `app_path` at `commit`, recursively.
 
     A subfolder holding a kustomization (kustomization.yaml, .yml or
@@ -46,9 +53,11 @@ def read_app_files(commit: pygit2.Commit, app_path: RepoPath) -> AppFiles:
     since its files are kustomize's input (patches, bases), not manifests.
     A file reached through a symlink is listed under the link's path. Raises
     RenderError if the app path is not a directory there, or a symlink in it
-    points outside it, nowhere, or in a loop.
+    points outside it, nowhere, or in a loop. With `max_bytes`, raises
+    RenderError as soon as the files' sizes (read from the object headers,
+    before any content) add up to more.
     """
-    reader = _TreeReader(commit, app_path)
+    reader = _TreeReader(commit, app_path, max_bytes=max_bytes, odb=odb)
     root = reader.app_tree()
     files: dict[RepoPath, bytes] = {}
     reader.walk(root, shown=app_path, real=app_path, files=files, stack=(app_path,))
@@ -101,10 +110,31 @@ def walk_to(
     return walked, obj, ()
 
 
+def blob_size(blob: pygit2.Blob, odb: pygit2.Odb | None) -> int:
+    """The blob's size from its header, without loading it.
+
+    pygit2's `Blob.size` loads (inflates) the whole blob first; the object
+    database reads just the header. Without an odb, `Blob.size` it is.
+    """
+    if odb is None:
+        return blob.size
+    return odb.read_header(blob.id)[1]
+
+
 class _TreeReader:
-    def __init__(self, commit: pygit2.Commit, app_path: RepoPath) -> None:
+    def __init__(
+        self,
+        commit: pygit2.Commit,
+        app_path: RepoPath,
+        *,
+        max_bytes: int | None = None,
+        odb: pygit2.Odb | None = None,
+    ) -> None:
         self.commit = commit
         self.app_path = app_path
+        self.max_bytes = max_bytes
+        self.odb = odb
+        self.bytes_read = 0
         self.short = str(commit.id)[:12]
         self.kustomizations: list[RepoPath] = []
 
@@ -174,7 +204,7 @@ class _TreeReader:
                     stack=stack,
                 )
             elif isinstance(entry, pygit2.Blob) and is_manifest(name):
-                files[shown.joinpath(name)] = entry.data
+                files[shown.joinpath(name)] = self.load(entry, shown.joinpath(name))
             # Submodules (commit entries) and other files hold no manifests.
 
     def _follow(
@@ -196,7 +226,19 @@ class _TreeReader:
                 return
             self.walk(obj, shown=shown, real=target, files=files, stack=(*stack, target))
         elif isinstance(obj, pygit2.Blob) and is_manifest(shown.name):
-            files[shown] = obj.data
+            files[shown] = self.load(obj, shown)
+
+    def load(self, blob: pygit2.Blob, shown: RepoPath) -> bytes:
+        """The blob's content once its size (from its header) fits the cap; never loaded if not."""
+        self.bytes_read += blob_size(blob, self.odb)
+        if self.max_bytes is not None and self.bytes_read > self.max_bytes:
+            raise RenderError(
+                self.app_path,
+                None,
+                f"the app's manifests are over the input cap of {self.max_bytes} bytes "
+                f"(render_max_bytes), {shown} included",
+            )
+        return blob.data
 
     def resolve(self, link: RepoPath, entry: pygit2.Blob) -> tuple[RepoPath, pygit2.Object]:
         """Follow the symlink at `link` (and any link its target goes through) to a real object."""
@@ -220,6 +262,8 @@ class _TreeReader:
 
 
 def _target_of(link: RepoPath, entry: pygit2.Blob) -> str:
+    if entry.size > MAX_LINK_TARGET_BYTES:
+        raise RenderError(link, None, f"symlink target longer than {MAX_LINK_TARGET_BYTES} bytes")
     try:
         return entry.data.decode("utf-8")
     except UnicodeDecodeError:

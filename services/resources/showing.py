@@ -1,18 +1,18 @@
 """Resources as people read them in diffs: sorted YAML, Secret values redacted. Pure.
 
 Secret values never reach a diff: each `data`/`stringData` value shows as
-`<redacted sha256:abcd1234>`, so a changed secret shows as changed without
-revealing either value.
+`<redacted hmac-sha256:abcd1234>` (keyed: `events.redaction`), so a changed
+secret shows as changed without revealing either value.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 from typing import Any
 
 import yaml
 
+from events import redaction
 from events.payloads import ResourceRef
 from services.resources.desired import group_of
 
@@ -35,7 +35,7 @@ def redacted(obj: Resource) -> Resource:
 
 def _redact(value: Any) -> str:
     text = value if isinstance(value, str) else repr(value)
-    return f"<redacted sha256:{hashlib.sha256(text.encode()).hexdigest()[:8]}>"
+    return redaction.redacted_value(text)
 
 
 # libyaml's emitter where PyYAML was built with it: the pure-Python one was a

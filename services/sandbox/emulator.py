@@ -20,8 +20,9 @@ from aiohttp import web
 from services.sandbox import errors
 from services.sandbox.discovery import GIT_VERSION, Catalogue, ResourceType
 from services.sandbox.faults import Faults
+from services.sandbox.persistence import StateFile
 from services.sandbox.selectors import FieldSelector, LabelSelector
-from services.sandbox.server import SandboxServer
+from services.sandbox.server import BODY_TIMEOUT, HEADER_TIMEOUT, SandboxServer
 from services.sandbox.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,26 @@ DUMMY_TOKEN = "wake-sandbox-emulator-token"
 class Sandbox:
     """A Kubernetes API emulator over plain HTTP, labelled as one wherever it shows itself."""
 
-    def __init__(self, *, latency_ms: float = 0.0, ready_workloads: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        latency_ms: float = 0.0,
+        ready_workloads: bool = False,
+        state_file: Path | None = None,
+        header_timeout: float = HEADER_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
+    ) -> None:
+        """`state_file`: keep the objects there across restarts (default: memory only).
+
+        `header_timeout`: seconds a client has from connecting to send a whole
+        request head (and an idle connection stays open); `body_timeout`: for
+        the body after it (408).
+        """
         self.catalogue = Catalogue()
         self.store = ObjectStore(self.catalogue, ready_workloads=ready_workloads)
-        self._server = SandboxServer(self.store, latency_ms=latency_ms)
+        self._state = StateFile(state_file, self.store) if state_file is not None else None
+        self._server = SandboxServer(self.store, latency_ms=latency_ms, body_timeout=body_timeout)
+        self._header_timeout = header_timeout
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
 
@@ -64,6 +81,10 @@ class Sandbox:
         """Listen on `host:port` (0: a free port); returns the URL."""
         if self._runner is not None:
             raise RuntimeError("the sandbox is already started")
+        if self._state is not None:
+            if self._state.load():
+                log.info("sandbox objects restored from %s", self._state.path)
+            self._state.attach()
         self.store.open_watches()
         # handler_cancellation: a watch whose client hung up is cancelled at
         # once instead of lingering until its next write fails.
@@ -72,6 +93,7 @@ class Sandbox:
             handler_cancellation=True,
             access_log=None,
             shutdown_timeout=1.0,
+            keepalive_timeout=self._header_timeout,
         )
         await runner.setup()
         try:
@@ -93,6 +115,8 @@ class Sandbox:
             return
         self._server.end_watches()
         await self._runner.cleanup()
+        if self._state is not None:
+            self._state.flush()
         self._runner = None
         self._url = None
 

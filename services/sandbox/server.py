@@ -45,6 +45,14 @@ log = logging.getLogger(__name__)
 
 # The API server accepts request bodies up to 3 MiB; leave room for the JSON envelope.
 MAX_BODY_BYTES = 3 * 1024 * 1024 + 64 * 1024
+# A client has HEADER_TIMEOUT from connecting to send a whole request head
+# (aiohttp's keepalive_timeout, which also closes idle kept-alive connections:
+# longer than a client's own idle close, 15 s for aiohttp, so the client
+# always closes first and never sends into a closing connection), then
+# BODY_TIMEOUT for the body.
+HEADER_TIMEOUT = 60.0
+BODY_TIMEOUT = 30.0
+_BODY_TIMEOUT = web.AppKey("body_timeout", float)
 DEFAULT_WATCH_SECONDS = 1800
 _JSON_TYPES = ("application/json", MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH)
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", APPLY_PATCH)
@@ -73,8 +81,11 @@ class Target:
 class SandboxServer:
     """aiohttp application serving `store` as a Kubernetes API."""
 
-    def __init__(self, store: ObjectStore, *, latency_ms: float = 0.0) -> None:
+    def __init__(
+        self, store: ObjectStore, *, latency_ms: float = 0.0, body_timeout: float = BODY_TIMEOUT
+    ) -> None:
         self.store = store
+        self.body_timeout = body_timeout
         self.catalogue: Catalogue = store.catalogue
         self.latency_ms = latency_ms
         # Test-only fault injection (see faults.py); empty unless a test arms it.
@@ -84,6 +95,7 @@ class SandboxServer:
 
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._latency])
+        app[_BODY_TIMEOUT] = self.body_timeout
         app.router.add_route("*", "/{tail:.*}", self._handle)
         return app
 
@@ -591,8 +603,14 @@ def _manager(request: web.Request, *, required: bool) -> str:
 
 
 async def _raw_body(request: web.Request) -> bytes:
+    within = request.app.get(_BODY_TIMEOUT, BODY_TIMEOUT)
     try:
-        return await request.read()
+        async with asyncio.timeout(within):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(
+            408, "Timeout", f"the request body did not arrive within {within:g}s"
+        ) from None
     except web.HTTPRequestEntityTooLarge as exc:
         raise ApiError(
             413, "RequestEntityTooLarge", "the request body is larger than 3 MiB"

@@ -135,6 +135,8 @@ class ObjectStore:
         self._horizon = 0
         self._subscriptions: set[Subscription] = set()
         self._closed = False
+        self.on_change: Callable[[], None] = lambda: None
+        """Called after every stored change (never a dry run): e.g. to persist the store."""
         namespaces = self._type(*NAMESPACES)
         for name in INITIAL_NAMESPACES:
             self.create(
@@ -148,6 +150,50 @@ class ObjectStore:
     @property
     def resource_version(self) -> int:
         return self._revision
+
+    # -- persistence ------------------------------------------------------
+
+    def dump(self) -> Obj:
+        """Every stored object and the resourceVersion counter, as JSON-ready data.
+
+        CustomResourceDefinitions come first, so `restore` serves their kinds
+        before it meets their objects.
+        """
+        crds = (CRD_GROUP, CRD_PLURAL)
+        keys = sorted(self._objects, key=lambda key: (key != crds, key))
+        return {
+            "resourceVersion": self._revision,
+            "objects": [
+                {"group": key[0], "plural": key[1], "object": obj}
+                for key in keys
+                for _, obj in sorted(self._objects[key].items())
+            ],
+        }
+
+    def restore(self, state: Obj) -> None:
+        """Replace every object by those of a `dump`; raises ValueError naming what is wrong.
+
+        Watch history does not survive: a watch resuming from before the
+        restore gets 410 Gone and relists, as after an API server's compaction.
+        """
+        objects: dict[tuple[str, str], dict[ObjectKey, Obj]] = {}
+        where = "the top level"
+        try:
+            revision = int(state["resourceVersion"])
+            for index, entry in enumerate(state["objects"]):
+                where = f"object {index}"
+                storage_key = (entry["group"], entry["plural"])
+                obj = entry["object"]
+                if storage_key == (CRD_GROUP, CRD_PLURAL):
+                    self.catalogue.set_crd(obj["metadata"]["name"], crd_types(obj))
+                t = self._type(*storage_key)
+                objects.setdefault(storage_key, {})[_key(t, obj)] = obj
+        except (KeyError, TypeError, ValueError, LookupError, CrdInvalid) as exc:
+            raise ValueError(f"not a sandbox state ({where}): {exc!r}") from None
+        self._objects = objects
+        self._revision = revision
+        self._history.clear()
+        self._horizon = revision
 
     def _type(self, group: str, plural: str) -> ResourceType:
         for t in self.catalogue.all():
@@ -249,6 +295,7 @@ class ObjectStore:
         self._closed = False
 
     def _emit(self, kind: str, t: ResourceType, obj: Obj, previous: Obj | None = None) -> None:
+        self.on_change()
         event = WatchEvent(self._revision, kind, t.storage_key, obj, previous)
         if len(self._history) == self._history.maxlen:
             self._horizon = self._history[0].resource_version

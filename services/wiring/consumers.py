@@ -37,6 +37,15 @@ DEFAULT_BACKOFF: tuple[float, ...] = (5.0, 15.0, 60.0, 180.0, 300.0)
 
 Handler = Callable[[StoredEvent], Awaitable[None]]
 
+# What a fetch fails with while NATS is away or a cluster elects a new leader
+# for the consumer (a node died): the consumer is durable, so wait and ask again.
+_LOG_AWAY = (
+    js_errors.ServiceUnavailableError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionReconnectingError,
+)
+_RETRY_FETCH = 0.5
+
 
 class Deferred(Exception):
     """Raised by a handler whose message is not due yet: redeliver it in `seconds`.
@@ -75,8 +84,21 @@ class ConsumerSettings:
         return len(self.backoff) + 1
 
 
+class ConsumerMissing(RuntimeError):
+    """A service's durable consumer does not exist, and the service may not create it."""
+
+
 async def ensure_consumer(event_log: EventLog, settings: ConsumerSettings) -> None:
-    """Create the durable consumer, or update it to `settings`."""
+    """Create the durable consumer, or update it to `settings` -- if this connection may.
+
+    Only the admin manages consumers (`EventLog.manages`): the admin provisions
+    every service's (`wake up`, `wake infra up`, `wake infra provision`), and a
+    service connected as itself only checks that its own exists, and refuses
+    to start, naming the command, if not.
+    """
+    if not event_log.manages:
+        await require_consumer(event_log, settings.name)
+        return
     config = api.ConsumerConfig(
         durable_name=settings.name,
         ack_policy=api.AckPolicy.EXPLICIT,
@@ -103,6 +125,18 @@ async def ensure_consumer(event_log: EventLog, settings: ConsumerSettings) -> No
         await event_log.js.add_consumer(names.STREAM, config)
 
 
+async def require_consumer(event_log: EventLog, name: str) -> None:
+    """Raise ConsumerMissing unless the durable consumer `name` exists on the stream."""
+    try:
+        await event_log.js.consumer_info(names.STREAM, name)
+    except js_errors.NotFoundError:
+        raise ConsumerMissing(
+            f"durable consumer {name!r} of stream {names.STREAM} does not exist, and "
+            f"{event_log.identity or 'this identity'} may not create it: provision it as the "
+            "admin with `wake infra provision` (wake up and wake infra up do so at start)"
+        ) from None
+
+
 async def consume(
     event_log: EventLog,
     settings: ConsumerSettings,
@@ -126,6 +160,7 @@ async def consume(
     await ensure_consumer(event_log, settings)
     subscription = await event_log.js.pull_subscribe_bind(settings.name, stream=names.STREAM)
     lanes = _Lanes(event_log, settings, handler) if settings.concurrency > 1 else None
+    away = False
     try:
         while not stop.is_set():
             try:
@@ -133,7 +168,22 @@ async def consume(
             except (nats.errors.TimeoutError, TimeoutError):
                 # No message within the second (nats-py raises either type); look
                 # at `stop` and ask again.
+                messages = []
+            except _LOG_AWAY as exc:
+                if not away:
+                    log.warning(
+                        "%s: the log is unavailable (%s); asking again every %.1fs",
+                        settings.name,
+                        type(exc).__name__,
+                        _RETRY_FETCH,
+                    )
+                    away = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _RETRY_FETCH)
                 continue
+            if away and event_log.nc.is_connected:
+                log.info("%s: the log is available again", settings.name)
+                away = False
             for message in messages:
                 if settings.concurrency <= 1:
                     await _handle(event_log, settings, handler, message)

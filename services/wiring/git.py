@@ -38,6 +38,7 @@ import pygit2
 from pygit2.enums import CredentialType, FetchPrune
 
 from services.wiring.coalescing import NextRound
+from services.wiring.private import private_dir
 from services.wiring.settings import Settings
 
 # A mirror holds every branch and tag of its repository under the same names.
@@ -623,7 +624,10 @@ def _fetch_blocking(url: str, path: Path, credential: GitCredential | None) -> N
     try:
         callbacks = remote_callbacks(credential)
         if not (path / "HEAD").exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # Mirrors hold source code: 0700, and git creates what is inside
+            # under the process's umask (077 for every `wake` command).
+            private_dir(path.parent)
+            private_dir(path)
             repo = pygit2.init_repository(str(path), bare=True)
         else:
             repo = pygit2.Repository(str(path))

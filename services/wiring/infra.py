@@ -9,16 +9,24 @@ finds the running instance with `load_endpoints`. The data dir holds:
   object store exist, removed before they are stopped, so a reader that finds
   it finds servers that answer (unless the owner was SIGKILLed: see
   `load_endpoints`);
-- `nats/` and `postgres/` (+ `postgres.log`, `postgres.lock`): the servers' own.
+- `nats/` (or `nats-cluster/n1..nN/` with `--nats-cluster N`) and `postgres/`
+  (+ `postgres.log`, `postgres.lock`): the servers' own.
+
+A server that dies while Wake is up is started again on the same port and
+store, with backoff; clients reconnect to it on their own. Only when it cannot
+be brought back does Wake give up (and its command exits non-zero).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
 import os
 import signal
-from collections.abc import Callable, Coroutine, Iterable
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -28,11 +36,30 @@ import nats
 from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
 
-from services.wiring.embedded_nats import EmbeddedNats, NatsStartError, start_nats
+from events.ownership import ADMIN, OPERATOR
+from services.wiring import keys
+from services.wiring.consumers import ConsumerSettings, ensure_consumer
+from services.wiring.credentials import (
+    CREDENTIALS_DIR,
+    BusCredentials,
+    CredentialsError,
+    client_tls,
+    ensure_credentials,
+)
+from services.wiring.embedded_nats import (
+    EmbeddedNats,
+    EmbeddedNatsCluster,
+    NatsStartError,
+    ServerSecurity,
+    start_nats,
+    start_nats_cluster,
+)
 from services.wiring.embedded_postgres import EmbeddedPostgres, PostgresError, start_postgres
-from services.wiring.eventlog import provision
+from services.wiring.eventlog import EventLog, nats_servers, provision
 from services.wiring.locking import LockHeld, lock_exclusively
 from services.wiring.ports import port_is_free
+from services.wiring.private import data_dir_mode, private_dir
+from services.wiring.settings import Settings
 
 ENDPOINTS_FILE = "endpoints.json"
 LOCK_FILE = "infra.lock"
@@ -41,6 +68,19 @@ DEFAULT_DATA_DIR = Path(".wake")
 ENV_DATA_DIR = "WAKE_DATA_DIR"
 ENV_NATS_URL = "WAKE_NATS_URL"
 ENV_DATABASE_URL = "WAKE_DATABASE_URL"
+ENV_STREAM_REPLICAS = "WAKE_STREAM_REPLICAS"
+ENV_NATS_TLS_CERT = "WAKE_NATS_TLS_CERT"
+ENV_NATS_TLS_KEY = "WAKE_NATS_TLS_KEY"
+ENV_NATS_TLS_CA = "WAKE_NATS_TLS_CA"
+
+log = logging.getLogger(__name__)
+
+# Restarts of a server that died: 0.5 s doubling up to 8 s between attempts.
+# After `restart_attempts` (WAKE_SERVER_RESTARTS) in a row that did not last a
+# minute, Wake gives up: it would otherwise serve endpoints that lead nowhere,
+# and hide the failure from a process manager that could do better.
+_REVIVE_FIRST, _REVIVE_MAX, _REVIVED_AFTER = 0.5, 8.0, 60.0
+DEFAULT_RESTART_ATTEMPTS = 5
 
 
 class Endpoints(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,6 +94,14 @@ class Endpoints(msgspec.Struct, frozen=True, kw_only=True):
     """The `wake infra up` (or `wake up`) process that owns both servers."""
     data_dir: str
     started_at: datetime | None = None
+    nats_pids: list[int] = []
+    """Every node's pid, with `--nats-cluster N`; `nats_url` then lists every node."""
+    stream_replicas: int = 1
+    """Replicas of WAKE_EVENTS and WAKE_BUNDLES (the cluster's size)."""
+    nats_admin: str = ""
+    """File (0600) of `nats.connect(nats_url, **kwargs)` keyword arguments: the admin."""
+    nats_operator: str = ""
+    """The same for the operator identity, the one `wake` commands use."""
 
 
 class InfraError(RuntimeError):
@@ -111,6 +159,17 @@ def load_endpoints(data_dir: Path) -> Endpoints:
     return endpoints
 
 
+class _Revival:
+    """How often one server has been restarted, and whether it is being restarted now."""
+
+    def __init__(self) -> None:
+        self.restarts = 0
+        self.failures = 0
+        """Deaths and failed starts in a row, each within a minute of the last start."""
+        self.started_at = time.monotonic()
+        self.task: asyncio.Task[None] | None = None
+
+
 class RunningInfra:
     """Both servers of a data dir, provisioned, with endpoints.json published."""
 
@@ -119,31 +178,108 @@ class RunningInfra:
         *,
         data_dir: Path,
         lock_fd: int,
-        nats: EmbeddedNats,
+        nats: EmbeddedNats | EmbeddedNatsCluster,
         postgres: EmbeddedPostgres,
         endpoints: Endpoints,
         published: bool,
+        restart_attempts: int = DEFAULT_RESTART_ATTEMPTS,
     ) -> None:
         self.data_dir = data_dir
+        self.restart_attempts = restart_attempts
         self.nats = nats
         self.postgres = postgres
         self.endpoints = endpoints
         self._published = published
         self._lock_fd: int | None = lock_fd
+        self._revivals: dict[str, _Revival] = {}
+        self._gave_up: str | None = None
+        self.on_restarted: Callable[[RunningInfra], None] = lambda infra: None
+        """Called after a server was restarted (its pid changed), e.g. to republish."""
 
-    def exited_server(self) -> str | None:
-        """Name and exit code of a server that died on its own, if one did."""
-        if self.nats.process.poll() is not None:
-            return (
-                f"nats-server (pid {self.nats.pid}) exited with code "
-                f"{self.nats.process.returncode}; see {self.nats.log_path}"
-            )
+    @property
+    def nats_nodes(self) -> list[EmbeddedNats]:
+        return list(self.nats.nodes)
+
+    def restarts(self) -> dict[str, int]:
+        """Restarts so far, by server name (`nats-server`, `nats-server n2`, `postgres`)."""
+        return {name: revival.restarts for name, revival in self._revivals.items()}
+
+    def _node_name(self, node: EmbeddedNats) -> str:
+        nodes = self.nats_nodes
+        return "nats-server" if len(nodes) == 1 else f"nats-server n{nodes.index(node) + 1}"
+
+    def keep_alive(self) -> str | None:
+        """Restart, in the background and with backoff, every server that died on its own.
+
+        Call it every fraction of a second. Returns why Wake gives up -- a server
+        that could not be brought back -- or None while all is (or will be) well.
+        """
+        if self._gave_up is not None:
+            return self._gave_up
+        if self._lock_fd is None:
+            return None
+        dead: list[tuple[str, EmbeddedNats | None]] = [
+            (self._node_name(node), node)
+            for node in self.nats_nodes
+            if node.process.poll() is not None
+        ]
         if self.postgres.process.poll() is not None:
-            return (
-                f"postgres (pid {self.postgres.pid}) exited with code "
-                f"{self.postgres.process.returncode}; see {self.postgres.log_path}"
-            )
-        return None
+            dead.append(("postgres", None))
+        for name, node in dead:
+            revival = self._revivals.setdefault(name, _Revival())
+            if revival.task is not None:
+                continue
+            code = node.process.returncode if node is not None else self.postgres.process.returncode
+            where = node.log_path if node is not None else self.postgres.log_path
+            log.warning("%s exited with code %s (see %s); restarting it", name, code, where)
+            revival.task = asyncio.create_task(self._revive(name, node, revival))
+        return self._gave_up
+
+    async def _revive(self, name: str, node: EmbeddedNats | None, revival: _Revival) -> None:
+        if time.monotonic() - revival.started_at > _REVIVED_AFTER:
+            revival.failures = 0
+        try:
+            while True:
+                revival.failures += 1
+                if revival.failures > self.restart_attempts:
+                    self._gave_up = (
+                        f"{name} died and was not brought back after {self.restart_attempts} "
+                        f"attempts in a row; see {self._log_of(node)}"
+                    )
+                    log.error("%s", self._gave_up)
+                    return
+                await asyncio.sleep(min(_REVIVE_FIRST * 2 ** (revival.failures - 1), _REVIVE_MAX))
+                try:
+                    if node is not None:
+                        await node.restart()
+                    else:
+                        await self.postgres.stop()
+                        self.postgres = await start_postgres(self.data_dir, port=self.postgres.port)
+                except (NatsStartError, PostgresError) as exc:
+                    log.warning("%s did not start again: %s", name, _first_line(exc))
+                    continue
+                revival.restarts += 1
+                revival.started_at = time.monotonic()
+                log.warning("%s restarted (restart %d)", name, revival.restarts)
+                self._record_pids()
+                return
+        finally:
+            revival.task = None
+
+    def _log_of(self, node: EmbeddedNats | None) -> Path:
+        return node.log_path if node is not None else self.postgres.log_path
+
+    def _record_pids(self) -> None:
+        nodes = self.nats_nodes
+        self.endpoints = msgspec.structs.replace(
+            self.endpoints,
+            nats_pid=nodes[0].pid,
+            nats_pids=[node.pid for node in nodes] if len(nodes) > 1 else [],
+            postgres_pid=self.postgres.pid,
+        )
+        if self._published:
+            _publish(self.data_dir / ENDPOINTS_FILE, self.endpoints)
+        self.on_restarted(self)
 
     async def stop(self) -> None:
         """Unpublish the endpoints, stop both servers, release the data dir; idempotent."""
@@ -153,6 +289,10 @@ class RunningInfra:
         if self._published:
             with contextlib.suppress(FileNotFoundError):
                 (self.data_dir / ENDPOINTS_FILE).unlink()
+        revivals = [r.task for r in self._revivals.values() if r.task is not None]
+        for task in revivals:
+            task.cancel()
+        await asyncio.gather(*revivals, return_exceptions=True)
         try:
             await _stop_all([self.postgres, self.nats])
         finally:
@@ -166,8 +306,21 @@ async def start_infra(
     nats_port: int | None = None,
     postgres_port: int | None = None,
     publish: bool = True,
+    nats_cluster: int = 1,
+    restart_attempts: int = DEFAULT_RESTART_ATTEMPTS,
+    partitions: int = 1,
 ) -> RunningInfra:
     """Start NATS and PostgreSQL on `data_dir`, provision the log, publish endpoints.json.
+
+    NATS refuses unauthenticated clients: every identity of `events/ownership.py`
+    gets its credentials under `data_dir/credentials/nats/` (made once, 0600),
+    the server the permissions of `services/wiring/permissions.py`. The admin
+    provisions the stream, the object store and every service's durable
+    consumers (`partitions` of each). With WAKE_NATS_TLS_CERT and _KEY set,
+    clients must use TLS (and trust WAKE_NATS_TLS_CA).
+
+    `nats_cluster`: with more than one, a JetStream cluster of that many nodes
+    on loopback (`nats_port` is then not used), the log replicated on each.
 
     With `publish=False` endpoints.json is neither written nor removed: the
     caller (`wake up`) publishes its own once everything it runs is ready.
@@ -177,11 +330,26 @@ async def start_infra(
     data_dir, lock_fd = await asyncio.to_thread(_lock_data_dir, Path(data_dir))
     started: list[_Server] = []
     try:
+        try:
+            await asyncio.to_thread(keys.ensure_keys, data_dir)
+        except OSError as exc:
+            raise InfraError(f"cannot write the keys under {data_dir}: {exc}") from None
         for name, port in (("NATS", nats_port), ("PostgreSQL", postgres_port)):
             if port is not None and not port_is_free(port):
                 raise InfraError(f"{name} port 127.0.0.1:{port} is already in use")
+        credentials, security = await asyncio.to_thread(
+            bus_security, data_dir, partitions=partitions
+        )
         try:
-            nats_server = await _start_uncancellable(start_nats(data_dir, port=nats_port))
+            nats_server: EmbeddedNats | EmbeddedNatsCluster
+            if nats_cluster > 1:
+                nats_server = await _start_uncancellable(
+                    start_nats_cluster(data_dir, nodes=nats_cluster, security=security)
+                )
+            else:
+                nats_server = await _start_uncancellable(
+                    start_nats(data_dir, port=nats_port, security=security)
+                )
         except NatsStartError as exc:
             raise InfraError(_first_line(exc)) from None
         started.append(nats_server)
@@ -190,7 +358,13 @@ async def start_infra(
         except PostgresError as exc:
             raise InfraError(_first_line(exc)) from None
         started.append(postgres)
-        await provision_log(nats_server.url)
+        replicas = max(nats_cluster, 1)
+        await provision_log(
+            nats_server.url,
+            replicas=replicas,
+            connect_kwargs=security.connect_kwargs(),
+            partitions=partitions,
+        )
         endpoints = Endpoints(
             nats_url=nats_server.url,
             database_url=postgres.url,
@@ -199,6 +373,10 @@ async def start_infra(
             infra_pid=os.getpid(),
             started_at=datetime.now(UTC),
             data_dir=str(data_dir),
+            nats_pids=[node.pid for node in nats_server.nodes] if nats_cluster > 1 else [],
+            stream_replicas=replicas,
+            nats_admin=str(credentials.file(ADMIN)),
+            nats_operator=str(credentials.file(OPERATOR)),
         )
         if publish:
             await asyncio.to_thread(_publish, data_dir / ENDPOINTS_FILE, endpoints)
@@ -215,6 +393,7 @@ async def start_infra(
         postgres=postgres,
         endpoints=endpoints,
         published=publish,
+        restart_attempts=restart_attempts,
     )
 
 
@@ -223,13 +402,16 @@ async def serve(
     *,
     nats_port: int | None = None,
     postgres_port: int | None = None,
+    nats_cluster: int = 1,
+    restart_attempts: int = DEFAULT_RESTART_ATTEMPTS,
     on_ready: Callable[[RunningInfra], None] = lambda infra: None,
     on_stopping: Callable[[str], None] = lambda reason: None,
 ) -> None:
     """Run the infrastructure until SIGINT or SIGTERM, then stop it cleanly.
 
-    A signal during startup aborts it. Raises InfraError if startup fails or
-    a server dies on its own (after stopping the other one).
+    A server that dies on its own is restarted with backoff. A signal during
+    startup aborts it. Raises InfraError if startup fails or a server cannot be
+    brought back (after stopping the other one).
     """
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
@@ -243,7 +425,13 @@ async def serve(
         loop.add_signal_handler(signum, request_stop, signum)
     try:
         startup = asyncio.create_task(
-            start_infra(data_dir, nats_port=nats_port, postgres_port=postgres_port)
+            start_infra(
+                data_dir,
+                nats_port=nats_port,
+                postgres_port=postgres_port,
+                nats_cluster=nats_cluster,
+                restart_attempts=restart_attempts,
+            )
         )
         stop_waiter = asyncio.create_task(stop_requested.wait())
         try:
@@ -261,12 +449,13 @@ async def serve(
         try:
             on_ready(infra)
             died = None
-            # Wake up now and then to notice a server that died under us:
-            # serving endpoints of a dead server would mislead every client.
+            # Wake up now and then to notice a server that died under us and
+            # bring it back; serving endpoints of a server gone for good would
+            # mislead every client.
             while died is None and not stop_requested.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop_requested.wait(), timeout=0.5)
-                died = infra.exited_server()
+                    await asyncio.wait_for(stop_requested.wait(), timeout=0.2)
+                died = infra.keep_alive()
             on_stopping(reason[0] if reason else (died or "stop"))
         finally:
             await infra.stop()
@@ -277,8 +466,17 @@ async def serve(
             loop.remove_signal_handler(signum)
 
 
-async def provision_log(nats_url: str, *, replicas: int = 1, wait: float = 0.0) -> None:
-    """Create (or converge) the WAKE_EVENTS stream and WAKE_BUNDLES object store at `nats_url`.
+async def provision_log(
+    nats_url: str,
+    *,
+    replicas: int = 1,
+    wait: float = 0.0,
+    connect_kwargs: Mapping[str, Any] | None = None,
+    partitions: int = 1,
+    consumers: bool = True,
+) -> None:
+    """Create (or converge) the WAKE_EVENTS stream, WAKE_BUNDLES object store and every
+    service's durable consumers at `nats_url`, connecting with `connect_kwargs` (the admin's).
 
     Keeps trying to connect for `wait` seconds (a server still starting, as
     in docker compose). Raises InfraError naming the server on failure.
@@ -295,14 +493,15 @@ async def provision_log(nats_url: str, *, replicas: int = 1, wait: float = 0.0) 
         try:
             # max_reconnect_attempts=0 would mean "forever" to nats-py; 1 makes
             # it give up after two quick attempts and leaves the pacing to us.
-            nc = await nats.connect(
-                nats_url,
-                connect_timeout=2,
-                allow_reconnect=False,
-                max_reconnect_attempts=1,
-                reconnect_time_wait=0.1,
-                error_cb=remember,
-            )
+            options: dict[str, Any] = {
+                "connect_timeout": 2,
+                "allow_reconnect": False,
+                "max_reconnect_attempts": 1,
+                "reconnect_time_wait": 0.1,
+                "error_cb": remember,
+            }
+            options.update(connect_kwargs or {})
+            nc = await nats.connect(nats_servers(nats_url), **options)
             break
         except (OSError, TimeoutError, NatsError) as exc:
             if loop.time() >= deadline:
@@ -312,11 +511,63 @@ async def provision_log(nats_url: str, *, replicas: int = 1, wait: float = 0.0) 
             await asyncio.sleep(0.2)
     try:
         await provision(nc, replicas=replicas)
+        if consumers:
+            await provision_consumers(EventLog(nc), partitions=partitions)
     except (JetStreamError, NatsError, TimeoutError) as exc:
         detail = str(exc) or type(exc).__name__
+        refused = [str(e) for e in last_error if "permissions violation" in str(e)]
+        if refused:
+            # The server drops a request it does not permit: the client only sees a
+            # timeout, and the reason arrives on the error callback.
+            detail = f"{refused[0]} (only the admin identity may provision)"
         raise InfraError(f"provisioning the event log on {nats_url} failed: {detail}") from None
     finally:
         await nc.close()
+
+
+def service_consumers() -> list[ConsumerSettings]:
+    """Every service's durable consumers, as the services declare them."""
+    # Imported here: the services import this module's neighbours, and `wake`
+    # commands that never provision should not pay for loading every service.
+    from services.applier.service import CONSUMER as APPLIER
+    from services.git_watcher.service import sync_consumer
+    from services.notifier.service import CONSUMER as NOTIFIER
+    from services.planner.service import CONSUMER as PLANNER
+    from services.renderer.service import CONSUMER as RENDERER
+
+    return [sync_consumer(), RENDERER, PLANNER, APPLIER, NOTIFIER]
+
+
+async def provision_consumers(event_log: EventLog, *, partitions: int = 1) -> None:
+    """Create or converge every service's durable consumers (as the admin: services may not)."""
+    concurrency = Settings().concurrency
+    for settings in service_consumers():
+        await ensure_consumer(event_log, dataclasses.replace(settings, concurrency=concurrency))
+
+
+def bus_security(data_dir: Path, *, partitions: int = 1) -> tuple[BusCredentials, ServerSecurity]:
+    """The data dir's NATS identities (made once) and the server settings that enforce them."""
+    credentials = ensure_credentials(data_dir / CREDENTIALS_DIR)
+    cert = os.environ.get(ENV_NATS_TLS_CERT, "")
+    key = os.environ.get(ENV_NATS_TLS_KEY, "")
+    if bool(cert) != bool(key):
+        raise InfraError(
+            f"TLS for NATS needs both {ENV_NATS_TLS_CERT} and {ENV_NATS_TLS_KEY} "
+            f"(got only {ENV_NATS_TLS_CERT if cert else ENV_NATS_TLS_KEY})"
+        )
+    try:
+        tls = client_tls(os.environ.get(ENV_NATS_TLS_CA, "")) if cert else None
+    except CredentialsError as exc:
+        raise InfraError(str(exc)) from None
+    security = ServerSecurity(
+        authorization=credentials.authorization(partitions=partitions),
+        probe=credentials.kwargs(ADMIN),
+        route_password=credentials.route_password,
+        tls_cert=str(Path(cert).resolve()) if cert else "",
+        tls_key=str(Path(key).resolve()) if key else "",
+        client_tls=tls,
+    )
+    return credentials, security
 
 
 # --- the data dir -------------------------------------------------------------
@@ -325,8 +576,7 @@ async def provision_log(nats_url: str, *, replicas: int = 1, wait: float = 0.0) 
 def _lock_data_dir(data_dir: Path) -> tuple[Path, int]:
     """Create and lock `data_dir`; return it resolved and the locked descriptor."""
     try:
-        data_dir = data_dir.resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir = private_dir(data_dir.resolve(), mode=data_dir_mode())
         return data_dir, lock_exclusively(data_dir / LOCK_FILE)
     except LockHeld as held:
         raise DataDirInUse(
@@ -339,7 +589,8 @@ def _lock_data_dir(data_dir: Path) -> tuple[Path, int]:
 def _publish(path: Path, endpoints: Endpoints) -> None:
     """Write `path` atomically: a reader sees the old file, no file, or the whole new one."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("wb") as file:
+    # 0600: it names the servers and the database role's password.
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
         file.write(msgspec.json.format(msgspec.json.encode(endpoints)) + b"\n")
         file.flush()
         os.fsync(file.fileno())

@@ -24,7 +24,7 @@ def lock_exclusively(path: Path) -> int:
     LockHeld when another process holds it, OSError when the file cannot be
     made or locked.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:

@@ -17,12 +17,20 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from events.envelope import Envelope, new_event
 from events.payloads import Payload
-from services.wiring import telemetry
-from services.wiring.eventlog import EventLog, provision
-from services.wiring.settings import Settings, require_nats
+from services.wiring import keys, telemetry
+from services.wiring.credentials import (
+    CREDENTIALS_DIR,
+    ENV_CREDENTIALS,
+    CredentialsError,
+    client_tls,
+    load_connect_kwargs,
+)
+from services.wiring.eventlog import EventLog, LogNotProvisioned, require_provisioned
+from services.wiring.settings import Settings, SettingsError, require_nats
 
 # service name -> "module:function" of its `async def main(ctx)`
 SERVICES: dict[str, str] = {
@@ -35,6 +43,14 @@ SERVICES: dict[str, str] = {
 }
 
 READY_FILE_ENV = "WAKE_READY_FILE"
+
+# Once asked to stop, a service's main gets this long to finish what it holds
+# (ack, append) before it is cancelled; less with NATS unreachable, where
+# nothing it holds can finish and every wait would run out its timeout. With
+# the bounded close after it (3 s), both stay under the supervisor's 10 s
+# before SIGKILL.
+STOP_GRACE = 6.0
+STOP_GRACE_DISCONNECTED = 1.0
 
 
 @dataclass
@@ -103,20 +119,111 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
     main = main or load_main(name)
     setup_logging(name, settings.log_level)
     telemetry.setup_tracing(name, settings.otel_exporter)
-    log = await EventLog.connect(require_nats(settings), name=f"wake-{name}")
-    await provision(log.nc, replicas=settings.stream_replicas)
     ready_file = os.environ.get(READY_FILE_ENV)
+    if ready_file:
+        # A file left by the previous run of this container (an emptyDir outlives
+        # it) would announce readiness before this run has its consumers.
+        Path(ready_file).unlink(missing_ok=True)
+    credentials = service_credentials(name, settings)
+    try:
+        tls = client_tls(settings.nats_tls_ca)
+    except CredentialsError as exc:
+        raise SettingsError(str(exc)) from None
+    log = await EventLog.connect(
+        require_nats(settings), name=f"wake-{name}", credentials=credentials, tls=tls
+    )
+    try:
+        # Never provisioned here, not even as the admin (or on a server without
+        # authentication): a missing stream is a refusal, not a new history.
+        await require_provisioned(log.nc)
+        keys.use_install_keys(log, settings)
+    except BaseException:
+        await log.close()
+        raise
     ctx = ServiceContext(
         name=name, settings=settings, log=log, ready_file=Path(ready_file) if ready_file else None
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, ctx.stop.set)
-    logging.getLogger(__name__).info("%s starting (NATS %s)", name, settings.nats_url)
+    logger = logging.getLogger(__name__)
+    logger.info("%s starting (NATS %s)", name, settings.nats_url)
+    if log.bundle_keys is None:
+        logger.warning(
+            "no bundle keyring at %s (or WAKE_BUNDLE_KEYRING_FILE): bundles stored by %s are "
+            "not encrypted; `wake infra up` or `wake infra keys DIR` makes one",
+            keys.keyring_path(settings),
+            name,
+        )
     try:
-        await main(ctx)
+        await _run_until_stopped(main(ctx), ctx)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await log.close()
-        logging.getLogger(__name__).info("%s stopped", name)
+        logger.info("%s stopped", name)
+
+
+# What `wake run` reports in one line: the log (stream or bundle store) is not provisioned.
+LogMissing = LogNotProvisioned
+
+
+def service_credentials(name: str, settings: Settings) -> dict[str, Any] | None:
+    """The identity service `name` connects as.
+
+    WAKE_NATS_CREDENTIALS (set by `wake up` for each service, and by compose or
+    Kubernetes) names its connect-kwargs file; without it, the service's own
+    file in the data dir, if `wake infra up` made one; else none (a server
+    without authentication).
+    """
+    path = settings.nats_credentials
+    if not path:
+        own = settings.data_path / CREDENTIALS_DIR / f"{name}.json"
+        if not own.exists():
+            return None
+        path = str(own)
+    try:
+        return load_connect_kwargs(path)
+    except CredentialsError as exc:
+        raise SettingsError(f"{ENV_CREDENTIALS}: {exc}") from None
+
+
+async def _run_until_stopped(running: Awaitable[None], ctx: ServiceContext) -> None:
+    """Await `running`; once ctx.stop is set, give it a bounded grace, then cancel it.
+
+    An error it raises after the stop request (a request cut short because NATS
+    went away meanwhile) is logged in one line, not as a crash: it was stopping.
+    """
+    logger = logging.getLogger(__name__)
+    task = asyncio.ensure_future(running)
+    stopping = asyncio.create_task(ctx.stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            grace = STOP_GRACE if ctx.log.nc.is_connected else STOP_GRACE_DISCONNECTED
+            await asyncio.wait({task}, timeout=grace)
+        if not task.done():
+            logger.warning(
+                "%s did not finish within %.0fs of the stop request (NATS %s); cancelling it",
+                ctx.name,
+                grace,
+                "connected" if ctx.log.nc.is_connected else "unreachable",
+            )
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:
+                logger.warning("%s stopped with an error while cancelled: %r", ctx.name, exc)
+            return
+        try:
+            task.result()
+        except Exception as exc:
+            if not ctx.stop.is_set():
+                raise
+            logger.warning("%s stopped with an error while stopping: %r", ctx.name, exc)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()

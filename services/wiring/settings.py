@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import msgspec
 
@@ -47,6 +48,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     health_interval: float = 2.0
     concurrency: int = 16
     system_namespace: str = "wake"
+    server_restarts: int = 5
+    nats_credentials: str = ""
+    nats_tls_ca: str = ""
+    nats_tls_cert: str = ""
+    nats_tls_key: str = ""
+    bundle_keyring_file: str = ""
+    digest_key_file: str = ""
+    database_password_file: str = ""
 
     @property
     def data_path(self) -> Path:
@@ -63,7 +72,8 @@ DESCRIPTIONS: dict[str, str] = {
     "kubeconfig": "Kubeconfig of the target cluster (default: endpoints.json, then "
     "$KUBECONFIG, then ~/.kube/config).",
     "kube_context": "Kubeconfig context to use (default: the current context).",
-    "stream_replicas": "Replicas of the WAKE_EVENTS stream (1 on one machine, 3 in a cluster).",
+    "stream_replicas": "Replicas of the WAKE_EVENTS stream and WAKE_BUNDLES object store (1 "
+    "on one machine, 3 in a cluster; default: endpoints.json's, else 1).",
     "poll_interval": "Seconds between two fetches of a repository by git-watcher.",
     "apply_timeout": "Seconds an apply may take before it is failed.",
     "notify_url": "Webhook the notifier POSTs events to (empty: no webhook channel).",
@@ -84,8 +94,23 @@ DESCRIPTIONS: dict[str, str] = {
     "health_interval": "Seconds between two health checks of an app being rolled out.",
     "concurrency": "Apps the renderer, planner, applier and notifier each handle at once; one "
     "app's events are always handled in log order.",
+    "server_restarts": "Attempts in a row at restarting embedded NATS or PostgreSQL that died "
+    "(0.5 s doubling to 8 s apart) before `wake up` / `wake infra up` give up and exit 1.",
     "notify_backoff": "Seconds before the notifier's first retry of a webhook; doubles with "
     "each retry, with jitter (capped at 60).",
+    "nats_credentials": "File (JSON, mode 0600) of `nats.connect` keyword arguments naming the "
+    "identity a process connects as: `wake up` sets it per service; the CLI defaults to "
+    "endpoints.json's `nats_operator`, `wake run SERVICE` to the data dir's file of SERVICE.",
+    "nats_tls_ca": "CA certificate clients verify the NATS server's certificate with.",
+    "nats_tls_cert": "Certificate of the NATS server `wake up` / `wake infra up` start: with it "
+    "(and the key) every client must use TLS.",
+    "nats_tls_key": "Private key of that certificate.",
+    "bundle_keyring_file": "Keyring (file, mode 0600) bundles are sealed with (AES-256-GCM); "
+    "default: `<data dir>/keys/bundles.keyring`, made by `wake up` / `wake infra up`.",
+    "digest_key_file": "Key (file, mode 0600) of the HMAC-SHA256 digests that stand for Secret "
+    "values in plans and diffs; default: `<data dir>/keys/digest.key`.",
+    "database_password_file": "File holding the password of database_url's role, for a URL "
+    "that carries none (docker-compose's secret file).",
     "system_namespace": "The namespace Wake runs in: `wake app remove --cascade` never "
     "deletes it (nor kube-system, kube-public, kube-node-lease, default).",
 }
@@ -128,7 +153,34 @@ def load_settings(
         for option in ("nats_url", "database_url", "kubeconfig")
         if not getattr(settings, option) and endpoints.get(option)
     }
-    return msgspec.structs.replace(settings, **filled) if filled else settings
+    # A service started by hand next to `wake infra up --nats-cluster 3` must not
+    # converge the stream back to one replica.
+    if "stream_replicas" not in raw and isinstance(endpoints.get("stream_replicas"), int):
+        filled["stream_replicas"] = endpoints["stream_replicas"]
+    settings = msgspec.structs.replace(settings, **filled) if filled else settings
+    if settings.database_password_file and settings.database_url:
+        settings = msgspec.structs.replace(
+            settings, database_url=with_password(settings.database_url, settings)
+        )
+    return settings
+
+
+def with_password(url: str, settings: Settings) -> str:
+    """`url` with the password of `database_password_file`, unless it carries one already."""
+    parts = urlsplit(url)
+    if parts.password is not None or parts.hostname is None:
+        return url
+    path = Path(settings.database_password_file).expanduser()
+    try:
+        password = path.read_text().strip()
+    except OSError as exc:
+        raise SettingsError(
+            f"{env_name('database_password_file')}: cannot read {path}: {exc.strerror}"
+        ) from None
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[-1]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def read_endpoints(data_dir: Path) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """`wake up`: the embedded infrastructure, an optional sandbox cluster, and every
 service as its own supervised process.
 
-A service that exits while Wake is up is restarted with backoff; its restarts
-are counted and shown. The data dir's endpoints.json is published only once
-every part is ready, and removed before anything is stopped.
+A service (or the sandbox) that exits while Wake is up is restarted with
+backoff; its restarts are counted and shown. So are NATS and PostgreSQL (see
+`infra.RunningInfra.keep_alive`); when one of them cannot be brought back,
+supervision ends with GaveUp. The data dir's endpoints.json is published only
+once every part is ready, and removed before anything is stopped.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from pathlib import Path
 import msgspec
 
 from services.wiring import infra
+from services.wiring.credentials import CREDENTIALS_DIR, ENV_CREDENTIALS
 from services.wiring.ports import free_port
+from services.wiring.private import data_dir_mode, private_dir
 from services.wiring.runtime import READY_FILE_ENV, SERVICES
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,10 @@ _RESTART_MIN, _RESTART_MAX, _HEALTHY_AFTER = 0.5, 30.0, 60.0
 
 class StartupError(RuntimeError):
     """A part of Wake did not come up; the message names it and where its log is."""
+
+
+class GaveUp(RuntimeError):
+    """A server Wake depends on died and could not be restarted; the message says which."""
 
 
 @dataclass
@@ -107,6 +115,12 @@ class WakeEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     postgres_pid: int
     services: dict[str, int] = {}
     webhook_url: str = ""
+    nats_pids: list[int] = []
+    stream_replicas: int = 1
+    nats_admin: str = ""
+    """File (0600) of `nats.connect(nats_url, **kwargs)` keyword arguments: the admin."""
+    nats_operator: str = ""
+    """The same for the operator identity, the one `wake` commands use."""
 
 
 @dataclass
@@ -133,6 +147,10 @@ class RunningWake:
             postgres_pid=base.postgres_pid,
             services={name: child.pid or 0 for name, child in self.services.items()},
             webhook_url=self.webhook_url,
+            nats_pids=base.nats_pids,
+            stream_replicas=base.stream_replicas,
+            nats_admin=base.nats_admin,
+            nats_operator=base.nats_operator,
         )
 
     def publish(self) -> None:
@@ -142,14 +160,18 @@ class RunningWake:
         os.replace(temporary, path)
 
     async def supervise(self, stop: asyncio.Event) -> str:
-        """Restart services that exit until `stop`; return why supervision ended."""
+        """Restart servers, the sandbox and services that exit, until `stop`.
+
+        Returns why supervision ended; raises GaveUp when NATS or PostgreSQL
+        died and could not be started again.
+        """
+        self.infrastructure.on_restarted = lambda infrastructure: self.publish()
         while not stop.is_set():
-            died = self.infrastructure.exited_server()
-            if died is not None:
-                return died
-            if self.sandbox is not None and self.sandbox.exited() is not None:
-                return f"the sandbox cluster exited with code {self.sandbox.exited()}"
-            for child in self.services.values():
+            gave_up = self.infrastructure.keep_alive()
+            if gave_up is not None:
+                raise GaveUp(gave_up)
+            children = [self.sandbox] if self.sandbox is not None else []
+            for child in [*children, *self.services.values()]:
                 code = child.exited()
                 if code is None:
                     if time.monotonic() - child.started_at > _HEALTHY_AFTER:
@@ -222,18 +244,21 @@ async def start_wake(
     extra_env: dict[str, str] | None = None,
     services: list[str] | None = None,
     ready_timeout: float = 60.0,
+    nats_cluster: int = 1,
+    restart_attempts: int = infra.DEFAULT_RESTART_ATTEMPTS,
 ) -> RunningWake:
     """Start everything `wake up` runs and return once all of it is ready.
 
     `log_dir`: where each process writes its output (default: this terminal).
+    `nats_cluster`: NATS nodes (a JetStream cluster on loopback when more than one).
     """
-    data_dir = Path(data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    run_dir = data_dir / "run"
-    run_dir.mkdir(exist_ok=True)
+    data_dir = private_dir(Path(data_dir).resolve(), mode=data_dir_mode())
+    run_dir = private_dir(data_dir / "run")
     if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-    infrastructure = await infra.start_infra(data_dir, publish=False)
+        private_dir(log_dir)
+    infrastructure = await infra.start_infra(
+        data_dir, publish=False, nats_cluster=nats_cluster, restart_attempts=restart_attempts
+    )
     running = RunningWake(
         data_dir=data_dir, infrastructure=infrastructure, kubeconfig=kubeconfig, sandbox=None
     )
@@ -244,6 +269,9 @@ async def start_wake(
             "WAKE_DATA_DIR": str(data_dir),
             "WAKE_NATS_URL": infrastructure.endpoints.nats_url,
             "WAKE_DATABASE_URL": infrastructure.endpoints.database_url,
+            # The cluster's replicas, for every process that reads the setting
+            # (services no longer provision: `wake up` did, above).
+            infra.ENV_STREAM_REPLICAS: str(infrastructure.endpoints.stream_replicas),
         }
         if sandbox:
             kubeconfig_path = data_dir / "sandbox" / "kubeconfig"
@@ -260,6 +288,10 @@ async def start_wake(
                     "--latency-ms",
                     str(sandbox_latency_ms),
                     *(["--ready-workloads"] if sandbox_ready_workloads else []),
+                    # A cluster outlives Wake: the sandbox of `wake up` keeps its
+                    # objects in the data dir, or apps would say synced over nothing.
+                    "--state-file",
+                    str(data_dir / "sandbox" / "objects.json"),
                 ),
                 env=base_env,
                 log_path=log_dir / "sandbox.log" if log_dir else None,
@@ -281,11 +313,17 @@ async def start_wake(
         base_env["WAKE_WEBHOOK_PORT"] = port
         running.webhook_url = f"http://{host}:{port}"
         running.webhook_secret_file = base_env.get("WAKE_WEBHOOK_SECRET_FILE", "")
+        credentials = data_dir / CREDENTIALS_DIR
         for name in services or list(SERVICES):
             running.services[name] = Child(
                 name=name,
                 argv=_wake_command("run", name),
-                env={**base_env, READY_FILE_ENV: str(run_dir / f"{name}.ready")},
+                env={
+                    **base_env,
+                    READY_FILE_ENV: str(run_dir / f"{name}.ready"),
+                    # Each service is its own identity on the bus, with its own rights.
+                    ENV_CREDENTIALS: str(credentials / f"{name}.json"),
+                },
                 log_path=log_dir / f"{name}.log" if log_dir else None,
                 ready_file=run_dir / f"{name}.ready",
             )

@@ -26,8 +26,9 @@ def resources() -> list[dict]:
 async def test_remove_with_cascade_deletes_what_the_app_applied_and_registering_brings_it_back(
     scenario: Scenario, kube: Kube, sandbox: Sandbox, nats_server, tmp_path: Path
 ) -> None:
-    # Given an applied app, one of whose objects someone else has taken over since
-    await scenario.register()
+    # Given an applied app (which took over the `default` Namespace: --adopt), one of
+    # whose objects someone else has taken over since
+    await scenario.register(adopt=True)
     await apply(scenario, kube, await planned(scenario, kube, resources()))
     await kube.api.call_api(
         "/api/v1/namespaces/shop/configmaps/a",

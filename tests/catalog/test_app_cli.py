@@ -145,3 +145,32 @@ def test_decided_by_and_standing_failures():
     }
     assert standing({"ApplyFailed": 9, "ApplySucceeded": 5}) == {"ApplyFailed", "ApplySucceeded"}
     assert standing({"SourceFailed": 3, "SourceRecovered": 4}) == {"SourceRecovered"}
+
+
+def test_every_add_option_of_the_merged_issues_sets_its_spec_field_for_add_and_set():
+    from services.cli.apps_cmd import spec_fields
+
+    fields = spec_fields(
+        {
+            "retry_limit": 2,
+            "retry_backoff_seconds": 1.0,
+            "retry_backoff_factor": 3.0,
+            "retry_max_backoff_seconds": 9.0,
+            "adopt": True,
+            "create_namespace": True,
+            "allow_empty": True,
+            "tla_code": ("replicas=3",),
+            "ext_code": ("debug=true",),
+        }
+    )
+    assert fields == {
+        "retry_limit": 2,
+        "retry_backoff_seconds": 1.0,
+        "retry_backoff_factor": 3.0,
+        "retry_max_backoff_seconds": 9.0,
+        "adopt": True,
+        "create_namespace": True,
+        "allow_empty": True,
+        "jsonnet_tla_code": {"replicas": "3"},
+        "jsonnet_ext_code": {"debug": "true"},
+    }

@@ -49,6 +49,26 @@ async def test_a_follower_folds_history_once_then_follows_and_waits_for_a_sequen
         assert follower.reached == later.seq
 
 
+async def test_a_passing_type_moves_the_position_without_being_folded(
+    event_log: EventLog,
+) -> None:
+    follower: Follower[list[tuple[int, str]]] = Follower(
+        event_log,
+        [RevisionDetected.event_type],
+        new_state=list,
+        fold=remember,
+        passing=[HealthChanged.event_type],
+    )
+    async with follower:
+        await event_log.append(new_event(detected(1), app="shop", actor="t"))
+        health = await event_log.append(
+            new_event(HealthChanged(status="Healthy"), app="shop", actor="t")
+        )
+        shop = await follower.at_least(health.seq, "shop")
+        assert [commit[-1] for _, commit in shop] == ["1"]
+        assert follower.reached == health.seq
+
+
 async def test_a_follower_whose_consumer_vanished_reads_again_from_where_it_stopped(
     event_log: EventLog,
 ) -> None:

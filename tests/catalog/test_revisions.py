@@ -102,7 +102,7 @@ def test_bundles_differ_by_resource_and_by_field_with_secrets_redacted():
     assert changed["edited"].fields == ["/data/b", "/data/c"]
     assert changed["s"].fields == ["/data/password"]
     assert "b2xk" not in changed["s"].text and "bmV3" not in changed["s"].text
-    assert "redacted sha256:" in changed["s"].text
+    assert "redacted hmac-sha256:" in changed["s"].text
     assert result.unchanged == 1
 
 

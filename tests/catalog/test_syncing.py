@@ -15,8 +15,8 @@ def test_synced_only_at_the_latest_desired_revision_with_its_bundle() -> None:
     assert verdict(Desired(A, "x" * 64), applied).synced
     assert verdict(Desired(A), applied).synced  # detected again, not rendered yet
     assert verdict(Desired(B, "y" * 64, unchanged_from=A), applied).synced
-    late = verdict(Desired(B, "y" * 64), applied, pending="awaiting-approval")
-    assert str(late) == "out of sync: applied aaaaaaa, desired bbbbbbb (awaiting-approval)"
+    late = verdict(Desired(B, "y" * 64), applied, pending="plan awaiting approval")
+    assert str(late) == "out of sync: applied aaaaaaa, desired bbbbbbb (plan awaiting approval)"
     assert not verdict(Desired(A, "z" * 64), applied).synced  # same commit, other bundle
     assert str(verdict(Desired(B), None)) == "out of sync: nothing applied yet, desired bbbbbbb"
 

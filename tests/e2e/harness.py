@@ -20,6 +20,7 @@ from events.names import STREAM
 from events.payloads import ResourceRef
 from services.demo.sample import SampleRepo
 from services.demo.walkthrough import WEBHOOK_SECRET, WebhookReceiver
+from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import EventLog, StoredEvent
 from services.wiring.kube import Kube
 from services.wiring.supervision import RunningWake, start_wake
@@ -48,7 +49,11 @@ async def running_wake(
     )
     stop = asyncio.Event()
     supervising = asyncio.create_task(running.supervise(stop))
-    log = await EventLog.connect(running.endpoints.nats_url, name="e2e")
+    log = await EventLog.connect(
+        running.endpoints.nats_url,
+        name="e2e",
+        credentials=load_connect_kwargs(running.endpoints.nats_admin),
+    )
     kube = await Kube.connect(kubeconfig=running.kubeconfig)
     try:
         yield WakeUnderTest(running=running, log=log, kube=kube, receiver=receiver, root=root)

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 async def _write_row(server: EmbeddedPostgres, value: str) -> None:
-    conn = await asyncpg.connect(server.url)
+    conn = await asyncpg.connect(server.admin_url)
     try:
         await conn.execute("CREATE TABLE IF NOT EXISTS kept (value text)")
         await conn.execute("INSERT INTO kept VALUES ($1)", value)
@@ -37,7 +37,7 @@ async def _write_row(server: EmbeddedPostgres, value: str) -> None:
 
 
 async def _rows(server: EmbeddedPostgres) -> list[str]:
-    conn = await asyncpg.connect(server.url)
+    conn = await asyncpg.connect(server.admin_url)
     try:
         return [r["value"] for r in await conn.fetch("SELECT value FROM kept ORDER BY value")]
     finally:
@@ -47,7 +47,8 @@ async def _rows(server: EmbeddedPostgres) -> list[str]:
 async def test_starts_serves_stops_and_restarts_keeping_its_data(tmp_path: Path) -> None:
     server = await start_postgres(tmp_path)
     try:
-        assert server.url == f"postgresql://postgres@127.0.0.1:{server.port}/wake"
+        assert server.url.startswith("postgresql://wake:")
+        assert server.url.endswith(f"@127.0.0.1:{server.port}/wake")
         conn = await asyncpg.connect(server.url)
         try:
             assert await conn.fetchval("SELECT current_database()") == "wake"
@@ -118,7 +119,7 @@ async def test_stops_a_server_left_running_by_an_owner_that_was_killed(tmp_path:
 
         async def main():
             server = await start_postgres(Path({str(tmp_path)!r}))
-            conn = await asyncpg.connect(server.url)
+            conn = await asyncpg.connect(server.admin_url)
             await conn.execute("CREATE TABLE kept (value text)")
             await conn.execute("INSERT INTO kept VALUES ('written by the first owner')")
             await conn.close()
@@ -175,9 +176,11 @@ async def test_a_data_dir_too_deep_for_a_unix_socket_still_works(tmp_path: Path)
     try:
         assert not server.socket_dir.is_relative_to(deep)
         assert any(server.socket_dir.glob(".s.PGSQL.*"))
-        conn = await asyncpg.connect(
-            host=str(server.socket_dir), port=server.port, user="postgres", database="wake"
-        )
+        socket = {"host": str(server.socket_dir), "port": server.port, "database": "wake"}
+        # The socket, too, wants the password (no `trust`, issue 10 item 5).
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(user="postgres", **socket)
+        conn = await asyncpg.connect(user="postgres", password=server._superuser_password, **socket)
         await conn.close()
     finally:
         await server.stop()

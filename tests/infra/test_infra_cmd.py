@@ -19,6 +19,7 @@ import nats
 import psutil
 import pytest
 
+from services.wiring.credentials import load_connect_kwargs
 from services.wiring.embedded_nats import EmbeddedNats
 from services.wiring.infra import (
     ENDPOINTS_FILE,
@@ -67,6 +68,9 @@ async def infra_up(tmp_path: Path) -> AsyncIterator[InfraUp]:
     process = await asyncio.create_subprocess_exec(
         WAKE, "infra", "up", "--data-dir", str(data_dir),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # One attempt at restarting a dead server before giving up: enough to
+        # show both, without waiting out the default backoff.
+        env={**os.environ, "WAKE_SERVER_RESTARTS": "1"},
     )  # fmt: skip
     endpoints: list[Endpoints] = []
 
@@ -100,7 +104,7 @@ async def test_up_serves_nats_and_postgres_until_sigint(infra_up: InfraUp) -> No
     assert endpoints.infra_pid == infra_up.process.pid
     assert endpoints.data_dir == str(infra_up.data_dir.resolve())
 
-    nc = await nats.connect(endpoints.nats_url)
+    nc = await nats.connect(endpoints.nats_url, **load_connect_kwargs(endpoints.nats_admin))
     try:
         js = nc.jetstream()
         stream = await js.stream_info("WAKE_EVENTS")
@@ -141,15 +145,46 @@ async def test_a_second_up_on_the_same_data_dir_is_refused(infra_up: InfraUp) ->
     assert load_endpoints(infra_up.data_dir) == infra_up.endpoints  # the first one is untouched
 
 
-async def test_a_server_that_dies_takes_infra_down_with_it(infra_up: InfraUp) -> None:
+async def test_a_server_that_dies_is_restarted_and_one_that_cannot_be_takes_infra_down(
+    infra_up: InfraUp,
+) -> None:
+    # When PostgreSQL is SIGKILLed
     postgres_pid = infra_up.endpoints.postgres_pid
     os.kill(postgres_pid, signal.SIGKILL)
 
-    assert await asyncio.wait_for(infra_up.process.wait(), 30) == 1
+    # Then it is started again on the same port, and endpoints.json names the new process
+    def restarted() -> bool:
+        pid = load_endpoints(infra_up.data_dir).postgres_pid
+        return pid != postgres_pid and psutil.pid_exists(pid)
+
+    await eventually(restarted, timeout=60, what="postgres restarted")
+    revived = load_endpoints(infra_up.data_dir)
+    assert revived.database_url == infra_up.endpoints.database_url
+    conn = await asyncpg.connect(infra_up.endpoints.database_url)
+    await conn.close()
+
+    # When nats-server is SIGKILLed and its port taken, so that it cannot come back
+    nats_pid = infra_up.endpoints.nats_pid
+    port = int(infra_up.endpoints.nats_url.rsplit(":", 1)[1])
+    os.kill(nats_pid, signal.SIGKILL)
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+        def bound() -> bool:
+            try:
+                taken.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+            return True
+
+        await eventually(bound, what=f"port {port} taken")
+        taken.listen()
+        # Then `wake infra up` gives up, says why, stops PostgreSQL and exits 1
+        assert await asyncio.wait_for(infra_up.process.wait(), 60) == 1
     stderr = (await infra_up.process.stderr.read()).decode()
-    assert f"postgres (pid {postgres_pid}) exited" in stderr
+    assert "nats-server died and was not brought back after 1 attempt" in stderr
     assert "Traceback" not in stderr
-    assert process_gone(infra_up.endpoints.nats_pid)
+    assert process_gone(revived.postgres_pid)
     assert not (infra_up.data_dir / ENDPOINTS_FILE).exists()
 
 

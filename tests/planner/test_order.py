@@ -192,7 +192,7 @@ async def test_app_show_says_out_of_sync_while_the_applied_revision_is_not_the_d
     assert shown["state"] == "awaiting-approval"
     assert shown["sync"] == (
         f"out of sync: applied {commit_of('a')[:7]}, desired {commit_of('b')[:7]} "
-        "(awaiting-approval)"
+        "(plan awaiting approval)"
     )
     assert shown["applied_revision"] == commit_of("a")
     # And an older apply appearing last in the log (a late ApplySucceeded of A)
@@ -212,4 +212,31 @@ async def test_app_show_says_out_of_sync_while_the_applied_revision_is_not_the_d
         f"out of sync: applied {commit_of('a')[:7]}, desired {commit_of('b')[:7]}"
     )
     await planner.close()
+    await applier.close()
+
+
+async def test_two_planner_replicas_racing_over_a_burst_never_leave_an_older_revision_applied(
+    scenario: Scenario, kube: Kube, sandbox: Sandbox
+) -> None:
+    # Given an auto-sync app with a burst of three revisions detected and rendered
+    await scenario.register()
+    renders = [await rendered(scenario, await detected(scenario, label), label) for label in "abc"]
+    # When two planner replicas handle them at once, newest first
+    replicas = [Planner(scenario.context("planner"), Clusters.serving(kube)) for _ in range(2)]
+    inputs = [await scenario.stored(r) for r in reversed(renders)]
+    await asyncio.gather(*(replicas[i % 2].handle(s) for i, s in enumerate(inputs)))
+    # and the applier gets every approval, newest first
+    applier = Applier(scenario.context("applier"), Clusters.serving(kube))
+    for approval in reversed(await scenario.events(PlanApproved.event_type)):
+        await applier.handle(await scenario.stored(approval))
+        await applier.health.wait_idle()
+
+    # Then C is applied, and nothing older is applied after it
+    applied = [e.payload.commit for e in await scenario.events(ApplySucceeded.event_type)]
+    assert applied[-1] == commit_of("c")
+    assert applied.count(commit_of("c")) == 1
+    live = sandbox.get("v1", "ConfigMap", "settings", namespace="shop")
+    assert live is not None and live["data"] == {"version": "c"}
+    for planner in replicas:
+        await planner.close()
     await applier.close()

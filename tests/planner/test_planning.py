@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 from typing import Any
 
 import msgspec
 
+from events import redaction
 from events.payloads import (
     ApprovalRequested,
     AppSpec,
@@ -167,7 +167,9 @@ def secret(**data: str) -> dict[str, Any]:
 
 
 def short(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:8]
+    # Keyed with this process's digest key (events.redaction): an unsalted
+    # sha256 of a weak value could be confirmed offline.
+    return redaction.secret_digest(value)
 
 
 def test_a_changed_secret_shows_as_changed_without_either_value() -> None:
@@ -177,8 +179,8 @@ def test_a_changed_secret_shows_as_changed_without_either_value() -> None:
     )
     assert change.action == "update"
     assert old not in change.diff and new not in change.diff
-    assert f"-  password: <redacted sha256:{short(old)}>" in change.diff
-    assert f"+  password: <redacted sha256:{short(new)}>" in change.diff
+    assert f"-  password: <redacted hmac-sha256:{short(old)}>" in change.diff
+    assert f"+  password: <redacted hmac-sha256:{short(new)}>" in change.diff
     assert '{"secret":"x"}' not in change.diff  # the last-applied annotation is gone too
 
 
@@ -188,7 +190,7 @@ def test_a_new_secret_shows_keys_not_values() -> None:
     change = change_for(desired, None, None)
     assert change.action == "create"
     assert "c2VjcmV0LXRva2Vu" not in change.diff and "hunter2" not in change.diff
-    assert f"+  plain: <redacted sha256:{short('hunter2')}>" in change.diff
+    assert f"+  plain: <redacted hmac-sha256:{short('hunter2')}>" in change.diff
 
 
 def test_an_unchanged_secret_has_no_diff() -> None:

@@ -137,7 +137,7 @@ async def test_secret_values_never_reach_the_log(scenario: Scenario, kube: Kube)
 
     change = next(c for c in plan.changes if c.ref.kind == "Secret")
     assert change.action == "update"
-    assert "<redacted sha256:" in change.diff
+    assert "<redacted hmac-sha256:" in change.diff
     created = await scenario.last(PlanCreated.event_type)
     on_the_wire = encode(created)
     for value in (old, new, "old-password", "new-password"):

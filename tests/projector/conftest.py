@@ -24,12 +24,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-async def database_url(postgres_url: str) -> AsyncIterator[str]:
-    """A fresh database on the session's PostgreSQL, dropped after the test."""
+async def database_url(postgres_url: str, postgres_admin_url: str) -> AsyncIterator[str]:
+    """A fresh database on the session's PostgreSQL, dropped after the test.
+
+    Created by the superuser with what provisioning grants database `wake`, and
+    used as the service role: the projector and `wake replay` run as it.
+    """
     name = f"projector_{uuid.uuid4().hex[:12]}"
-    await _admin(postgres_url, f"CREATE DATABASE {name}")
+    await _admin(postgres_admin_url, f"CREATE DATABASE {name}")
+    await _admin(postgres_admin_url, f"GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {name} TO wake")
     yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    await _admin(postgres_url, f"DROP DATABASE {name} WITH (FORCE)")
+    await _admin(postgres_admin_url, f"DROP DATABASE {name} WITH (FORCE)")
 
 
 async def _admin(postgres_url: str, sql: str) -> None:

@@ -1,0 +1,137 @@
+"""Who may append which event type, and which durable consumers each identity reads.
+
+Pure data (STYLE 2): the NATS server's permissions (`services/wiring/permissions.py`)
+are generated from it, and a signature check (issue 10 item 2: a signer must
+be entitled to the event type it signs) can reuse it. Derived from the code:
+each service's list is what its shell appends (grep `log.append` under
+`services/<service>/`), plus EventRejected, which every consumer appends for a
+message it can never handle (`services/wiring/consumers.reject`).
+
+Identities:
+
+- one per service (`git-watcher`, `renderer`, `planner`, `applier`, `notifier`,
+  `projector`);
+- `operator`: a person through the CLI (and, later, the API or chat): commands
+  as events -- register, update and remove apps, sync, approve or reject a plan,
+  roll back;
+- `admin`: provisions the stream, the object store and the durable consumers;
+  may do anything, and is used by nothing that runs all the time.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+ADMIN = "admin"
+OPERATOR = "operator"
+
+SERVICES: tuple[str, ...] = (
+    "git-watcher",
+    "renderer",
+    "planner",
+    "applier",
+    "notifier",
+    "projector",
+)
+
+IDENTITIES: tuple[str, ...] = (*SERVICES, OPERATOR, ADMIN)
+
+# Every consumer of the log records a message it can never handle.
+_REJECTS = ("EventRejected",)
+
+PUBLISHES: MappingProxyType[str, frozenset[str]] = MappingProxyType(
+    {
+        "git-watcher": frozenset(
+            ("RevisionDetected", "SourceFailed", "SourceRecovered", *_REJECTS)
+        ),
+        "renderer": frozenset(("ManifestsRendered", "RenderFailed", *_REJECTS)),
+        "planner": frozenset(
+            (
+                "PlanCreated",
+                "PlanSuperseded",
+                # Auto-sync policy approves on its own (`planner/policy.py`, via="policy").
+                "PlanApproved",
+                "ApprovalRequested",
+                "PlanBlocked",
+                *_REJECTS,
+            )
+        ),
+        "applier": frozenset(
+            (
+                "ApplyStarted",
+                "ResourceApplied",
+                "ApplySucceeded",
+                "ApplyFailed",
+                "HealthChanged",
+                "DriftDetected",
+                "WaveWaiting",
+                "WaveCompleted",
+                "HookFinished",
+                "HookDeleted",
+                "ApplyRetryScheduled",
+                "ResourceDeleted",
+                *_REJECTS,
+            )
+        ),
+        "notifier": frozenset(("NotificationSent", "NotificationFailed", *_REJECTS)),
+        # The projector only reads: it folds the log into PostgreSQL.
+        "projector": frozenset(),
+        OPERATOR: frozenset(
+            (
+                "ApplicationRegistered",
+                "ApplicationUpdated",
+                "ApplicationRemoved",
+                "SyncRequested",
+                "PlanApproved",
+                "PlanRejected",
+                "RollbackRequested",
+            )
+        ),
+    }
+)
+"""Event types each identity may append (the admin: all of them)."""
+
+CONSUMERS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "git-watcher": ("git-watcher-sync",),
+        "renderer": ("renderer",),
+        "planner": ("planner",),
+        "applier": ("applier",),
+        "notifier": ("notifier",),
+        "projector": (),
+        OPERATOR: (),
+    }
+)
+"""The durable consumers (base names) each identity pulls from and acknowledges."""
+
+BUNDLE_WRITERS: frozenset[str] = frozenset(("renderer",))
+# The CLI reads bundles for `wake rollback` (its diff) and `wake replay`.
+BUNDLE_READERS: frozenset[str] = frozenset(("planner", "applier", OPERATOR))
+
+LEASES: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
+    {
+        # which replica polls which partition of the apps
+        "git-watcher": ("git-watcher-poll",),
+        # which replica folds the log (one at a time)
+        "projector": ("projector",),
+    }
+)
+"""Lease names (keys `<name>.>` of the WAKE_LEASES bucket) each identity may hold, besides
+its replicas' slots (`slot.<identity>.>`), which every service may hold."""
+
+
+def entitled(identity: str, event_type: str) -> bool:
+    """Whether `identity` may append an event of `event_type`."""
+    if identity == ADMIN:
+        return True
+    return event_type in PUBLISHES.get(identity, frozenset())
+
+
+def owners(event_type: str) -> frozenset[str]:
+    """The identities (besides the admin) that may append `event_type`."""
+    return frozenset(who for who, types in PUBLISHES.items() if event_type in types)
+
+
+def durable_consumers() -> tuple[str, ...]:
+    """Every durable consumer's base name, in the order of SERVICES."""
+    return tuple(name for who in SERVICES for name in CONSUMERS[who])
