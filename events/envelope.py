@@ -51,6 +51,9 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     causation_id: str | None = None
     actor: str = ""
     traceparent: str = ""
+    # The process (replica) that appended it, e.g. "planner-host-4242": with
+    # several replicas of a service, which one did what.
+    instance: str = ""
     payload: Payload
 
 
@@ -66,6 +69,7 @@ class _WireEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     causation_id: str | None = None
     actor: str = ""
     traceparent: str = ""
+    instance: str = ""
     payload: msgspec.Raw
 
 
@@ -187,6 +191,7 @@ def decode(data: bytes) -> Envelope:
         causation_id=wire.causation_id,
         actor=wire.actor,
         traceparent=wire.traceparent,
+        instance=wire.instance,
         payload=payload,
     )
 

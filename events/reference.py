@@ -24,6 +24,8 @@ _ENVELOPE_FIELDS = {
     "causation_id": "The id of the event this one was derived from; null for a journey's first.",
     "actor": "Who: `user:<name>`, `service:<name>`, `policy`, `consumer:<name>`.",
     "traceparent": "W3C trace context of the span that appended it: one trace per journey.",
+    "instance": "The process that appended it (`<service>-<host>-<pid>`, or `WAKE_INSTANCE`): "
+    "which replica of a service did what. Empty in events written before it existed.",
     "payload": "The type's fields, below.",
 }
 

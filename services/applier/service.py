@@ -67,9 +67,8 @@ from services.wiring.conflicts import after_conflict
 from services.wiring.consumers import (
     ConsumerSettings,
     Deferred,
-    consume,
-    ensure_consumer,
     reject,
+    serve_consumer,
 )
 from services.wiring.eventlog import BundleCorrupt, BundleNotFound, ConcurrencyConflict, StoredEvent
 from services.wiring.kube import (
@@ -178,18 +177,10 @@ async def serve(ctx: ServiceContext, *, consumer: ConsumerSettings = CONSUMER) -
     async with Clusters.from_settings(ctx.settings) as clusters:
         applier = Applier(ctx, clusters, consumer=consumer.name)
         drift = DriftWatch(ctx, clusters)
-        await ensure_consumer(ctx.log, consumer)
         await applier.health.resume()
         drifting = asyncio.create_task(drift.run(), name="drift")
         try:
-            ctx.ready()
-            await consume(
-                ctx.log,
-                consumer,
-                applier.handle,
-                stop=ctx.stop,
-                concurrency=ctx.settings.concurrency,
-            )
+            await serve_consumer(ctx, consumer, applier.handle)
         finally:
             drifting.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -92,8 +92,20 @@ def _profiled(service: str) -> Iterator[None]:
     help="Write each process's output to a file there instead of this terminal.",
 )
 @nats_cluster_option
+@click.option(
+    "--replicas",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="Processes per service; each app is handled by one of them at a time.",
+)
 def up(
-    data_dir: str, interval: float | None, sandbox: bool, log_dir: Path | None, nats_cluster: int
+    data_dir: str,
+    interval: float | None,
+    sandbox: bool,
+    log_dir: Path | None,
+    nats_cluster: int,
+    replicas: int,
 ) -> None:
     """Start NATS, PostgreSQL, every service (and a sandbox) until Ctrl-C.
 
@@ -123,6 +135,7 @@ def up(
             extra_env={"WAKE_POLL_INTERVAL": str(interval)} if interval else None,
             nats_cluster=nats_cluster,
             restart_attempts=settings.server_restarts,
+            replicas=replicas,
         )
         try:
             endpoints = running.endpoints
@@ -132,8 +145,8 @@ def up(
             click.echo(f"  PostgreSQL      {endpoints.database_url}")
             cluster = "sandbox cluster (Kubernetes API emulator)" if sandbox else "cluster"
             click.echo(f"  {cluster:<15} {endpoints.kubeconfig or 'current kubeconfig context'}")
-            for name, pid in endpoints.services.items():
-                click.echo(f"  {name:<15} pid {pid}")
+            for name, pids in endpoints.replicas.items():
+                click.echo(f"  {name:<15} pid {', '.join(map(str, pids))}")
             providers = "{github,gitlab,gitea,bitbucket,generic}"
             click.echo(f"  webhooks        {endpoints.webhook_url}/{providers}")
             click.echo(f"  webhook secret  {running.webhook_secret_file or 'WAKE_WEBHOOK_SECRET'}")

@@ -42,9 +42,15 @@ from services.git_watcher import syncing
 from services.git_watcher.changes import Trigger
 from services.git_watcher.polling import Watcher, poll_forever
 from services.git_watcher.receiver import Receiver, RegisteredApp, SecretUnavailable, global_secret
-from services.wiring.consumers import ConsumerSettings, consume, ensure_consumer
+from services.wiring.consumers import (
+    ConsumerSettings,
+    partition_of,
+    placement_of,
+    serve_consumer,
+)
 from services.wiring.eventlog import StoredEvent
 from services.wiring.git import GitCredentials, Mirrors
+from services.wiring.leases import Leases
 from services.wiring.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -72,8 +78,37 @@ async def main(ctx: ServiceContext) -> None:
     watcher = Watcher(log=ctx.log, mirrors=mirrors, actor=ctx.actor)
     registry, registry_seq = await load_registry(ctx.log)
     settings = sync_consumer()
-    await ensure_consumer(ctx.log, settings)
     checks: set[asyncio.Task] = set()
+    # With several replicas, each app is polled (and checked when registered)
+    # by the one replica holding its partition's lease.
+    placement = placement_of(ctx)
+
+    def owned(apps: list[Application]) -> list[Application]:
+        return [a for a in apps if leases.holds(partition_of(a.name, placement.partitions))]
+
+    def taken_over(partition: int) -> None:
+        # A partition taken from a replica that died: its apps are checked now,
+        # not a poll interval later.
+        apps = [
+            a
+            for a in registry.apps.values()
+            if partition_of(a.name, placement.partitions) == partition
+        ]
+        if apps:
+            check_soon(apps, "poll")
+
+    leases = Leases(
+        ctx.log, "git-watcher-poll", placement, holder=ctx.log.instance, on_acquired=taken_over
+    )
+    await leases.start()
+
+    def check_soon(apps: list[Application], trigger: Trigger) -> None:
+        apps = owned(apps)
+        if not apps:
+            return
+        task = asyncio.create_task(_check(watcher, apps, trigger))
+        checks.add(task)
+        task.add_done_callback(checks.discard)
 
     async def handle_sync(stored: StoredEvent) -> None:
         application = await _registered(ctx, stored.event.app)
@@ -128,6 +163,7 @@ async def main(ctx: ServiceContext) -> None:
         task.add_done_callback(checks.discard)
 
     receiver = await _start_receiver(ctx, registry, check_pushed)
+    consuming = asyncio.Event()
 
     # Registrations coalesce too: apps registered while a register check runs
     # are checked together after it, in one check (one fetch, one read of the
@@ -142,9 +178,10 @@ async def main(ctx: ServiceContext) -> None:
 
         async def run() -> None:
             while registered:
-                todo = [registry.apps[n] for n in registered if n in registry.apps]
+                todo = owned([registry.apps[n] for n in registered if n in registry.apps])
                 registered.clear()
-                await _check(watcher, todo, "register")
+                if todo:
+                    await _check(watcher, todo, "register")
 
         registering[:] = [asyncio.create_task(run())]
         checks.add(registering[0])
@@ -155,18 +192,23 @@ async def main(ctx: ServiceContext) -> None:
             _follow(ctx, registry, registry_seq, check_registered), name="registry"
         ),
         asyncio.create_task(
-            consume(ctx.log, settings, handle_sync, stop=ctx.stop), name="sync-consumer"
+            serve_consumer(ctx, settings, handle_sync, ready=consuming.set), name="sync-consumer"
         ),
         asyncio.create_task(
             poll_forever(
                 watcher,
-                lambda: list(registry.apps.values()),
+                lambda: owned(list(registry.apps.values())),
                 interval=ctx.settings.poll_interval,
                 stop=ctx.stop,
             ),
             name="poll",
         ),
+        asyncio.create_task(leases.run(ctx.stop), name="leases"),
     ]
+    # Ready once the sync consumer exists: no SyncRequested from now on is missed.
+    waiting = asyncio.create_task(consuming.wait())
+    await asyncio.wait([waiting, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
     ctx.ready()
     log.info(
         "watching %d apps, polling every %.0fs%s",

@@ -35,7 +35,7 @@ from services.notifier.attempts import RECORD_TYPES, record_of
 from services.notifier.delivery import deliver
 from services.notifier.routing import Message, Routes, route, routes_from_settings
 from services.wiring import telemetry
-from services.wiring.consumers import ConsumerSettings, consume, ensure_consumer
+from services.wiring.consumers import ConsumerSettings, serve_consumer
 from services.wiring.eventlog import StoredEvent
 from services.wiring.runtime import ServiceContext
 
@@ -67,15 +67,7 @@ async def main(ctx: ServiceContext) -> None:
         log.info("no notification channel configured (WAKE_NOTIFY_URL is empty): routing nothing")
     async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
         notifier = Notifier(ctx, routes, session)
-        await ensure_consumer(ctx.log, CONSUMER)
-        ctx.ready()
-        await consume(
-            ctx.log,
-            CONSUMER,
-            notifier.handle,
-            stop=ctx.stop,
-            concurrency=ctx.settings.concurrency,
-        )
+        await serve_consumer(ctx, CONSUMER, notifier.handle)
 
 
 class Notifier:

@@ -73,7 +73,7 @@ from services.resources.identity import errors_of, live_wave
 from services.resources.loading import DesiredResource, load_bundle, prepare_all
 from services.resources.phases import is_ordinary
 from services.wiring.conflicts import after_conflict
-from services.wiring.consumers import ConsumerSettings, consume, ensure_consumer, reject
+from services.wiring.consumers import ConsumerSettings, reject, serve_consumer
 from services.wiring.eventlog import (
     BundleCorrupt,
     BundleNotFound,
@@ -135,17 +135,9 @@ async def serve(ctx: ServiceContext, *, consumer: ConsumerSettings = CONSUMER) -
     """
     async with Clusters.from_settings(ctx.settings) as clusters:
         planner = Planner(ctx, clusters, consumer=consumer.name)
-        await ensure_consumer(ctx.log, consumer)
         planner.state.start()
         try:
-            ctx.ready()
-            await consume(
-                ctx.log,
-                consumer,
-                planner.handle,
-                stop=ctx.stop,
-                concurrency=ctx.settings.concurrency,
-            )
+            await serve_consumer(ctx, consumer, planner.handle)
         finally:
             await planner.close()
 

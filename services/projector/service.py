@@ -24,6 +24,7 @@ import asyncpg
 
 from services.projector import store
 from services.projector.folding import ReadModels, decoded, fold, keys_needed
+from services.wiring.leases import leading
 from services.wiring.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,19 @@ _DATABASE_GONE = (
 
 
 async def main(ctx: ServiceContext) -> None:
-    """Fold the log into the live read models until `ctx.stop`."""
+    """Fold the log into the live read models until `ctx.stop`.
+
+    Of several replicas one folds at a time (a lease); the others stand by.
+    """
     url = require_database(ctx.settings.database_url)
+    async with leading(
+        ctx.log, "projector", holder=ctx.log.instance, stop=ctx.stop, standing_by=ctx.ready
+    ) as leads:
+        if leads:
+            await _fold_until_stopped(ctx, url)
+
+
+async def _fold_until_stopped(ctx: ServiceContext, url: str) -> None:
     delay = _RECONNECT_FIRST
     while not ctx.stop.is_set():
         try:

@@ -40,7 +40,7 @@ from events.payloads import (
 from services.catalog.lookup import app_spec
 from services.renderer import selection, unchanged
 from services.renderer.rendering import Rendered, render_app
-from services.wiring.consumers import ConsumerSettings, consume, ensure_consumer
+from services.wiring.consumers import ConsumerSettings, serve_consumer
 from services.wiring.eventlog import EventLog, StoredEvent, checked_bytes
 from services.wiring.git import (
     CommitNotFound,
@@ -69,13 +69,11 @@ async def main(ctx: ServiceContext) -> None:
         ctx.settings.data_path / SERVICE / "mirrors",
         credentials=GitCredentials.from_settings(ctx.settings),
     )
-    await ensure_consumer(ctx.log, CONSUMER)
-    ctx.ready()
 
     async def handle(stored: StoredEvent) -> None:
         await handle_revision(ctx, mirrors, stored)
 
-    await consume(ctx.log, CONSUMER, handle, stop=ctx.stop, concurrency=ctx.settings.concurrency)
+    await serve_consumer(ctx, CONSUMER, handle)
 
 
 async def handle_revision(ctx: ServiceContext, mirrors: Mirrors, stored: StoredEvent) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import nats
 import nats.errors
 import nats.js.api as api
@@ -107,6 +108,12 @@ def stream_config(*, replicas: int = 1) -> api.StreamConfig:
     )
 
 
+# Leases of replicas (services/wiring/leases.py): a KV bucket whose entries
+# live LEASE_TTL seconds unless renewed. In memory: a lease outlives no server.
+LEASES_BUCKET = "WAKE_LEASES"
+LEASE_TTL = 5.0
+
+
 def bundle_store_config(*, replicas: int = 1) -> api.StreamConfig:
     """The stream behind the WAKE_BUNDLES object store, as indelible as WAKE_EVENTS.
 
@@ -149,6 +156,21 @@ async def provision(nc: NatsClient, *, replicas: int = 1) -> None:
             if exc.err_code != 10058:
                 raise
             await js.update_stream(config)
+    try:
+        await js.key_value(LEASES_BUCKET)
+    except js_errors.BucketNotFoundError:
+        await js.create_key_value(leases_config(replicas))
+
+
+def leases_config(replicas: int = 1) -> api.KeyValueConfig:
+    return api.KeyValueConfig(
+        bucket=LEASES_BUCKET,
+        description="Which replica holds which partition (services/wiring/leases.py)",
+        ttl=LEASE_TTL,
+        history=1,
+        storage=api.StorageType.MEMORY,
+        replicas=replicas,
+    )
 
 
 class LogNotProvisioned(RuntimeError):
@@ -295,6 +317,8 @@ class EventLog:
         self._bundles = None
         # Whether last-message reads may be direct gets (`_get_last`); asked once.
         self._direct: bool | None = None
+        # Stamped on every event this process appends that names no instance.
+        self.instance = ""
         self.identity = identity
         """Who this connection authenticated as (events/ownership.py); None: no credentials."""
         # Set by the process from its settings (`keys.load_keyring`); None stores bundles plain.
@@ -356,6 +380,11 @@ class EventLog:
         if not self.nc.is_closed:
             await self.nc.close()
 
+    def _stamped(self, event: Envelope) -> Envelope:
+        if not self.instance or event.instance:
+            return event
+        return msgspec.structs.replace(event, instance=self.instance)
+
     # --- appending ---------------------------------------------------------------
 
     def message_limit(self) -> int:
@@ -384,6 +413,7 @@ class EventLog:
         the last event on `on_subjects` (default: every subject of the event's
         app) is at that sequence (0: there is none), else ConcurrencyConflict.
         """
+        event = self._stamped(event)
         headers = headers_for(event)
         if expected_last_seq is not None:
             on_subjects = on_subjects or names.app_subjects(event.app)
@@ -418,6 +448,7 @@ class EventLog:
         """
         if not events:
             return []
+        events = [self._stamped(event) for event in events]
         messages = []
         for event in events:
             messages.append(

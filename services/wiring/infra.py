@@ -38,7 +38,7 @@ from nats.js.errors import Error as JetStreamError
 
 from events.ownership import ADMIN, OPERATOR
 from services.wiring import keys
-from services.wiring.consumers import ConsumerSettings, ensure_consumer
+from services.wiring.consumers import ConsumerSettings, Placement, ensure_consumer
 from services.wiring.credentials import (
     CREDENTIALS_DIR,
     BusCredentials,
@@ -542,7 +542,11 @@ async def provision_consumers(event_log: EventLog, *, partitions: int = 1) -> No
     """Create or converge every service's durable consumers (as the admin: services may not)."""
     concurrency = Settings().concurrency
     for settings in service_consumers():
-        await ensure_consumer(event_log, dataclasses.replace(settings, concurrency=concurrency))
+        await ensure_consumer(
+            event_log,
+            dataclasses.replace(settings, concurrency=concurrency),
+            Placement(partitions=partitions),
+        )
 
 
 def bus_security(data_dir: Path, *, partitions: int = 1) -> tuple[BusCredentials, ServerSecurity]:

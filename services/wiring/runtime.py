@@ -14,10 +14,13 @@ import importlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from events.envelope import Envelope, new_event
 from events.payloads import Payload
@@ -30,6 +33,7 @@ from services.wiring.credentials import (
     load_connect_kwargs,
 )
 from services.wiring.eventlog import EventLog, LogNotProvisioned, require_provisioned
+from services.wiring.leases import SlotLease
 from services.wiring.settings import Settings, SettingsError, require_nats
 
 # service name -> "module:function" of its `async def main(ctx)`
@@ -105,6 +109,11 @@ def load_main(name: str) -> ServiceMain:
     return getattr(importlib.import_module(module_name), function)
 
 
+def instance_name(service: str, settings: Settings) -> str:
+    """This process's id in the events it appends: WAKE_INSTANCE, or service-host-pid."""
+    return settings.instance or f"{service}-{socket.gethostname()}-{os.getpid()}"
+
+
 def setup_logging(service: str, level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
@@ -132,6 +141,7 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
     log = await EventLog.connect(
         require_nats(settings), name=f"wake-{name}", credentials=credentials, tls=tls
     )
+    log.instance = instance_name(name, settings)
     try:
         # Never provisioned here, not even as the admin (or on a server without
         # authentication): a missing stream is a refusal, not a new history.
@@ -140,6 +150,15 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
     except BaseException:
         await log.close()
         raise
+    slot = None
+    if settings.replicas > 1 and settings.replica_slot < 0:
+        # Replicas started alike (a scaled Deployment) pick their slots themselves.
+        slot = SlotLease(log, name, settings.replicas, holder=log.instance)
+        if await slot.claim() is not None:
+            settings = msgspec.structs.replace(settings, replica_slot=slot.slot)
+        logging.getLogger(__name__).info(
+            "%s is replica slot %s of %d", log.instance, slot.slot, settings.replicas
+        )
     ctx = ServiceContext(
         name=name, settings=settings, log=log, ready_file=Path(ready_file) if ready_file else None
     )
@@ -155,11 +174,16 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
             keys.keyring_path(settings),
             name,
         )
+    keeping = asyncio.create_task(slot.keep(ctx.stop)) if slot is not None else None
     try:
         await _run_until_stopped(main(ctx), ctx)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if keeping is not None:
+            ctx.stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(keeping, STOP_GRACE)
         await log.close()
         logger.info("%s stopped", name)
 

@@ -56,6 +56,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     bundle_keyring_file: str = ""
     digest_key_file: str = ""
     database_password_file: str = ""
+    instance: str = ""
+    partitions: int = 1
+    replicas: int = 1
+    replica_slot: int = -1
 
     @property
     def data_path(self) -> Path:
@@ -113,6 +117,15 @@ DESCRIPTIONS: dict[str, str] = {
     "that carries none (docker-compose's secret file).",
     "system_namespace": "The namespace Wake runs in: `wake app remove --cascade` never "
     "deletes it (nor kube-system, kube-public, kube-node-lease, default).",
+    "instance": "This process's name in the `instance` of the events it appends (default: "
+    "`<service>-<host>-<pid>`).",
+    "partitions": "Durable consumers each service's work is split into, each owned by one "
+    "replica at a time; the same for every replica, and best not changed on a running "
+    "deployment (`wake up --replicas N` sets N).",
+    "replicas": "Replicas of each service that share its partitions (`wake up --replicas`).",
+    "replica_slot": "Which of the replicas this process is (0..replicas-1): it takes the "
+    "partitions p with p % replicas == slot first, the others only when their owner is gone "
+    "(-1: it claims the lowest free slot in the KV bucket WAKE_LEASES).",
 }
 
 

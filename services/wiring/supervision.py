@@ -58,6 +58,9 @@ class Child:
     restarts: int = 0
     started_at: float = 0.0
     backoff: float = _RESTART_MIN
+    # Which service this process is a replica of, and which replica (0: the first).
+    service: str = ""
+    replica: int = 0
 
     @property
     def pid(self) -> int | None:
@@ -121,6 +124,8 @@ class WakeEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     """File (0600) of `nats.connect(nats_url, **kwargs)` keyword arguments: the admin."""
     nats_operator: str = ""
     """The same for the operator identity, the one `wake` commands use."""
+    # Every replica's pid per service (`services` has the first's).
+    replicas: dict[str, list[int]] = {}
 
 
 @dataclass
@@ -145,13 +150,24 @@ class RunningWake:
             infra_pid=base.infra_pid,
             nats_pid=base.nats_pid,
             postgres_pid=base.postgres_pid,
-            services={name: child.pid or 0 for name, child in self.services.items()},
+            services={
+                child.service or name: child.pid or 0
+                for name, child in self.services.items()
+                if child.replica == 0
+            },
             webhook_url=self.webhook_url,
             nats_pids=base.nats_pids,
             stream_replicas=base.stream_replicas,
             nats_admin=base.nats_admin,
             nats_operator=base.nats_operator,
+            replicas=self.replica_pids(),
         )
+
+    def replica_pids(self) -> dict[str, list[int]]:
+        pids: dict[str, list[int]] = {}
+        for name, child in self.services.items():
+            pids.setdefault(child.service or name, []).append(child.pid or 0)
+        return pids
 
     def publish(self) -> None:
         path = self.data_dir / infra.ENDPOINTS_FILE
@@ -217,6 +233,24 @@ def _wake_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "services.cli", *args]
 
 
+def _partitions(replicas: int) -> int:
+    """Partitions of each service's consumer: WAKE_PARTITIONS, else one per replica."""
+    configured = os.environ.get("WAKE_PARTITIONS", "")
+    return int(configured) if configured.isdigit() and int(configured) > 0 else replicas
+
+
+def _replica_env(base_env: dict[str, str], replica: int, replicas: int) -> dict[str, str]:
+    """What tells replica `replica` of `replicas` its share of the work."""
+    return {
+        "WAKE_REPLICAS": str(replicas),
+        "WAKE_REPLICA_SLOT": str(replica),
+        # One partition per replica unless set: each replica owns one at first.
+        "WAKE_PARTITIONS": str(_partitions(replicas)),
+        # One webhook receiver (the first git-watcher's): the port is taken once.
+        **({"WAKE_WEBHOOK_PORT": "0"} if replica > 0 else {}),
+    }
+
+
 async def _wait_ready(children: list[Child], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -246,18 +280,26 @@ async def start_wake(
     ready_timeout: float = 60.0,
     nats_cluster: int = 1,
     restart_attempts: int = infra.DEFAULT_RESTART_ATTEMPTS,
+    replicas: int = 1,
 ) -> RunningWake:
     """Start everything `wake up` runs and return once all of it is ready.
 
     `log_dir`: where each process writes its output (default: this terminal).
     `nats_cluster`: NATS nodes (a JetStream cluster on loopback when more than one).
+    `replicas`: processes per service; they split the apps between them
+    (`consumers.py`), replica i of n named `<service>` for i = 0, else `<service>-<i+1>`.
     """
     data_dir = private_dir(Path(data_dir).resolve(), mode=data_dir_mode())
     run_dir = private_dir(data_dir / "run")
     if log_dir is not None:
         private_dir(log_dir)
     infrastructure = await infra.start_infra(
-        data_dir, publish=False, nats_cluster=nats_cluster, restart_attempts=restart_attempts
+        data_dir,
+        publish=False,
+        nats_cluster=nats_cluster,
+        restart_attempts=restart_attempts,
+        # The replicas' layout of durable consumers, provisioned (and permitted) by the admin.
+        partitions=_partitions(replicas),
     )
     running = RunningWake(
         data_dir=data_dir, infrastructure=infrastructure, kubeconfig=kubeconfig, sandbox=None
@@ -314,20 +356,27 @@ async def start_wake(
         running.webhook_url = f"http://{host}:{port}"
         running.webhook_secret_file = base_env.get("WAKE_WEBHOOK_SECRET_FILE", "")
         credentials = data_dir / CREDENTIALS_DIR
-        for name in services or list(SERVICES):
-            running.services[name] = Child(
-                name=name,
-                argv=_wake_command("run", name),
-                env={
+        for service in services or list(SERVICES):
+            for replica in range(replicas):
+                name = service if replica == 0 else f"{service}-{replica + 1}"
+                env = {
                     **base_env,
                     READY_FILE_ENV: str(run_dir / f"{name}.ready"),
                     # Each service is its own identity on the bus, with its own rights.
-                    ENV_CREDENTIALS: str(credentials / f"{name}.json"),
-                },
-                log_path=log_dir / f"{name}.log" if log_dir else None,
-                ready_file=run_dir / f"{name}.ready",
-            )
-            running.services[name].spawn()
+                    ENV_CREDENTIALS: str(credentials / f"{service}.json"),
+                }
+                if replicas > 1:
+                    env.update(_replica_env(base_env, replica, replicas))
+                running.services[name] = Child(
+                    name=name,
+                    argv=_wake_command("run", service),
+                    env=env,
+                    log_path=log_dir / f"{name}.log" if log_dir else None,
+                    ready_file=run_dir / f"{name}.ready",
+                    service=service,
+                    replica=replica,
+                )
+                running.services[name].spawn()
         await _wait_ready(list(running.services.values()), ready_timeout)
         running.publish()
     except BaseException:

@@ -30,7 +30,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @contextlib.asynccontextmanager
 async def running_wake(
-    root: Path, *, env: dict[str, str] | None = None, sandbox_latency_ms: float = 0
+    root: Path,
+    *,
+    env: dict[str, str] | None = None,
+    sandbox_latency_ms: float = 0,
+    replicas: int = 1,
+    services: list[str] | None = None,
 ) -> AsyncIterator[WakeUnderTest]:
     """A whole Wake under `root` (services supervised as `wake up` does), with a
     webhook receiver for its notifications; each process's log is printed on teardown."""
@@ -46,6 +51,8 @@ async def running_wake(
             "WAKE_NOTIFY_SECRET": WEBHOOK_SECRET,
             **(env or {}),
         },
+        replicas=replicas,
+        services=services,
     )
     stop = asyncio.Event()
     supervising = asyncio.create_task(running.supervise(stop))

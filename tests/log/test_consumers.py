@@ -7,6 +7,7 @@ import contextlib
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,13 @@ import pytest
 from events import new_event
 from events.names import STREAM
 from events.payloads import EventRejected, SyncRequested
-from services.wiring.consumers import ConsumerSettings, consume
+from services.wiring.consumers import (
+    ConsumerSettings,
+    Deferred,
+    Placement,
+    consume,
+    partition_of,
+)
 from services.wiring.embedded_nats import EmbeddedNats
 from services.wiring.eventlog import EventLog, StoredEvent
 from tests.waiting import eventually
@@ -175,3 +182,198 @@ async def test_with_concurrency_apps_are_handled_side_by_side_each_in_log_order(
     assert [r for a, r in handled if a == "slow"] == ["1", "2", "3"]
     info = await event_log.js.consumer_info(STREAM, "lanes-test")
     assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def test_messages_waiting_for_their_app_are_kept_alive_past_the_ack_deadline(
+    event_log: EventLog,
+):
+    # Given app "a" has three messages and the first one's handler takes
+    # several ack deadlines (0.5 s each)
+    handled: list[str] = []
+    ack_wait = 0.5
+
+    async def handler(stored: StoredEvent) -> None:
+        reason = stored.event.payload.reason
+        if reason == "1":
+            started = time.monotonic()
+
+            # The point is time running out for the two waiting messages.
+            async def past_their_deadline() -> bool:
+                return time.monotonic() - started > 6 * ack_wait
+
+            await eventually(past_their_deadline)
+        handled.append(reason)
+
+    await event_log.append_many(
+        [new_event(SyncRequested(reason=str(i)), app="a", actor="t") for i in (1, 2, 3)]
+    )
+    settings = ConsumerSettings(
+        name="keepalive-test",
+        subjects=["wake.evt.*.SyncRequested"],
+        backoff=(ack_wait, ack_wait, ack_wait),
+        concurrency=4,
+    )
+    async with running(event_log, settings, handler):
+        await eventually(lambda: len(handled) >= 3, what="three handled")
+        info = await event_log.js.consumer_info(STREAM, "keepalive-test")
+    # Then nothing was redelivered ahead of the slow one, and the order held
+    assert handled == ["1", "2", "3"]
+    assert info.num_redelivered == 0
+    assert info.delivered.consumer_seq == 3
+
+
+async def test_a_failing_message_holds_back_its_apps_later_ones_and_no_other_app(
+    event_log: EventLog,
+):
+    # Given app "a"'s first message fails twice before it succeeds
+    log_of: list[str] = []
+    failures = {"a1": 2}
+
+    async def handler(stored: StoredEvent) -> None:
+        key = f"{stored.event.app}{stored.event.payload.reason}"
+        if failures.get(key, 0) > 0:
+            failures[key] -= 1
+            log_of.append(f"{key} failed")
+            raise RuntimeError(f"{key} not yet")
+        log_of.append(key)
+
+    await event_log.append_many(
+        [
+            new_event(SyncRequested(reason="1"), app="a", actor="t"),
+            new_event(SyncRequested(reason="2"), app="a", actor="t"),
+            new_event(SyncRequested(reason="1"), app="b", actor="t"),
+        ]
+    )
+    settings = ConsumerSettings(
+        name="retry-order-test",
+        subjects=["wake.evt.*.SyncRequested"],
+        backoff=(0.3, 0.3, 0.3, 0.3),
+        concurrency=4,
+    )
+    async with running(event_log, settings, handler):
+        await eventually(lambda: "a2" in log_of, what="a2 handled")
+    # Then a2 waited for a1's retries, b1 did not
+    assert [e for e in log_of if e.startswith("a")] == ["a1 failed", "a1 failed", "a1", "a2"]
+    assert log_of.index("b1") < log_of.index("a1")
+
+
+async def test_a_deferred_message_lets_its_apps_later_ones_go_ahead(event_log: EventLog):
+    # Given app "a"'s first message is not due on its first delivery
+    handled: list[str] = []
+    deferred_once: set[str] = set()
+
+    async def handler(stored: StoredEvent) -> None:
+        reason = stored.event.payload.reason
+        if reason == "1" and reason not in deferred_once:
+            deferred_once.add(reason)
+            raise Deferred(0.5, "not due")
+        handled.append(reason)
+
+    await event_log.append_many(
+        [new_event(SyncRequested(reason=str(i)), app="a", actor="t") for i in (1, 2)]
+    )
+    settings = ConsumerSettings(
+        name="defer-test", subjects=["wake.evt.*.SyncRequested"], concurrency=4
+    )
+    async with running(event_log, settings, handler):
+        await eventually(lambda: len(handled) == 2, what="both handled")
+    # Then the later one did not wait out the delay, and the deferred one came back
+    assert handled == ["2", "1"]
+
+
+async def test_two_replicas_split_the_apps_and_one_takes_over_when_the_other_stops(
+    event_log: EventLog, nats_server: EmbeddedNats
+):
+    # Given two replicas of one consumer, two partitions, one preferred by each
+    owners: dict[str, set[str]] = {}
+    settings = ConsumerSettings(
+        name="replica-test",
+        subjects=["wake.evt.*.SyncRequested"],
+        backoff=(1.0, 1.0, 1.0),
+        concurrency=4,
+    )
+    logs = [await EventLog.connect(nats_server.url, name=f"replica-{i}") for i in (0, 1)]
+    stops = [asyncio.Event(), asyncio.Event()]
+
+    def handler_of(replica: str):
+        async def handler(stored: StoredEvent) -> None:
+            owners.setdefault(stored.event.app, set()).add(replica)
+
+        return handler
+
+    tasks = [
+        asyncio.create_task(
+            consume(
+                logs[i],
+                settings,
+                handler_of(f"r{i}"),
+                stop=stops[i],
+                placement=Placement(partitions=2, slot=i, replicas=2),
+            )
+        )
+        for i in (0, 1)
+    ]
+    apps = [f"app{i}" for i in range(10)]
+    try:
+        await event_log.append_many(
+            [new_event(SyncRequested(reason="1"), app=a, actor="t") for a in apps]
+        )
+        await eventually(lambda: set(owners) == set(apps), what="every app handled")
+        # Then each app was handled by one replica, the one owning its partition
+        for app in apps:
+            assert owners[app] == {f"r{partition_of(app, 2)}"}, app
+        # When replica 0 stops, its apps' next messages go to replica 1
+        stops[0].set()
+        await asyncio.wait_for(tasks[0], timeout=10)
+        owners.clear()
+        await event_log.append_many(
+            [new_event(SyncRequested(reason="2"), app=a, actor="t") for a in apps]
+        )
+        await eventually(
+            lambda: set(owners) == set(apps), timeout=30, what="every app handled again"
+        )
+        assert all(owners[a] == {"r1"} for a in apps)
+    finally:
+        for stop in stops:
+            stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for log in logs:
+            await log.close()
+
+
+async def test_a_new_partition_layout_starts_where_the_old_one_got_to_and_replaces_it(
+    event_log: EventLog,
+):
+    # Given a consumer with one partition that has handled two messages
+    handled: list[str] = []
+
+    async def handler(stored: StoredEvent) -> None:
+        handled.append(stored.event.payload.reason)
+
+    settings = ConsumerSettings(name="layout-test", subjects=["wake.evt.*.SyncRequested"])
+    await event_log.append_many(
+        [new_event(SyncRequested(reason=r), app=f"app-{r}", actor="t") for r in ("1", "2")]
+    )
+    async with running(event_log, settings, handler):
+        await eventually(lambda: handled == ["1", "2"], what="the first two handled")
+    # When the service comes back split into three partitions, and more arrives
+    await event_log.append_many(
+        [new_event(SyncRequested(reason=r), app=f"app-{r}", actor="t") for r in ("3", "4", "5")]
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        consume(event_log, settings, handler, stop=stop, placement=Placement(partitions=3))
+    )
+    try:
+        await eventually(lambda: len(handled) == 5, what="the three new ones handled")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+    # Then only the new messages were handled again, and the old consumer is gone
+    assert sorted(handled) == ["1", "2", "3", "4", "5"]
+    names = [c.name for c in await event_log.js.consumers_info(STREAM)]
+    assert sorted(n for n in names if n.startswith("layout-test")) == [
+        "layout-test-p0-of-3",
+        "layout-test-p1-of-3",
+        "layout-test-p2-of-3",
+    ]

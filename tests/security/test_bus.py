@@ -28,10 +28,10 @@ from nats.aio.client import Client
 from events import names, new_event
 from events.payloads import PlanApproved, RevisionDetected
 from services.wiring import infra
-from services.wiring.consumers import ConsumerMissing, ensure_consumer
+from services.wiring.consumers import ConsumerMissing, consume, ensure_consumer
 from services.wiring.credentials import BusCredentials, client_tls, load_connect_kwargs
 from services.wiring.embedded_nats import EmbeddedNats, start_nats, start_nats_cluster
-from services.wiring.eventlog import EventLog
+from services.wiring.eventlog import EventLog, StoredEvent
 from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -237,11 +237,24 @@ async def test_a_service_pulls_and_acks_its_own_consumer_and_does_not_create_one
         # ensure_consumer only checks, as the renderer may not create consumers
         assert not renderer.manages
         await ensure_consumer(renderer, CONSUMER)
-        subscription = await renderer.js.pull_subscribe_bind("renderer", stream=names.STREAM)
-        [message] = await subscription.fetch(1, timeout=5)
-        await message.ack_sync()
-        info = await renderer.js.consumer_info(names.STREAM, "renderer")
-        assert info.ack_floor.stream_seq == message.metadata.sequence.stream
+        # and pulls (in its priority group, as replicas do) and acknowledges
+        handled: list[int] = []
+        stop = asyncio.Event()
+
+        async def handle(stored: StoredEvent) -> None:
+            handled.append(stored.seq)
+
+        pulling = asyncio.create_task(consume(renderer, CONSUMER, handle, stop=stop))
+
+        async def acknowledged() -> bool:
+            info = await renderer.js.consumer_info(names.STREAM, "renderer")
+            return bool(handled) and info.ack_floor.stream_seq == handled[0]
+
+        try:
+            await eventually(acknowledged, what="the renderer's message acknowledged")
+        finally:
+            stop.set()
+            await asyncio.wait_for(pulling, timeout=10)
     finally:
         await renderer.close()
 
