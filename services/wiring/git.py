@@ -22,10 +22,13 @@ rotated token is picked up) and never enters a message, an event or a log.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import functools
 import hashlib
 import os
 import re
+import sys
 import tempfile
 import threading
 from collections import Counter
@@ -584,7 +587,10 @@ class Mirrors:
     async def _fetch(self, url: str, path: Path, credential: str) -> None:
         async with self._lock(url):
             found = self._credential(url, credential)
-            await asyncio.to_thread(_fetch_blocking, url, path, found)
+            try:
+                await asyncio.to_thread(_fetch_blocking, url, path, found)
+            finally:
+                await asyncio.to_thread(_release_freed_memory)
             self.fetches[normalize_url(url)] += 1
 
     async def open(self, url: str) -> Mirror | None:
@@ -617,6 +623,21 @@ class Mirrors:
 
 def _open(url: str, path: Path) -> Mirror:
     return Mirror(url=url, path=path, repo=pygit2.Repository(str(path)))
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None) if sys.platform == "linux" else None
+
+
+def _release_freed_memory() -> None:
+    """Hand back to the system what a fetch freed (glibc's malloc_trim; elsewhere nothing).
+
+    libgit2 indexes a fetched pack in the fetching thread's malloc arena, which
+    glibc keeps once freed: the first fetch of a 10,000-app monorepo left the
+    process ~20 MB larger for good.
+    """
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _fetch_blocking(url: str, path: Path, credential: GitCredential | None) -> None:
