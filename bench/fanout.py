@@ -167,10 +167,10 @@ def print_side_by_side(runs: list[Figures], apps: int) -> None:
     or their largest (RSS), each replica's own figures listed below."""
     heads = [f"{run.replicas} replica{'s' if run.replicas > 1 else ''}" for run in runs]
     print(f"\nside by side ({apps} apps):")
-    print(f"  {'':<34}" + "".join(f"{h:>18}" for h in heads))
+    print(f"  {'':<40}" + "".join(f"{h:>18}" for h in heads))
 
     def row(label: str, values: list[str]) -> None:
-        print(f"  {label:<34}" + "".join(f"{v:>18}" for v in values))
+        print(f"  {label:<40}" + "".join(f"{v:>18}" for v in values))
 
     row("registration -> all applied", [f"{r.registration:.1f} s" for r in runs])
     row("second fan-out -> all applied", [f"{r.fanout:.1f} s" for r in runs])
