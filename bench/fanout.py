@@ -1,6 +1,6 @@
 """Fan-out: one monorepo commit changes 1000 apps; how long until all are applied.
 
-    python bench/fanout.py [--apps 1000] [--latency-ms 15] [--poll 2]
+    python bench/fanout.py [--apps 1000] [--latency-ms 15] [--poll 2] [--replicas N]
 
 The shape of Flux's published benchmark: every app has 4 objects (a Deployment
 scaled to 0, a ServiceAccount, a Service, an Ingress) under apps/<app>/ of one
@@ -10,16 +10,22 @@ registered and applied at commit 1 (the first fan-out), then commit 2 changes
 every app and git-watcher's next poll finds it (the second fan-out). Prints the
 time from each commit until every app has ApplySucceeded, and the peak RSS of
 each service process.
+
+With `--replicas N` (N > 1) the whole run is made twice, once with one process
+per service and once with N (`start_wake(replicas=N)`), and the figures are
+printed side by side.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import os
 import platform
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -116,7 +122,9 @@ async def wait_all_applied(
 STAGES = ("RevisionDetected", "ManifestsRendered", "PlanCreated", "ApplyStarted", "ApplySucceeded")
 
 
-async def print_stages(log: EventLog, after: int, committed_at: datetime) -> None:
+async def stage_spans(
+    log: EventLog, after: int, committed_at: datetime
+) -> dict[str, tuple[float, float]]:
     """When the first and the last event of each stage were appended, since the commit."""
     first: dict[str, float] = {}
     last: dict[str, float] = {}
@@ -124,15 +132,76 @@ async def print_stages(log: EventLog, after: int, committed_at: datetime) -> Non
         since = (stored.event.occurred_at - committed_at).total_seconds()
         first.setdefault(stored.event.type, since)
         last[stored.event.type] = since
+    return {stage: (first[stage], last[stage]) for stage in STAGES if stage in first}
+
+
+@dataclass
+class Figures:
+    """What one run measured."""
+
+    replicas: int
+    registration: float = 0.0
+    fanout: float = 0.0
+    stages: dict[str, tuple[float, float]] = field(default_factory=dict)
+    peaks: dict[str, int] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
+
+
+def print_figures(figures: Figures, apps: int, poll: float) -> None:
+    print(f"registration of {apps} apps -> all applied: {figures.registration:.1f} s")
+    print(
+        f"one commit changing {apps} apps -> all applied: {figures.fanout:.1f} s "
+        f"(includes up to {poll:g} s until the next poll)"
+    )
     print("second fan-out, seconds since the commit (first .. last event of each stage):")
+    for stage, (first, last) in figures.stages.items():
+        print(f"  {stage:<18} {first:6.1f} .. {last:6.1f}")
+    print("peak RSS per service, and CPU seconds used by each process over the whole run:")
+    for name in sorted(figures.cpu):
+        peak = f"{figures.peaks[name] / 2**20:7.1f} MiB" if name in figures.peaks else " " * 11
+        print(f"  {name:<14} {peak}  {figures.cpu[name]:7.1f} s CPU")
+
+
+def print_side_by_side(runs: list[Figures], apps: int) -> None:
+    """The figures of each run in its own column; processes of one service summed (CPU)
+    or their largest (RSS), each replica's own figures listed below."""
+    heads = [f"{run.replicas} replica{'s' if run.replicas > 1 else ''}" for run in runs]
+    print(f"\nside by side ({apps} apps):")
+    print(f"  {'':<40}" + "".join(f"{h:>18}" for h in heads))
+
+    def row(label: str, values: list[str]) -> None:
+        print(f"  {label:<40}" + "".join(f"{v:>18}" for v in values))
+
+    row("registration -> all applied", [f"{r.registration:.1f} s" for r in runs])
+    row("second fan-out -> all applied", [f"{r.fanout:.1f} s" for r in runs])
     for stage in STAGES:
-        if stage in first:
-            print(f"  {stage:<18} {first[stage]:6.1f} .. {last[stage]:6.1f}")
+        spans = [r.stages.get(stage) for r in runs]
+        row(f"  {stage} first..last", [f"{s[0]:.1f}..{s[1]:.1f} s" if s else "-" for s in spans])
+    services = sorted({service_of(n) for r in runs for n in r.cpu})
+    for service in services:
+        cpu = [sum(c for n, c in r.cpu.items() if service_of(n) == service) for r in runs]
+        row(f"{service} CPU (all processes)", [f"{c:.1f} s" for c in cpu])
+    for service in services:
+        peaks = [
+            max((p for n, p in r.peaks.items() if service_of(n) == service), default=0)
+            for r in runs
+        ]
+        if any(peaks):
+            row(f"{service} peak RSS (largest process)", [f"{p / 2**20:.1f} MiB" for p in peaks])
 
 
-async def run(apps: int, latency_ms: float, poll: float, timeout: float) -> None:
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
-    print(f"{apps} apps x 4 objects in one repository, sandbox latency {latency_ms:g} ms/request")
+def service_of(process: str) -> str:
+    """`planner-2` (replica 2 of the planner) -> `planner`; `nats-server` stays itself."""
+    head, _, tail = process.rpartition("-")
+    return head if head and tail.isdigit() else process
+
+
+def replicas_supported() -> bool:
+    return "replicas" in inspect.signature(start_wake).parameters
+
+
+async def run(apps: int, latency_ms: float, poll: float, timeout: float, replicas: int) -> Figures:
+    figures = Figures(replicas=replicas)
     names = [f"app-{i:04d}" for i in range(apps)]
     with tempfile.TemporaryDirectory(prefix="wake-fanout-") as tmp:
         root = Path(tmp)
@@ -141,6 +210,8 @@ async def run(apps: int, latency_ms: float, poll: float, timeout: float) -> None
         for name in names:
             files.update(app_files(name, 1))
         first = repo.commit("1000 apps", files)
+        # Passed only when asked for: a Wake without replicas runs one process per service.
+        more = {"replicas": replicas} if replicas > 1 else {}
         running = await start_wake(
             root / "data",
             sandbox=True,
@@ -148,6 +219,7 @@ async def run(apps: int, latency_ms: float, poll: float, timeout: float) -> None
             sandbox_latency_ms=latency_ms,
             log_dir=root / "logs",
             extra_env={"WAKE_POLL_INTERVAL": str(poll), "WAKE_LOG_LEVEL": "WARNING"},
+            **more,
         )
         rss = PeakRss(running)
         log = await EventLog.connect(
@@ -169,8 +241,9 @@ async def run(apps: int, latency_ms: float, poll: float, timeout: float) -> None
             ]
             for i in range(0, len(registrations), 500):
                 await log.append_many(registrations[i : i + 500])
-            elapsed = await wait_all_applied(log, set(names), first, after, rss, timeout)
-            print(f"registration of {apps} apps -> all applied: {elapsed:.1f} s")
+            figures.registration = await wait_all_applied(
+                log, set(names), first, after, rss, timeout
+            )
 
             files = {}
             for name in names:
@@ -178,20 +251,28 @@ async def run(apps: int, latency_ms: float, poll: float, timeout: float) -> None
             after = (await log.js.stream_info(STREAM)).state.last_seq
             committed_at = datetime.now(UTC)
             second = repo.commit("change every app", files)
-            elapsed = await wait_all_applied(log, set(names), second, after, rss, timeout)
-            print(
-                f"one commit changing {apps} apps -> all applied: {elapsed:.1f} s "
-                f"(includes up to {poll:g} s until the next poll)"
-            )
-            await print_stages(log, after, committed_at)
+            figures.fanout = await wait_all_applied(log, set(names), second, after, rss, timeout)
+            figures.stages = await stage_spans(log, after, committed_at)
             rss.sample()
         finally:
             await log.close()
             await running.stop()
-    print("peak RSS per service, and CPU seconds used by each process over the whole run:")
-    for name in sorted(rss.cpu):
-        peak = f"{rss.peaks[name] / 2**20:7.1f} MiB" if name in rss.peaks else " " * 11
-        print(f"  {name:<12} {peak}  {rss.cpu[name]:7.1f} s CPU")
+    figures.peaks, figures.cpu = rss.peaks, rss.cpu
+    return figures
+
+
+async def run_all(apps: int, latency_ms: float, poll: float, timeout: float, replicas: int) -> None:
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
+    print(f"{apps} apps x 4 objects in one repository, sandbox latency {latency_ms:g} ms/request")
+    runs = []
+    for count in (1, replicas) if replicas > 1 else (1,):
+        if replicas > 1:
+            print(f"\n--- {count} process{'es' if count > 1 else ''} per service")
+        figures = await run(apps, latency_ms, poll, timeout, count)
+        print_figures(figures, apps, poll)
+        runs.append(figures)
+    if len(runs) > 1:
+        print_side_by_side(runs, apps)
 
 
 def main() -> None:
@@ -200,8 +281,16 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=15.0)
     parser.add_argument("--poll", type=float, default=2.0, help="git-watcher poll interval")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="also run with this many processes per service, and print both side by side",
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.apps, args.latency_ms, args.poll, args.timeout))
+    if args.replicas > 1 and not replicas_supported():
+        parser.error("this Wake's start_wake has no replicas: run without --replicas")
+    asyncio.run(run_all(args.apps, args.latency_ms, args.poll, args.timeout, args.replicas))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import cProfile
+import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -45,12 +49,35 @@ def run_service_command(data_dir: str, interval: float | None, service: str) -> 
 
     settings = settings_for(data_dir, poll_interval=interval)
     try:
-        asyncio.run(run_service(service, settings))
+        with _profiled(service):
+            asyncio.run(run_service(service, settings))
     except (SettingsError, LogMissing, ConsumerMissing, KeyFileError) as exc:
         # What the operator must fix (a setting, an unprovisioned log, a key file): one line.
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
+
+
+PROFILE_DIR_ENV = "WAKE_PROFILE_DIR"
+
+
+@contextlib.contextmanager
+def _profiled(service: str) -> Iterator[None]:
+    """With WAKE_PROFILE_DIR set, cProfile the service's event loop thread into
+    DIR/SERVICE-PID.prof when it stops (for `python -m pstats`; benchmarks use it
+    to find where a service's CPU goes). Off by default: it slows the service."""
+    directory = os.environ.get(PROFILE_DIR_ENV)
+    if not directory:
+        yield
+        return
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        yield
+    finally:
+        profile.disable()
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        profile.dump_stats(Path(directory) / f"{service}-{os.getpid()}.prof")
 
 
 @click.command()

@@ -211,6 +211,27 @@ def detect(
     return Detection(event_id=event_id, payload=payload)
 
 
+def nothing_new(
+    *,
+    spec: AppSpec,
+    last: LastDetection | None,
+    commit: str,
+    resume: str = "",
+    updated_seq: int = 0,
+) -> bool:
+    """True when `detect` returns None for any revision of `commit`, so the shell need
+    not read the commit's trees: the app's last detection is of this very commit, from
+    the same repository and ref, under the current spec, and no resume is asked for."""
+    return (
+        not resume
+        and last is not None
+        and last.repo_url == spec.repo_url
+        and last.ref == spec.ref
+        and last.seq >= updated_seq
+        and last.commit == commit
+    )
+
+
 def _changed(
     last: LastDetection,
     revision: Revision,

@@ -164,16 +164,18 @@ async def handle_revision(ctx: ServiceContext, mirrors: Mirrors, stored: StoredE
 
 
 async def standing_of(event_log: EventLog, app: str) -> unchanged.Standing:
-    """Where `app` stands, from the last event of each type `unchanged` looks at."""
-    last = {
-        event_type: await event_log.last_event(app, event_type)
-        for event_type in (
-            ManifestsRendered.event_type,
-            ApplySucceeded.event_type,
-            PlanCreated.event_type,
-            DriftDetected.event_type,
-        )
-    }
+    """Where `app` stands, from the last event of each type `unchanged` looks at.
+
+    The four reads go out at once: one round trip per render, not four.
+    """
+    types = (
+        ManifestsRendered.event_type,
+        ApplySucceeded.event_type,
+        PlanCreated.event_type,
+        DriftDetected.event_type,
+    )
+    found = await asyncio.gather(*(event_log.last_event(app, t) for t in types))
+    last = dict(zip(types, found, strict=True))
     rendered = last[ManifestsRendered.event_type]
     applied = last[ApplySucceeded.event_type]
     planned = last[PlanCreated.event_type]

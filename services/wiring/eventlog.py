@@ -317,6 +317,8 @@ class EventLog:
         self.js = nc.jetstream(timeout=timeout)
         self._timeout = timeout
         self._bundles = None
+        # Whether last-message reads may be direct gets (`_get_last`); asked once.
+        self._direct: bool | None = None
         # Stamped on every event this process appends that names no instance.
         self.instance = ""
         self.identity = identity
@@ -472,10 +474,30 @@ class EventLog:
     async def position(self, on_subjects: str) -> int:
         """The sequence of the last event on `on_subjects` (a subject or filter); 0 if none."""
         try:
-            message = await self.js.get_last_msg(names.STREAM, on_subjects)
+            message = await self._get_last(on_subjects)
         except js_errors.NotFoundError:
             return 0
         return message.seq or 0
+
+    async def _get_last(self, on_subjects: str) -> api.RawStreamMsg:
+        """The last message on `on_subjects`; NotFoundError if none.
+
+        A direct get where that reads the latest state: every handled event
+        costs a few of these, and the JetStream API path they take otherwise
+        (one request queue for the whole server, JSON and base64 both ways) is
+        what a fan-out waits on. Only on a one-replica stream: a replicated
+        stream answers direct gets from any replica, which may lag behind an
+        append just acknowledged. And only for a literal subject: a filter
+        cannot be a token of the direct-get request subject.
+        """
+        direct = "*" not in on_subjects and ">" not in on_subjects and await self._direct_reads()
+        return await self.js.get_last_msg(names.STREAM, on_subjects, direct=direct)
+
+    async def _direct_reads(self) -> bool:
+        if self._direct is None:
+            config = (await self.js.stream_info(names.STREAM)).config
+            self._direct = bool(config.allow_direct) and (config.num_replicas or 1) == 1
+        return self._direct
 
     async def app_position(self, app: str) -> int:
         """The sequence of the app's last event; the base of a conditional append."""
@@ -490,7 +512,7 @@ class EventLog:
     async def last_on(self, on_subjects: str) -> StoredEvent | None:
         """The last event on a subject or filter, or None."""
         try:
-            message = await self.js.get_last_msg(names.STREAM, on_subjects)
+            message = await self._get_last(on_subjects)
         except js_errors.NotFoundError:
             return None
         return StoredEvent(
@@ -643,12 +665,7 @@ class EventLog:
 
     async def get_bundle(self, digest: str) -> bytes:
         """The bundle stored under `digest`, opened if sealed, checked against it."""
-        store = await self._bundle_store()
-        try:
-            result = await store.get(digest)
-        except js_errors.ObjectNotFoundError:
-            raise BundleNotFound(f"no bundle {digest} in {names.BUNDLES}") from None
-        data = result.data or b""
+        data = await self._get_object(digest)
         if keys.is_sealed(data):
             if self.bundle_keys is None:
                 raise BundleSealed(
@@ -663,6 +680,36 @@ class EventLog:
         if hashlib.sha256(data).hexdigest() != digest:
             raise BundleCorrupt(f"bundle {digest} in {names.BUNDLES} does not match its digest")
         return data
+
+    async def _get_object(self, name: str) -> bytes:
+        """An object's bytes, read by direct gets of its meta and then its chunks.
+
+        Not nats-py's `ObjectStore.get`, which creates and deletes an ordered
+        consumer per object -- the server's costliest request, made by the
+        planner and the applier once per app in a fan-out. BundleNotFound if
+        there is no such object.
+        """
+        meta_subject = f"$O.{names.BUNDLES}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+        try:
+            meta = await self.js.get_last_msg(names.BUNDLES_STREAM, meta_subject)
+            info = api.ObjectInfo.from_response(json.loads(meta.data or b"{}"))
+        except js_errors.NotFoundError:
+            info = None
+        if info is None or info.deleted or not info.nuid:
+            raise BundleNotFound(f"no bundle {name} in {names.BUNDLES}")
+        chunk_subject = f"$O.{names.BUNDLES}.C.{info.nuid}"
+        parts = []
+        seq = 0
+        for _ in range(info.chunks or 0):
+            try:
+                chunk = await self.js.get_msg(
+                    names.BUNDLES_STREAM, seq + 1, subject=chunk_subject, next=True
+                )
+            except js_errors.NotFoundError:
+                break  # fewer chunks than the meta says: the digest check below fails
+            parts.append(chunk.data or b"")
+            seq = chunk.seq or seq + 1
+        return b"".join(parts)
 
 
 class _ConsumerGap(Exception):

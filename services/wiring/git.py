@@ -22,9 +22,13 @@ rotated token is picked up) and never enters a message, an event or a log.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import functools
 import hashlib
 import os
 import re
+import sys
 import tempfile
 import threading
 from collections import Counter
@@ -36,6 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pygit2
 from pygit2.enums import CredentialType, FetchPrune
 
+from services.wiring.coalescing import NextRound
 from services.wiring.private import private_dir
 from services.wiring.settings import Settings
 
@@ -539,7 +544,8 @@ class Mirror:
 
 
 class Mirrors:
-    """The mirrors of one service, under `root`; fetches one at a time per mirror.
+    """The mirrors of one service, under `root`; fetches one at a time per mirror, and
+    callers that ask while a fetch runs share the next (`NextRound`).
 
     `credentials` is where a fetch's `credential=<name>` is looked up; without
     it, a fetch naming a credential fails (RepoUnreachable saying so).
@@ -549,6 +555,7 @@ class Mirrors:
         self.root = Path(root)
         self.credentials = credentials or GitCredentials()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._fetching: dict[tuple[str, str], NextRound[None]] = {}
         self.fetches: Counter[str] = Counter()
         """Completed fetches per normalized URL (for logs and tests)."""
 
@@ -566,11 +573,25 @@ class Mirrors:
         reason (an unknown credential included).
         """
         path = self.path_for(url)
+        key = (mirror_name(url), credential)
+        fetching = self._fetching.get(key)
+        if fetching is None:
+            fetching = self._fetching[key] = NextRound(
+                functools.partial(self._fetch, url, path, credential)
+            )
+        # A fan-out asks for the same repository once per app: callers that
+        # arrive during a fetch share the next one (which starts after they asked).
+        await fetching()
+        return await asyncio.to_thread(_open, url, path)
+
+    async def _fetch(self, url: str, path: Path, credential: str) -> None:
         async with self._lock(url):
             found = self._credential(url, credential)
-            await asyncio.to_thread(_fetch_blocking, url, path, found)
+            try:
+                await asyncio.to_thread(_fetch_blocking, url, path, found)
+            finally:
+                await asyncio.to_thread(_release_freed_memory)
             self.fetches[normalize_url(url)] += 1
-        return await asyncio.to_thread(_open, url, path)
 
     async def open(self, url: str) -> Mirror | None:
         """The mirror as it is, without fetching; None if there is none yet."""
@@ -602,6 +623,21 @@ class Mirrors:
 
 def _open(url: str, path: Path) -> Mirror:
     return Mirror(url=url, path=path, repo=pygit2.Repository(str(path)))
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None) if sys.platform == "linux" else None
+
+
+def _release_freed_memory() -> None:
+    """Hand back to the system what a fetch freed (glibc's malloc_trim; elsewhere nothing).
+
+    libgit2 indexes a fetched pack in the fetching thread's malloc arena, which
+    glibc keeps once freed: the first fetch of a 10,000-app monorepo left the
+    process ~20 MB larger for good.
+    """
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _fetch_blocking(url: str, path: Path, credential: GitCredential | None) -> None:

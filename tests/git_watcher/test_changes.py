@@ -23,6 +23,7 @@ from services.git_watcher.changes import (
     inputs_changed,
     last_detection,
     last_render,
+    nothing_new,
     render_inputs,
 )
 
@@ -360,3 +361,50 @@ def test_a_resume_detects_an_unchanged_tree_once_per_request():
     # Another resume request is another detection.
     again = detect(**args, last=after, resume="sync-request-2")
     assert again is not None and again.event_id != resumed.event_id
+
+
+def test_nothing_new_only_when_detect_would_detect_nothing_whatever_the_trees():
+    """The shell skips reading a commit's trees when `nothing_new` says so: that must
+    never hide a detection, whatever the tree or the inputs would have been."""
+    previous = LastDetection(
+        event_id="d1", commit=C1, tree_id=T1, repo_url=SPEC.repo_url, ref=SPEC.ref, seq=10
+    )
+    moved = AppSpec(repo_url="https://git.example/other.git", path="apps/web")
+    cases = [
+        dict(spec=SPEC, last=previous, commit=C1),
+        dict(spec=SPEC, last=previous, commit=C2),
+        dict(spec=SPEC, last=None, commit=C1),
+        dict(spec=SPEC, last=previous, commit=C1, resume="sync-1"),
+        dict(spec=SPEC, last=previous, commit=C1, updated_seq=11),
+        dict(spec=moved, last=previous, commit=C1),
+        dict(
+            spec=AppSpec(repo_url=SPEC.repo_url, path="apps/web", ref="v2"),
+            last=previous,
+            commit=C1,
+        ),
+    ]
+    skipped = []
+    for case in cases:
+        if not nothing_new(**case):
+            continue
+        skipped.append(case)
+        for tree_id in (T1, T2, ""):
+            for inputs in (None, ("apps/web",)):
+                assert (
+                    detect(
+                        app="web",
+                        spec=case["spec"],
+                        registered_seq=1,
+                        updated_seq=case.get("updated_seq", 0),
+                        last=case["last"],
+                        revision=revision(case["commit"], tree_id),
+                        trigger="poll",
+                        resume=case.get("resume", ""),
+                        inputs=inputs,
+                        before=lambda path: "x",
+                        after=lambda path: "y",
+                    )
+                    is None
+                )
+    # Only the plain case: the same commit, source and spec, no resume.
+    assert skipped == [cases[0]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import UTC, datetime
 
 import nats.js.api as api
@@ -206,3 +207,21 @@ async def test_an_event_its_readers_would_reject_is_refused_before_it_reaches_th
         await event_log.append_many([sync(), bad])
     info = await event_log.js.stream_info(STREAM)
     assert info.state.messages == 0
+
+
+async def test_bundles_read_by_direct_gets_are_object_store_objects(event_log: EventLog):
+    """Bundles are read without nats-py's ObjectStore.get (one consumer per get), yet stay
+    in the object store's format: any object store client reads what Wake wrote, one
+    chunk or several, and Wake reads them back alike."""
+    store = await event_log.js.object_store(BUNDLES)
+    small = b"kind: ConfigMap\n" * 10
+    digest = await event_log.put_bundle(small)
+    assert (await store.get(digest)).data == small
+    assert await event_log.get_bundle(digest) == small
+
+    large = bytes(range(256)) * 2000 + b"!"  # 512001 bytes: four 128 KiB chunks
+    large_digest = await event_log.put_bundle(large)
+    assert large_digest == hashlib.sha256(large).hexdigest()
+    assert (await store.get_info(large_digest)).chunks == 4
+    assert (await store.get(large_digest)).data == large
+    assert await event_log.get_bundle(large_digest) == large
