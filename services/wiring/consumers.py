@@ -27,10 +27,11 @@ client at a time -- the one it pinned -- and hands the pin to another client
 pulling from the group once the pinned one has not pulled for `PIN_TIMEOUT`.
 So each app is owned by one replica at a time, and when a replica dies its
 partitions move to a live one within `PIN_TIMEOUT`, its unacknowledged
-messages follow after their ack deadline (the first backoff entry), in log
-order. Why not the alternatives: per-app leases in a KV bucket would show every
-message to every replica, and a message nakked by a non-owner comes back
-after the owner's later ones (out of order); the partitioned consumer groups
+messages follow after their ack deadline (the first backoff entry, however
+often they were delivered before: see `_config`), in log order. Why not the
+alternatives: per-app leases in a KV bucket would show every message to every
+replica, and a message nakked by a non-owner comes back after the owner's
+later ones (out of order); the partitioned consumer groups
 of orbit.go (`pcgroups`, the same ADR-42 pins) either put a partition token in
 the stream's own subjects (a `{{partition()}}` subject transform, which would
 change the subjects outside consumers rely on, docs/events.md) or source the
@@ -76,10 +77,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Redelivery delays after a delivery that was neither acked nor nakked (the
-# handler's process died, or hung past its ack deadline): 5 s, 15 s, 1 min,
-# 3 min, 5 min -- ~9.5 min in all, inside the log's one-hour duplicate window,
-# so a re-derived event is still recognised as a duplicate.
+# Delays before a failed handler is retried in place: 5 s, 15 s, 1 min, 3 min,
+# 5 min -- ~9.5 min in all, inside the log's one-hour duplicate window, so a
+# re-derived event is still recognised as a duplicate. The first entry is also
+# the ack deadline: how soon a dead holder's messages come back (see `_config`).
 DEFAULT_BACKOFF: tuple[float, ...] = (5.0, 15.0, 60.0, 180.0, 300.0)
 
 # The pinned-client priority group every Wake consumer has.
@@ -130,9 +131,11 @@ class ConsumerError(RuntimeError):
 class ConsumerSettings:
     """How one durable consumer takes its messages.
 
-    `backoff[i]` is the wait before delivery i+2 when delivery i+1 was not
-    acknowledged; a handler error is retried after the same delays. After
-    `len(backoff) + 1` deliveries the message is rejected.
+    `backoff[i]` is the wait before a handler that failed on attempt i+1 is
+    tried again (in place, holding its app's lane); `backoff[0]` is also the
+    ack deadline after which a message whose holder died is redelivered,
+    whatever its delivery count. After `len(backoff) + 1` attempts the
+    message is rejected.
     """
 
     name: str
@@ -193,10 +196,15 @@ def _config(settings: ConsumerSettings, name: str) -> dict:
         ack_policy=api.AckPolicy.EXPLICIT,
         deliver_policy=settings.deliver_policy,
         max_deliver=settings.max_deliver,
-        # JetStream applies `backoff` to deliveries that time out; the first
-        # entry is the ack deadline (it overrides ack_wait).
+        # One flat ack deadline, no JetStream `backoff`: every message held
+        # here is kept alive (`_Lanes.keep_alive`) and a failing handler is
+        # retried in place with `settings.backoff`, so a delivery times out
+        # only when its holder died (or froze). With a JetStream backoff list
+        # the deadline grows with the delivery count -- which every dead holder
+        # raises -- and the third holder's death left an approval (and its
+        # apply in flight, and its app's later messages behind it) unserved
+        # for 1, then 3, then 5 minutes.
         ack_wait=settings.backoff[0],
-        backoff=list(settings.backoff),
         max_ack_pending=settings.max_ack_pending,
     )
     if len(settings.subjects) == 1:

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import nats
+import nats.errors
 import pytest
+from nats.aio.msg import Msg
 
 from events import new_event
 from events.names import STREAM
 from events.payloads import EventRejected, SyncRequested
 from services.wiring.consumers import (
+    PIN_TIMEOUT,
+    PRIORITY_GROUP,
     ConsumerSettings,
     Deferred,
     Placement,
     consume,
+    ensure_consumer,
     partition_of,
 )
 from services.wiring.embedded_nats import EmbeddedNats
@@ -377,3 +384,56 @@ async def test_a_new_partition_layout_starts_where_the_old_one_got_to_and_replac
         "layout-test-p1-of-3",
         "layout-test-p2-of-3",
     ]
+
+
+async def _held_by_a_replica_that_dies(nats_server: EmbeddedNats, consumer: str) -> int:
+    """Take the consumer's next message the way a replica does -- in the pinned
+    group, kept alive once -- then vanish without acking, like a SIGKILLed
+    process. Returns the delivery count it was given."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        inbox = await nc.subscribe(nc.new_inbox())
+        request = json.dumps({"batch": 1, "expires": 1_000_000_000, "group": PRIORITY_GROUP})
+        taken: list[Msg] = []
+
+        async def pulled() -> bool:
+            await nc.publish(
+                f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.{consumer}", request.encode(), inbox.subject
+            )
+            with contextlib.suppress(nats.errors.TimeoutError):
+                message = await inbox.next_msg(timeout=1.5)
+                if not (message.headers or {}).get("Status"):
+                    taken.append(message)
+            return bool(taken)
+
+        # The dead holder's pin times out and its messages come back: seconds.
+        await eventually(pulled, timeout=30, what=f"a delivery from {consumer}")
+        await taken[0].in_progress()
+        return taken[0].metadata.num_delivered
+    finally:
+        await nc.close()
+
+
+async def test_a_message_whose_holders_died_again_and_again_comes_back_within_its_ack_deadline(
+    nats_server: EmbeddedNats, event_log: EventLog
+):
+    # Given an approval held, in turn, by three replicas that each died
+    # before acknowledging it (a SIGKILLed applier mid-apply, three times)
+    settings = ConsumerSettings(name="deaths-test", subjects=["wake.evt.*.SyncRequested"])
+    await ensure_consumer(event_log, settings)
+    await event_log.append(new_event(SyncRequested(reason="1"), app="a", actor="t"))
+    deliveries = [await _held_by_a_replica_that_dies(nats_server, "deaths-test") for _ in range(3)]
+    assert deliveries == [1, 2, 3]
+    died = time.monotonic()
+    handled: list[tuple[int, float]] = []
+
+    async def handler(stored: StoredEvent) -> None:
+        handled.append((stored.seq, time.monotonic() - died))
+
+    # When a live replica pulls
+    async with running(event_log, settings, handler):
+        # Then the message comes back within its ack deadline (5 s) and the pin
+        # handover, not after the backoff of a fourth delivery (3 min)
+        ack_deadline, pin_handover = settings.backoff[0], PIN_TIMEOUT
+        await eventually(lambda: handled, timeout=ack_deadline + pin_handover + 5.0)
+    assert [seq for seq, _ in handled] == [1]
