@@ -11,12 +11,18 @@ lane is busy waits in the lane and is kept alive (`in_progress`) so its ack
 deadline never runs out: it cannot be redelivered ahead of the one in progress.
 A handler error does not give the lane up: the message is retried in place
 after its backoff delay, and the app's later messages wait until it is handled
-or, after its last delivery, rejected. The one way out of order is `Deferred`:
-a handler that says "not due yet" (the applier's scheduled retries) has its
-message nakked with the delay and the lane goes on with the app's later
-messages -- a deferred message must never block its app for the length of its
-delay, and a handler that defers must be right whatever was handled meanwhile
-(the applier checks it does not apply an older plan over a newer one).
+or, after its last delivery, rejected. A lane is kept in log order, not in
+order of arrival: an earlier message of the app that arrives late (a dead
+replica's, redelivered after its ack deadline to the partition's new holder,
+which was given the app's later messages at once) goes ahead of them, and cuts
+short the retry wait of one that failed -- it may be the very message the
+failing one waits for (the approval whose apply is in flight). The one way out
+of order is `Deferred`: a handler that says "not due yet" (the applier's
+scheduled retries) has its message nakked with the delay and the lane goes on
+with the app's later messages -- a deferred message must never block its app
+for the length of its delay, and a handler that defers must be right whatever
+was handled meanwhile (the applier checks it does not apply an older plan over
+a newer one).
 
 **Replicas.** Any service may run as several processes. Each consumer is split
 into `partitions` durable consumers (`<name>-p<i>-of-<n>`; with one partition,
@@ -525,6 +531,8 @@ class _Held:
     consumer: str
     seq: int
     started: bool = False
+    # Handler failures of this delivery so far (retried in place).
+    retries: int = 0
 
 
 class _Lanes:
@@ -542,6 +550,8 @@ class _Lanes:
         self._queues: dict[str, collections.deque[_Held]] = {}
         self._held: dict[int, _Held] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
+        # Set when an earlier message of a lane arrives while its head waits to retry.
+        self._earlier: dict[str, asyncio.Event] = {}
         self._closing = False
         self._closed = asyncio.Event()
         self._settled: collections.OrderedDict[int, None] = collections.OrderedDict()
@@ -564,7 +574,17 @@ class _Lanes:
         self._held[seq] = held
         # With concurrency 1 the whole consumer is one lane: log order across apps.
         key = _app_of(message.subject) if self._settings.concurrency > 1 else ""
-        self._queues.setdefault(key, collections.deque()).append(held)
+        queue = self._queues.setdefault(key, collections.deque())
+        # A lane is in log order, not in order of arrival: a dead replica's
+        # message comes back (after its ack deadline) behind the app's later
+        # ones its partition's new holder was given at once, and it may be the
+        # one they wait for (the approval whose apply is in flight).
+        at = len(queue)
+        while at > 0 and queue[at - 1].seq > seq:
+            at -= 1
+        queue.insert(at, held)
+        if at == 0 and len(queue) > 1:
+            self._earlier.setdefault(key, asyncio.Event()).set()
         if key not in self._workers:
             task = asyncio.create_task(self._work(key), name=f"lane {key}")
             self._workers[key] = task
@@ -575,7 +595,9 @@ class _Lanes:
             while queue and not self._closing:
                 held = queue[0]
                 held.started = True
-                retries = 0
+                earlier = self._earlier.setdefault(key, asyncio.Event())
+                earlier.clear()
+                preempted = False
                 while True:
                     async with self._slots:
                         outcome = await _handle(
@@ -583,7 +605,7 @@ class _Lanes:
                             self._settings,
                             self._handler,
                             held.message,
-                            attempt=held.message.metadata.num_delivered + retries,
+                            attempt=held.message.metadata.num_delivered + held.retries,
                         )
                     if outcome is None:
                         self._settled[held.seq] = None
@@ -594,16 +616,23 @@ class _Lanes:
                         break
                     # A failure keeps the lane: the app's later messages wait
                     # for this one (kept alive meanwhile).
-                    retries += 1
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._closed.wait(), outcome)
+                    held.retries += 1
+                    await _first(outcome, self._closed.wait(), earlier.wait())
+                    if queue[0] is not held and not self._closing:
+                        # An earlier message of the app arrived: it goes first,
+                        # this one is retried after it (still kept alive).
+                        held.started = False
+                        preempted = True
+                        break
                     if self._closing:
                         # Stopping: JetStream redelivers it (here or to another replica).
                         with contextlib.suppress(nats.errors.Error):
                             await held.message.nak()
                         break
-                if queue and queue[0] is held:
-                    queue.popleft()
+                if preempted:
+                    continue
+                if held in queue:
+                    queue.remove(held)
                 self._held.pop(held.seq, None)
         except Exception:
             log.exception("%s: lane %s failed", self._settings.name, key or "*")
@@ -611,6 +640,7 @@ class _Lanes:
             self._workers.pop(key, None)
             if not queue:
                 self._queues.pop(key, None)
+                self._earlier.pop(key, None)
 
     async def keep_alive(self) -> None:
         # Waiting messages as well as running ones: a message waiting for its
@@ -648,6 +678,17 @@ class _Lanes:
         workers = list(self._workers.values())
         if workers:
             await asyncio.gather(*workers, return_exceptions=True)
+
+
+async def _first(timeout: float, *waits: Awaitable[object]) -> None:
+    """Return after `timeout` seconds or once any of `waits` is done."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # What `_handle` returns for a message handed back to come again later.

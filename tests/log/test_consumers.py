@@ -437,3 +437,38 @@ async def test_a_message_whose_holders_died_again_and_again_comes_back_within_it
         ack_deadline, pin_handover = settings.backoff[0], PIN_TIMEOUT
         await eventually(lambda: handled, timeout=ack_deadline + pin_handover + 5.0)
     assert [seq for seq, _ in handled] == [1]
+
+
+async def test_a_dead_replicas_message_coming_back_goes_ahead_of_its_apps_later_one_waiting_for_it(
+    nats_server: EmbeddedNats, event_log: EventLog
+):
+    # Given app "a"'s first message (an approval whose apply is in flight) was
+    # held by a replica that died, and its second can only succeed after the
+    # first was handled (an approval waiting for that apply to finish)
+    settings = ConsumerSettings(
+        name="comeback-test", subjects=["wake.evt.*.SyncRequested"], concurrency=4
+    )
+    await ensure_consumer(event_log, settings)
+    await event_log.append(new_event(SyncRequested(reason="1"), app="a", actor="t"))
+    assert await _held_by_a_replica_that_dies(nats_server, "comeback-test") == 1
+    await event_log.append(new_event(SyncRequested(reason="2"), app="a", actor="t"))
+    handled: list[str] = []
+    failures: list[str] = []
+
+    async def handler(stored: StoredEvent) -> None:
+        reason = stored.event.payload.reason
+        if reason == "2" and "1" not in handled:
+            failures.append(reason)
+            raise RuntimeError("apply of 1 in flight")
+        handled.append(reason)
+
+    # When a live replica takes the partition: it is given the second at once
+    # and the first only after the dead one's ack deadline
+    async with running(event_log, settings, handler):
+        await eventually(lambda: failures, what="the second tried while the first is away")
+        # Then the first, back, is handled ahead of the second waiting to retry,
+        # and the second succeeds right after -- not after its retries' backoff
+        # (5 s, 15 s, 60 s ...) with the first queued behind it
+        deadline = settings.backoff[0] + PIN_TIMEOUT + 5.0
+        await eventually(lambda: len(handled) == 2, timeout=deadline, what="both handled")
+    assert handled == ["1", "2"]
