@@ -201,6 +201,11 @@ class Applier:
         self.health = HealthWatch(ctx, clusters)
         # Requests one apply has in flight at once against the API server.
         self._in_flight = asyncio.Semaphore(APPLY_CONCURRENCY)
+        # Per app, where the last outcome this process appended landed: the
+        # app's next approval, handled right after in its lane, decides on a
+        # history that has folded it -- not on one that still shows the apply
+        # in flight (ApplyInFlight, then a backoff of seconds to minutes).
+        self._finished_at: dict[str, int] = {}
         # Every app's plans and applies, folded once and followed: admission and
         # retries read them here, never from the log per approval. The handled
         # types are followed too, so `at_least(stored.seq)` can be asked.
@@ -228,7 +233,7 @@ class Applier:
             return
         app = approval.app
         apply_id = derived_event_id(approval.event_id, ApplyStarted.event_type)
-        seen = stored.seq
+        seen = max(stored.seq, self._finished_at.get(app, 0))
         for attempt in range(MAX_CONFLICTS):
             history = await self.history.at_least(seen, app)
             decision = admission.decide(
@@ -298,7 +303,7 @@ class Applier:
             log.info("%s: not retrying plan %s: the app was removed", app, payload.plan_id)
             return
         apply_id = derived_event_id(retry.event_id, ApplyStarted.event_type)
-        seen = stored.seq
+        seen = max(stored.seq, self._finished_at.get(app, 0))
         for attempt in range(MAX_CONFLICTS):
             history = await self.history.at_least(seen, app)
             decision = retrying.decide(
@@ -523,7 +528,9 @@ class Applier:
         if retry is not None:
             batch.append(self.ctx.derive(retry, cause=finished))
         # One batch: a crash between the two would leave a failure never retried.
-        await self.ctx.log.append_many(batch)
+        appended = await self.ctx.log.append_many(batch)
+        app = approval.app
+        self._finished_at[app] = max([self._finished_at.get(app, 0), *(a.seq for a in appended)])
         if isinstance(outcome, ApplySucceeded):
             self.health.watch(finished)
         if isinstance(outcome, ApplyFailed):

@@ -11,12 +11,18 @@ lane is busy waits in the lane and is kept alive (`in_progress`) so its ack
 deadline never runs out: it cannot be redelivered ahead of the one in progress.
 A handler error does not give the lane up: the message is retried in place
 after its backoff delay, and the app's later messages wait until it is handled
-or, after its last delivery, rejected. The one way out of order is `Deferred`:
-a handler that says "not due yet" (the applier's scheduled retries) has its
-message nakked with the delay and the lane goes on with the app's later
-messages -- a deferred message must never block its app for the length of its
-delay, and a handler that defers must be right whatever was handled meanwhile
-(the applier checks it does not apply an older plan over a newer one).
+or, after its last delivery, rejected. A lane is kept in log order, not in
+order of arrival: an earlier message of the app that arrives late (a dead
+replica's, redelivered after its ack deadline to the partition's new holder,
+which was given the app's later messages at once) goes ahead of them, and cuts
+short the retry wait of one that failed -- it may be the very message the
+failing one waits for (the approval whose apply is in flight). The one way out
+of order is `Deferred`: a handler that says "not due yet" (the applier's
+scheduled retries) has its message nakked with the delay and the lane goes on
+with the app's later messages -- a deferred message must never block its app
+for the length of its delay, and a handler that defers must be right whatever
+was handled meanwhile (the applier checks it does not apply an older plan over
+a newer one).
 
 **Replicas.** Any service may run as several processes. Each consumer is split
 into `partitions` durable consumers (`<name>-p<i>-of-<n>`; with one partition,
@@ -27,10 +33,11 @@ client at a time -- the one it pinned -- and hands the pin to another client
 pulling from the group once the pinned one has not pulled for `PIN_TIMEOUT`.
 So each app is owned by one replica at a time, and when a replica dies its
 partitions move to a live one within `PIN_TIMEOUT`, its unacknowledged
-messages follow after their ack deadline (the first backoff entry), in log
-order. Why not the alternatives: per-app leases in a KV bucket would show every
-message to every replica, and a message nakked by a non-owner comes back
-after the owner's later ones (out of order); the partitioned consumer groups
+messages follow after their ack deadline (the first backoff entry, however
+often they were delivered before: see `_config`), in log order. Why not the
+alternatives: per-app leases in a KV bucket would show every message to every
+replica, and a message nakked by a non-owner comes back after the owner's
+later ones (out of order); the partitioned consumer groups
 of orbit.go (`pcgroups`, the same ADR-42 pins) either put a partition token in
 the stream's own subjects (a `{{partition()}}` subject transform, which would
 change the subjects outside consumers rely on, docs/events.md) or source the
@@ -76,10 +83,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Redelivery delays after a delivery that was neither acked nor nakked (the
-# handler's process died, or hung past its ack deadline): 5 s, 15 s, 1 min,
-# 3 min, 5 min -- ~9.5 min in all, inside the log's one-hour duplicate window,
-# so a re-derived event is still recognised as a duplicate.
+# Delays before a failed handler is retried in place: 5 s, 15 s, 1 min, 3 min,
+# 5 min -- ~9.5 min in all, inside the log's one-hour duplicate window, so a
+# re-derived event is still recognised as a duplicate. The first entry is also
+# the ack deadline: how soon a dead holder's messages come back (see `_config`).
 DEFAULT_BACKOFF: tuple[float, ...] = (5.0, 15.0, 60.0, 180.0, 300.0)
 
 # The pinned-client priority group every Wake consumer has.
@@ -130,9 +137,11 @@ class ConsumerError(RuntimeError):
 class ConsumerSettings:
     """How one durable consumer takes its messages.
 
-    `backoff[i]` is the wait before delivery i+2 when delivery i+1 was not
-    acknowledged; a handler error is retried after the same delays. After
-    `len(backoff) + 1` deliveries the message is rejected.
+    `backoff[i]` is the wait before a handler that failed on attempt i+1 is
+    tried again (in place, holding its app's lane); `backoff[0]` is also the
+    ack deadline after which a message whose holder died is redelivered,
+    whatever its delivery count. After `len(backoff) + 1` attempts the
+    message is rejected.
     """
 
     name: str
@@ -193,10 +202,15 @@ def _config(settings: ConsumerSettings, name: str) -> dict:
         ack_policy=api.AckPolicy.EXPLICIT,
         deliver_policy=settings.deliver_policy,
         max_deliver=settings.max_deliver,
-        # JetStream applies `backoff` to deliveries that time out; the first
-        # entry is the ack deadline (it overrides ack_wait).
+        # One flat ack deadline, no JetStream `backoff`: every message held
+        # here is kept alive (`_Lanes.keep_alive`) and a failing handler is
+        # retried in place with `settings.backoff`, so a delivery times out
+        # only when its holder died (or froze). With a JetStream backoff list
+        # the deadline grows with the delivery count -- which every dead holder
+        # raises -- and the third holder's death left an approval (and its
+        # apply in flight, and its app's later messages behind it) unserved
+        # for 1, then 3, then 5 minutes.
         ack_wait=settings.backoff[0],
-        backoff=list(settings.backoff),
         max_ack_pending=settings.max_ack_pending,
     )
     if len(settings.subjects) == 1:
@@ -517,6 +531,8 @@ class _Held:
     consumer: str
     seq: int
     started: bool = False
+    # Handler failures of this delivery so far (retried in place).
+    retries: int = 0
 
 
 class _Lanes:
@@ -534,6 +550,8 @@ class _Lanes:
         self._queues: dict[str, collections.deque[_Held]] = {}
         self._held: dict[int, _Held] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
+        # Set when an earlier message of a lane arrives while its head waits to retry.
+        self._earlier: dict[str, asyncio.Event] = {}
         self._closing = False
         self._closed = asyncio.Event()
         self._settled: collections.OrderedDict[int, None] = collections.OrderedDict()
@@ -556,7 +574,17 @@ class _Lanes:
         self._held[seq] = held
         # With concurrency 1 the whole consumer is one lane: log order across apps.
         key = _app_of(message.subject) if self._settings.concurrency > 1 else ""
-        self._queues.setdefault(key, collections.deque()).append(held)
+        queue = self._queues.setdefault(key, collections.deque())
+        # A lane is in log order, not in order of arrival: a dead replica's
+        # message comes back (after its ack deadline) behind the app's later
+        # ones its partition's new holder was given at once, and it may be the
+        # one they wait for (the approval whose apply is in flight).
+        at = len(queue)
+        while at > 0 and queue[at - 1].seq > seq:
+            at -= 1
+        queue.insert(at, held)
+        if at == 0 and len(queue) > 1:
+            self._earlier.setdefault(key, asyncio.Event()).set()
         if key not in self._workers:
             task = asyncio.create_task(self._work(key), name=f"lane {key}")
             self._workers[key] = task
@@ -567,7 +595,9 @@ class _Lanes:
             while queue and not self._closing:
                 held = queue[0]
                 held.started = True
-                retries = 0
+                earlier = self._earlier.setdefault(key, asyncio.Event())
+                earlier.clear()
+                preempted = False
                 while True:
                     async with self._slots:
                         outcome = await _handle(
@@ -575,7 +605,7 @@ class _Lanes:
                             self._settings,
                             self._handler,
                             held.message,
-                            attempt=held.message.metadata.num_delivered + retries,
+                            attempt=held.message.metadata.num_delivered + held.retries,
                         )
                     if outcome is None:
                         self._settled[held.seq] = None
@@ -586,16 +616,23 @@ class _Lanes:
                         break
                     # A failure keeps the lane: the app's later messages wait
                     # for this one (kept alive meanwhile).
-                    retries += 1
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._closed.wait(), outcome)
+                    held.retries += 1
+                    await _first(outcome, self._closed.wait(), earlier.wait())
+                    if queue[0] is not held and not self._closing:
+                        # An earlier message of the app arrived: it goes first,
+                        # this one is retried after it (still kept alive).
+                        held.started = False
+                        preempted = True
+                        break
                     if self._closing:
                         # Stopping: JetStream redelivers it (here or to another replica).
                         with contextlib.suppress(nats.errors.Error):
                             await held.message.nak()
                         break
-                if queue and queue[0] is held:
-                    queue.popleft()
+                if preempted:
+                    continue
+                if held in queue:
+                    queue.remove(held)
                 self._held.pop(held.seq, None)
         except Exception:
             log.exception("%s: lane %s failed", self._settings.name, key or "*")
@@ -603,6 +640,7 @@ class _Lanes:
             self._workers.pop(key, None)
             if not queue:
                 self._queues.pop(key, None)
+                self._earlier.pop(key, None)
 
     async def keep_alive(self) -> None:
         # Waiting messages as well as running ones: a message waiting for its
@@ -640,6 +678,17 @@ class _Lanes:
         workers = list(self._workers.values())
         if workers:
             await asyncio.gather(*workers, return_exceptions=True)
+
+
+async def _first(timeout: float, *waits: Awaitable[object]) -> None:
+    """Return after `timeout` seconds or once any of `waits` is done."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # What `_handle` returns for a message handed back to come again later.

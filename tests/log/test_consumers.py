@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import nats
+import nats.errors
 import pytest
+from nats.aio.msg import Msg
 
 from events import new_event
 from events.names import STREAM
 from events.payloads import EventRejected, SyncRequested
 from services.wiring.consumers import (
+    PIN_TIMEOUT,
+    PRIORITY_GROUP,
     ConsumerSettings,
     Deferred,
     Placement,
     consume,
+    ensure_consumer,
     partition_of,
 )
 from services.wiring.embedded_nats import EmbeddedNats
@@ -377,3 +384,91 @@ async def test_a_new_partition_layout_starts_where_the_old_one_got_to_and_replac
         "layout-test-p1-of-3",
         "layout-test-p2-of-3",
     ]
+
+
+async def _held_by_a_replica_that_dies(nats_server: EmbeddedNats, consumer: str) -> int:
+    """Take the consumer's next message the way a replica does -- in the pinned
+    group, kept alive once -- then vanish without acking, like a SIGKILLed
+    process. Returns the delivery count it was given."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        inbox = await nc.subscribe(nc.new_inbox())
+        request = json.dumps({"batch": 1, "expires": 1_000_000_000, "group": PRIORITY_GROUP})
+        taken: list[Msg] = []
+
+        async def pulled() -> bool:
+            await nc.publish(
+                f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.{consumer}", request.encode(), inbox.subject
+            )
+            with contextlib.suppress(nats.errors.TimeoutError):
+                message = await inbox.next_msg(timeout=1.5)
+                if not (message.headers or {}).get("Status"):
+                    taken.append(message)
+            return bool(taken)
+
+        # The dead holder's pin times out and its messages come back: seconds.
+        await eventually(pulled, timeout=30, what=f"a delivery from {consumer}")
+        await taken[0].in_progress()
+        return taken[0].metadata.num_delivered
+    finally:
+        await nc.close()
+
+
+async def test_a_message_whose_holders_died_again_and_again_comes_back_within_its_ack_deadline(
+    nats_server: EmbeddedNats, event_log: EventLog
+):
+    # Given an approval held, in turn, by three replicas that each died
+    # before acknowledging it (a SIGKILLed applier mid-apply, three times)
+    settings = ConsumerSettings(name="deaths-test", subjects=["wake.evt.*.SyncRequested"])
+    await ensure_consumer(event_log, settings)
+    await event_log.append(new_event(SyncRequested(reason="1"), app="a", actor="t"))
+    deliveries = [await _held_by_a_replica_that_dies(nats_server, "deaths-test") for _ in range(3)]
+    assert deliveries == [1, 2, 3]
+    died = time.monotonic()
+    handled: list[tuple[int, float]] = []
+
+    async def handler(stored: StoredEvent) -> None:
+        handled.append((stored.seq, time.monotonic() - died))
+
+    # When a live replica pulls
+    async with running(event_log, settings, handler):
+        # Then the message comes back within its ack deadline (5 s) and the pin
+        # handover, not after the backoff of a fourth delivery (3 min)
+        ack_deadline, pin_handover = settings.backoff[0], PIN_TIMEOUT
+        await eventually(lambda: handled, timeout=ack_deadline + pin_handover + 5.0)
+    assert [seq for seq, _ in handled] == [1]
+
+
+async def test_a_dead_replicas_message_coming_back_goes_ahead_of_its_apps_later_one_waiting_for_it(
+    nats_server: EmbeddedNats, event_log: EventLog
+):
+    # Given app "a"'s first message (an approval whose apply is in flight) was
+    # held by a replica that died, and its second can only succeed after the
+    # first was handled (an approval waiting for that apply to finish)
+    settings = ConsumerSettings(
+        name="comeback-test", subjects=["wake.evt.*.SyncRequested"], concurrency=4
+    )
+    await ensure_consumer(event_log, settings)
+    await event_log.append(new_event(SyncRequested(reason="1"), app="a", actor="t"))
+    assert await _held_by_a_replica_that_dies(nats_server, "comeback-test") == 1
+    await event_log.append(new_event(SyncRequested(reason="2"), app="a", actor="t"))
+    handled: list[str] = []
+    failures: list[str] = []
+
+    async def handler(stored: StoredEvent) -> None:
+        reason = stored.event.payload.reason
+        if reason == "2" and "1" not in handled:
+            failures.append(reason)
+            raise RuntimeError("apply of 1 in flight")
+        handled.append(reason)
+
+    # When a live replica takes the partition: it is given the second at once
+    # and the first only after the dead one's ack deadline
+    async with running(event_log, settings, handler):
+        await eventually(lambda: failures, what="the second tried while the first is away")
+        # Then the first, back, is handled ahead of the second waiting to retry,
+        # and the second succeeds right after -- not after its retries' backoff
+        # (5 s, 15 s, 60 s ...) with the first queued behind it
+        deadline = settings.backoff[0] + PIN_TIMEOUT + 5.0
+        await eventually(lambda: len(handled) == 2, timeout=deadline, what="both handled")
+    assert handled == ["1", "2"]
