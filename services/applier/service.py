@@ -257,37 +257,10 @@ class Applier:
                     event_id=approval.event_id,
                 )
                 return
-            if isinstance(decision, admission.Wait):
-                raise ApplyInFlight(f"{app}: {decision.reason}")
-            if isinstance(decision, admission.Expire):
-                seen = await self._expire(decision.started.event)
-                if decision.mine:
-                    return
-                continue
-            if isinstance(decision, admission.Resume):
-                log.info("%s: resuming apply %s", app, apply_id)
-                await self._run(approval, decision.plan.event, decision.started.event)
+            again = await self._admit(approval, decision, apply_id, conflicts=attempt)
+            if again is None:
                 return
-            started = self._started(approval, decision.plan.event, apply_id)
-            try:
-                # The race this closes: two replicas (or two approvals) both read "no
-                # apply in flight" and both start. Each append expects the last
-                # ApplyStarted of the app to be the one it saw; JetStream lets one
-                # through and refuses the other, which reads again and waits. Only
-                # ApplyStarted matters: a finish in between makes "in flight" only
-                # less true, and it cannot be undone.
-                await self.ctx.log.append(
-                    started,
-                    expected_last_seq=decision.expected_seq,
-                    on_subjects=names.subject(app, ApplyStarted.event_type),
-                )
-            except ConcurrencyConflict:
-                log.info("%s: another apply started meanwhile; deciding again", app)
-                seen = await self._last_start(app)
-                await after_conflict(attempt)
-                continue
-            await self._run(approval, decision.plan.event, started)
-            return
+            seen = again
         raise ApplyInFlight(f"{app}: lost {MAX_CONFLICTS} conditional appends in a row")
 
     async def _retry(self, stored: StoredEvent) -> None:
@@ -318,36 +291,63 @@ class Applier:
             if isinstance(decision, admission.Skip):
                 log.info("%s: not retrying: %s", app, decision.reason)
                 return
-            if isinstance(decision, admission.Wait):
-                raise ApplyInFlight(f"{app}: {decision.reason}")
-            if isinstance(decision, admission.Expire):
-                seen = await self._expire(decision.started.event)
-                if decision.mine:
-                    return
-                continue
-            if isinstance(decision, admission.Resume):
-                await self._run(retry, decision.plan.event, decision.started.event)
-                return
-            started = self._started(retry, decision.plan.event, apply_id)
-            started = msgspec.structs.replace(
-                started,
-                payload=msgspec.structs.replace(started.payload, attempt=payload.attempt),
+            again = await self._admit(
+                retry, decision, apply_id, conflicts=attempt, attempt=payload.attempt
             )
-            try:
-                # The same race as an approval's start (see `handle`).
-                await self.ctx.log.append(
-                    started,
-                    expected_last_seq=decision.expected_seq,
-                    on_subjects=names.subject(app, ApplyStarted.event_type),
-                )
-            except ConcurrencyConflict:
-                seen = await self._last_start(app)
-                await after_conflict(attempt)
-                continue
-            log.info("%s: retry %d of plan %s started", app, payload.attempt, payload.plan_id)
-            await self._run(retry, decision.plan.event, started)
-            return
+            if again is None:
+                return
+            seen = again
         raise ApplyInFlight(f"{app}: lost {MAX_CONFLICTS} conditional appends in a row")
+
+    async def _admit(
+        self,
+        trigger: Envelope,
+        decision: admission.Decision,
+        apply_id: str,
+        *,
+        conflicts: int,
+        attempt: int = 1,
+    ) -> int | None:
+        """Act on what admission decided for `trigger` (an approval or a due retry).
+
+        Waits (ApplyInFlight), expires a dead apply, resumes one, or starts
+        try `attempt`. Returns the log position to decide again from, or None
+        once the trigger is handled.
+        """
+        app = trigger.app
+        if isinstance(decision, admission.Wait):
+            raise ApplyInFlight(f"{app}: {decision.reason}")
+        if isinstance(decision, admission.Expire):
+            seen = await self._expire(decision.started.event)
+            return None if decision.mine else seen
+        if isinstance(decision, admission.Resume):
+            log.info("%s: resuming apply %s", app, apply_id)
+            await self._run(trigger, decision.plan.event, decision.started.event)
+            return None
+        started = self._started(trigger, decision.plan.event, apply_id, attempt=attempt)
+        try:
+            # The race this closes: two replicas (or two approvals) both read "no
+            # apply in flight" and both start. Each append expects the last
+            # ApplyStarted of the app to be the one it saw; JetStream lets one
+            # through and refuses the other, which reads again and waits. Only
+            # ApplyStarted matters: a finish in between makes "in flight" only
+            # less true, and it cannot be undone.
+            await self.ctx.log.append(
+                started,
+                expected_last_seq=decision.expected_seq,
+                on_subjects=names.subject(app, ApplyStarted.event_type),
+            )
+        except ConcurrencyConflict:
+            log.info("%s: another apply started meanwhile; deciding again", app)
+            seen = await self._last_start(app)
+            await after_conflict(conflicts)
+            return seen
+        if attempt > 1:
+            log.info(
+                "%s: try %d of plan %s started", app, attempt, decision.plan.event.payload.plan_id
+            )
+        await self._run(trigger, decision.plan.event, started)
+        return None
 
     async def _remove(self, stored: StoredEvent) -> None:
         """`app remove --cascade`: delete the app's last inventory in prune order."""
@@ -436,7 +436,9 @@ class Applier:
         """Where the app's last ApplyStarted is: the history must reach it after a lost race."""
         return await self.ctx.log.position(names.subject(app, ApplyStarted.event_type))
 
-    def _started(self, approval: Envelope, plan_event: Envelope, apply_id: str) -> Envelope:
+    def _started(
+        self, approval: Envelope, plan_event: Envelope, apply_id: str, *, attempt: int = 1
+    ) -> Envelope:
         plan = plan_event.payload
         assert isinstance(plan, PlanCreated)
         started = self.ctx.derive(
@@ -446,6 +448,7 @@ class Applier:
                 commit=plan.commit,
                 bundle_digest=plan.bundle_digest,
                 rollback_of=plan.rollback_of,
+                attempt=attempt,
             ),
             cause=approval,
         )
