@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar
 import msgspec
 import uuid_utils
 
-from events.names import AppNameField, app_name
+from events.names import SUBJECT_PREFIX, AppNameField, app_name, parse_subject
 from events.payloads import BY_TYPE, Payload
 
 # Fixed namespace for deterministic (uuid5) ids of derived events. Never change it:
@@ -194,6 +194,30 @@ def decode(data: bytes) -> Envelope:
         instance=wire.instance,
         payload=payload,
     )
+
+
+def decode_stored(seq: int, subject: str, data: bytes) -> Envelope:
+    """The event stored at `seq` on `subject`, or InvalidEvent naming both.
+
+    Besides decoding, the event must be the one its subject says: a message
+    whose envelope names another app or type than the subject it was published
+    on (a publisher allowed one subject forging an event of another) is refused
+    like garbage, since readers filter by subject and act by envelope.
+    """
+    try:
+        event = decode(data)
+    except InvalidEvent as exc:
+        raise InvalidEvent(
+            f"stream sequence {seq} ({subject}): {exc}", field=exc.field, event_id=exc.event_id
+        ) from None
+    if subject != f"{SUBJECT_PREFIX}.{event.app}.{event.type}":
+        raise InvalidEvent(
+            f"stream sequence {seq} ({subject}): event {event.event_id} is a {event.type} "
+            f"of app {event.app}, not what its subject says",
+            field="$.app" if (parse_subject(subject) or ("",))[0] != event.app else "$.type",
+            event_id=event.event_id,
+        )
+    return event
 
 
 def _field_of(exc: msgspec.ValidationError) -> str:

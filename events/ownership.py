@@ -4,8 +4,8 @@ Pure data (STYLE 2): the NATS server's permissions (`services/wiring/permissions
 are generated from it, and a signature check (issue 10 item 2: a signer must
 be entitled to the event type it signs) can reuse it. Derived from the code:
 each service's list is what its shell appends (grep `log.append` under
-`services/<service>/`), plus EventRejected, which every consumer appends for a
-message it can never handle (`services/wiring/consumers.reject`).
+`services/<service>/`), plus EventRejected, which every reader of the log appends
+for a message it can never handle (`EventLog.skip`, `services/wiring/consumers.reject`).
 
 Identities:
 
@@ -74,8 +74,9 @@ PUBLISHES: MappingProxyType[str, frozenset[str]] = MappingProxyType(
             )
         ),
         "notifier": frozenset(("NotificationSent", "NotificationFailed", *_REJECTS)),
-        # The projector only reads: it folds the log into PostgreSQL.
-        "projector": frozenset(),
+        # The projector only reads (it folds the log into PostgreSQL), and records
+        # what it had to skip.
+        "projector": frozenset(_REJECTS),
         OPERATOR: frozenset(
             (
                 "ApplicationRegistered",
@@ -85,6 +86,8 @@ PUBLISHES: MappingProxyType[str, frozenset[str]] = MappingProxyType(
                 "PlanApproved",
                 "PlanRejected",
                 "RollbackRequested",
+                # what a command's read of the log had to skip (`wake events tail`)
+                *_REJECTS,
             )
         ),
     }

@@ -14,8 +14,9 @@ follows the types it handles, too (`passing`: not decoded, they only move
 the position) -- or N to be a position read from the log
 (`EventLog.position`) on followed subjects, as after a lost conditional append.
 
-An event that does not decode is skipped (and logged once): every reader
-skips it, the consumer that owns it records it (DESIGN §2).
+A message that is not a valid event is skipped, and recorded once as an
+EventRejected naming its sequence (`EventLog.skip`): every reader skips it
+(DESIGN §2).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from events import names
-from events.envelope import Envelope, InvalidEvent, decode
-from services.wiring.eventlog import EventLog
+from events.envelope import Envelope, InvalidEvent
+from services.wiring.eventlog import EventLog, decode_stored
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +139,11 @@ class Follower(Generic[S]):
                 raise FollowerBehind(f"{self._name} stopped: {self._failure!r}")
         return self.state(app)
 
-    def _fold_one(self, seq: int, subject: str, data: bytes) -> None:
+    async def _fold_one(self, seq: int, subject: str, data: bytes) -> None:
         try:
-            event = decode(data)
+            event = decode_stored(seq, subject, data)
         except InvalidEvent as exc:
-            log.warning("%s: skipping seq %d (%s): %s", self._name, seq, subject, exc)
+            await self._log.skip(seq, subject, data, exc)
             return
         self._fold(self.state(event.app), seq, event)
 
@@ -160,7 +161,7 @@ class Follower(Generic[S]):
                 ):
                     parsed = names.parse_subject(subject)
                     if parsed is None or parsed[1] not in self._passing:
-                        self._fold_one(seq, subject, data)
+                        await self._fold_one(seq, subject, data)
                     async with self._advanced:
                         self._reached = seq
                         self._advanced.notify_all()

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 
 from events import names
-from events.envelope import Envelope, InvalidEvent, decode
+from events.envelope import Envelope, InvalidEvent
 from events.payloads import AppSpec, PlanCreated
 from services.catalog.plans import PLAN_EVENT_TYPES, PlanView, fold_plans
 from services.catalog.registry import LIFECYCLE_TYPES, Registry, current_spec
-from services.wiring.eventlog import EventLog
+from services.wiring.eventlog import EventLog, decode_stored
 
 LIFECYCLE_SUBJECTS = [names.type_subjects(t) for t in LIFECYCLE_TYPES]
 
@@ -71,15 +71,16 @@ async def find_plan(log: EventLog, plan_id: str) -> tuple[PlanView, int]:
         if stored is not None and getattr(stored.event.payload, "plan_id", None) == plan_id:
             return await _plan_of(log, stored.event.app, plan_id)
     needle = plan_id.encode()
-    async for _seq, _subject, data in log.read_raw(
+    async for seq, subject, data in log.read_raw(
         subjects=[names.type_subjects(PlanCreated.event_type)]
     ):
         if needle not in data:  # most plans are not it: decode only what may be
             continue
         try:
-            event = decode(data)
-        except InvalidEvent:
-            continue  # skipped by every reader (DESIGN §2)
+            event = decode_stored(seq, subject, data)
+        except InvalidEvent as exc:
+            await log.skip(seq, subject, data, exc)  # skipped by every reader (DESIGN §2)
+            continue
         if getattr(event.payload, "plan_id", None) == plan_id:
             return await _plan_of(log, event.app, plan_id)
     raise PlanNotFound(f"no plan {plan_id} in the log")

@@ -48,8 +48,15 @@ def tail(
         raise click.BadParameter(str(exc)) from None
 
     async def print_events() -> None:
+        def skipped(seq: int, error: Exception) -> None:
+            # On stderr: stdout stays one event per line (or one JSON object).
+            click.echo(f"{seq:>7}  skipped, not a valid event: {error}", err=True)
+
         async with connected(settings_for(data_dir)) as log:
-            async for stored in log.read(subjects=[subject], from_seq=since, follow=follow):
+            reading = log.read(
+                subjects=[subject], from_seq=since, follow=follow, on_invalid=skipped
+            )
+            async for stored in reading:
                 event = stored.event
                 if as_json:
                     line = msgspec.json.encode({"seq": stored.seq, **msgspec.to_builtins(event)})

@@ -113,6 +113,13 @@ def replay(data_dir: str, verify: bool, until: str | None, into: str) -> None:
             f"replayed {rebuilt.events:,} events (to seq {rebuilt.last_seq}) into schema "
             f"{rebuilt.schema} in {rebuilt.seconds:.2f} s: {rebuilt.rate:,.0f} events/s"
         )
+        if rebuilt.skipped:
+            click.echo(
+                f"skipped {len(rebuilt.skipped):,} message(s) that are not valid events "
+                "(never folded, by the projector either):"
+            )
+            for skipped in rebuilt.skipped:
+                click.echo(f"  seq {skipped.seq} ({skipped.subject}): {skipped.why}")
         for comparison in comparisons:
             verdict = "equal" if comparison.equal else "DIFFERENT"
             live_digest, replayed = comparison.live, comparison.replayed

@@ -17,6 +17,7 @@ from datetime import datetime
 import asyncpg
 
 from events import names
+from events.envelope import InvalidEvent
 from services.projector import store
 from services.projector.folding import EventRow, ReadModels, decoded, fold
 from services.wiring.eventlog import EventLog
@@ -43,11 +44,21 @@ class Stop:
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """A message the fold passed over: not a valid event (DESIGN §2)."""
+
+    seq: int
+    subject: str
+    why: str
+
+
+@dataclass(frozen=True)
 class Rebuilt:
     schema: str
     events: int
     last_seq: int
     seconds: float
+    skipped: tuple[Skipped, ...] = ()
 
     @property
     def rate(self) -> float:
@@ -81,7 +92,7 @@ async def rebuild(
         await store.drop_schema(conn, schema)
         await store.migrate(conn, schema, up_to=store.TABLES_VERSION)
         models = ReadModels()
-        folded, last_seq = await _fold_log(event_log, conn, schema, models, stop, progress)
+        folded, last_seq, skipped = await _fold_log(event_log, conn, schema, models, stop, progress)
         models.last_seq = last_seq
         indexes = store.index_statements(after=store.TABLES_VERSION)
         # The index's indexes build while the other rows are loaded; theirs after.
@@ -97,7 +108,7 @@ async def rebuild(
         await conn.close()
     if progress is not None:
         progress(folded, last_seq)
-    return Rebuilt(schema, folded, last_seq, time.perf_counter() - started)
+    return Rebuilt(schema, folded, last_seq, time.perf_counter() - started, skipped)
 
 
 async def _fold_log(
@@ -107,17 +118,20 @@ async def _fold_log(
     models: ReadModels,
     stop: Stop,
     progress: Progress | None,
-) -> tuple[int, int]:
+) -> tuple[int, int, tuple[Skipped, ...]]:
     copies: asyncio.Queue[list[EventRow] | None] = asyncio.Queue(maxsize=4)
     copier = asyncio.create_task(_copy_events(conn, schema, copies))
     folded = 0
     last_seq = 0
+    rejected: list[Skipped] = []
     try:
         reading = event_log.read_raw(from_seq=1, until_seq=stop.seq)
         async with contextlib.aclosing(reading):
-            async for seq, _subject, data in reading:
-                event = decoded(data)
-                if event is not None:
+            async for seq, subject, data in reading:
+                event = decoded(seq, subject, data)
+                if isinstance(event, InvalidEvent):
+                    rejected.append(Skipped(seq, subject, str(event)))
+                else:
                     if stop.time is not None and event.occurred_at > stop.time:
                         break
                     fold(models, seq, event)
@@ -138,7 +152,7 @@ async def _fold_log(
             # Reading failed: the copier is mid-COPY or waiting; the caller
             # closes the connection, which ends either.
             copier.cancel()
-    return folded, last_seq
+    return folded, last_seq, tuple(rejected)
 
 
 async def _run(database_url: str, schema: store.SchemaName, sql: str) -> None:
@@ -210,9 +224,9 @@ async def fold_app(event_log: EventLog, app: str, *, at: datetime) -> ReadModels
     models = ReadModels()
     reading = event_log.read_raw(subjects=[names.app_subjects(app)])
     async with contextlib.aclosing(reading):
-        async for seq, _subject, data in reading:
-            event = decoded(data)
-            if event is None:
+        async for seq, subject, data in reading:
+            event = decoded(seq, subject, data)
+            if isinstance(event, InvalidEvent):
                 continue
             if event.occurred_at > at:
                 break

@@ -22,8 +22,10 @@ import time
 
 import asyncpg
 
+from events.envelope import InvalidEvent
 from services.projector import store
 from services.projector.folding import ReadModels, decoded, fold, keys_needed
+from services.wiring.eventlog import EventLog
 from services.wiring.leases import leading
 from services.wiring.runtime import ServiceContext
 
@@ -159,7 +161,7 @@ async def _project(
             if ended:
                 batch.pop()
             if batch:
-                await _commit(conn, schema, models, batch, position)
+                await _commit(ctx.log, conn, schema, models, batch, position)
                 position = batch[-1][0]
             if ended:
                 # The reader failed; surface its error so the supervisor restarts us.
@@ -170,6 +172,7 @@ async def _project(
 
 
 async def _commit(
+    event_log: EventLog,
     conn: asyncpg.Connection,
     schema: store.SchemaName,
     models: ReadModels,
@@ -178,9 +181,9 @@ async def _commit(
 ) -> None:
     events = []
     for seq, subject, data in batch:
-        event = decoded(data)
-        if event is None:
-            log.error("seq %d (%s) is not a valid event; not projected", seq, subject)
+        event = decoded(seq, subject, data)
+        if isinstance(event, InvalidEvent):
+            await event_log.skip(seq, subject, data, event)
         else:
             events.append((seq, event))
     await store.load(conn, schema, models, (k for _, e in events for k in keys_needed(e)))

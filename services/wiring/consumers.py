@@ -72,10 +72,9 @@ import nats.js.errors as js_errors
 from nats.aio.msg import Msg
 
 from events import names
-from events.envelope import InvalidEvent, decode, derived_event_id, new_event
-from events.payloads import EventRejected
+from events.envelope import InvalidEvent
 from services.wiring import telemetry
-from services.wiring.eventlog import EventLog, StoredEvent
+from services.wiring.eventlog import EventLog, StoredEvent, decode_stored
 from services.wiring.permissions import partition_names
 
 if TYPE_CHECKING:
@@ -711,7 +710,7 @@ async def _handle(
     metadata = message.metadata
     seq = metadata.sequence.stream
     try:
-        event = decode(message.data)
+        event = decode_stored(seq, message.subject, message.data)
     except InvalidEvent as exc:
         await reject(
             event_log,
@@ -790,28 +789,13 @@ async def reject(
     deliveries: int = 1,
 ) -> None:
     """Record that `consumer` skipped the message at `seq`, once however often it is called."""
-    parsed = names.parse_subject(subject)
-    app = names.SYSTEM_APP
-    if parsed is not None:
-        with contextlib.suppress(names.InvalidName):
-            app = names.app_name(parsed[0])
-    payload = EventRejected(
-        stream_seq=seq,
+    await event_log.reject(
+        reader=consumer,
+        seq=seq,
         subject=subject,
-        consumer=consumer,
+        data=data,
         error=error,
+        event_id=event_id,
         deliveries=deliveries,
-        rejected_event_id=event_id,
-        size=len(data),
-        excerpt=data[:256].decode("utf-8", errors="replace"),
     )
-    cause_id = derived_event_id(f"{names.STREAM}/{seq}", "Delivery", consumer)
-    rejected = new_event(
-        payload,
-        app=app,
-        actor=f"consumer:{consumer}",
-        event_id=derived_event_id(cause_id, EventRejected.event_type),
-        correlation_id=event_id or cause_id,
-    )
-    await event_log.append(rejected)
     log.error("%s: rejected seq %d on %s: %s", consumer, seq, subject, error)

@@ -12,13 +12,14 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import secrets
 import ssl
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,10 +32,21 @@ import nats.js.errors as js_errors
 from nats.aio.client import Client as NatsClient
 
 from events import names, ownership
-from events.envelope import Envelope, InvalidEvent, decode, encode
+from events.envelope import (
+    Envelope,
+    InvalidEvent,
+    decode,
+    decode_stored,
+    derived_event_id,
+    encode,
+    new_event,
+)
+from events.payloads import EventRejected
 from services.wiring import keys
 from services.wiring.batching import BatchRejected, publish_atomic_batch
 from services.wiring.settings import env_name
+
+log = logging.getLogger(__name__)
 
 # JetStream keeps the Nats-Msg-Id of every message for this long and answers a
 # second publish of one of them with `duplicate` instead of storing it again.
@@ -311,7 +323,12 @@ class EventLog:
     """Append to and read from WAKE_EVENTS; put and get bundles."""
 
     def __init__(
-        self, nc: NatsClient, *, timeout: float = 10.0, identity: str | None = None
+        self,
+        nc: NatsClient,
+        *,
+        timeout: float = 10.0,
+        identity: str | None = None,
+        reader: str = "wake",
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream(timeout=timeout)
@@ -325,6 +342,11 @@ class EventLog:
         """Who this connection authenticated as (events/ownership.py); None: no credentials."""
         # Set by the process from its settings (`keys.load_keyring`); None stores bundles plain.
         self.bundle_keys: keys.BundleKeyring | None = None
+        self.reader = reader
+        """Who is reading, as a rejection of a message this connection skipped names it."""
+        # Sequences this process already recorded as skipped: once each, however
+        # often a history read passes over them.
+        self._skipped: set[int] = set()
 
     @property
     def manages(self) -> bool:
@@ -364,7 +386,7 @@ class EventLog:
         await nc.connect(nats_servers(url), **options)
         if provision_log:
             await provision(nc)
-        return cls(nc, identity=identity_of(credentials))
+        return cls(nc, identity=identity_of(credentials), reader=name)
 
     async def close(self, *, timeout: float = 3.0) -> None:
         """Drain and close the connection; promptly, even with the server gone.
@@ -421,15 +443,46 @@ class EventLog:
             on_subjects = on_subjects or names.app_subjects(event.app)
             headers[names.EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_seq)
             headers[names.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = on_subjects
-        try:
-            ack = await self.js.publish(
-                names.subject(event.app, event.type), checked_bytes(event), headers=headers
-            )
-        except js_errors.APIError as exc:
-            if expected_last_seq is not None and exc.err_code == _WRONG_LAST_SEQUENCE:
-                raise ConcurrencyConflict(event, expected_last_seq, on_subjects or "") from None
-            raise
-        return Appended(event.event_id, ack.seq, bool(ack.duplicate))
+        data = checked_bytes(event)
+        while True:
+            try:
+                ack = await self.js.publish(
+                    names.subject(event.app, event.type), data, headers=headers
+                )
+            except js_errors.APIError as exc:
+                if expected_last_seq is None or exc.err_code != _WRONG_LAST_SEQUENCE:
+                    raise
+                moved = await self._past_invalid(expected_last_seq, on_subjects or "")
+                if moved is None:
+                    raise ConcurrencyConflict(event, expected_last_seq, on_subjects or "") from None
+                expected_last_seq = moved
+                headers[names.EXPECTED_LAST_SUBJECT_SEQ] = str(moved)
+                continue
+            return Appended(event.event_id, ack.seq, bool(ack.duplicate))
+
+    async def _past_invalid(self, expected_last_seq: int, on_subjects: str) -> int | None:
+        """After a conditional append failed: the position to expect instead, if only
+        messages that are not events (skipped by every reader), and the records of
+        their rejection, landed on `on_subjects` since `expected_last_seq`; None if
+        an event that decides something did (a true conflict).
+
+        Without this, garbage on a subject (it cannot be deleted) would make every
+        later conditional append on it conflict: the app would be frozen.
+        """
+        position = expected_last_seq
+        async for seq, subject, data in self.read_raw(
+            from_seq=expected_last_seq + 1, subjects=[on_subjects]
+        ):
+            try:
+                event = decode_stored(seq, subject, data)
+            except InvalidEvent as exc:
+                await self.skip(seq, subject, data, exc)
+                position = seq
+                continue
+            if event.type != EventRejected.event_type:
+                return None
+            position = seq
+        return position if position != expected_last_seq else None
 
     async def append_many(
         self,
@@ -460,12 +513,21 @@ class EventLog:
             on_subjects = on_subjects or names.app_subjects(events[0].app)
             messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_seq)
             messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = on_subjects
-        try:
-            ack = await publish_atomic_batch(self.nc, messages, timeout=self._timeout)
-        except BatchRejected as exc:
-            if expected_last_seq is not None and exc.err_code == _WRONG_LAST_SEQUENCE:
-                raise ConcurrencyConflict(events[0], expected_last_seq, on_subjects or "") from None
-            raise
+        while True:
+            try:
+                ack = await publish_atomic_batch(self.nc, messages, timeout=self._timeout)
+            except BatchRejected as exc:
+                if expected_last_seq is None or exc.err_code != _WRONG_LAST_SEQUENCE:
+                    raise
+                moved = await self._past_invalid(expected_last_seq, on_subjects or "")
+                if moved is None:
+                    raise ConcurrencyConflict(
+                        events[0], expected_last_seq, on_subjects or ""
+                    ) from None
+                expected_last_seq = moved
+                messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ] = str(moved)
+                continue
+            break
         return [
             Appended(event.event_id, seq, duplicate)
             for event, seq, duplicate in zip(events, ack.seqs, ack.duplicates, strict=True)
@@ -515,12 +577,17 @@ class EventLog:
             message = await self._get_last(on_subjects)
         except js_errors.NotFoundError:
             return None
-        return StoredEvent(
-            seq=message.seq or 0,
-            subject=message.subject or "",
-            event=decode(message.data or b""),
-            stored_at=message.time,
-        )
+        seq, subject, data = message.seq or 0, message.subject or "", message.data or b""
+        try:
+            event = decode_stored(seq, subject, data)
+        except InvalidEvent as exc:
+            await self.skip(seq, subject, data, exc)
+            # The last valid one before it: rare, so a read of the subject's history.
+            last = None
+            async for stored in self.read(subjects=[on_subjects], until_seq=seq - 1):
+                last = stored
+            return last
+        return StoredEvent(seq=seq, subject=subject, event=event, stored_at=message.time)
 
     async def read(
         self,
@@ -530,25 +597,26 @@ class EventLog:
         subjects: Iterable[str] = (),
         until_seq: int | None = None,
         follow: bool = False,
+        on_invalid: Callable[[int, InvalidEvent], None] | None = None,
     ) -> AsyncIterator[StoredEvent]:
         """Yield stored events in sequence order.
 
         Starts at `from_seq` or at the first event stored at or after `since`;
         `subjects` filters (default: every event); stops after `until_seq`, or
         at the end of the log as it was when reading began, unless `follow`.
-        An event that does not decode is raised as InvalidEvent with its seq.
+        A message that is not a valid event is skipped (DESIGN §2), recorded once
+        as an EventRejected (`skip`) and passed to `on_invalid` if given.
         """
         async for seq, subject, data in self.read_raw(
             from_seq=from_seq, since=since, subjects=subjects, until_seq=until_seq, follow=follow
         ):
             try:
-                event = decode(data)
+                event = decode_stored(seq, subject, data)
             except InvalidEvent as exc:
-                raise InvalidEvent(
-                    f"stream sequence {seq} ({subject}): {exc}",
-                    field=exc.field,
-                    event_id=exc.event_id,
-                ) from None
+                await self.skip(seq, subject, data, exc)
+                if on_invalid is not None:
+                    on_invalid(seq, exc)
+                continue
             yield StoredEvent(seq=seq, subject=subject, event=event)
 
     async def read_raw(
@@ -603,6 +671,70 @@ class EventLog:
                 continue
             finally:
                 await reader.close()
+
+    # --- what cannot be read ---------------------------------------------------------
+
+    async def skip(self, seq: int, subject: str, data: bytes, error: InvalidEvent) -> None:
+        """Pass over the message at `seq`, which is not a valid event, and say so once.
+
+        Never raises: a reader goes on whatever happens to the record of what
+        it skipped (a connection without the right to append one still logs it).
+        """
+        if seq in self._skipped:
+            return
+        self._skipped.add(seq)
+        log.error("%s: skipping stream sequence %d (%s): %s", self.reader, seq, subject, error)
+        try:
+            await self.reject(
+                reader=self.reader,
+                seq=seq,
+                subject=subject,
+                data=data,
+                error=str(error),
+                event_id=error.event_id,
+            )
+        except Exception as exc:
+            log.warning(
+                "%s: could not record the rejection of sequence %d: %r", self.reader, seq, exc
+            )
+
+    async def reject(
+        self,
+        *,
+        reader: str,
+        seq: int,
+        subject: str,
+        data: bytes,
+        error: str,
+        event_id: str | None = None,
+        deliveries: int = 1,
+    ) -> Appended:
+        """Record that `reader` skipped the message at `seq`: one EventRejected per
+        reader and sequence, however often it is called (its id is derived from both)."""
+        app = names.SYSTEM_APP
+        parsed = names.parse_subject(subject)
+        if parsed is not None:
+            with contextlib.suppress(names.InvalidName):
+                app = names.app_name(parsed[0])
+        payload = EventRejected(
+            stream_seq=seq,
+            subject=subject,
+            consumer=reader,
+            error=error,
+            deliveries=deliveries,
+            rejected_event_id=event_id,
+            size=len(data),
+            excerpt=data[:256].decode("utf-8", errors="replace"),
+        )
+        cause_id = derived_event_id(f"{names.STREAM}/{seq}", "Delivery", reader)
+        rejected = new_event(
+            payload,
+            app=app,
+            actor=f"consumer:{reader}",
+            event_id=derived_event_id(cause_id, EventRejected.event_type),
+            correlation_id=event_id or cause_id,
+        )
+        return await self.append(rejected)
 
     # --- bundles -------------------------------------------------------------------
 

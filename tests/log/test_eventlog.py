@@ -10,7 +10,7 @@ import nats.js.api as api
 import nats.js.errors as js_errors
 import pytest
 
-from events import InvalidEvent, new_event
+from events import InvalidEvent, encode, new_event
 from events.names import BUNDLES, STREAM
 from events.payloads import PlanApproved, RevisionDetected, SyncRequested
 from events.samples import sample_payloads
@@ -151,11 +151,58 @@ async def test_the_last_event_of_a_type_for_an_app(event_log: EventLog):
     assert last is not None and last.seq == 2 and last.event.payload.reason == "2"
 
 
-async def test_reading_a_garbage_message_names_its_sequence(event_log: EventLog):
-    await event_log.append(sync())
+async def _rejections(event_log: EventLog) -> list:
+    return [s.event.payload async for s in event_log.read(subjects=["wake.evt.*.EventRejected"])]
+
+
+async def test_a_read_skips_a_garbage_message_and_records_it_once_naming_its_sequence(
+    event_log: EventLog,
+):
+    # Given a valid event, garbage on the same subject, and another valid event
+    await event_log.append(sync(reason="1"))
     await event_log.js.publish("wake.evt.shop.SyncRequested", b"{garbage")
-    with pytest.raises(InvalidEvent, match="stream sequence 2"):
-        _ = [s async for s in event_log.read()]
+    await event_log.append(sync(reason="3"))
+    # When the log is read twice
+    told: list[tuple[int, str]] = []
+    for _ in range(2):
+        read = [
+            s.event.payload.reason
+            async for s in event_log.read(
+                subjects=["wake.evt.shop.SyncRequested"],
+                on_invalid=lambda seq, exc: told.append((seq, str(exc))),
+            )
+        ]
+        # Then both valid events are read, the garbage is not
+        assert read == ["1", "3"]
+    # and the reader was told each time, naming the sequence
+    assert [seq for seq, _ in told] == [2, 2]
+    assert "stream sequence 2 (wake.evt.shop.SyncRequested)" in told[0][1]
+    # and the log holds one rejection naming the sequence, the reader and why
+    (rejection,) = await _rejections(event_log)
+    assert rejection.stream_seq == 2 and rejection.consumer == "tests"
+    assert "not a JSON event" in rejection.error and rejection.excerpt == "{garbage"
+
+
+async def test_an_event_on_another_events_subject_is_refused_like_garbage(event_log: EventLog):
+    # Given a valid SyncRequested of app "other" published on shop's PlanApproved subject
+    forged = new_event(SyncRequested(reason="forged"), app="other", actor="user:test")
+    await event_log.js.publish("wake.evt.shop.PlanApproved", encode(forged))
+    await event_log.append(sync(reason="real"))
+    # Then no reader takes it for what its subject says, nor for what it says it is
+    read = [s.event async for s in event_log.read()]
+    assert [e.payload.reason for e in read] == ["real"]
+    assert await event_log.last_event("shop", "PlanApproved") is None
+    (rejection,) = await _rejections(event_log)
+    assert rejection.stream_seq == 1 and "not what its subject says" in rejection.error
+
+
+async def test_the_last_event_of_a_subject_is_the_last_valid_one(event_log: EventLog):
+    await event_log.append(sync(reason="good"))
+    await event_log.js.publish("wake.evt.shop.SyncRequested", b"\x00not json")
+    last = await event_log.last_event("shop", "SyncRequested")
+    assert last is not None and last.seq == 1 and last.event.payload.reason == "good"
+    (rejection,) = await _rejections(event_log)
+    assert rejection.stream_seq == 2
 
 
 async def test_bundles_are_content_addressed(event_log: EventLog):
@@ -225,3 +272,24 @@ async def test_bundles_read_by_direct_gets_are_object_store_objects(event_log: E
     assert (await store.get_info(large_digest)).chunks == 4
     assert (await store.get(large_digest)).data == large
     assert await event_log.get_bundle(large_digest) == large
+
+
+async def test_garbage_on_a_subject_does_not_make_its_conditional_appends_conflict(
+    event_log: EventLog,
+):
+    # Given an app's last event at seq 1, then garbage on its subject
+    first = await event_log.append(sync(reason="1"))
+    await event_log.js.publish("wake.evt.shop.SyncRequested", b"garbage")
+    # When an append expects the app's last event to be seq 1
+    appended = await event_log.append(sync(reason="2"), expected_last_seq=first.seq)
+    # Then it lands after the garbage (and the record of its rejection): nothing
+    # that decides anything came in between
+    assert appended.seq > 2
+    assert (await event_log.last_event("shop", "SyncRequested")).event.payload.reason == "2"
+    # But a real event in between is a conflict, garbage or not
+    await event_log.js.publish("wake.evt.shop.SyncRequested", b"more garbage")
+    await event_log.append(sync(reason="4"))
+    with pytest.raises(ConcurrencyConflict):
+        await event_log.append(sync(reason="5"), expected_last_seq=appended.seq)
+    with pytest.raises(ConcurrencyConflict):
+        await event_log.append_many([sync(reason="5")], expected_last_seq=appended.seq)

@@ -13,7 +13,7 @@ import pytest
 
 from events import names, new_event
 from events.payloads import PlanApproved
-from services.demo.sample import APP_PATH, first_commit
+from services.demo.sample import APP_PATH, first_commit, second_commit
 from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import checked_bytes
 from tests.e2e.harness import WakeUnderTest, running_wake
@@ -80,3 +80,60 @@ async def test_services_run_as_themselves_and_a_forged_approval_changes_nothing(
     assert await wake.cluster_object("v1", "Namespace", "guarded") is not None
     endpoints = json.loads((Path(data_dir) / "endpoints.json").read_text())
     assert Path(endpoints["nats_operator"]).name == "operator.json"
+
+
+async def test_garbage_on_an_apps_subjects_freezes_nothing(wake: WakeUnderTest) -> None:
+    # Given an application applied at its first commit
+    repo = wake.repository("poisoned")
+    first = first_commit(repo, namespace="poisoned")
+    start = await wake.position()
+    await wake.wake(
+        "app", "add", "poisoned", "--repo", repo.url, "--path", APP_PATH,
+        "--namespace", "poisoned",
+    )  # fmt: skip
+    await wake.next_event(
+        "poisoned", "ApplySucceeded", after=start, where=lambda s: s.event.payload.commit == first
+    )
+    # When garbage lands on its PlanApproved, RevisionDetected and ApplicationRemoved
+    # subjects (the admin's connection: past every subject permission), and a valid
+    # event of another app on its ApplicationRemoved subject
+    other = new_event(PlanApproved(plan_id="p-1", via="cli"), app="elsewhere", actor="user:me")
+    poison = {
+        names.subject("poisoned", "PlanApproved"): b"\x00\xff not json",
+        names.subject("poisoned", "RevisionDetected"): b'{"event_id": 42}',
+        names.subject("poisoned", "ApplicationRemoved"): b"[" * 10_000,
+    }
+    seqs = []
+    for subject, data in poison.items():
+        seqs.append((await wake.log.js.publish(subject, data)).seq)
+    mismatched = names.subject("poisoned", "ApplicationRemoved")
+    seqs.append((await wake.log.js.publish(mismatched, checked_bytes(other))).seq)
+    # and the next commit is pushed
+    second = second_commit(repo)
+    before = await wake.position()
+    await wake.wake("sync", "poisoned")
+    # Then it is applied, and the application is neither removed nor frozen
+    await wake.next_event(
+        "poisoned", "ApplySucceeded", after=before, where=lambda s: s.event.payload.commit == second
+    )
+    deployment = await wake.cluster_object("apps/v1", "Deployment", "web", "poisoned")
+    assert deployment is not None and deployment["spec"]["replicas"] == 3
+    # and `wake app list` still works and shows it synced at that commit
+    listed = await wake.wake("app", "list")
+    (line,) = [row for row in listed.stdout.splitlines() if row.startswith("poisoned ")]
+    assert "synced" in line and second[:7] in line, listed.stdout
+    # and `wake events tail` prints the app's events, telling on stderr what it skipped
+    tail = await wake.wake("events", "tail", "--app", "poisoned")
+    assert "ApplySucceeded" in tail.stdout
+    for seq in seqs:
+        assert f"{seq:>7}  skipped, not a valid event: stream sequence {seq}" in tail.stderr
+    # and every garbage message is recorded as rejected, once per reader, naming its sequence
+    rejected = [
+        s.event.payload
+        for s in await wake.events("poisoned", after=start)
+        if s.event.type == "EventRejected"
+    ]
+    assert {r.stream_seq for r in rejected} >= set(seqs)
+    pairs = [(r.consumer, r.stream_seq) for r in rejected]
+    assert len(pairs) == len(set(pairs)), pairs
+    assert any("not what its subject says" in r.error for r in rejected if r.stream_seq == seqs[-1])
