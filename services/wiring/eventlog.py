@@ -32,7 +32,7 @@ from nats.aio.client import Client as NatsClient
 
 from events import names, ownership
 from events.envelope import Envelope, InvalidEvent, decode, encode
-from services.wiring import keys
+from services.wiring import keys, metrics, telemetry
 from services.wiring.batching import BatchRejected, publish_atomic_batch
 from services.wiring.settings import env_name
 
@@ -147,8 +147,15 @@ async def provision(nc: NatsClient, *, replicas: int = 1) -> None:
     `wake infra provision`) call it: a service that finds the log missing
     refuses to start (`require_provisioned`) rather than begin a new history.
     """
+    from services.wiring.spanstore import span_store_config
+
     js = nc.jetstream()
-    for config in (stream_config(replicas=replicas), bundle_store_config(replicas=replicas)):
+    configs = (
+        stream_config(replicas=replicas),
+        bundle_store_config(replicas=replicas),
+        span_store_config(replicas=replicas),
+    )
+    for config in configs:
         try:
             await js.add_stream(config)
         except js_errors.BadRequestError as exc:
@@ -422,13 +429,15 @@ class EventLog:
             headers[names.EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_seq)
             headers[names.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = on_subjects
         try:
-            ack = await self.js.publish(
-                names.subject(event.app, event.type), checked_bytes(event), headers=headers
-            )
+            with telemetry.producing([event], [headers]):
+                ack = await self.js.publish(
+                    names.subject(event.app, event.type), checked_bytes(event), headers=headers
+                )
         except js_errors.APIError as exc:
             if expected_last_seq is not None and exc.err_code == _WRONG_LAST_SEQUENCE:
                 raise ConcurrencyConflict(event, expected_last_seq, on_subjects or "") from None
             raise
+        metrics.appended([event])
         return Appended(event.event_id, ack.seq, bool(ack.duplicate))
 
     async def append_many(
@@ -461,11 +470,13 @@ class EventLog:
             messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_seq)
             messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = on_subjects
         try:
-            ack = await publish_atomic_batch(self.nc, messages, timeout=self._timeout)
+            with telemetry.producing(events, [headers for _, _, headers in messages]):
+                ack = await publish_atomic_batch(self.nc, messages, timeout=self._timeout)
         except BatchRejected as exc:
             if expected_last_seq is not None and exc.err_code == _WRONG_LAST_SEQUENCE:
                 raise ConcurrencyConflict(events[0], expected_last_seq, on_subjects or "") from None
             raise
+        metrics.appended(events)
         return [
             Appended(event.event_id, seq, duplicate)
             for event, seq, duplicate in zip(events, ack.seqs, ack.duplicates, strict=True)
