@@ -36,6 +36,7 @@ from services.applier import drift
 from services.catalog.lookup import load_registry
 from services.resources.loading import DesiredResource, load_bundle, prepare_all
 from services.resources.phases import is_ordinary
+from services.wiring import telemetry
 from services.wiring.eventlog import BundleCorrupt, BundleNotFound, StoredEvent
 from services.wiring.kube import Clusters, Kube, KubeConfigError, KubeError, Resource
 from services.wiring.runtime import ServiceContext
@@ -113,7 +114,11 @@ class DriftWatch:
             bundle_digest=applied.bundle_digest, resources=current, self_heal=spec.self_heal
         )
         key = hashlib.sha256(msgspec.json.encode(current)).hexdigest()
-        await self.ctx.log.append(self.ctx.derive(detected, cause=succeeded.event, key=key))
+        # Drift found days later is a journey of its own, linked to the apply it concerns.
+        with telemetry.new_trace(
+            "drift detected", link=succeeded.event.traceparent, **{"wake.app": app}
+        ):
+            await self.ctx.log.append(self.ctx.derive(detected, cause=succeeded.event, key=key))
         log.info(
             "%s: drift from apply %s: %s",
             app,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 
@@ -178,3 +179,87 @@ class ConsumerWatch:
                 self.bound_at = None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval)
+
+
+SERVER_UP = Gauge(
+    "wake_server_up", "Whether an embedded server's process is running (1) or not (0).", ["server"]
+)
+SERVER_RESTARTS = Counter(
+    "wake_server_restarts_total", "Restarts of an embedded server by `wake up`.", ["server"]
+)
+STREAM_MESSAGES = Gauge("wake_stream_messages", "Messages in a JetStream stream.", ["stream"])
+STREAM_BYTES = Gauge("wake_stream_bytes", "Bytes in a JetStream stream.", ["stream"])
+
+
+class InfraWatch:
+    """`wake up`'s view of its embedded NATS and PostgreSQL, every `interval` seconds:
+    processes up, restarts, the streams' sizes (read as the admin)."""
+
+    def __init__(self, infrastructure, *, interval: float = 5.0) -> None:
+        self.infrastructure = infrastructure
+        self.interval = interval
+        self._nc = None
+        self._restarts: dict[str, int] = {}
+
+    def nats_ready(self) -> tuple[bool, str]:
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return False, "not connected"
+        return True, "connected"
+
+    async def postgres_ready(self) -> tuple[bool, str]:
+        from urllib.parse import urlsplit
+
+        url = urlsplit(self.infrastructure.endpoints.database_url)
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(url.hostname, url.port or 5432), 1.0
+            )
+        except (OSError, TimeoutError) as exc:
+            return False, f"unreachable: {exc!r}"
+        writer.close()
+        return True, "reachable"
+
+    def _servers(self) -> None:
+        infrastructure = self.infrastructure
+        nodes = infrastructure.nats_nodes
+        for index, node in enumerate(nodes):
+            name = "nats-server" if len(nodes) == 1 else f"nats-server n{index + 1}"
+            SERVER_UP.labels(name).set(1 if node.process.poll() is None else 0)
+        SERVER_UP.labels("postgres").set(1 if infrastructure.postgres.process.poll() is None else 0)
+        for name, count in infrastructure.restarts().items():
+            delta = count - self._restarts.get(name, 0)
+            if delta > 0:
+                SERVER_RESTARTS.labels(name).inc(delta)
+            self._restarts[name] = count
+
+    async def _connect(self):
+        from services.wiring.credentials import client_tls, load_connect_kwargs
+        from services.wiring.eventlog import EventLog
+
+        endpoints = self.infrastructure.endpoints
+        credentials = load_connect_kwargs(endpoints.nats_admin) if endpoints.nats_admin else None
+        tls = client_tls(os.environ.get("WAKE_NATS_TLS_CA", ""))
+        return await EventLog.connect(
+            endpoints.nats_url, name="wake-up-metrics", credentials=credentials, tls=tls
+        )
+
+    async def run(self) -> None:
+        event_log = None
+        try:
+            while True:
+                self._servers()
+                try:
+                    if event_log is None:
+                        event_log = await asyncio.wait_for(self._connect(), 5.0)
+                        self._nc = event_log.nc
+                    for stream in (names.STREAM, names.BUNDLES_STREAM, names.SPANS_STREAM):
+                        info = await event_log.js.stream_info(stream)
+                        STREAM_MESSAGES.labels(stream).set(info.state.messages or 0)
+                        STREAM_BYTES.labels(stream).set(info.state.bytes or 0)
+                except (OSError, TimeoutError, nats.errors.Error) as exc:
+                    log.debug("infra metrics: %r", exc)
+                await asyncio.sleep(self.interval)
+        finally:
+            if event_log is not None:
+                await event_log.close()

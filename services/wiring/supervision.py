@@ -126,6 +126,10 @@ class WakeEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     """The same for the operator identity, the one `wake` commands use."""
     # Every replica's pid per service (`services` has the first's).
     replicas: dict[str, list[int]] = {}
+    metrics: dict[str, str] = {}
+    """Each process's Prometheus URL (`http://HOST:PORT/metrics`), by service (a later
+    replica as `<service>-<i>`), `infra` for the embedded servers of `wake up`;
+    `/healthz` and `/readyz` are on the same host and port."""
 
 
 @dataclass
@@ -137,6 +141,9 @@ class RunningWake:
     services: dict[str, Child] = field(default_factory=dict)
     webhook_url: str = ""
     webhook_secret_file: str = ""
+    metrics: dict[str, str] = field(default_factory=dict)
+    infra_health: object | None = None
+    infra_watch: asyncio.Task | None = None
 
     @property
     def endpoints(self) -> WakeEndpoints:
@@ -161,6 +168,7 @@ class RunningWake:
             nats_admin=base.nats_admin,
             nats_operator=base.nats_operator,
             replicas=self.replica_pids(),
+            metrics=dict(self.metrics),
         )
 
     def replica_pids(self) -> dict[str, list[int]]:
@@ -213,6 +221,12 @@ class RunningWake:
         """Unpublish, stop the services, then the sandbox, then NATS and PostgreSQL."""
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / infra.ENDPOINTS_FILE).unlink()
+        if self.infra_watch is not None:
+            self.infra_watch.cancel()
+            with contextlib.suppress(BaseException):
+                await self.infra_watch
+        if self.infra_health is not None:
+            await self.infra_health.stop()
         await asyncio.gather(*(child.stop() for child in self.services.values()))
         if self.sandbox is not None:
             await self.sandbox.stop()
@@ -265,6 +279,25 @@ async def _wait_ready(children: list[Child], timeout: float) -> None:
             waiting = ", ".join(c.name for c in children if not c.is_ready())
             raise StartupError(f"not ready after {timeout:.0f}s: {waiting}")
         await asyncio.sleep(0.05)
+
+
+def _url_host(host: str) -> str:
+    return "127.0.0.1" if host in ("", "0.0.0.0") else host
+
+
+async def _serve_infra_metrics(running: RunningWake, host: str) -> None:
+    """`wake up`'s own /metrics, /healthz, /readyz: the embedded NATS and PostgreSQL."""
+    from services.wiring.health import HealthServer
+    from services.wiring.metrics import InfraWatch
+
+    watch = InfraWatch(running.infrastructure)
+    health = HealthServer(host=host, port=free_port())
+    health.add_check("nats", watch.nats_ready)
+    health.add_check("postgres", watch.postgres_ready)
+    await health.start()
+    running.infra_health = health
+    running.infra_watch = asyncio.create_task(watch.run())
+    running.metrics["infra"] = f"http://{_url_host(host)}:{health.bound_port}/metrics"
 
 
 async def start_wake(
@@ -367,6 +400,12 @@ async def start_wake(
                 }
                 if replicas > 1:
                     env.update(_replica_env(base_env, replica, replicas))
+                # Its /metrics, /healthz and /readyz; OTEL_* pass through base_env.
+                metrics_host = base_env.get("WAKE_METRICS_HOST") or "127.0.0.1"
+                metrics_port = free_port()
+                env["WAKE_METRICS_HOST"] = metrics_host
+                env["WAKE_METRICS_PORT"] = str(metrics_port)
+                running.metrics[name] = f"http://{_url_host(metrics_host)}:{metrics_port}/metrics"
                 running.services[name] = Child(
                     name=name,
                     argv=_wake_command("run", service),
@@ -378,6 +417,7 @@ async def start_wake(
                 )
                 running.services[name].spawn()
         await _wait_ready(list(running.services.values()), ready_timeout)
+        await _serve_infra_metrics(running, base_env.get("WAKE_METRICS_HOST") or "127.0.0.1")
         running.publish()
     except BaseException:
         await running.stop()

@@ -320,6 +320,13 @@ def new_trace(name: str, *, link: str = "", **attributes: str) -> Iterator[trace
         yield span
 
 
+def add_link(traceparent_value: str) -> None:
+    """Link the current span to the span of `traceparent_value` (what a command acts on)."""
+    span = trace.get_current_span()
+    for link in _link_to(traceparent_value):
+        span.add_link(link.context)
+
+
 # --- child spans: git, render, Kubernetes, HTTP, SQL ----------------------------
 
 
