@@ -36,7 +36,7 @@ from services.applier import drift
 from services.catalog.lookup import load_registry
 from services.resources.loading import DesiredResource, load_bundle, prepare_all
 from services.resources.phases import is_ordinary
-from services.wiring import telemetry
+from services.wiring import metrics, telemetry
 from services.wiring.eventlog import BundleCorrupt, BundleNotFound, StoredEvent
 from services.wiring.kube import Clusters, Kube, KubeConfigError, KubeError, Resource
 from services.wiring.runtime import ServiceContext
@@ -102,7 +102,8 @@ class DriftWatch:
         # Hooks come and go by their delete policies, skipped resources are never
         # applied: neither can drift.
         desired = [d for d in desired if is_ordinary(d.resource, d.ref)]
-        found = await asyncio.gather(*(self._drifted(kube, d, spec) for d in desired))
+        with metrics.timed(metrics.DRY_RUN_SECONDS, purpose="drift"):
+            found = await asyncio.gather(*(self._drifted(kube, d, spec) for d in desired))
         current = drift.drift_set(found)
         seen_apply, previous = self._seen.get(app, ("", []))
         if seen_apply != applied.apply_id:
