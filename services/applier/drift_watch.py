@@ -90,6 +90,14 @@ class DriftWatch:
             later = await self.ctx.log.last_event(app, other)
             if later is not None and later.seq > succeeded.seq:
                 return None  # in flight, or the cluster holds a failed apply's half
+        # Each check is a trace of its own, linked to the apply it compares with: drift
+        # found days later never grows that apply's trace.
+        with telemetry.new_trace(
+            "check drift", link=succeeded.event.traceparent, **{"wake.app": app}
+        ):
+            return await self._check(app, spec, succeeded)
+
+    async def _check(self, app: str, spec: AppSpec, succeeded: StoredEvent) -> DriftDetected | None:
         applied = succeeded.event.payload
         assert isinstance(applied, ApplySucceeded)
         try:
@@ -115,11 +123,7 @@ class DriftWatch:
             bundle_digest=applied.bundle_digest, resources=current, self_heal=spec.self_heal
         )
         key = hashlib.sha256(msgspec.json.encode(current)).hexdigest()
-        # Drift found days later is a journey of its own, linked to the apply it concerns.
-        with telemetry.new_trace(
-            "drift detected", link=succeeded.event.traceparent, **{"wake.app": app}
-        ):
-            await self.ctx.log.append(self.ctx.derive(detected, cause=succeeded.event, key=key))
+        await self.ctx.log.append(self.ctx.derive(detected, cause=succeeded.event, key=key))
         log.info(
             "%s: drift from apply %s: %s",
             app,

@@ -132,7 +132,8 @@ class HealthWatch:
         timeout = spec.health_timeout_seconds
         deadline = succeeded.occurred_at + timedelta(seconds=timeout)
         while True:
-            resources = await self._assess(kube, applied.inventory)
+            with telemetry.untraced():
+                resources = await self._assess(kube, applied.inventory)
             status = health.aggregate(resources)
             expired = not health.is_final(status) and now() >= deadline
             if expired:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 from collections.abc import Iterator, Mapping, Sequence
 
 from opentelemetry import context as otel_context
@@ -325,6 +326,26 @@ def add_link(traceparent_value: str) -> None:
     span = trace.get_current_span()
     for link in _link_to(traceparent_value):
         span.add_link(link.context)
+
+
+@contextlib.contextmanager
+def untraced() -> Iterator[None]:
+    """Spans started inside are not recorded (an unsampled parent): for polling that
+    runs on its own for a long time, such as a rollout's health reads, which would
+    otherwise grow the trace of the apply that started it for as long as it runs."""
+    quiet = trace.NonRecordingSpan(
+        trace.SpanContext(
+            trace_id=random.getrandbits(128) or 1,
+            span_id=random.getrandbits(64) or 1,
+            is_remote=False,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT),
+        )
+    )
+    token = otel_context.attach(trace.set_span_in_context(quiet, otel_context.Context()))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 # --- child spans: git, render, Kubernetes, HTTP, SQL ----------------------------
