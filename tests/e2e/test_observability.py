@@ -239,6 +239,7 @@ async def test_wake_trace_prints_the_journey_then_falls_back_on_the_log(wake: Wa
     ]
     assert any(span["traceId"] == trace_id for span in json_spans)
     assert all(re.fullmatch(r"[0-9a-f]{16}", span["spanId"]) for span in json_spans)
+
     # When the span store loses its spans (aged out)
     # (a span that ends late is exported up to a second after it ends: purge until none comes)
     async def purged() -> bool:
