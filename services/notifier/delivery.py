@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 
 import aiohttp
 
+from events import names
 from services.notifier.attempts import (
     Answer,
     Outcome,
@@ -101,6 +102,9 @@ async def _attempt(
     with telemetry.http_client_span(
         "POST", message.where, {"wake.notify.channel": message.channel}
     ) as span:
+        if names.TRACEPARENT_HEADER in headers:
+            # The receiver's spans go under this request's span.
+            headers = {**headers, names.TRACEPARENT_HEADER: telemetry.traceparent()}
         answer = await _attempt_once(session, message, headers, timeout)
         if answer.status_code:
             telemetry.record_status(span, answer.status_code)
