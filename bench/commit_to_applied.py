@@ -1,7 +1,7 @@
 """Commit to ApplySucceeded: how long one revision takes through Wake's five services.
 
     python bench/commit_to_applied.py [--runs 20] [--resources 20] [--latency-ms 15]
-                                      [--tracing-overhead]
+                                      [--tracing-overhead [--rounds 3]]
 
 Starts a real Wake (embedded NATS and PostgreSQL, every service its own
 process) with a sandbox cluster that waits `--latency-ms` per API request,
@@ -155,7 +155,7 @@ class _OtlpSink:
             await self.runner.cleanup()
 
 
-async def tracing_overhead(runs: int, resources: int, latency_ms: float) -> None:
+async def tracing_overhead(runs: int, resources: int, latency_ms: float, rounds: int) -> None:
     sink = _OtlpSink()
     await sink.start()
     try:
@@ -167,10 +167,14 @@ async def tracing_overhead(runs: int, resources: int, latency_ms: float) -> None
             "span store only (OTEL_TRACES_EXPORTER=none)": {"OTEL_TRACES_EXPORTER": "none"},
             "no tracing (OTEL_SDK_DISABLED=true)": {"OTEL_SDK_DISABLED": "true"},
         }
-        p50: dict[str, float] = {}
-        for mode, env in modes.items():
-            print(f"--- {mode}")
-            p50[mode] = statistics.median(await run(runs, resources, latency_ms, env))
+        # Modes take turns, a few rounds each, so a change in the machine's load
+        # (other processes) weighs on every mode alike.
+        totals: dict[str, list[float]] = {mode: [] for mode in modes}
+        for round_ in range(rounds):
+            for mode, env in modes.items():
+                print(f"--- {mode} (round {round_ + 1} of {rounds})")
+                totals[mode] += await run(max(1, runs // rounds), resources, latency_ms, env)
+        p50 = {mode: statistics.median(values) for mode, values in totals.items()}
         print(f"OTLP exports received: {sink.requests}")
     finally:
         await sink.stop()
@@ -196,6 +200,9 @@ def main() -> None:
         action="store_true",
         help="compare spans exported (OTLP + span store), span store only, and no tracing",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="with --tracing-overhead: turns each mode takes"
+    )
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
     print(
@@ -203,7 +210,7 @@ def main() -> None:
         f"{args.runs} runs"
     )
     if args.tracing_overhead:
-        asyncio.run(tracing_overhead(args.runs, args.resources, args.latency_ms))
+        asyncio.run(tracing_overhead(args.runs, args.resources, args.latency_ms, args.rounds))
     else:
         asyncio.run(run(args.runs, args.resources, args.latency_ms))
 

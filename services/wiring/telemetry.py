@@ -169,8 +169,18 @@ def setup_tracing(
     return _tracing
 
 
+_tracer: trace.Tracer | None = None
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer(TRACER)
+    """Wake's tracer, made once: the SDK builds a new one (and compares scopes) per call.
+
+    Before `setup_tracing` it is the API's proxy, which follows the provider set later.
+    """
+    global _tracer
+    if _tracer is None:
+        _tracer = trace.get_tracer(TRACER)
+    return _tracer
 
 
 def traceparent() -> str:
