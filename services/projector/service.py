@@ -26,7 +26,7 @@ import nats.errors
 from events import names
 from services.projector import store
 from services.projector.folding import ReadModels, decoded, fold, keys_needed
-from services.wiring import metrics
+from services.wiring import metrics, telemetry
 from services.wiring.leases import leading
 from services.wiring.runtime import ServiceContext
 
@@ -90,6 +90,8 @@ class _Progress:
 
 
 _WATCH_INTERVAL = 5.0
+# Links a batch's span keeps to the journeys it folds (the rest are not named).
+_LINKS = 16
 
 
 async def _watch(ctx: ServiceContext, url: str, progress: _Progress) -> None:
@@ -272,8 +274,15 @@ async def _commit(
     for seq, event in events:
         fold(models, seq, event)
     models.last_seq = batch[-1][0]
+    # A batch mixes many journeys: a trace of its own, linked to (a few of) theirs.
+    journeys = list(dict.fromkeys(e.traceparent for _, e in events if e.traceparent))
     try:
-        await store.write_batch(conn, schema, models, expected_position=position)
+        with telemetry.new_trace(
+            "project events",
+            links=journeys[:_LINKS],
+            **{"wake.projector.events": len(events), "wake.projector.last_seq": models.last_seq},
+        ):
+            await store.write_batch(conn, schema, models, expected_position=position)
     finally:
         # Rows are reloaded per batch: the working set stays bounded, and the
         # database, not this process, holds the state.

@@ -319,14 +319,19 @@ def root_span(name: str, **attributes: str) -> Iterator[trace.Span]:
 
 
 @contextlib.contextmanager
-def new_trace(name: str, *, link: str = "", **attributes: str) -> Iterator[trace.Span]:
-    """A new trace linked to the span of traceparent `link` (the apply it concerns).
+def new_trace(
+    name: str, *, link: str = "", links: Sequence[str] = (), **attributes: object
+) -> Iterator[trace.Span]:
+    """A new trace linked to the span of traceparent `link` (the apply it concerns),
+    and to those of `links`.
 
     For what happens later on its own: drift found, health changing, a
-    command given. Their events carry this trace, not the linked one.
+    command given, a batch of events folded. Their events carry this trace,
+    not the linked one.
     """
+    linked = [found for value in (link, *links) for found in _link_to(value)]
     with tracer().start_as_current_span(
-        name, context=otel_context.Context(), links=_link_to(link), attributes=attributes
+        name, context=otel_context.Context(), links=linked, attributes=attributes
     ) as span:
         yield span
 
