@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 import logging
 import os
 import signal
@@ -83,7 +84,14 @@ class ServiceContext:
         self.is_ready = True
         if self.ready_file is not None:
             self.ready_file.parent.mkdir(parents=True, exist_ok=True)
-            self.ready_file.write_text(str(os.getpid()))
+            # What the supervisor learns from it: which process, and where its
+            # /metrics is (a port picked at start: nothing to collide with).
+            announced = {"pid": os.getpid()}
+            if self.health is not None:
+                announced["metrics"] = f"{self.health.url}/metrics"
+            temporary = self.ready_file.with_suffix(".tmp")
+            temporary.write_text(json.dumps(announced))
+            os.replace(temporary, self.ready_file)
 
     def derive(self, payload: Payload, *, cause: Envelope, key: str = "") -> Envelope:
         """An event caused by `cause`: deterministic id, same journey, current trace."""

@@ -95,7 +95,7 @@ DESCRIPTIONS: dict[str, str] = {
     "also go to Wake's span store (stream WAKE_SPANS) for `wake trace`.",
     "metrics_host": "Address a service serves /metrics, /healthz and /readyz on.",
     "metrics_port": "Port of /metrics, /healthz and /readyz (0: any free port; -1: none; "
-    "`wake up` picks one per service and lists it in endpoints.json's `metrics`).",
+    "`wake up` has each service pick a free one and lists them in endpoints.json's `metrics`).",
     "webhook_host": "Address git-watcher's webhook receiver listens on.",
     "webhook_port": "Port of git-watcher's webhook receiver (0: no receiver; `wake up` picks one).",
     "webhook_secret": "Secret every webhook must be signed with (or use webhook_secret_file).",

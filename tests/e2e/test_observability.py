@@ -208,6 +208,20 @@ async def test_one_commit_is_one_trace_across_five_services_in_an_otlp_backend(
     assert any(s == "wake-planner" and n == "PATCH" for s, n in names_by_service)
     # and the notifier's webhook POST is a CLIENT span of the trace
     assert ("wake-notifier", "POST") in names_by_service
+    # and a health change later is a trace of its own, linked to the apply's span
+    health = await wake.next_event("traced", "HealthChanged", after=0)
+    health_trace = health.event.traceparent.split("-")[1]
+    assert health_trace != trace_id
+
+    def health_span() -> Span | None:
+        return next(
+            (span for _, span in receiver.trace(health_trace) if span.name == "health changed"),
+            None,
+        )
+
+    await eventually(lambda: health_span() is not None, timeout=30, what="health span exported")
+    (link,) = health_span().links
+    assert link.trace_id.hex() == trace_id and link.span_id in by_id
 
 
 async def test_wake_trace_prints_the_journey_then_falls_back_on_the_log(wake: WakeUnderTest):
