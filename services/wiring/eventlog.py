@@ -35,6 +35,7 @@ from events.envelope import Envelope, InvalidEvent, decode, encode
 from services.wiring import keys, metrics, telemetry
 from services.wiring.batching import BatchRejected, publish_atomic_batch
 from services.wiring.settings import env_name
+from services.wiring.spanstore import span_store_config
 
 # JetStream keeps the Nats-Msg-Id of every message for this long and answers a
 # second publish of one of them with `duplicate` instead of storing it again.
@@ -147,8 +148,6 @@ async def provision(nc: NatsClient, *, replicas: int = 1) -> None:
     `wake infra provision`) call it: a service that finds the log missing
     refuses to start (`require_provisioned`) rather than begin a new history.
     """
-    from services.wiring.spanstore import span_store_config
-
     js = nc.jetstream()
     configs = (
         stream_config(replicas=replicas),

@@ -301,11 +301,6 @@ def consuming(
         yield span
 
 
-# Kept for callers that open a handler span without message headers.
-def span_for(event: Envelope, operation: str):
-    return consuming(event, operation)
-
-
 # --- journeys -------------------------------------------------------------------
 
 
