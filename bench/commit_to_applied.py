@@ -28,6 +28,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 from aiohttp import web
 
 from events import new_event
@@ -65,6 +66,28 @@ def manifests(resources: int, generation: int) -> dict[str, str]:
     return files
 
 
+# CPU seconds the services spent per commit, one entry per `run` (read by tracing_overhead).
+CPU_PER_COMMIT: list[float] = []
+
+
+def services_cpu(running) -> float:
+    """User + system CPU seconds the service processes have used so far.
+
+    Unlike wall-clock latency, this barely moves with other load on the machine,
+    so it shows what tracing itself costs.
+    """
+    total = 0.0
+    for child in running.services.values():
+        if child.pid is None:
+            continue
+        try:
+            times = psutil.Process(child.pid).cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -96,6 +119,7 @@ async def run(
             await log.append(new_event(ApplicationRegistered(spec=spec), app=APP, actor="bench"))
             await wait_for_journey(log, APP, commit, after_seq=after, timeout=120, notified=False)
             totals: list[float] = []
+            cpu_before = services_cpu(running)
             stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
             for generation in range(1, runs + 1):
                 after = (await log.js.stream_info("WAKE_EVENTS")).state.last_seq
@@ -112,6 +136,7 @@ async def run(
                         stages[event.type].append(
                             (event.occurred_at - committed_at).total_seconds()
                         )
+            cpu_per_commit = (services_cpu(running) - cpu_before) / runs
         finally:
             await log.close()
             await running.stop()
@@ -120,6 +145,8 @@ async def run(
         f"p95 {percentile(totals, 0.95) * 1000:.0f} ms, "
         f"min {min(totals) * 1000:.0f} ms, max {max(totals) * 1000:.0f} ms"
     )
+    print(f"CPU time of the six services per commit: {cpu_per_commit * 1000:.0f} ms")
+    CPU_PER_COMMIT.append(cpu_per_commit)
     print("median time since the commit at which each stage was appended:")
     for stage, values in stages.items():
         if values:
@@ -170,15 +197,18 @@ async def tracing_overhead(runs: int, resources: int, latency_ms: float, rounds:
         # Modes take turns, a few rounds each, so a change in the machine's load
         # (other processes) weighs on every mode alike.
         totals: dict[str, list[float]] = {mode: [] for mode in modes}
+        cpu: dict[str, list[float]] = {mode: [] for mode in modes}
         for round_ in range(rounds):
             for mode, env in modes.items():
                 print(f"--- {mode} (round {round_ + 1} of {rounds})")
                 totals[mode] += await run(max(1, runs // rounds), resources, latency_ms, env)
+                cpu[mode].append(CPU_PER_COMMIT[-1])
         p50 = {mode: statistics.median(values) for mode, values in totals.items()}
         print(f"OTLP exports received: {sink.requests}")
     finally:
         await sink.stop()
     exported, store, off = (p50[mode] for mode in modes)
+    cpu_exported, cpu_store, cpu_off = (statistics.median(cpu[mode]) for mode in modes)
     print("tracing overhead on commit -> ApplySucceeded p50:")
     print(
         f"  exported (otlp + span store) vs OTEL_TRACES_EXPORTER=none: "

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from events import names
 from events.payloads import RevisionDetected
 from services.demo.sample import APP_PATH, first_commit
+from services.wiring import spanstore
 from tests.e2e.harness import WakeUnderTest, running_wake
 from tests.waiting import eventually
 
@@ -253,6 +254,19 @@ async def test_wake_trace_prints_the_journey_then_falls_back_on_the_log(wake: Wa
     ]
     assert any(span["traceId"] == trace_id for span in json_spans)
     assert all(re.fullmatch(r"[0-9a-f]{16}", span["spanId"]) for span in json_spans)
+
+    # and the CLI's `wake app add` was a trace of its own, in the span store too
+    registered = await wake.next_event("viewed", "ApplicationRegistered", after=0)
+    cli_trace = registered.event.traceparent.split("-")[1]
+    assert cli_trace != trace_id
+    stored = spanstore.to_otlp_json(await spanstore.read_trace(wake.log.js, cli_trace))
+    cli_spans = {
+        span["name"]
+        for resource in stored["resourceSpans"]
+        for scope in resource["scopeSpans"]
+        for span in scope["spans"]
+    }
+    assert {"wake app add", "send ApplicationRegistered"} <= cli_spans
 
     # When the span store loses its spans (aged out)
     # (a span that ends late is exported up to a second after it ends: purge until none comes)
