@@ -91,7 +91,12 @@ def _command_trace() -> Iterator[None]:
     if context is None or context.info_name not in _APPENDING:
         yield
         return
-    with telemetry.new_trace(context.command_path, **{"wake.actor": current_actor()}):
+    # "wake app add", whatever the program was called as (`python -m services.cli`).
+    words = []
+    while context.parent is not None:
+        words.insert(0, context.info_name or "")
+        context = context.parent
+    with telemetry.new_trace(" ".join(["wake", *words]), **{"wake.actor": current_actor()}):
         yield
 
 
