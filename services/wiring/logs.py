@@ -52,7 +52,13 @@ class _Context(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.startswith("nats") and record.levelno >= logging.ERROR:
+            # One line per lost connection or reconnect attempt, with why: a
+            # restart of NATS is expected, its traceback is not news.
             record.levelno, record.levelname = logging.WARNING, "WARNING"
+            if record.exc_info and record.exc_info[1] is not None:
+                record.msg = f"{record.getMessage()}: {record.exc_info[1]!r}"
+                record.args = None
+                record.exc_info = record.exc_text = None
         handling = _handling.get()
         if handling is not None:
             record.wake_app = getattr(record, "wake_app", "") or handling[0]
