@@ -142,7 +142,8 @@ def bundle_store_config(*, replicas: int = 1) -> api.StreamConfig:
 
 
 async def provision(nc: NatsClient, *, replicas: int = 1) -> None:
-    """Create the stream and the object store, or bring their settings up to date.
+    """Create the stream, the object store and the span store, or bring their
+    settings up to date.
 
     Idempotent. Only the provisioning commands (`wake up`, `wake infra up`,
     `wake infra provision`) call it: a service that finds the log missing
@@ -155,17 +156,34 @@ async def provision(nc: NatsClient, *, replicas: int = 1) -> None:
         span_store_config(replicas=replicas),
     )
     for config in configs:
-        try:
-            await js.add_stream(config)
-        except js_errors.BadRequestError as exc:
-            # 10058: the stream exists with other settings -- converge them.
-            if exc.err_code != 10058:
-                raise
-            await js.update_stream(config)
+        await _placed(js, config)
     try:
         await js.key_value(LEASES_BUCKET)
     except js_errors.BucketNotFoundError:
         await js.create_key_value(leases_config(replicas))
+
+
+# A cluster that has just formed may not count every peer as current yet and
+# refuse to place a replicated stream (10005, "no suitable peers for placement")
+# for a moment; provisioning waits that out rather than fail `wake up`.
+_NO_PEERS = 10005
+_PLACEMENT_WAIT = 15.0
+
+
+async def _placed(js, config: api.StreamConfig) -> None:
+    deadline = time.monotonic() + _PLACEMENT_WAIT
+    while True:
+        try:
+            await js.add_stream(config)
+            return
+        except js_errors.BadRequestError as exc:
+            if exc.err_code == 10058:
+                # The stream exists with other settings: converge them.
+                await js.update_stream(config)
+                return
+            if exc.err_code != _NO_PEERS or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 def leases_config(replicas: int = 1) -> api.KeyValueConfig:
