@@ -19,6 +19,23 @@ BUNDLES_STREAM = f"OBJ_{BUNDLES}"
 SUBJECT_PREFIX = "wake.evt"
 ALL_SUBJECTS = f"{SUBJECT_PREFIX}.>"
 
+# Wake's span store: finished OpenTelemetry spans, OTLP protobuf, one message
+# per (publisher, trace) batch, on `wake.spans.<identity>.<trace id>`.
+SPANS_STREAM = "WAKE_SPANS"
+SPANS_PREFIX = "wake.spans"
+ALL_SPANS = f"{SPANS_PREFIX}.>"
+
+
+def spans_subject(identity: str, trace_id: str) -> str:
+    """Where `identity` publishes its spans of trace `trace_id` (32 hex digits)."""
+    return f"{SPANS_PREFIX}.{identity}.{trace_id}"
+
+
+def trace_spans(trace_id: str) -> str:
+    """The filter of every identity's spans of one trace."""
+    return f"{SPANS_PREFIX}.*.{trace_id}"
+
+
 # The app token for events that concern no single application (for example a
 # garbage message whose subject names no valid app).
 SYSTEM_APP = "_wake"
@@ -28,6 +45,7 @@ MSG_ID = "Nats-Msg-Id"
 EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 EXPECTED_LAST_SUBJECT_SEQ_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 TRACEPARENT_HEADER = "traceparent"
+TRACESTATE_HEADER = "tracestate"
 
 # Application names are DNS-1123 labels, as Kubernetes object names are: they
 # are used as a subject token, as a label value and as a directory name, and a

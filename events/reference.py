@@ -79,7 +79,10 @@ keeping a position on the server.
 - Every type ever written stays decodable by every later Wake: the log is never migrated.
 - `schema_version` rises when a payload's shape changes; the JSON Schema of all types is
   printed by `wake events schema`.
-- Headers: `Nats-Msg-Id` (= `event_id`) and `traceparent`; batch appends also carry
+- Headers: `Nats-Msg-Id` (= `event_id`), and `traceparent` (with `tracestate` when
+  set): the W3C context of the PRODUCER span that appended the message, the parent
+  of a consumer's CONSUMER span (the envelope's `traceparent` is the span of the
+  handler that made the event, in the same trace). Batch appends also carry
   JetStream's `Nats-Batch-*` headers. Consumers should not depend on other headers.
 """
 

@@ -36,6 +36,7 @@ from services.applier import drift
 from services.catalog.lookup import load_registry
 from services.resources.loading import DesiredResource, load_bundle, prepare_all
 from services.resources.phases import is_ordinary
+from services.wiring import metrics, telemetry
 from services.wiring.eventlog import BundleCorrupt, BundleNotFound, StoredEvent
 from services.wiring.kube import Clusters, Kube, KubeConfigError, KubeError, Resource
 from services.wiring.runtime import ServiceContext
@@ -89,6 +90,14 @@ class DriftWatch:
             later = await self.ctx.log.last_event(app, other)
             if later is not None and later.seq > succeeded.seq:
                 return None  # in flight, or the cluster holds a failed apply's half
+        # Each check is a trace of its own, linked to the apply it compares with: drift
+        # found days later never grows that apply's trace.
+        with telemetry.new_trace(
+            "check drift", link=succeeded.event.traceparent, **{"wake.app": app}
+        ):
+            return await self._check(app, spec, succeeded)
+
+    async def _check(self, app: str, spec: AppSpec, succeeded: StoredEvent) -> DriftDetected | None:
         applied = succeeded.event.payload
         assert isinstance(applied, ApplySucceeded)
         try:
@@ -101,7 +110,8 @@ class DriftWatch:
         # Hooks come and go by their delete policies, skipped resources are never
         # applied: neither can drift.
         desired = [d for d in desired if is_ordinary(d.resource, d.ref)]
-        found = await asyncio.gather(*(self._drifted(kube, d, spec) for d in desired))
+        with metrics.timed(metrics.DRY_RUN_SECONDS, purpose="drift"):
+            found = await asyncio.gather(*(self._drifted(kube, d, spec) for d in desired))
         current = drift.drift_set(found)
         seen_apply, previous = self._seen.get(app, ("", []))
         if seen_apply != applied.apply_id:

@@ -32,6 +32,7 @@ from events.envelope import Envelope, now
 from events.payloads import ApplyStarted, ApplySucceeded, HealthChanged, ResourceHealth, ResourceRef
 from services.catalog.lookup import app_spec, load_registry
 from services.resources import health
+from services.wiring import telemetry
 from services.wiring.kube import Clusters, Kube, KubeConfigError, KubeError
 from services.wiring.runtime import ServiceContext
 
@@ -131,19 +132,27 @@ class HealthWatch:
         timeout = spec.health_timeout_seconds
         deadline = succeeded.occurred_at + timedelta(seconds=timeout)
         while True:
-            resources = await self._assess(kube, applied.inventory)
+            with telemetry.untraced():
+                resources = await self._assess(kube, applied.inventory)
             status = health.aggregate(resources)
             expired = not health.is_final(status) and now() >= deadline
             if expired:
                 resources = health.timed_out(resources, timeout)
                 status = health.aggregate(resources)
             if status != last:
-                event = self.ctx.derive(
-                    HealthChanged(status=status, resources=resources, apply_id=applied.apply_id),
-                    cause=succeeded,
-                    key=f"health:{count}",
-                )
-                await self.ctx.log.append(event)
+                with telemetry.new_trace(
+                    "health changed",
+                    link=succeeded.traceparent,
+                    **{"wake.app": app, "wake.health": str(status)},
+                ):
+                    event = self.ctx.derive(
+                        HealthChanged(
+                            status=status, resources=resources, apply_id=applied.apply_id
+                        ),
+                        cause=succeeded,
+                        key=f"health:{count}",
+                    )
+                    await self.ctx.log.append(event)
                 log.info("%s: health of apply %s: %s", app, applied.apply_id, status)
                 count += 1
                 last = status

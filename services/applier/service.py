@@ -63,6 +63,7 @@ from services.resources.identity import identity, live_wave
 from services.resources.labels import is_labelled_for
 from services.resources.loading import DesiredResource, load_bundle, prepare_all
 from services.resources.ordering import InvalidWave, order_key, prune_order
+from services.wiring import metrics
 from services.wiring.conflicts import after_conflict
 from services.wiring.consumers import (
     ConsumerSettings,
@@ -489,9 +490,15 @@ class Applier:
             admission.deadline(started, self.ctx.settings.apply_timeout) - now()
         ).total_seconds()
         scope = asyncio.timeout(max(remaining, 0.0))
+        applying = metrics.timed(metrics.APPLY_SECONDS, outcome="succeeded")
         try:
-            async with scope:
-                inventory = await self._apply(approval, plan, apply_id, progress)
+            with applying as labels:
+                try:
+                    async with scope:
+                        inventory = await self._apply(approval, plan, apply_id, progress)
+                except (_Failed, TimeoutError):
+                    labels["outcome"] = "failed"
+                    raise
         except _Failed as failure:
             outcome = ApplyFailed(
                 apply_id=apply_id,

@@ -32,6 +32,7 @@ from services.cli.connecting import (
     settings_for,
 )
 from services.renderer.options import RENDERER_OPTIONS, unknown_options
+from services.wiring import telemetry
 from services.wiring.eventlog import ConcurrencyConflict, EventLog
 
 STATUS_TYPES = (
@@ -385,7 +386,12 @@ def add(data_dir: str, name: str, **options: Any) -> None:
                 raise click.ClickException(
                     f"application {name!r} is already registered (change it with `wake app set`)"
                 )
-            event = new_event(ApplicationRegistered(spec=spec), app=name, actor=current_actor())
+            event = new_event(
+                ApplicationRegistered(spec=spec),
+                app=name,
+                actor=current_actor(),
+                traceparent=telemetry.traceparent(),
+            )
             try:
                 appended = await log.append(event, expected_last_seq=position)
             except ConcurrencyConflict:
@@ -473,7 +479,9 @@ def set_(ctx: click.Context, data_dir: str, name: str, **options: Any) -> None:
             if any(f in SOURCE_FIELDS for f in changed):
                 await check_source(data_dir, spec)
             payload = ApplicationUpdated(spec=spec, changed=changed)
-            event = new_event(payload, app=name, actor=current_actor())
+            event = new_event(
+                payload, app=name, actor=current_actor(), traceparent=telemetry.traceparent()
+            )
             try:
                 appended = await log.append(event, expected_last_seq=position)
             except ConcurrencyConflict:
@@ -621,7 +629,10 @@ def remove(data_dir: str, name: str, reason: str, cascade: bool) -> None:
             if await lookup.app_spec(log, name) is None:
                 raise click.ClickException(f"no application {name!r} is registered")
             event = new_event(
-                ApplicationRemoved(reason=reason, cascade=cascade), app=name, actor=current_actor()
+                ApplicationRemoved(reason=reason, cascade=cascade),
+                app=name,
+                actor=current_actor(),
+                traceparent=telemetry.traceparent(),
             )
             try:
                 await log.append(event, expected_last_seq=position)

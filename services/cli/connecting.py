@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import getpass
 import os
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import click
 import nats.errors
 
-from events import names
-from services.wiring import keys
+from events import names, ownership
+from services.wiring import keys, telemetry
 from services.wiring.credentials import CredentialsError, client_tls, load_connect_kwargs
 from services.wiring.eventlog import EventLog
 from services.wiring.settings import (
@@ -64,14 +64,40 @@ async def connected(settings: Settings) -> AsyncIterator[EventLog]:
         raise click.ClickException(
             f"cannot reach NATS at {url}: {exc or type(exc).__name__}"
         ) from None
+    tracing = telemetry.setup_tracing(
+        "cli", settings.otel_exporter, identity=log.identity or ownership.OPERATOR
+    )
+    await tracing.attach(log.nc)
     try:
         try:
             keys.use_install_keys(log, settings)
         except keys.KeyFileError as exc:
             raise click.ClickException(str(exc)) from None
-        yield log
+        with _command_trace():
+            yield log
     finally:
+        if log.nc.is_connected:
+            await tracing.flush(timeout=2.0)
         await log.close()
+
+
+# Commands that append: each starts a trace of its own (`wake approve` ...).
+_APPENDING = {"approve", "reject", "rollback", "sync", "add", "set", "remove"}
+
+
+@contextlib.contextmanager
+def _command_trace() -> Iterator[None]:
+    context = click.get_current_context(silent=True)
+    if context is None or context.info_name not in _APPENDING:
+        yield
+        return
+    # "wake app add", whatever the program was called as (`python -m services.cli`).
+    words = []
+    while context.parent is not None:
+        words.insert(0, context.info_name or "")
+        context = context.parent
+    with telemetry.new_trace(" ".join(["wake", *words]), **{"wake.actor": current_actor()}):
+        yield
 
 
 def operator_credentials(settings: Settings) -> dict[str, Any] | None:

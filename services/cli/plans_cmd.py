@@ -20,6 +20,7 @@ from services.cli.connecting import (
     run,
     settings_for,
 )
+from services.wiring import telemetry
 from services.wiring.conflicts import after_conflict
 from services.wiring.eventlog import ConcurrencyConflict
 
@@ -48,7 +49,10 @@ def sync(data_dir: str, name: str, reason: str, resume: bool) -> None:
             if await lookup.app_spec(log, name) is None:
                 raise click.ClickException(f"no application {name!r} is registered")
             event = new_event(
-                SyncRequested(reason=reason, resume=resume), app=name, actor=current_actor()
+                SyncRequested(reason=reason, resume=resume),
+                app=name,
+                actor=current_actor(),
+                traceparent=telemetry.traceparent(),
             )
             appended = await log.append(event)
         what = "sync (resume)" if resume else "sync"
@@ -167,7 +171,15 @@ async def _decide(data_dir: str, plan_id: str, decision: str, reason: str) -> No
                 if decision == "approve"
                 else PlanRejected(plan_id=plan_id, reason=reason, via="cli")
             )
-            event = new_event(payload, app=view.app, actor=current_actor(), cause=view.event)
+            # The approval's own trace, linked to the plan's.
+            telemetry.add_link(view.event.traceparent)
+            event = new_event(
+                payload,
+                app=view.app,
+                actor=current_actor(),
+                traceparent=telemetry.traceparent(),
+                cause=view.event,
+            )
             try:
                 await log.append(event, expected_last_seq=position)
             except ConcurrencyConflict:

@@ -25,6 +25,7 @@ from services.cli.connecting import (
     run,
     settings_for,
 )
+from services.wiring import telemetry
 from services.wiring.eventlog import ConcurrencyConflict, EventLog
 
 
@@ -63,7 +64,9 @@ def rollback(data_dir: str, name: str, target: str, reason: str) -> None:
                 commit=revision.apply.commit,
                 bundle_digest=revision.apply.bundle_digest,
             )
-            event = new_event(payload, app=name, actor=current_actor())
+            event = new_event(
+                payload, app=name, actor=current_actor(), traceparent=telemetry.traceparent()
+            )
             try:
                 await log.append(event, expected_last_seq=position)
             except ConcurrencyConflict:

@@ -150,6 +150,11 @@ def up(
             providers = "{github,gitlab,gitea,bitbucket,generic}"
             click.echo(f"  webhooks        {endpoints.webhook_url}/{providers}")
             click.echo(f"  webhook secret  {running.webhook_secret_file or 'WAKE_WEBHOOK_SECRET'}")
+            if "infra" in endpoints.metrics:
+                click.echo(
+                    f"  metrics         {endpoints.metrics['infra']} (and each service's:"
+                    " endpoints.json `metrics`; /healthz, /readyz beside)"
+                )
             click.echo(f"  endpoints       {running.data_dir / infra.ENDPOINTS_FILE}")
             click.echo(f"  NATS identities {running.data_dir / infra.CREDENTIALS_DIR}")
             click.echo("Press Ctrl-C to stop.")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from opentelemetry.trace import SpanKind
 
 from services.git_watcher.webhooks import (
     MAX_BODY_BYTES,
@@ -30,6 +31,7 @@ from services.git_watcher.webhooks import (
     triage,
     verify,
 )
+from services.wiring import metrics, telemetry
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +195,21 @@ class Receiver:
 
     def _handler(self, provider: Provider):
         async def handle(request: web.Request) -> web.StreamResponse:
-            return await self._handle(provider, request)
+            name = str(provider)
+            with telemetry.child_span(
+                f"POST /{name}",
+                {"http.request.method": "POST", "url.path": request.path},
+                kind=SpanKind.SERVER,
+            ) as span:
+                try:
+                    response = await self._handle(provider, request)
+                except web.HTTPException as refused:
+                    metrics.WEBHOOK_REQUESTS.labels(name, str(refused.status)).inc()
+                    telemetry.record_status(span, refused.status)
+                    raise
+                metrics.WEBHOOK_REQUESTS.labels(name, str(response.status)).inc()
+                telemetry.record_status(span, response.status)
+                return response
 
         return handle
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 
 import aiohttp
 
+from events import names
 from services.notifier.attempts import (
     Answer,
     Outcome,
@@ -23,6 +24,7 @@ from services.notifier.attempts import (
     verdict,
 )
 from services.notifier.routing import Message
+from services.wiring import telemetry
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,23 @@ async def deliver(
 
 
 async def _attempt(
+    session: aiohttp.ClientSession, message: Message, headers: dict[str, str], timeout: float
+) -> Answer:
+    with telemetry.http_client_span(
+        "POST", message.where, {"wake.notify.channel": message.channel}
+    ) as span:
+        if names.TRACEPARENT_HEADER in headers:
+            # The receiver's spans go under this request's span.
+            headers = {**headers, names.TRACEPARENT_HEADER: telemetry.traceparent()}
+        answer = await _attempt_once(session, message, headers, timeout)
+        if answer.status_code:
+            telemetry.record_status(span, answer.status_code)
+        elif answer.error:
+            telemetry.mark_failed(span, answer.error)
+        return answer
+
+
+async def _attempt_once(
     session: aiohttp.ClientSession, message: Message, headers: dict[str, str], timeout: float
 ) -> Answer:
     try:

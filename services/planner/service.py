@@ -72,6 +72,7 @@ from services.resources.desired import prepare
 from services.resources.identity import errors_of, live_wave
 from services.resources.loading import DesiredResource, load_bundle, prepare_all
 from services.resources.phases import is_ordinary
+from services.wiring import metrics
 from services.wiring.conflicts import after_conflict
 from services.wiring.consumers import ConsumerSettings, reject, serve_consumer
 from services.wiring.eventlog import (
@@ -494,7 +495,7 @@ class Planner:
         # and set aside below; the resource is compared as sent.
         found, outcomes = await asyncio.gather(
             self._all(lambda ref: self._live(kube, ref), [d.ref for d in readable]),
-            self._all(lambda d: self._dry_run(kube, d), readable),
+            self._timed_dry_runs(self._all(lambda d: self._dry_run(kube, d), readable)),
         )
         for d, obj in zip(readable, found, strict=True):
             if isinstance(obj, Refusal):
@@ -519,6 +520,11 @@ class Planner:
             raise
         except KubeError as exc:
             return _refusal(exc, operation="read")
+
+    @staticmethod
+    async def _timed_dry_runs(running: Awaitable[T]) -> T:
+        with metrics.timed(metrics.DRY_RUN_SECONDS, purpose="plan"):
+            return await running
 
     async def _dry_run(self, kube: Kube, d: DesiredResource) -> DryRun:
         try:

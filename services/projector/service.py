@@ -21,10 +21,13 @@ import logging
 import time
 
 import asyncpg
+import nats.errors
 
+from events import names
 from events.envelope import InvalidEvent
 from services.projector import store
 from services.projector.folding import ReadModels, decoded, fold, keys_needed
+from services.wiring import metrics, telemetry
 from services.wiring.eventlog import EventLog
 from services.wiring.leases import leading
 from services.wiring.runtime import ServiceContext
@@ -64,28 +67,106 @@ async def main(ctx: ServiceContext) -> None:
     Of several replicas one folds at a time (a lease); the others stand by.
     """
     url = require_database(ctx.settings.database_url)
+    progress = _Progress()
+    if ctx.health is not None:
+        ctx.health.add_check("postgres", progress.database_ready)
+    watching = asyncio.create_task(_watch(ctx, url, progress))
+    try:
+        await _lead(ctx, url, progress)
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watching
+
+
+class _Progress:
+    """What the projector's metrics and readiness read: its position, PostgreSQL's state."""
+
+    def __init__(self) -> None:
+        self.position = 0
+        self.database = "not connected yet"
+        self.connected = False
+
+    def database_ready(self) -> tuple[bool, str]:
+        return self.connected, self.database
+
+
+_WATCH_INTERVAL = 5.0
+# Links a batch's span keeps to the journeys it folds (the rest are not named).
+_LINKS = 16
+
+
+async def _watch(ctx: ServiceContext, url: str, progress: _Progress) -> None:
+    """Every few seconds: the lag behind the log, and the apps by sync and health status.
+
+    Its own connection, so it never waits on a batch's transaction; whichever
+    replica leads writes the read models, every replica reports them.
+    """
+    conn = None
+    schema = store.schema_name(store.LIVE_SCHEMA)
+    while not ctx.stop.is_set():
+        try:
+            info = await ctx.log.js.stream_info(names.STREAM)
+            metrics.PROJECTOR_LAG.set(max(0, (info.state.last_seq or 0) - progress.position))
+            if conn is None or conn.is_closed():
+                conn = await asyncpg.connect(url, timeout=5)
+            if await store.schema_exists(conn, schema):
+                rows = await conn.fetch(
+                    f"SELECT sync_state, health, count(*) AS n FROM {schema}.applications "
+                    "WHERE NOT removed GROUP BY sync_state, health"
+                )
+                by_sync: dict[str, int] = {}
+                by_health: dict[str, int] = {}
+                for row in rows:
+                    sync = row["sync_state"] or "unknown"
+                    health = row["health"] or "unknown"
+                    by_sync[sync] = by_sync.get(sync, 0) + row["n"]
+                    by_health[health] = by_health.get(health, 0) + row["n"]
+                metrics.APPS_BY_SYNC.clear()
+                metrics.APPS_BY_HEALTH.clear()
+                for status, count in by_sync.items():
+                    metrics.APPS_BY_SYNC.labels(status).set(count)
+                for status, count in by_health.items():
+                    metrics.APPS_BY_HEALTH.labels(status).set(count)
+        except (*_DATABASE_GONE, asyncpg.PostgresError, nats.errors.Error) as exc:
+            log.debug("projector metrics: %r", exc)
+            if conn is not None and not conn.is_closed():
+                conn.terminate()
+            conn = None
+        if await ctx.wait_stop(_WATCH_INTERVAL):
+            break
+    if conn is not None and not conn.is_closed():
+        conn.terminate()
+
+
+async def _lead(ctx: ServiceContext, url: str, progress: _Progress) -> None:
     async with leading(
         ctx.log, "projector", holder=ctx.log.instance, stop=ctx.stop, standing_by=ctx.ready
     ) as leads:
         if leads:
-            await _fold_until_stopped(ctx, url)
+            await _fold_until_stopped(ctx, url, progress)
+        else:
+            progress.connected, progress.database = True, "standing by (another replica leads)"
 
 
-async def _fold_until_stopped(ctx: ServiceContext, url: str) -> None:
+async def _fold_until_stopped(ctx: ServiceContext, url: str, progress: _Progress) -> None:
     delay = _RECONNECT_FIRST
     while not ctx.stop.is_set():
         try:
             conn = await asyncpg.connect(url, timeout=5)
         except _DATABASE_GONE as exc:
+            progress.connected, progress.database = False, f"unreachable: {_why(exc)}"
             log.warning("PostgreSQL unreachable (%s); retrying in %.1fs", _why(exc), delay)
             if await ctx.wait_stop(delay):
                 return
             delay = min(delay * 2, _RECONNECT_MAX)
             continue
         delay = _RECONNECT_FIRST
+        progress.connected, progress.database = True, "connected"
         try:
-            await _project_until_stopped(ctx, conn)
+            await _project_until_stopped(ctx, conn, progress)
         except _DATABASE_GONE as exc:
+            progress.connected, progress.database = False, f"lost: {_why(exc)}"
             log.warning("lost PostgreSQL (%s); reconnecting", _why(exc))
         finally:
             try:
@@ -98,19 +179,22 @@ def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def _project_until_stopped(ctx: ServiceContext, conn: asyncpg.Connection) -> None:
+async def _project_until_stopped(
+    ctx: ServiceContext, conn: asyncpg.Connection, progress: _Progress
+) -> None:
     schema = store.schema_name(store.LIVE_SCHEMA)
     applied = await store.migrate(conn, schema)
     if applied:
         log.info("applied %d migration(s) to schema %s", applied, schema)
     while not ctx.stop.is_set():
         position = await store.position(conn, schema)
+        progress.position = position
         log.info("projecting from sequence %d into schema %s", position + 1, schema)
         queue: asyncio.Queue = asyncio.Queue(maxsize=BATCH_EVENTS * 4)
         reader = asyncio.create_task(_read(ctx, position + 1, queue))
         ctx.ready()
         try:
-            await _project(ctx, conn, schema, queue, reader, position)
+            await _project(ctx, conn, schema, queue, reader, position, progress)
         except store.PositionMoved as exc:
             # Another replica folded these events first; carry on after them.
             log.warning("%s; resuming from the stored position", exc)
@@ -137,6 +221,7 @@ async def _project(
     queue: asyncio.Queue,
     reader: asyncio.Task,
     position: int,
+    progress: _Progress,
 ) -> None:
     models = ReadModels()
     stopping = asyncio.create_task(ctx.stop.wait())
@@ -163,6 +248,8 @@ async def _project(
             if batch:
                 await _commit(ctx.log, conn, schema, models, batch, position)
                 position = batch[-1][0]
+                progress.position = position
+                metrics.PROJECTOR_POSITION.set(position)
             if ended:
                 # The reader failed; surface its error so the supervisor restarts us.
                 reader.result()
@@ -190,8 +277,15 @@ async def _commit(
     for seq, event in events:
         fold(models, seq, event)
     models.last_seq = batch[-1][0]
+    # A batch mixes many journeys: a trace of its own, linked to (a few of) theirs.
+    journeys = list(dict.fromkeys(e.traceparent for _, e in events if e.traceparent))
     try:
-        await store.write_batch(conn, schema, models, expected_position=position)
+        with telemetry.new_trace(
+            "project events",
+            links=journeys[:_LINKS],
+            **{"wake.projector.events": len(events), "wake.projector.last_seq": models.last_seq},
+        ):
+            await store.write_batch(conn, schema, models, expected_position=position)
     finally:
         # Rows are reloaded per batch: the working set stays bounded, and the
         # database, not this process, holds the state.

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any, NewType
 
 import asyncpg
+from opentelemetry.trace import SpanKind
 
 from services.projector.folding import KEYED_TABLES, TABLES, EventRow, ReadModels
+from services.wiring import telemetry
 
 LIVE_SCHEMA = "wake"
 PROJECTION = "read_models"
@@ -227,6 +229,22 @@ async def write_batch(
     PositionMoved: the position's row is updated first, so a second projector
     on the same schema waits on its lock, then finds it moved and writes nothing.
     """
+    with telemetry.child_span(
+        "write read models",
+        {
+            "db.system.name": "postgresql",
+            "db.operation.name": "TRANSACTION",
+            "db.namespace": schema,
+            "wake.projector.last_seq": models.last_seq,
+        },
+        kind=SpanKind.CLIENT,
+    ):
+        await _write(conn, schema, models, expected_position)
+
+
+async def _write(
+    conn: asyncpg.Connection, schema: SchemaName, models: ReadModels, expected_position: int
+) -> None:
     async with conn.transaction():
         moved = await conn.execute(
             f"UPDATE {schema}.projection_position SET last_seq = $2, updated_at = now() "

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.renderer.manifests import RenderError
+from services.wiring import telemetry
 
 # What of stderr is kept for the error message: the end, where tools say why.
 STDERR_KEPT = 16 * 1024
@@ -76,6 +77,27 @@ def run_tool(
     Raises RenderError naming `file` when the deadline passes (the process
     group is killed) or stdout exceeds the output cap.
     """
+    with telemetry.child_span(
+        f"run {Path(argv[0]).name}",
+        {"process.executable.name": Path(argv[0]).name, "wake.render.file": file},
+    ) as span:
+        finished = _run_tool(
+            argv, what=what, file=file, limits=limits, cwd=cwd, stdin=stdin, env=env
+        )
+        span.set_attribute("process.exit.code", finished.returncode)
+        return finished
+
+
+def _run_tool(
+    argv: Sequence[str],
+    *,
+    what: str,
+    file: str,
+    limits: Limits,
+    cwd: Path,
+    stdin: bytes = b"",
+    env: dict[str, str] | None = None,
+) -> Finished:
     limits.check_time(what, file)
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

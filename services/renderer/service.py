@@ -40,6 +40,7 @@ from events.payloads import (
 from services.catalog.lookup import app_spec
 from services.renderer import selection, unchanged
 from services.renderer.rendering import Rendered, render_app
+from services.wiring import metrics
 from services.wiring.consumers import ConsumerSettings, serve_consumer
 from services.wiring.eventlog import EventLog, StoredEvent, checked_bytes
 from services.wiring.git import (
@@ -233,12 +234,16 @@ async def render_revision(
         return RenderFailed(commit=revision.commit, error=str(exc), renderer=spec.renderer)
     # Rendering is CPU work and subprocesses: off the event loop, which keeps
     # the consumer's in-progress heartbeats going meanwhile.
-    return await asyncio.to_thread(
-        render_app,
-        mirror,
-        app=app,
-        spec=spec,
-        revision=revision,
-        app_path=app_path,
-        settings=settings,
-    )
+    with metrics.timed(metrics.RENDER_SECONDS, kind=str(spec.renderer), outcome="ok") as labels:
+        result = await asyncio.to_thread(
+            render_app,
+            mirror,
+            app=app,
+            spec=spec,
+            revision=revision,
+            app_path=app_path,
+            settings=settings,
+        )
+        if isinstance(result, RenderFailed):
+            labels["outcome"] = "failed"
+    return result

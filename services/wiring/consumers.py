@@ -73,7 +73,7 @@ from nats.aio.msg import Msg
 
 from events import names
 from events.envelope import InvalidEvent
-from services.wiring import telemetry
+from services.wiring import logs, metrics, telemetry
 from services.wiring.eventlog import EventLog, StoredEvent, decode_stored
 from services.wiring.permissions import partition_names
 
@@ -728,8 +728,26 @@ async def _handle(
         seq=seq, subject=message.subject, event=event, stored_at=metadata.timestamp
     )
     try:
-        with telemetry.span_for(event, settings.name):
-            await handler(stored)
+        with (
+            metrics.handling(settings.name, event.type) as outcome,
+            logs.handling_event(event.app, event.event_id),
+            telemetry.consuming(
+                event,
+                settings.name,
+                headers=message.headers,
+                subject=message.subject,
+                seq=seq,
+                delivery=attempt,
+            ),
+        ):
+            try:
+                await handler(stored)
+            except Deferred:
+                outcome[0] = "deferred"
+                raise
+            except Exception:
+                outcome[0] = "rejected" if attempt >= settings.max_deliver else "retry"
+                raise
     except Deferred as deferred:
         if attempt < settings.max_deliver:
             await message.nak(delay=deferred.seconds)

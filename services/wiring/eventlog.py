@@ -42,9 +42,10 @@ from events.envelope import (
     new_event,
 )
 from events.payloads import EventRejected
-from services.wiring import keys
+from services.wiring import keys, metrics, telemetry
 from services.wiring.batching import BatchRejected, publish_atomic_batch
 from services.wiring.settings import env_name
+from services.wiring.spanstore import span_store_config
 
 log = logging.getLogger(__name__)
 
@@ -153,25 +154,48 @@ def bundle_store_config(*, replicas: int = 1) -> api.StreamConfig:
 
 
 async def provision(nc: NatsClient, *, replicas: int = 1) -> None:
-    """Create the stream and the object store, or bring their settings up to date.
+    """Create the stream, the object store and the span store, or bring their
+    settings up to date.
 
     Idempotent. Only the provisioning commands (`wake up`, `wake infra up`,
     `wake infra provision`) call it: a service that finds the log missing
     refuses to start (`require_provisioned`) rather than begin a new history.
     """
     js = nc.jetstream()
-    for config in (stream_config(replicas=replicas), bundle_store_config(replicas=replicas)):
-        try:
-            await js.add_stream(config)
-        except js_errors.BadRequestError as exc:
-            # 10058: the stream exists with other settings -- converge them.
-            if exc.err_code != 10058:
-                raise
-            await js.update_stream(config)
+    configs = (
+        stream_config(replicas=replicas),
+        bundle_store_config(replicas=replicas),
+        span_store_config(replicas=replicas),
+    )
+    for config in configs:
+        await _placed(js, config)
     try:
         await js.key_value(LEASES_BUCKET)
     except js_errors.BucketNotFoundError:
         await js.create_key_value(leases_config(replicas))
+
+
+# A cluster that has just formed may not count every peer as current yet and
+# refuse to place a replicated stream (10005, "no suitable peers for placement")
+# for a moment; provisioning waits that out rather than fail `wake up`.
+_NO_PEERS = 10005
+_PLACEMENT_WAIT = 15.0
+
+
+async def _placed(js, config: api.StreamConfig) -> None:
+    deadline = time.monotonic() + _PLACEMENT_WAIT
+    while True:
+        try:
+            await js.add_stream(config)
+            return
+        except js_errors.BadRequestError as exc:
+            if exc.err_code == 10058:
+                # The stream exists with other settings: converge them.
+                await js.update_stream(config)
+                return
+            if exc.err_code != _NO_PEERS or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 def leases_config(replicas: int = 1) -> api.KeyValueConfig:
@@ -446,9 +470,10 @@ class EventLog:
         data = checked_bytes(event)
         while True:
             try:
-                ack = await self.js.publish(
-                    names.subject(event.app, event.type), data, headers=headers
-                )
+                with telemetry.producing([event], [headers]):
+                    ack = await self.js.publish(
+                        names.subject(event.app, event.type), data, headers=headers
+                    )
             except js_errors.APIError as exc:
                 if expected_last_seq is None or exc.err_code != _WRONG_LAST_SEQUENCE:
                     raise
@@ -458,6 +483,7 @@ class EventLog:
                 expected_last_seq = moved
                 headers[names.EXPECTED_LAST_SUBJECT_SEQ] = str(moved)
                 continue
+            metrics.appended([event])
             return Appended(event.event_id, ack.seq, bool(ack.duplicate))
 
     async def _past_invalid(self, expected_last_seq: int, on_subjects: str) -> int | None:
@@ -515,7 +541,8 @@ class EventLog:
             messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = on_subjects
         while True:
             try:
-                ack = await publish_atomic_batch(self.nc, messages, timeout=self._timeout)
+                with telemetry.producing(events, [headers for _, _, headers in messages]):
+                    ack = await publish_atomic_batch(self.nc, messages, timeout=self._timeout)
             except BatchRejected as exc:
                 if expected_last_seq is None or exc.err_code != _WRONG_LAST_SEQUENCE:
                     raise
@@ -528,6 +555,7 @@ class EventLog:
                 messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ] = str(moved)
                 continue
             break
+        metrics.appended(events)
         return [
             Appended(event.event_id, seq, duplicate)
             for event, seq, duplicate in zip(events, ack.seqs, ack.duplicates, strict=True)

@@ -38,9 +38,12 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pygit2
+from opentelemetry.trace import SpanKind
 from pygit2.enums import CredentialType, FetchPrune
 
+from services.wiring import telemetry
 from services.wiring.coalescing import NextRound
+from services.wiring.logs import without_credentials
 from services.wiring.private import private_dir
 from services.wiring.settings import Settings
 
@@ -587,10 +590,15 @@ class Mirrors:
     async def _fetch(self, url: str, path: Path, credential: str) -> None:
         async with self._lock(url):
             found = self._credential(url, credential)
-            try:
-                await asyncio.to_thread(_fetch_blocking, url, path, found)
-            finally:
-                await asyncio.to_thread(_release_freed_memory)
+            with telemetry.child_span(
+                "git fetch",
+                {"url.full": without_credentials(url), "wake.git.credential": credential},
+                kind=SpanKind.CLIENT,
+            ):
+                try:
+                    await asyncio.to_thread(_fetch_blocking, url, path, found)
+                finally:
+                    await asyncio.to_thread(_release_freed_memory)
             self.fetches[normalize_url(url)] += 1
 
     async def open(self, url: str) -> Mirror | None:

@@ -31,6 +31,7 @@ from kubernetes_asyncio.config.config_exception import ConfigException
 
 from events.bundle import ref_of
 from events.payloads import ResourceRef
+from services.wiring import telemetry
 from services.wiring.settings import Settings
 
 Resource = dict[str, Any]
@@ -372,6 +373,34 @@ class Kube:
         content_type: str = "application/json",
         retried: bool = False,
     ) -> tuple[Any, int]:
+        with telemetry.http_client_span(
+            method, f"{self.api.configuration.host}{path}", _kube_attributes(method, ref, query)
+        ) as span:
+            data, status = await self._call_once(
+                method,
+                path,
+                ref=ref,
+                body=body,
+                query=query,
+                content_type=content_type,
+                retried=retried,
+                span=span,
+            )
+            telemetry.record_status(span, status)
+            return data, status
+
+    async def _call_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        ref: ResourceRef | None,
+        body: Any,
+        query: list[tuple[str, str]] | None,
+        content_type: str,
+        retried: bool,
+        span: Any,
+    ) -> tuple[Any, int]:
         try:
             data, status, _ = await self.api.call_api(
                 path,
@@ -385,6 +414,7 @@ class Kube:
                 _request_timeout=self._timeout,
             )
         except ApiException as exc:
+            telemetry.record_status(span, exc.status or 0)
             if exc.status == 401 and not retried and self._loader is not None:
                 # A token from an exec plugin or OIDC expired: load it again, retry once.
                 await self._loader.load_and_set(self.api.configuration)
@@ -403,6 +433,26 @@ class Kube:
                 f"{method} {self.api.configuration.host}{path}: {exc!r}", ref
             ) from None
         return data, status
+
+
+_KUBE_OPERATIONS = {"GET": "get", "PATCH": "apply", "DELETE": "delete", "POST": "create"}
+
+
+def _kube_attributes(
+    method: str, ref: ResourceRef | None, query: list[tuple[str, str]] | None
+) -> dict[str, object]:
+    """What a Kubernetes request's span says: the operation (dry run or not) and the object."""
+    dry_run = any(key == "dryRun" for key, _ in query or [])
+    operation = _KUBE_OPERATIONS.get(method.upper(), method.lower())
+    attributes: dict[str, object] = {
+        "wake.kube.operation": f"{operation} (dry run)" if dry_run else operation,
+        "wake.kube.dry_run": dry_run,
+    }
+    if ref is not None:
+        attributes["wake.kube.kind"] = ref.kind
+        attributes["k8s.namespace.name"] = ref.namespace or ""
+        attributes["wake.kube.name"] = ref.name
+    return attributes
 
 
 class Clusters:

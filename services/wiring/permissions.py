@@ -22,6 +22,9 @@ Built from `events/ownership.py`. The rules, by JetStream API subject
 - **replies** come only to the identity's own inbox prefix (`_INBOX_<identity>`,
   given to nats-py as `inbox_prefix`), so no identity can listen to another's
   replies (pulled messages, bundle chunks);
+- **spans** (`spanstore.py`): every identity publishes its own finished spans on
+  `wake.spans.<identity>.*`, nobody else's; the operator (`wake trace`) reads
+  them back with direct gets;
 - **streams and durable consumers** (create, update, delete, purge, pause,
   list) belong to the admin alone, who may do anything.
 """
@@ -129,6 +132,18 @@ def _leases(identity: str) -> list[str]:
     return allow
 
 
+def _spans(identity: str) -> list[str]:
+    allow = [f"{names.SPANS_PREFIX}.{identity}.*"]
+    if identity == ownership.OPERATOR:
+        stream = names.SPANS_STREAM
+        allow += [
+            f"{API}.STREAM.INFO.{stream}",
+            f"{API}.DIRECT.GET.{stream}",
+            f"{API}.DIRECT.GET.{stream}.>",
+        ]
+    return allow
+
+
 def permissions(identity: str, *, partitions: int = 1) -> Permissions:
     """The server permissions of `identity`; `partitions`: of every service's consumers."""
     if identity == ownership.ADMIN:
@@ -150,6 +165,7 @@ def permissions(identity: str, *, partitions: int = 1) -> Permissions:
             ]
     allow += _bundles(identity)
     allow += _leases(identity)
+    allow += _spans(identity)
     return Permissions(
         publish_allow=tuple(allow),
         publish_deny=tuple(deny),

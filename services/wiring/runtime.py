@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 import logging
 import os
 import signal
@@ -22,9 +23,10 @@ from typing import Any
 
 import msgspec
 
+from events import ownership
 from events.envelope import Envelope, new_event
 from events.payloads import Payload
-from services.wiring import keys, telemetry
+from services.wiring import keys, logs, telemetry
 from services.wiring.credentials import (
     CREDENTIALS_DIR,
     ENV_CREDENTIALS,
@@ -33,7 +35,10 @@ from services.wiring.credentials import (
     load_connect_kwargs,
 )
 from services.wiring.eventlog import EventLog, LogNotProvisioned, require_provisioned
+from services.wiring.health import HealthServer
 from services.wiring.leases import SlotLease
+from services.wiring.metrics import ConsumerWatch
+from services.wiring.permissions import partition_names
 from services.wiring.settings import Settings, SettingsError, require_nats
 
 # service name -> "module:function" of its `async def main(ctx)`
@@ -66,6 +71,9 @@ class ServiceContext:
     log: EventLog
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     ready_file: Path | None = None
+    health: HealthServer | None = None
+    """Its /metrics, /healthz and /readyz; a shell adds its own readiness checks."""
+    is_ready: bool = False
 
     @property
     def actor(self) -> str:
@@ -73,9 +81,17 @@ class ServiceContext:
 
     def ready(self) -> None:
         """Tell the supervisor this service is serving."""
+        self.is_ready = True
         if self.ready_file is not None:
             self.ready_file.parent.mkdir(parents=True, exist_ok=True)
-            self.ready_file.write_text(str(os.getpid()))
+            # What the supervisor learns from it: which process, and where its
+            # /metrics is (a port picked at start: nothing to collide with).
+            announced = {"pid": os.getpid()}
+            if self.health is not None:
+                announced["metrics"] = f"{self.health.url}/metrics"
+            temporary = self.ready_file.with_suffix(".tmp")
+            temporary.write_text(json.dumps(announced))
+            os.replace(temporary, self.ready_file)
 
     def derive(self, payload: Payload, *, cause: Envelope, key: str = "") -> Envelope:
         """An event caused by `cause`: deterministic id, same journey, current trace."""
@@ -114,20 +130,39 @@ def instance_name(service: str, settings: Settings) -> str:
     return settings.instance or f"{service}-{socket.gethostname()}-{os.getpid()}"
 
 
-def setup_logging(service: str, level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format=f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s",
-    )
-    # nats-py logs every reconnect attempt at ERROR; a restart of NATS is not an error of ours.
-    logging.getLogger("nats.aio.client").setLevel(logging.CRITICAL)
+def setup_logging(service: str, level: str, log_format: str = "text") -> None:
+    try:
+        logs.setup_logging(service, level, log_format)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _readiness(ctx: ServiceContext, health: HealthServer, consumers: ConsumerWatch) -> None:
+    def nats_connected() -> tuple[bool, str]:
+        nc = ctx.log.nc
+        return nc.is_connected, "connected" if nc.is_connected else "not connected"
+
+    def started() -> tuple[bool, str]:
+        return ctx.is_ready, "serving" if ctx.is_ready else "starting"
+
+    def bound() -> tuple[bool, str]:
+        if not ctx.log.nc.is_connected:
+            return False, "NATS not connected"
+        return consumers.bound()
+
+    health.add_check("nats", nats_connected)
+    health.add_check("started", started)
+    health.add_check("consumers", bound)
 
 
 async def run_service(name: str, settings: Settings, *, main: ServiceMain | None = None) -> None:
     """Run service `name` until SIGTERM/SIGINT; its `main(ctx)` must return once ctx.stop is set."""
     main = main or load_main(name)
-    setup_logging(name, settings.log_level)
-    telemetry.setup_tracing(name, settings.otel_exporter)
+    setup_logging(name, settings.log_level, settings.log_format)
+    try:
+        tracing = telemetry.setup_tracing(name, settings.otel_exporter, identity=name)
+    except telemetry.TracingError as exc:
+        raise SettingsError(str(exc)) from None
     ready_file = os.environ.get(READY_FILE_ENV)
     if ready_file:
         # A file left by the previous run of this container (an emptyDir outlives
@@ -162,6 +197,26 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
     ctx = ServiceContext(
         name=name, settings=settings, log=log, ready_file=Path(ready_file) if ready_file else None
     )
+    await tracing.attach(log.nc)
+    consumers = ConsumerWatch(
+        log.js,
+        [
+            partition
+            for base in ownership.CONSUMERS.get(name, ())
+            for partition in partition_names(base, settings.partitions)
+        ],
+    )
+    if settings.metrics_port >= 0:
+        ctx.health = HealthServer(host=settings.metrics_host, port=settings.metrics_port)
+        _readiness(ctx, ctx.health, consumers)
+        try:
+            await ctx.health.start()
+        except OSError as exc:
+            await log.close()
+            raise SettingsError(
+                f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} "
+                f"(WAKE_METRICS_HOST / WAKE_METRICS_PORT): {exc.strerror or exc}"
+            ) from None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, ctx.stop.set)
@@ -175,15 +230,23 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
             name,
         )
     keeping = asyncio.create_task(slot.keep(ctx.stop)) if slot is not None else None
+    watching = asyncio.create_task(consumers.run(ctx.stop))
     try:
         await _run_until_stopped(main(ctx), ctx)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        ctx.stop.set()
         if keeping is not None:
-            ctx.stop.set()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(keeping, STOP_GRACE)
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watching
+        if log.nc.is_connected:
+            await tracing.flush(timeout=2.0)
+        if ctx.health is not None:
+            await ctx.health.stop()
         await log.close()
         logger.info("%s stopped", name)
 

@@ -35,7 +35,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     notify_events: str = "ApplySucceeded,ApplyFailed,ApprovalRequested,RenderFailed,PlanBlocked"
     notify_retries: int = 5
     log_level: str = "INFO"
+    log_format: str = "text"
     otel_exporter: str = "none"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = -1
     notify_backoff: float = 1.0
     webhook_host: str = "127.0.0.1"
     webhook_port: int = 0
@@ -85,7 +88,14 @@ DESCRIPTIONS: dict[str, str] = {
     "notify_events": "Comma-separated event types the webhook channel receives.",
     "notify_retries": "Attempts per notification before NotificationFailed.",
     "log_level": "DEBUG, INFO, WARNING or ERROR.",
-    "otel_exporter": "OpenTelemetry span exporter: none or console.",
+    "log_format": "text (one line per record, for a terminal) or json (one JSON object per "
+    "line: time, level, service, message, app, event_id, trace_id, span_id).",
+    "otel_exporter": "OpenTelemetry span exporter (otlp, console or none) when the standard "
+    "OTEL_TRACES_EXPORTER is unset; OTEL_EXPORTER_OTLP_ENDPOINT alone means otlp. Spans "
+    "also go to Wake's span store (stream WAKE_SPANS) for `wake trace`.",
+    "metrics_host": "Address a service serves /metrics, /healthz and /readyz on.",
+    "metrics_port": "Port of /metrics, /healthz and /readyz (0: any free port; -1: none; "
+    "`wake up` has each service pick a free one and lists them in endpoints.json's `metrics`).",
     "webhook_host": "Address git-watcher's webhook receiver listens on.",
     "webhook_port": "Port of git-watcher's webhook receiver (0: no receiver; `wake up` picks one).",
     "webhook_secret": "Secret every webhook must be signed with (or use webhook_secret_file).",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -92,6 +93,16 @@ class Child:
     def is_ready(self) -> bool:
         return self.ready_file is None or self.ready_file.exists()
 
+    def metrics_url(self) -> str:
+        """The /metrics URL the running process announced in its ready file, or ""."""
+        if self.ready_file is None:
+            return ""
+        try:
+            announced = json.loads(self.ready_file.read_text())
+        except (OSError, ValueError):
+            return ""
+        return str(announced.get("metrics", "")) if isinstance(announced, dict) else ""
+
     async def stop(self, timeout: float = 10.0) -> None:
         process = self.process
         if process is None or process.poll() is not None:
@@ -126,6 +137,10 @@ class WakeEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     """The same for the operator identity, the one `wake` commands use."""
     # Every replica's pid per service (`services` has the first's).
     replicas: dict[str, list[int]] = {}
+    metrics: dict[str, str] = {}
+    """Each process's Prometheus URL (`http://HOST:PORT/metrics`), by service (a later
+    replica as `<service>-<i>`), `infra` for the embedded servers of `wake up`;
+    `/healthz` and `/readyz` are on the same host and port."""
 
 
 @dataclass
@@ -137,6 +152,9 @@ class RunningWake:
     services: dict[str, Child] = field(default_factory=dict)
     webhook_url: str = ""
     webhook_secret_file: str = ""
+    infra_metrics: str = ""
+    infra_health: object | None = None
+    infra_watch: asyncio.Task | None = None
 
     @property
     def endpoints(self) -> WakeEndpoints:
@@ -161,7 +179,16 @@ class RunningWake:
             nats_admin=base.nats_admin,
             nats_operator=base.nats_operator,
             replicas=self.replica_pids(),
+            metrics=self.metrics(),
         )
+
+    def metrics(self) -> dict[str, str]:
+        """Each process's announced /metrics URL (and `infra`: `wake up`'s own)."""
+        urls = {name: child.metrics_url() for name, child in self.services.items()}
+        urls = {name: url for name, url in urls.items() if url}
+        if self.infra_metrics:
+            urls["infra"] = self.infra_metrics
+        return urls
 
     def replica_pids(self) -> dict[str, list[int]]:
         pids: dict[str, list[int]] = {}
@@ -182,6 +209,7 @@ class RunningWake:
         died and could not be started again.
         """
         self.infrastructure.on_restarted = lambda infrastructure: self.publish()
+        published = self.metrics()
         while not stop.is_set():
             gave_up = self.infrastructure.keep_alive()
             if gave_up is not None:
@@ -205,6 +233,11 @@ class RunningWake:
                 child.backoff = min(child.backoff * 2, _RESTART_MAX)
                 child.spawn()
                 self.publish()
+            # A restarted service serves its metrics on a new port once it is ready.
+            current = self.metrics()
+            if current != published:
+                published = current
+                self.publish()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.2)
         return "stop requested"
@@ -213,6 +246,12 @@ class RunningWake:
         """Unpublish, stop the services, then the sandbox, then NATS and PostgreSQL."""
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / infra.ENDPOINTS_FILE).unlink()
+        if self.infra_watch is not None:
+            self.infra_watch.cancel()
+            with contextlib.suppress(BaseException):
+                await self.infra_watch
+        if self.infra_health is not None:
+            await self.infra_health.stop()
         await asyncio.gather(*(child.stop() for child in self.services.values()))
         if self.sandbox is not None:
             await self.sandbox.stop()
@@ -265,6 +304,21 @@ async def _wait_ready(children: list[Child], timeout: float) -> None:
             waiting = ", ".join(c.name for c in children if not c.is_ready())
             raise StartupError(f"not ready after {timeout:.0f}s: {waiting}")
         await asyncio.sleep(0.05)
+
+
+async def _serve_infra_metrics(running: RunningWake, host: str) -> None:
+    """`wake up`'s own /metrics, /healthz, /readyz: the embedded NATS and PostgreSQL."""
+    from services.wiring.health import HealthServer
+    from services.wiring.metrics import InfraWatch
+
+    watch = InfraWatch(running.infrastructure)
+    health = HealthServer(host=host, port=0)
+    health.add_check("nats", watch.nats_ready)
+    health.add_check("postgres", watch.postgres_ready)
+    await health.start()
+    running.infra_health = health
+    running.infra_watch = asyncio.create_task(watch.run())
+    running.infra_metrics = f"{health.url}/metrics"
 
 
 async def start_wake(
@@ -367,6 +421,10 @@ async def start_wake(
                 }
                 if replicas > 1:
                     env.update(_replica_env(base_env, replica, replicas))
+                # Its /metrics, /healthz and /readyz on a port it picks and announces
+                # in its ready file (endpoints.json's `metrics`); OTEL_* pass through.
+                env["WAKE_METRICS_HOST"] = base_env.get("WAKE_METRICS_HOST") or "127.0.0.1"
+                env["WAKE_METRICS_PORT"] = "0"
                 running.services[name] = Child(
                     name=name,
                     argv=_wake_command("run", service),
@@ -378,6 +436,7 @@ async def start_wake(
                 )
                 running.services[name].spawn()
         await _wait_ready(list(running.services.values()), ready_timeout)
+        await _serve_infra_metrics(running, base_env.get("WAKE_METRICS_HOST") or "127.0.0.1")
         running.publish()
     except BaseException:
         await running.stop()

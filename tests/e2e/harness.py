@@ -54,19 +54,18 @@ async def running_wake(
         replicas=replicas,
         services=services,
     )
-    stop = asyncio.Event()
-    supervising = asyncio.create_task(running.supervise(stop))
     log = await EventLog.connect(
         running.endpoints.nats_url,
         name="e2e",
         credentials=load_connect_kwargs(running.endpoints.nats_admin),
     )
     kube = await Kube.connect(kubeconfig=running.kubeconfig)
+    wake = WakeUnderTest(running=running, log=log, kube=kube, receiver=receiver, root=root)
+    await wake.resume_supervision()
     try:
-        yield WakeUnderTest(running=running, log=log, kube=kube, receiver=receiver, root=root)
+        yield wake
     finally:
-        stop.set()
-        await supervising
+        await wake.pause_supervision()
         await kube.close()
         await log.close()
         await running.stop()
@@ -89,6 +88,21 @@ class WakeUnderTest:
     kube: Kube
     receiver: WebhookReceiver
     root: Path
+    _stop: asyncio.Event | None = None
+    _supervising: asyncio.Task | None = None
+
+    async def pause_supervision(self) -> None:
+        """Stop restarting what dies (to keep a server down for a while)."""
+        if self._stop is not None and self._supervising is not None:
+            self._stop.set()
+            await self._supervising
+        self._stop = self._supervising = None
+
+    async def resume_supervision(self) -> None:
+        """Restart what died, and keep doing so (as `wake up` does)."""
+        await self.pause_supervision()
+        self._stop = asyncio.Event()
+        self._supervising = asyncio.create_task(self.running.supervise(self._stop))
 
     # --- given / when -----------------------------------------------------------
 
