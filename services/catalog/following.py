@@ -138,6 +138,22 @@ class Follower(Generic[S]):
                 raise FollowerBehind(f"{self._name} stopped: {self._failure!r}")
         return self.state(app)
 
+    async def until(
+        self, app: str, ready: Callable[[S], bool], *, timeout: float = CATCH_UP_SECONDS
+    ) -> S | None:
+        """The app's state once `ready` holds of it; None if it did not within `timeout`."""
+        self.start()
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._advanced:
+                    await self._advanced.wait_for(
+                        lambda: ready(self.state(app)) or self._failure is not None
+                    )
+        except TimeoutError:
+            return None
+        state = self.state(app)
+        return state if ready(state) else None
+
     def _fold_one(self, seq: int, subject: str, data: bytes) -> None:
         try:
             event = decode(data)

@@ -28,6 +28,7 @@ from events.payloads import (
     ApplyRetryScheduled,
     ApplyStarted,
     ApplySucceeded,
+    ApprovalRefused,
     ApprovalRequested,
     DriftDetected,
     HealthChanged,
@@ -650,6 +651,16 @@ def _decided(models: ReadModels, seq: int, event: Envelope) -> None:
         _touch(models, row, seq, event)
 
 
+def _approval_refused(models: ReadModels, seq: int, event: Envelope) -> None:
+    """The planner refused a person's approval: the plan awaits approval again."""
+    payload = event.payload
+    assert isinstance(payload, ApprovalRefused)
+    if _move_plan(models, payload.plan_id, payload, decided_at=None):
+        row = _app_row(models, event)
+        row["sync_state"] = WAITING
+        _touch(models, row, seq, event)
+
+
 # --- applies and resources --------------------------------------------------------
 
 
@@ -821,4 +832,5 @@ _HANDLERS = {
     ApplyRetryScheduled: _retry_scheduled,
     ResourceDeleted: _resource_deleted,
     PlanBlocked: _blocked,
+    ApprovalRefused: _approval_refused,
 }
