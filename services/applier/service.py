@@ -244,10 +244,10 @@ class Applier:
         if not isinstance(approval.payload, PlanApproved):
             return
         app = approval.app
-        if not by_policy(approval) and not await self._accepted(approval):
-            return
         apply_id = derived_event_id(approval.event_id, ApplyStarted.event_type)
         seen = max(stored.seq, self._finished_at.get(app, 0))
+        # A person's approval is applied only once the planner accepted who gave it.
+        judged = by_policy(approval)
         for attempt in range(MAX_CONFLICTS):
             history = await self.history.at_least(seen, app)
             decision = admission.decide(
@@ -271,6 +271,11 @@ class Applier:
                     event_id=approval.event_id,
                 )
                 return
+            if not judged:
+                if not await self._accepted(approval):
+                    return
+                judged = True
+                continue  # decide again on a history that has moved meanwhile
             again = await self._admit(approval, decision, apply_id, conflicts=attempt)
             if again is None:
                 return
