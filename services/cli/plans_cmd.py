@@ -216,7 +216,13 @@ async def _decide(
                 if decision == "approve"
                 else PlanRejected(plan_id=plan_id, reason=reason, via="cli")
             )
-            event = new_event(payload, app=view.app, actor=current_actor(), cause=view.event)
+            actor = current_actor()
+            # Keyed by who decides and where the app's log stood: a retried
+            # publish is stored once, and an approval after a refused one (by
+            # someone else, or after the approvers changed) is a new event.
+            event = new_event(
+                payload, app=view.app, actor=actor, cause=view.event, key=f"{actor}@{position}"
+            )
             try:
                 appended = await log.append(event, expected_last_seq=position)
             except ConcurrencyConflict:

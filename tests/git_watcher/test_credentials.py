@@ -40,10 +40,10 @@ from services.wiring.git import (
 from services.wiring.runtime import ServiceContext
 from services.wiring.settings import Settings
 from tests.git_watcher.http_git import PrivateGitServer
-from tests.git_watcher.tls import local_pki
 from tests.git_watcher.repos import GitRepo, configmap
 from tests.git_watcher.test_receiver import free_port, sign
 from tests.git_watcher.test_watcher import detections, register
+from tests.git_watcher.tls import local_pki
 from tests.waiting import eventually
 
 TOKEN = "glpat-very-secret-token"
