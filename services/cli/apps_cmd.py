@@ -615,6 +615,8 @@ def show(data_dir: str, name: str, as_json: bool) -> None:
             return
         click.echo(f"Application {name}")
         for key, value in row["spec"].items():
+            if key == "project" and not value:
+                value = DEFAULT_PROJECT
             click.echo(f"  {key + ':':<24} {value}")
         click.echo(f"  {'state:':<24} {row['state']}")
         click.echo(f"  {'sync:':<24} {row['sync']}")

@@ -106,7 +106,7 @@ async def test_a_write_into_kube_system_is_blocked_and_the_next_commit_applies(
     assert await wake.cluster_object("v1", "ConfigMap", "evil", "kube-system") is None
     assert await wake.cluster_object("v1", "Namespace", "intruder") is not None
     shown = await wake.wake("app", "show", "intruder")
-    assert "project:" in shown.stdout
+    assert "project:                 default" in shown.stdout
 
 
 async def test_a_cluster_admin_binding_is_blocked_and_the_next_commit_applies(
@@ -353,3 +353,61 @@ async def test_an_app_without_approvers_keeps_any_operator_approving(wake: WakeU
     await wake.next_event(
         "open", "ApplySucceeded", after=seq, where=lambda s: s.event.payload.plan_id == plan_id
     )
+
+
+async def test_a_project_change_plans_its_apps_again(wake: WakeUnderTest) -> None:
+    # Given an app blocked because one of its namespaces is outside its project
+    await wake.wake("project", "add", "narrow", "--source", "*", "--destination", "/narrow-a")
+    repo = wake.repository("spread")
+    commit = repo.commit(
+        "two namespaces",
+        {
+            f"{APP_PATH}/a.yaml": namespace_yaml("narrow-a"),
+            f"{APP_PATH}/b.yaml": namespace_yaml("narrow-b"),
+            f"{APP_PATH}/cm.yaml": configmap_yaml("settings", "narrow-b"),
+        },
+    )
+    start = await wake.position()
+    await wake.wake(
+        "app", "add", "spread", "--repo", repo.url, "--path", APP_PATH,
+        "--namespace", "narrow-a", "--project", "narrow",
+    )  # fmt: skip
+    blocked = await wake.next_event("spread", "PlanBlocked", after=start)
+    assert len(blocked.event.payload.errors) == 2
+    # When the project allows the other namespace too (no new commit)
+    changed = await wake.wake(
+        "project", "set", "narrow", "--destination", "/narrow-a", "--destination", "/narrow-b"
+    )
+    assert changed.stdout.startswith("updated project narrow: destinations")
+    # Then the app is detected, planned and applied again under the new rules
+    await wake.next_event(
+        "spread",
+        "ApplySucceeded",
+        after=blocked.seq,
+        where=lambda s: s.event.payload.commit == commit,
+    )
+    assert await wake.cluster_object("v1", "ConfigMap", "settings", "narrow-b") is not None
+
+
+async def test_the_cli_refuses_a_project_that_does_not_exist_or_a_source_outside_it(
+    wake: WakeUnderTest,
+) -> None:
+    repo = wake.repository("lost")
+    first_commit(repo, namespace="lost")
+    common = ("app", "add", "lost", "--repo", repo.url, "--path", APP_PATH, "--namespace", "lost")
+    ghost = await wake.wake(*common, "--project", "ghost", check=False)
+    assert ghost.returncode != 0
+    assert "project 'ghost' does not exist (`wake project add ghost`" in ghost.stderr
+    await wake.wake("project", "add", "remote-only", "--source", "https://git.example.com/*")
+    outside = await wake.wake(*common, "--project", "remote-only", check=False)
+    assert outside.returncode != 0
+    assert f"repository {repo.url} is outside project 'remote-only'" in outside.stderr
+    bad = await wake.wake("project", "add", "broken", "--destination", "no-slash", check=False)
+    assert bad.returncode != 0
+    assert "destination 'no-slash' is not CONTEXT/NAMESPACE_GLOB" in bad.stderr
+    builtin = await wake.wake("project", "add", "default", check=False)
+    assert builtin.returncode != 0 and "`default` is built in" in builtin.stderr
+    # A project nobody uses is removed
+    await wake.wake("project", "remove", "remote-only")
+    listed = await wake.wake("project", "list", "--json")
+    assert "remote-only" not in listed.stdout
