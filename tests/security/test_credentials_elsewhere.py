@@ -183,3 +183,41 @@ async def test_a_credential_is_never_sent_elsewhere_and_the_next_normal_source_i
             assert [user for _, _, user in forge.requests if user]
     everything = [encode(stored.event) async for stored in event_log.read()]
     assert all(TOKEN.encode() not in data for data in everything)
+
+
+async def test_the_renderer_fetches_nothing_outside_the_apps_project(
+    event_log: EventLog, tmp_path: Path
+) -> None:
+    """A revision detected before its project forbade the source is a RenderFailed, unfetched."""
+    from tests.renderer.test_renderer import detect, outcome_of, register, running
+
+    repo = GitRepo(tmp_path / "shop")
+    commit = repo.commit("one", {"deploy/cm.yaml": configmap("web")})
+    await event_log.append(
+        new_event(
+            ProjectCreated(
+                name="elsewhere",
+                spec=ProjectSpec(sources=["https://git.example.com/*"], destinations=["/*"]),
+            ),
+            app=names.SYSTEM_APP,
+            actor="user:admin",
+        )
+    )
+    await register(event_log, AppSpec(repo_url=repo.url, path="deploy", project="elsewhere"))
+    await register(event_log, AppSpec(repo_url=repo.url, path="deploy"), app="fine")
+    from services.renderer.service import main as renderer_main
+
+    mirrors = tmp_path / "wake" / "renderer" / "mirrors"
+    async with running(event_log, tmp_path / "wake", "renderer", renderer_main):
+        refused = await outcome_of(event_log, await detect(event_log, repo, commit))
+        # Nothing was fetched for it: no mirror exists yet
+        assert not mirrors.exists() or not list(mirrors.iterdir())
+        # and the next, allowed, app renders as usual
+        rendered = await outcome_of(event_log, await detect(event_log, repo, commit, app="fine"))
+    assert refused.type == "RenderFailed"
+    assert refused.payload.error == (
+        f"repository {repo.url} is outside project 'elsewhere': no source pattern matches it "
+        "(sources: https://git.example.com/*; `--source`)"
+    )
+    assert rendered.type == "ManifestsRendered"
+    assert len(list(mirrors.iterdir())) == 1
