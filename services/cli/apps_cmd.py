@@ -306,8 +306,9 @@ SPEC_OPTIONS: list[SpecOption] = [
         multiple=True,
         metavar="ID",
         help="Who may approve the app's plans (an identity such as user:ana; repeatable), "
-        "besides its project's approvers. None anywhere: any operator may approve.",
-        to_spec=lambda values: {"approvers": list(values)},
+        "besides its project's approvers. None anywhere: any operator may approve. "
+        "`--approver ''` clears the list.",
+        to_spec=lambda values: {"approvers": [v for v in values if v]},
     ),
     spec_option(
         "--separate-approver/--no-separate-approver",

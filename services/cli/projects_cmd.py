@@ -97,9 +97,8 @@ def _project_options(command: Any) -> Any:
 
 
 def _fields(values: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: list(value) if isinstance(value, tuple) else value for key, value in values.items()
-    }
+    """ProjectSpec fields from option values; an empty value (`--approver ''`) clears a list."""
+    return {k: [x for x in v if x] if isinstance(v, tuple) else v for k, v in values.items()}
 
 
 def _checked_name(name: str) -> str:
@@ -171,7 +170,8 @@ def add(data_dir: str, name: str, **options: Any) -> None:
 @_project_options
 @click.pass_context
 def set_(ctx: click.Context, data_dir: str, name: str, **options: Any) -> None:
-    """Change project NAME: only the options given; a repeated option replaces its list.
+    """Change project NAME: only the options given; a repeated option replaces its list
+    (an empty value clears it: `--approver ''`).
 
     Every app of the project is checked again under the new rules, as after
     `wake app set`.

@@ -11,6 +11,7 @@ so, and nothing is applied.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -407,6 +408,13 @@ async def test_the_cli_refuses_a_project_that_does_not_exist_or_a_source_outside
     assert "destination 'no-slash' is not CONTEXT/NAMESPACE_GLOB" in bad.stderr
     builtin = await wake.wake("project", "add", "default", check=False)
     assert builtin.returncode != 0 and "`default` is built in" in builtin.stderr
+    # An empty value clears a list
+    await wake.wake("project", "set", "remote-only", "--approver", "user:x", "--approver", "")
+    shown = json.loads((await wake.wake("project", "show", "remote-only", "--json")).stdout)
+    assert shown["spec"]["approvers"] == ["user:x"]
+    await wake.wake("project", "set", "remote-only", "--approver", "")
+    shown = json.loads((await wake.wake("project", "show", "remote-only", "--json")).stdout)
+    assert shown["spec"]["approvers"] == [] and shown["apps"] == []
     # A project nobody uses is removed
     await wake.wake("project", "remove", "remote-only")
     listed = await wake.wake("project", "list", "--json")
