@@ -64,8 +64,13 @@ class Follower(Generic[S]):
         fold: Fold[S],
         name: str = "follower",
         passing: Iterable[str] = (),
+        wanted: Callable[[str, bytes], bool] | None = None,
     ) -> None:
         self._log = log
+        # Says from an event's type and raw bytes whether its fold could change
+        # anything; one that could not is not even decoded (decoding is most of
+        # what a fold costs).
+        self._wanted = wanted
         folded = dict.fromkeys(types)
         # Types followed only so that `at_least` can wait for them (a service's
         # inputs): they move `reached` and are not decoded nor folded.
@@ -175,7 +180,10 @@ class Follower(Generic[S]):
                     from_seq=self._reached + 1, subjects=self._subjects, follow=True
                 ):
                     parsed = names.parse_subject(subject)
-                    if parsed is None or parsed[1] not in self._passing:
+                    if parsed is None or (
+                        parsed[1] not in self._passing
+                        and (self._wanted is None or self._wanted(parsed[1], data))
+                    ):
                         self._fold_one(seq, subject, data)
                     async with self._advanced:
                         self._reached = seq

@@ -76,7 +76,7 @@ from services.planner.planning import (
     prune_candidates,
     summary,
 )
-from services.planner.tracking import FOLLOWED_TYPES, INPUT_TYPES, AppState
+from services.planner.tracking import FOLLOWED_TYPES, INPUT_TYPES, AppState, wanted
 from services.projects.book import PROJECT_TYPES, Projects
 from services.projects.rules import Missing, Project, project_of, resource_error
 from services.resources import namespaces
@@ -176,6 +176,7 @@ class Planner:
             fold=self._fold,
             name=f"{ctx.name} state",
             passing=INPUT_TYPES,
+            wanted=wanted,
         )
 
     def _fold(self, state: AppState, seq: int, event: Envelope) -> None:

@@ -65,6 +65,14 @@ INPUT_TYPES = (
 )
 
 
+def wanted(event_type: str, data: bytes) -> bool:
+    """Whether an event could change an AppState: a ResourceApplied only when it created
+    or pruned something (most are "unchanged" or "configured"; they are not decoded)."""
+    if event_type != ResourceApplied.event_type:
+        return True
+    return b'"created"' in data or b'"pruned"' in data
+
+
 @dataclass(frozen=True, slots=True)
 class Planned:
     """The newest plan of the app by desired order (see `order`)."""

@@ -72,3 +72,17 @@ def test_a_cascade_keeps_what_the_app_adopted_and_the_protected_namespaces():
     )
     assert why(SYSTEM, created=True) == "namespace kube-system is never deleted"
     assert why(OWN, created=True) == "namespace wake is Wake's own"
+
+
+def test_the_planner_decodes_only_the_resource_applied_events_that_change_what_it_knows():
+    from events.envelope import encode
+    from services.planner.tracking import wanted
+
+    def data(action: str) -> bytes:
+        payload = ResourceApplied(apply_id="a", ref=MINE, action=action)
+        return encode(new_event(payload, app=APP, actor="applier"))
+
+    assert wanted("ResourceApplied", data("created")) and wanted("ResourceApplied", data("pruned"))
+    assert not wanted("ResourceApplied", data("unchanged"))
+    assert not wanted("ResourceApplied", data("configured"))
+    assert wanted("PlanCreated", b"{}")
