@@ -48,3 +48,19 @@ def test_projects_and_each_apps_project_are_folded():
     assert models.rows["applications"]["shop"]["project"] == "team"
     registered_only = fold_all(ReadModels(), enumerate(events[1:2], start=1))
     assert registered_only.rows["applications"]["shop"]["project"] == "default"
+
+
+def test_each_new_event_reads_as_a_line():
+    from events.payloads import ApprovalRefused
+    from services.catalog.describe import describe
+
+    refused = ApprovalRefused(
+        plan_id="0123456789", approval_id="a", approver="user:eve", reason="not an approver"
+    )
+    assert describe(new_event(refused, app="shop", actor="planner")) == (
+        "approval of plan 01234567 by user:eve refused: not an approver"
+    )
+    updated = ProjectUpdated(name="team", spec=TEAM, changed=["approvers"])
+    assert describe(new_event(updated, app=names.SYSTEM_APP, actor="user:a")) == (
+        "project team updated: approvers"
+    )
