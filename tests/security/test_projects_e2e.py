@@ -16,14 +16,33 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from events.payloads import ResourceRef
+from events import new_event
+from events.payloads import ApplicationRegistered, AppSpec, ResourceRef
 from services.demo.sample import APP_PATH, SampleRepo, first_commit, namespace_yaml
+from services.wiring.eventlog import checked_bytes
 from tests.e2e.harness import WakeUnderTest, running_wake
+from tests.git_watcher.http_git import PrivateGitServer
+from tests.git_watcher.tls import local_pki
+
+FORGE_TOKEN = "glpat-forge-only"
 
 
 @pytest.fixture(scope="module")
-async def wake(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WakeUnderTest]:
-    async with running_wake(tmp_path_factory.mktemp("projects")) as wake:
+def forge_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The services' (and the CLI's) git credentials: `forge-bot`, bound to the HTTPS forge
+    on this machine, whose test authority they trust."""
+    creds = tmp_path_factory.mktemp("creds")
+    (creds / "forge-bot").mkdir()
+    (creds / "forge-bot" / "token").write_text(FORGE_TOKEN)
+    (creds / "forge-bot" / "urls").write_text("https://127.0.0.1:*/private\n")
+    return {"WAKE_GIT_CREDENTIALS_DIR": str(creds), "SSL_CERT_FILE": str(local_pki().ca_file)}
+
+
+@pytest.fixture(scope="module")
+async def wake(
+    tmp_path_factory: pytest.TempPathFactory, forge_env: dict[str, str]
+) -> AsyncIterator[WakeUnderTest]:
+    async with running_wake(tmp_path_factory.mktemp("projects"), env=forge_env) as wake:
         yield wake
 
 
@@ -419,3 +438,54 @@ async def test_the_cli_refuses_a_project_that_does_not_exist_or_a_source_outside
     await wake.wake("project", "remove", "remote-only")
     listed = await wake.wake("project", "list", "--json")
     assert "remote-only" not in listed.stdout
+
+
+async def test_a_credential_sent_elsewhere_is_refused_and_the_next_commit_applies(
+    wake: WakeUnderTest, forge_env: dict[str, str], tmp_path
+) -> None:
+    forge_root = tmp_path / "forge"
+    repo = SampleRepo.create(forge_root / "private")
+    first_commit(repo, namespace="private")
+    async with (
+        PrivateGitServer(forge_root, username="x-access-token", token=FORGE_TOKEN) as plain,
+        PrivateGitServer(
+            forge_root, username="x-access-token", token=FORGE_TOKEN, tls=True
+        ) as forge,
+    ):
+        # Given the CLI refuses an app that would send the credential over plain http
+        common = ("--path", APP_PATH, "--namespace", "private", "--git-credential", "forge-bot")
+        refused = await wake.wake(
+            "app", "add", "leaky", "--repo", f"{plain.url}/private", *common,
+            check=False, env=forge_env,
+        )  # fmt: skip
+        assert refused.returncode != 0
+        assert "is an HTTPS token and is not sent to" in refused.stderr
+        # When such a registration reaches the log anyway (another channel)
+        start = await wake.position()
+        spec = AppSpec(
+            repo_url=f"{plain.url}/private",
+            path=APP_PATH,
+            namespace="private",
+            git_credential="forge-bot",
+        )
+        await wake.log.append(
+            new_event(ApplicationRegistered(spec=spec), app="leaky", actor="user:e2e")
+        )
+        # Then git-watcher refuses it with one clear SourceFailed, and sends nothing
+        failed = await wake.next_event("leaky", "SourceFailed", after=start)
+        assert failed.event.payload.error.endswith(
+            f"git credential 'forge-bot' is an HTTPS token and is not sent to "
+            f"{plain.url}/private: only over https:// (never plain http://)"
+        )
+        assert plain.requests == []
+        # When the app is pointed at the forge the credential is bound to
+        await wake.wake(
+            "app", "set", "leaky", "--repo", f"{forge.url}/private", env=forge_env
+        )  # fmt: skip
+        # Then its commit is applied, and the token never reached the log
+        await wake.next_event("leaky", "ApplySucceeded", after=failed.seq, timeout=90)
+        assert plain.requests == []
+        assert [user for _, _, user in forge.requests if user]
+    assert await wake.cluster_object("v1", "Namespace", "private") is not None
+    everything = [checked_bytes(s.event) for s in await wake.events("leaky")]
+    assert all(FORGE_TOKEN.encode() not in data for data in everything)
