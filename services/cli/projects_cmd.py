@@ -18,7 +18,6 @@ from events import names, new_event
 from events.payloads import ProjectCreated, ProjectRemoved, ProjectSpec, ProjectUpdated
 from services.catalog import lookup
 from services.cli.connecting import connected, current_actor, data_dir_option, run, settings_for
-from services.projects.book import PROJECT_TYPES
 from services.projects.rules import DEFAULT_PROJECT, InvalidRule, check_spec
 from services.wiring.eventlog import ConcurrencyConflict, EventLog
 
@@ -324,6 +323,3 @@ async def _append(log: EventLog, event: Any, position: int, name: str) -> None:
         raise click.ClickException(
             f"the projects changed while changing {name!r}; run the command again"
         ) from None
-
-
-__all__ = ["PROJECT_TYPES", "project"]
