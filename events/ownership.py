@@ -12,8 +12,8 @@ Identities:
 - one per service (`git-watcher`, `renderer`, `planner`, `applier`, `notifier`,
   `projector`);
 - `operator`: a person through the CLI (and, later, the API or chat): commands
-  as events -- register, update and remove apps, sync, approve or reject a plan,
-  roll back;
+  as events -- register, update and remove apps and projects, sync, approve or
+  reject a plan, roll back;
 - `admin`: provisions the stream, the object store and the durable consumers;
   may do anything, and is used by nothing that runs all the time.
 """
@@ -53,6 +53,9 @@ PUBLISHES: MappingProxyType[str, frozenset[str]] = MappingProxyType(
                 "PlanApproved",
                 "ApprovalRequested",
                 "PlanBlocked",
+                # The verdict on a person's approval (`planner/approving.py`).
+                "ApprovalAccepted",
+                "ApprovalRefused",
                 *_REJECTS,
             )
         ),
@@ -86,6 +89,9 @@ PUBLISHES: MappingProxyType[str, frozenset[str]] = MappingProxyType(
                 "PlanApproved",
                 "PlanRejected",
                 "RollbackRequested",
+                "ProjectCreated",
+                "ProjectUpdated",
+                "ProjectRemoved",
                 # what a command's read of the log had to skip (`wake events tail`)
                 *_REJECTS,
             )

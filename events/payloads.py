@@ -98,6 +98,14 @@ class AppSpec(msgspec.Struct, frozen=True, kw_only=True):
     # Plan the destination namespace as a Namespace of the app when it does not
     # exist and the bundle has none (Argo CD's CreateNamespace=true).
     create_namespace: bool = False
+    # The project that bounds what the app may touch ("" = the built-in
+    # `default` project: the app's own destination namespace only).
+    project: str = ""
+    # Who may approve the app's plans (an event's `actor`, e.g. "user:ana"),
+    # besides its project's approvers; none anywhere: any operator may.
+    approvers: list[str] = []
+    # Refuse an approval by the author of the commit the plan is for.
+    separate_approver: bool = False
 
 
 class RenderedResource(msgspec.Struct, frozen=True, kw_only=True):
@@ -208,7 +216,57 @@ class SourceRecovered(Payload, frozen=True, kw_only=True):
     failed_event_id: str = ""
 
 
-# --- the journey of a revision ------------------------------------------------------
+# --- projects ---------------------------------------------------------------------
+
+
+class ProjectSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What the apps of a project may touch (Argo CD's AppProject).
+
+    Globs are fnmatch patterns (`*`, `?`, `[...]`). `sources`: repository URLs
+    its apps may follow. `destinations`: `CONTEXT/NAMESPACE_GLOB` (an empty
+    CONTEXT is the services' default context). `kinds`: the namespaced
+    `GROUP/KIND`s allowed ([]: every one); `cluster_kinds`: the cluster-scoped
+    ones allowed ([]: none; a Namespace is allowed by its name, when the
+    destinations allow deploying into it). `credentials`: the git credentials
+    its apps may name. `approvers`: who may approve its apps' plans.
+    """
+
+    sources: list[str] = []
+    destinations: list[str] = []
+    kinds: list[str] = []
+    cluster_kinds: list[str] = []
+    credentials: list[str] = []
+    approvers: list[str] = []
+    separate_approver: bool = False
+    description: str = ""
+
+
+class ProjectCreated(Payload, frozen=True, kw_only=True):
+    """A project is defined. Project events are filed under the app token `_wake`."""
+
+    event_type: ClassVar[str] = "ProjectCreated"
+    name: str
+    spec: ProjectSpec
+
+
+class ProjectUpdated(Payload, frozen=True, kw_only=True):
+    """A project's rules changed: every app in it is checked again."""
+
+    event_type: ClassVar[str] = "ProjectUpdated"
+    name: str
+    spec: ProjectSpec
+    changed: list[str] = []
+
+
+class ProjectRemoved(Payload, frozen=True, kw_only=True):
+    """A project no app uses any more is gone."""
+
+    event_type: ClassVar[str] = "ProjectRemoved"
+    name: str
+    reason: str = ""
+
+
+# --- the journey of a revision ---------------------------------------------------
 
 
 class RevisionDetected(Payload, frozen=True, kw_only=True):
@@ -315,6 +373,34 @@ class PlanApproved(Payload, frozen=True, kw_only=True):
     plan_id: str
     via: Literal["policy", "cli", "api", "chat"] = "policy"
     comment: str = ""
+
+
+class ApprovalAccepted(Payload, frozen=True, kw_only=True):
+    """The planner checked a person's PlanApproved (`approval_id`): the applier may apply it.
+
+    `approver` is the approval's actor; `reason` says which rule let it through.
+    """
+
+    event_type: ClassVar[str] = "ApprovalAccepted"
+    plan_id: str
+    approval_id: str
+    approver: str
+    reason: str = ""
+
+
+class ApprovalRefused(Payload, frozen=True, kw_only=True):
+    """The planner refused a person's PlanApproved: it is never applied.
+
+    Who (`approver`, the approval's actor), what (`plan_id`, `approval_id`)
+    and why (`reason`: not an approver of the app or its project, or the
+    commit's own author under `separate_approver`).
+    """
+
+    event_type: ClassVar[str] = "ApprovalRefused"
+    plan_id: str
+    approval_id: str
+    approver: str
+    reason: str
 
 
 class PlanRejected(Payload, frozen=True, kw_only=True):
@@ -564,6 +650,11 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     HookFinished,
     HookDeleted,
     PlanBlocked,
+    ProjectCreated,
+    ProjectUpdated,
+    ProjectRemoved,
+    ApprovalAccepted,
+    ApprovalRefused,
 )
 
 BY_TYPE: dict[str, type[Payload]] = {cls.event_type: cls for cls in PAYLOAD_TYPES}

@@ -44,6 +44,17 @@ SPEC = p.AppSpec(
     namespace="shop",
 )
 
+PROJECT = p.ProjectSpec(
+    sources=["https://git.example.com/platform/*"],
+    destinations=["prod/shop", "prod/shop-*"],
+    kinds=["apps/*", "/ConfigMap", "/Service", "/Secret"],
+    cluster_kinds=[],
+    credentials=["platform-bot"],
+    approvers=["user:grace", "user:ada"],
+    separate_approver=True,
+    description="the shop team's services",
+)
+
 
 def sample_payloads() -> list[p.Payload]:
     """A payload of every type in `PAYLOAD_TYPES`, in that order."""
@@ -237,6 +248,22 @@ def sample_payloads() -> list[p.Payload]:
                 ),
             ],
             summary="1 to update, 1 to prune, 2 with errors",
+        ),
+        p.ProjectCreated(name="shop", spec=PROJECT),
+        p.ProjectUpdated(name="shop", spec=PROJECT, changed=["approvers", "separate_approver"]),
+        p.ProjectRemoved(name="shop", reason="the shop team moved to another cluster"),
+        p.ApprovalAccepted(
+            plan_id="01a2164a-0000-7000-8000-000000000001",
+            approval_id="01a2164a-0000-7000-8000-0000000000b1",
+            approver="user:grace",
+            reason="user:grace is an approver of project 'shop'",
+        ),
+        p.ApprovalRefused(
+            plan_id="01a2164a-0000-7000-8000-000000000001",
+            approval_id="01a2164a-0000-7000-8000-0000000000b2",
+            approver="user:ada",
+            reason="user:ada wrote commit 3f1e9a4c2b7d, and project 'shop' wants a separate "
+            "approver (--separate-approver)",
         ),
     ]
     assert [type(s) for s in samples] == list(p.PAYLOAD_TYPES)

@@ -37,6 +37,8 @@ from events.payloads import (
     ApplyFailed,
     ApplyStarted,
     ApplySucceeded,
+    ApprovalAccepted,
+    ApprovalRefused,
     PlanApproved,
     PlanBlocked,
     PlanCreated,
@@ -47,6 +49,8 @@ from events.payloads import (
 from services.resources.identity import errors_of
 
 HISTORY_TYPES = (
+    ApprovalAccepted.event_type,
+    ApprovalRefused.event_type,
     PlanCreated.event_type,
     PlanRejected.event_type,
     PlanSuperseded.event_type,
@@ -82,10 +86,14 @@ class AppHistory:
     starts: dict[str, Stored] = field(default_factory=dict)  # by apply id
     finished: set[str] = field(default_factory=set)
     last_start_seq: int = 0
+    # The planner's verdict on each person's approval, by the approval's event id.
+    verdicts: dict[str, ApprovalAccepted | ApprovalRefused] = field(default_factory=dict)
 
     def add(self, seq: int, event: Envelope) -> None:
         payload = event.payload
-        if isinstance(payload, PlanCreated):
+        if isinstance(payload, ApprovalAccepted | ApprovalRefused):
+            self.verdicts[payload.approval_id] = payload
+        elif isinstance(payload, PlanCreated):
             self.plans[event.event_id] = Stored(seq, event)
             self.plan_ids[payload.plan_id] = event.event_id
         elif isinstance(payload, PlanRejected):

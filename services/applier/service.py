@@ -44,6 +44,7 @@ from events.payloads import (
     ApplyRetryScheduled,
     ApplyStarted,
     ApplySucceeded,
+    ApprovalRefused,
     PlanApproved,
     PlanCreated,
     ResourceApplied,
@@ -55,8 +56,10 @@ from services.applier.drift_watch import DriftWatch
 from services.applier.health_watch import HealthWatch
 from services.applier.syncing import StepFailed, StepRunner
 from services.catalog.following import Follower
-from services.catalog.lookup import app_spec
+from services.catalog.lookup import app_events, app_spec
 from services.catalog.registry import current_spec
+from services.planner.approving import by_policy
+from services.projects.rules import never_deleted
 from services.resources import namespaces, phases
 from services.resources.desired import prepare
 from services.resources.identity import identity, live_wave
@@ -112,6 +115,15 @@ CRD_ESTABLISH_SECONDS = 30.0
 
 class ApplyInFlight(Exception):
     """Another apply of the app is running: the approval is redelivered later (nak)."""
+
+
+class VerdictPending(Exception):
+    """The planner has not judged a person's approval yet: redelivered later (nak)."""
+
+
+# How long a person's approval waits here for the planner's verdict before it
+# goes back for redelivery (the planner is down, or far behind).
+VERDICT_SECONDS = 30.0
 
 
 class _Failed(Exception):
@@ -235,6 +247,8 @@ class Applier:
         app = approval.app
         apply_id = derived_event_id(approval.event_id, ApplyStarted.event_type)
         seen = max(stored.seq, self._finished_at.get(app, 0))
+        # A person's approval is applied only once the planner accepted who gave it.
+        judged = by_policy(approval)
         for attempt in range(MAX_CONFLICTS):
             history = await self.history.at_least(seen, app)
             decision = admission.decide(
@@ -258,11 +272,40 @@ class Applier:
                     event_id=approval.event_id,
                 )
                 return
+            if not judged:
+                if not await self._accepted(approval):
+                    return
+                judged = True
+                continue  # decide again on a history that has moved meanwhile
             again = await self._admit(approval, decision, apply_id, conflicts=attempt)
             if again is None:
                 return
             seen = again
         raise ApplyInFlight(f"{app}: lost {MAX_CONFLICTS} conditional appends in a row")
+
+    async def _accepted(self, approval: Envelope) -> bool:
+        """Whether the planner accepted a person's approval (`planner/approving.py`).
+
+        Waits for its verdict; a refused approval is never applied (its
+        ApprovalRefused is the record); none in time: VerdictPending.
+        """
+        history = await self.history.until(
+            approval.app, lambda h: approval.event_id in h.verdicts, timeout=VERDICT_SECONDS
+        )
+        if history is None:
+            raise VerdictPending(
+                f"{approval.app}: no verdict of the planner on approval {approval.event_id} yet"
+            )
+        verdict = history.verdicts[approval.event_id]
+        if isinstance(verdict, ApprovalRefused):
+            log.warning(
+                "%s: not applying approval %s: refused: %s",
+                approval.app,
+                approval.event_id,
+                verdict.reason,
+            )
+            return False
+        return True
 
     async def _retry(self, stored: StoredEvent) -> None:
         """Run a scheduled retry once it is due (see `retrying`); Deferred until then."""
@@ -410,9 +453,19 @@ class Applier:
                     raise  # the API server is unreachable or refuses: redelivered later
                 live[ref] = None  # its kind is not served any more
         waves = {ref: live_wave(obj, ref) for ref, obj in live.items()}
+        # What the log shows the app created: a removal is rare, its history is read once.
+        created = removing.created_by(
+            await app_events(
+                self.ctx.log, app, (ResourceApplied.event_type, ResourceDeleted.event_type)
+            )
+        )
         for ref in prune_order(inventory, waves):
             why = removing.kept_because(
-                ref, live[ref], app=app, system_namespace=self.ctx.settings.system_namespace
+                ref,
+                live[ref],
+                app=app,
+                system_namespace=self.ctx.settings.system_namespace,
+                created=identity(ref) in created,
             )
             if not why:
                 try:
@@ -749,6 +802,11 @@ class Applier:
         for ref in prune_order(plan.prune, waves):
             progress.append(ref)
             obj = live[ref]
+            protected = never_deleted(ref, system_namespace=self.ctx.settings.system_namespace)
+            if protected:
+                # The planner never plans it (`planning.plan`); a plan from elsewhere might.
+                log.warning("%s: not pruning %s: %s", approval.app, ref, protected)
+                continue
             if obj is not None and not is_labelled_for(obj, approval.app):
                 log.warning(
                     "%s: not pruning %s: it no longer carries the app's inventory labels",

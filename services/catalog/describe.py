@@ -11,6 +11,8 @@ from events.payloads import (
     ApplyRetryScheduled,
     ApplyStarted,
     ApplySucceeded,
+    ApprovalAccepted,
+    ApprovalRefused,
     ApprovalRequested,
     DriftDetected,
     EventRejected,
@@ -23,6 +25,9 @@ from events.payloads import (
     PlanCreated,
     PlanRejected,
     PlanSuperseded,
+    ProjectCreated,
+    ProjectRemoved,
+    ProjectUpdated,
     RenderFailed,
     ResourceApplied,
     ResourceDeleted,
@@ -146,4 +151,14 @@ def describe(event: Envelope) -> str:
         case SourceRecovered():
             at = f" at {short(p.commit)}" if p.commit else ""
             return f"source {p.repo_url} ref {p.ref} readable again{at}"
+        case ApprovalAccepted():
+            return f"approval of plan {p.plan_id[:8]} by {p.approver} accepted: {p.reason}"
+        case ApprovalRefused():
+            return f"approval of plan {p.plan_id[:8]} by {p.approver} refused: {p.reason}"
+        case ProjectCreated():
+            return f"project {p.name} defined"
+        case ProjectUpdated():
+            return f"project {p.name} updated: {', '.join(p.changed) or 'rules'}"
+        case ProjectRemoved():
+            return f"project {p.name} removed{': ' + p.reason if p.reason else ''}"
     return event.type

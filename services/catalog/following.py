@@ -65,8 +65,13 @@ class Follower(Generic[S]):
         fold: Fold[S],
         name: str = "follower",
         passing: Iterable[str] = (),
+        wanted: Callable[[str, bytes], bool] | None = None,
     ) -> None:
         self._log = log
+        # Says from an event's type and raw bytes whether its fold could change
+        # anything; one that could not is not even decoded (decoding is most of
+        # what a fold costs).
+        self._wanted = wanted
         folded = dict.fromkeys(types)
         # Types followed only so that `at_least` can wait for them (a service's
         # inputs): they move `reached` and are not decoded nor folded.
@@ -139,6 +144,22 @@ class Follower(Generic[S]):
                 raise FollowerBehind(f"{self._name} stopped: {self._failure!r}")
         return self.state(app)
 
+    async def until(
+        self, app: str, ready: Callable[[S], bool], *, timeout: float = CATCH_UP_SECONDS
+    ) -> S | None:
+        """The app's state once `ready` holds of it; None if it did not within `timeout`."""
+        self.start()
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._advanced:
+                    await self._advanced.wait_for(
+                        lambda: ready(self.state(app)) or self._failure is not None
+                    )
+        except TimeoutError:
+            return None
+        state = self.state(app)
+        return state if ready(state) else None
+
     async def _fold_one(self, seq: int, subject: str, data: bytes) -> None:
         try:
             event = decode_stored(seq, subject, data)
@@ -160,7 +181,10 @@ class Follower(Generic[S]):
                     from_seq=self._reached + 1, subjects=self._subjects, follow=True
                 ):
                     parsed = names.parse_subject(subject)
-                    if parsed is None or parsed[1] not in self._passing:
+                    if parsed is None or (
+                        parsed[1] not in self._passing
+                        and (self._wanted is None or self._wanted(parsed[1], data))
+                    ):
                         await self._fold_one(seq, subject, data)
                     async with self._advanced:
                         self._reached = seq

@@ -9,10 +9,11 @@ from events import names
 from events.envelope import Envelope, InvalidEvent
 from events.payloads import AppSpec, PlanCreated
 from services.catalog.plans import PLAN_EVENT_TYPES, PlanView, fold_plans
-from services.catalog.registry import LIFECYCLE_TYPES, Registry, current_spec
+from services.catalog.registry import LIFECYCLE_TYPES, REGISTRY_TYPES, Registry, current_spec
+from services.projects.book import PROJECT_TYPES, Projects
 from services.wiring.eventlog import EventLog, decode_stored
 
-LIFECYCLE_SUBJECTS = [names.type_subjects(t) for t in LIFECYCLE_TYPES]
+LIFECYCLE_SUBJECTS = [names.type_subjects(t) for t in REGISTRY_TYPES]
 
 
 async def app_spec(log: EventLog, app: str) -> AppSpec | None:
@@ -29,17 +30,26 @@ async def load_registry(log: EventLog) -> tuple[Registry, int]:
     registry = Registry()
     last = 0
     async for stored in log.read(subjects=LIFECYCLE_SUBJECTS):
-        registry.apply(stored.seq, stored.event)
+        registry.changed_by(stored.seq, stored.event)
         last = stored.seq
     info = await log.js.stream_info(names.STREAM)
     return registry, max(last, info.state.last_seq)
 
 
+async def load_projects(log: EventLog) -> Projects:
+    """Every defined project, read from the log (a command's one read, not a service's)."""
+    projects = Projects()
+    async for stored in log.read(subjects=[names.type_subjects(t) for t in PROJECT_TYPES]):
+        projects.add(stored.seq, stored.event)
+    return projects
+
+
 async def follow_registry(log: EventLog, registry: Registry, after_seq: int) -> AsyncIterator[str]:
-    """Keep `registry` current; yield the name of each app that changed."""
+    """Keep `registry` current; yield the name of each app that changed (for a
+    project's change, each app in it)."""
     async for stored in log.read(subjects=LIFECYCLE_SUBJECTS, from_seq=after_seq + 1, follow=True):
-        if registry.apply(stored.seq, stored.event):
-            yield stored.event.app
+        for app in registry.changed_by(stored.seq, stored.event):
+            yield app
 
 
 async def app_events(log: EventLog, app: str, types: Iterable[str]) -> list[tuple[int, Envelope]]:

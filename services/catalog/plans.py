@@ -16,6 +16,7 @@ from events.payloads import (
     ApplyRetryScheduled,
     ApplyStarted,
     ApplySucceeded,
+    ApprovalRefused,
     ApprovalRequested,
     PlanApproved,
     PlanBlocked,
@@ -29,6 +30,7 @@ PLAN_EVENT_TYPES = (
     PlanCreated.event_type,
     ApprovalRequested.event_type,
     PlanApproved.event_type,
+    ApprovalRefused.event_type,
     PlanRejected.event_type,
     PlanSuperseded.event_type,
     ApplyStarted.event_type,
@@ -64,6 +66,8 @@ def next_status(status: str | None, payload: object) -> str | None:
     - PlanBlocked: blocked, for good -- nothing after it applies the plan.
     - ApprovalRequested, PlanApproved, PlanRejected, PlanSuperseded: only while
       undecided (a late approval of an applied plan changes nothing).
+    - ApprovalRefused (the planner refused the person who approved): an
+      approved plan awaits approval again.
     - ApplyStarted, ApplySucceeded, ApplyFailed: applying, applied, failed;
       ApplyRetryScheduled after a failure: retrying.
     """
@@ -73,6 +77,8 @@ def next_status(status: str | None, payload: object) -> str | None:
         return status
     if isinstance(payload, PlanBlocked):
         return BLOCKED
+    if isinstance(payload, ApprovalRefused) and status == APPROVED:
+        return AWAITING_APPROVAL
     if status in UNDECIDED:
         if isinstance(payload, ApprovalRequested):
             return AWAITING_APPROVAL
@@ -151,6 +157,9 @@ def fold_plans(events: list[tuple[int, Envelope]]) -> dict[str, PlanView]:
             )
             if isinstance(payload, PlanRejected):
                 view.reason = payload.reason
+        elif isinstance(payload, ApprovalRefused):
+            view.decided_by, view.decided_via, view.decided_at = "", "", None
+            view.reason = f"approval by {payload.approver} refused: {payload.reason}"
         elif isinstance(payload, ApplyStarted) and view.status == APPLYING:
             by_apply[payload.apply_id] = view.plan_id
             view.apply_id = payload.apply_id

@@ -31,6 +31,7 @@ from services.cli.connecting import (
     run,
     settings_for,
 )
+from services.projects.rules import DEFAULT_PROJECT
 from services.renderer.options import RENDERER_OPTIONS, unknown_options
 from services.wiring import telemetry
 from services.wiring.eventlog import ConcurrencyConflict, EventLog
@@ -294,6 +295,28 @@ SPEC_OPTIONS: list[SpecOption] = [
         "(without it, such an object blocks the plan).",
     ),
     spec_option(
+        "--project",
+        default="",
+        help="The project that bounds what the app may touch (`wake project`); "
+        "default: the built-in `default` project (the app's own namespace only).",
+        to_spec=lambda value: {"project": "" if value == DEFAULT_PROJECT else value},
+    ),
+    spec_option(
+        "--approver",
+        "approvers",
+        multiple=True,
+        metavar="ID",
+        help="Who may approve the app's plans (an identity such as user:ana; repeatable), "
+        "besides its project's approvers. None anywhere: any operator may approve. "
+        "`--approver ''` clears the list.",
+        to_spec=lambda values: {"approvers": [v for v in values if v]},
+    ),
+    spec_option(
+        "--separate-approver/--no-separate-approver",
+        default=False,
+        help="Refuse an approval by the author of the commit the plan is for.",
+    ),
+    spec_option(
         "--create-namespace/--no-create-namespace",
         default=False,
         help="Create the destination namespace (labelled for the app) when it does not exist "
@@ -306,6 +329,24 @@ UNGIVEN = (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
 
 # A change of these is checked against the repository, as `wake app add` checks.
 SOURCE_FIELDS = ("repo_url", "ref", "git_credential")
+# A change of these is checked against the app's project.
+PROJECT_FIELDS = ("project", "repo_url", "git_credential")
+
+
+async def check_project(log: EventLog, spec: AppSpec, *, system_namespace: str) -> None:
+    """A click error if the app's project does not exist or forbids its source or credential."""
+    from services.projects.rules import Missing, credential_error, project_of, source_error
+    from services.wiring.git import normalize_url, redact
+
+    projects = await lookup.load_projects(log)
+    project = project_of(spec, projects.specs, system_namespace=system_namespace)
+    if isinstance(project, Missing):
+        raise click.ClickException(str(project))
+    error = source_error(
+        redact(spec.repo_url), project, normalized=normalize_url(spec.repo_url)
+    ) or credential_error(spec.git_credential, project)
+    if error:
+        raise click.ClickException(error)
 
 
 def spec_options(*, adding: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -349,7 +390,9 @@ async def check_source(data_dir: str, spec: AppSpec) -> str:
     )
 
     try:
-        credential = GitCredentials.from_settings(settings_for(data_dir)).get(spec.git_credential)
+        credential = GitCredentials.from_settings(settings_for(data_dir)).for_url(
+            spec.git_credential, spec.repo_url
+        )
         return await check_ref(spec.repo_url, spec.ref, credential=credential)
     except (RepoUnreachable, CredentialError, RefNotFound) as exc:
         raise click.ClickException(str(exc)) from None
@@ -379,8 +422,11 @@ def add(data_dir: str, name: str, **options: Any) -> None:
     _check_jsonnet_arguments(spec)
 
     async def register() -> None:
+        settings = settings_for(data_dir)
+        async with connected(settings) as log:
+            await check_project(log, spec, system_namespace=settings.system_namespace)
         await check_source(data_dir, spec)
-        async with connected(settings_for(data_dir)) as log:
+        async with connected(settings) as log:
             position = await log.app_position(name)
             if await lookup.app_spec(log, name) is not None:
                 raise click.ClickException(
@@ -476,6 +522,10 @@ def set_(ctx: click.Context, data_dir: str, name: str, **options: Any) -> None:
             if not changed:
                 click.echo(f"{name} unchanged: it already has these settings")
                 return
+            if any(f in PROJECT_FIELDS for f in changed):
+                await check_project(
+                    log, spec, system_namespace=settings_for(data_dir).system_namespace
+                )
             if any(f in SOURCE_FIELDS for f in changed):
                 await check_source(data_dir, spec)
             payload = ApplicationUpdated(spec=spec, changed=changed)
@@ -574,6 +624,8 @@ def show(data_dir: str, name: str, as_json: bool) -> None:
             return
         click.echo(f"Application {name}")
         for key, value in row["spec"].items():
+            if key == "project" and not value:
+                value = DEFAULT_PROJECT
             click.echo(f"  {key + ':':<24} {value}")
         click.echo(f"  {'state:':<24} {row['state']}")
         click.echo(f"  {'sync:':<24} {row['sync']}")

@@ -21,6 +21,7 @@ _COMMANDS: dict[str, str] = {
     "history": "services.cli.history_cmd:history",
     "infra": "services.cli.infra_cmd:infra",
     "plans": "services.cli.plans_cmd:plans",
+    "project": "services.cli.projects_cmd:project",
     "reject": "services.cli.plans_cmd:reject",
     "replay": "services.cli.replay_cmd:replay",
     "rollback": "services.cli.rollback_cmd:rollback",

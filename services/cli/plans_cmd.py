@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import click
 import msgspec
 
-from events import new_event
-from events.payloads import PlanApproved, PlanRejected, SyncRequested
+from events import names, new_event
+from events.envelope import Envelope
+from events.payloads import (
+    ApprovalAccepted,
+    ApprovalRefused,
+    PlanApproved,
+    PlanRejected,
+    SyncRequested,
+)
 from services.catalog import lookup
 from services.catalog.describe import decided_by
 from services.catalog.plans import AWAITING_APPROVAL, BLOCKED, PlanView, summary
@@ -22,7 +30,7 @@ from services.cli.connecting import (
 )
 from services.wiring import telemetry
 from services.wiring.conflicts import after_conflict
-from services.wiring.eventlog import ConcurrencyConflict
+from services.wiring.eventlog import ConcurrencyConflict, EventLog
 
 
 @click.command()
@@ -141,7 +149,48 @@ def _print_plan(view: PlanView) -> None:
         click.echo(f"  {'prune':<9} {ref}")
 
 
-async def _decide(data_dir: str, plan_id: str, decision: str, reason: str) -> None:
+async def _await_verdict(
+    log: EventLog, approval: Envelope, *, after_seq: int, timeout: float
+) -> None:
+    """Tell the person the planner's verdict on their approval (planner/approving.py).
+
+    Refused: a click error naming why (the approval is never applied). No
+    verdict within `timeout` seconds: say so; the planner decides when it runs.
+    """
+    app = approval.app
+    plan_id = approval.payload.plan_id
+    subjects = [
+        names.subject(app, ApprovalAccepted.event_type),
+        names.subject(app, ApprovalRefused.event_type),
+    ]
+    try:
+        async with asyncio.timeout(timeout):
+            async for stored in log.read(subjects=subjects, from_seq=after_seq + 1, follow=True):
+                verdict = stored.event.payload
+                if not isinstance(verdict, ApprovalAccepted | ApprovalRefused):
+                    continue
+                if verdict.approval_id != approval.event_id:
+                    continue
+                if isinstance(verdict, ApprovalRefused):
+                    raise click.ClickException(
+                        f"approval of plan {plan_id} of {app} refused: {verdict.reason} "
+                        f"(event {stored.event.event_id}); nothing is applied"
+                    )
+                click.echo(
+                    f"plan {plan_id} of {app} approved (event {approval.event_id}): "
+                    f"{verdict.reason}"
+                )
+                return
+    except TimeoutError:
+        click.echo(
+            f"plan {plan_id} of {app} approved (event {approval.event_id}); the planner has not "
+            f"checked who approved within {timeout:.0f}s: see `wake plans {app}`"
+        )
+
+
+async def _decide(
+    data_dir: str, plan_id: str, decision: str, reason: str, wait: float = 0.0
+) -> None:
     async with connected(settings_for(data_dir)) as log:
         # Read, decide, append on the position read: if anything lands on the
         # app meanwhile (another person's decision, a superseding plan), the
@@ -171,20 +220,28 @@ async def _decide(data_dir: str, plan_id: str, decision: str, reason: str) -> No
                 if decision == "approve"
                 else PlanRejected(plan_id=plan_id, reason=reason, via="cli")
             )
+            actor = current_actor()
             # The approval's own trace, linked to the plan's.
             telemetry.add_link(view.event.traceparent)
+            # Keyed by who decides and where the app's log stood: a retried
+            # publish is stored once, and an approval after a refused one (by
+            # someone else, or after the approvers changed) is a new event.
             event = new_event(
                 payload,
                 app=view.app,
-                actor=current_actor(),
+                actor=actor,
                 traceparent=telemetry.traceparent(),
                 cause=view.event,
+                key=f"{actor}@{position}",
             )
             try:
-                await log.append(event, expected_last_seq=position)
+                appended = await log.append(event, expected_last_seq=position)
             except ConcurrencyConflict:
                 await after_conflict(attempt)
                 continue
+            if decision == "approve" and wait > 0:
+                await _await_verdict(log, event, after_seq=appended.seq, timeout=wait)
+                return
             verb = "approved" if decision == "approve" else "rejected"
             click.echo(f"plan {plan_id} of {view.app} {verb} (event {event.event_id})")
             return
@@ -194,9 +251,21 @@ async def _decide(data_dir: str, plan_id: str, decision: str, reason: str) -> No
 @click.command()
 @data_dir_option
 @click.argument("plan_id")
-def approve(data_dir: str, plan_id: str) -> None:
-    """Approve plan PLAN_ID: the applier applies it."""
-    run(_decide(data_dir, plan_id, "approve", ""))
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the planner to check that you may approve (0: do not wait).",
+)
+def approve(data_dir: str, plan_id: str, wait: float) -> None:
+    """Approve plan PLAN_ID: the applier applies it once the planner accepts the approver.
+
+    An app (or its project) with approvers accepts only theirs; with
+    --separate-approver, never the commit's author. A refused approval is
+    recorded (ApprovalRefused), never applied, and this command fails saying why.
+    """
+    run(_decide(data_dir, plan_id, "approve", "", wait))
 
 
 @click.command()

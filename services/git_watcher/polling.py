@@ -37,7 +37,7 @@ import pygit2
 
 from events import names
 from events.envelope import new_event
-from events.payloads import RevisionDetected, SourceFailed
+from events.payloads import AppSpec, RevisionDetected, SourceFailed
 from services.catalog.following import Follower
 from services.catalog.registry import Application
 from services.git_watcher.changes import (
@@ -57,6 +57,7 @@ from services.git_watcher.failures import (
     recovery_due,
 )
 from services.git_watcher.history import FOLLOWED_TYPES, AppHistory, fold
+from services.projects.rules import Missing, Project, credential_error, source_error
 from services.wiring import telemetry
 from services.wiring.coalescing import NextRound
 from services.wiring.eventlog import Appended, ConcurrencyConflict, EventLog
@@ -225,10 +226,20 @@ class Unreadable(Exception):
 class Watcher:
     """Checks apps for new revisions and appends RevisionDetected events."""
 
-    def __init__(self, *, log: EventLog, mirrors: Mirrors, actor: str) -> None:
+    def __init__(
+        self,
+        *,
+        log: EventLog,
+        mirrors: Mirrors,
+        actor: str,
+        project_of: Callable[[AppSpec], Project | Missing] | None = None,
+    ) -> None:
         self.log = log
         self.mirrors = mirrors
         self.actor = actor
+        # The project an app is in (None: projects unchecked, as in a test of
+        # detection alone): a source or credential outside it is never fetched.
+        self.project_of = project_of
         self._app_locks: dict[str, asyncio.Lock] = {}
         self._fetch_slots = asyncio.Semaphore(CONCURRENT_FETCHES)
         self._check_slots = asyncio.Semaphore(CONCURRENT_CHECKS)
@@ -275,8 +286,17 @@ class Watcher:
         the id of a SyncRequested(resume=True): see `changes.detect`.
         """
         by_repo: dict[tuple[str, str], list[Application]] = defaultdict(list)
+        outside: list[tuple[Application, str]] = []
         for app in apps:
+            error = self._outside_project(app.spec)
+            if error:
+                outside.append((app, error))
+                continue
             by_repo[normalize_url(app.spec.repo_url), app.spec.git_credential].append(app)
+        if outside:
+            await self._catch_up([app for app, _ in outside])
+            for app, error in outside:
+                await self._source_failed(app, "fetch", error)
         if not by_repo:
             return []
         await self._catch_up([app for group in by_repo.values() for app in group])
@@ -284,6 +304,15 @@ class Watcher:
             *(self._check_repo(group, trigger, resume) for group in by_repo.values())
         )
         return [event_id for appended in results for event_id in appended]
+
+    def _outside_project(self, spec: AppSpec) -> str:
+        """Why the app's source or credential is outside its project ("" if inside)."""
+        if self.project_of is None:
+            return ""
+        project = self.project_of(spec)
+        return source_error(
+            redact(spec.repo_url), project, normalized=normalize_url(spec.repo_url)
+        ) or credential_error(spec.git_credential, project)
 
     async def _check_repo(
         self, apps: Sequence[Application], trigger: Trigger, resume: str

@@ -42,6 +42,7 @@ from services.git_watcher import syncing
 from services.git_watcher.changes import Trigger
 from services.git_watcher.polling import Watcher, poll_forever
 from services.git_watcher.receiver import Receiver, RegisteredApp, SecretUnavailable, global_secret
+from services.projects.rules import project_of
 from services.wiring.consumers import (
     ConsumerSettings,
     partition_of,
@@ -75,8 +76,16 @@ async def main(ctx: ServiceContext) -> None:
         ctx.settings.data_path / SERVICE / "mirrors",
         credentials=GitCredentials.from_settings(ctx.settings),
     )
-    watcher = Watcher(log=ctx.log, mirrors=mirrors, actor=ctx.actor)
     registry, registry_seq = await load_registry(ctx.log)
+    watcher = Watcher(
+        log=ctx.log,
+        mirrors=mirrors,
+        actor=ctx.actor,
+        # The registry follows the projects too: each check sees the current rules.
+        project_of=lambda spec: project_of(
+            spec, registry.projects.specs, system_namespace=ctx.settings.system_namespace
+        ),
+    )
     settings = sync_consumer()
     checks: set[asyncio.Task] = set()
     # With several replicas, each app is polled (and checked when registered)

@@ -15,7 +15,10 @@ objects and hands them in as dicts.
   they are created afresh at every sync; a resource marked Skip (or a Helm
   hook Wake does not run) is left out of the plan, and not pruned.
 - `prune`: in the last applied inventory, no longer desired (only when the
-  app prunes), except a Namespace `--create-namespace` made (`namespaces`).
+  app prunes), except a Namespace `--create-namespace` made (`namespaces`),
+  an object the log does not show this app created (`created`: adopted
+  objects are released, never deleted), and the namespaces a cluster or Wake
+  lives in (`projects.rules.never_deleted`).
   Refs are compared by group, kind, namespace and name -- not version -- so
   moving a kind to a new apiVersion never prunes the object that was just
   applied under it.
@@ -39,6 +42,7 @@ import msgspec
 
 from events.bundle import ref_of
 from events.payloads import IgnoreRule, ResourceChange, ResourceRef
+from services.projects.rules import never_deleted
 from services.resources.differences import (
     LAST_APPLIED,
     SERVER_OWNED_METADATA,
@@ -194,6 +198,8 @@ def plan(
     ignore: Sequence[IgnoreRule] = (),
     app: str | None = None,
     adopt: bool = False,
+    created: set[Identity] | None = None,
+    system_namespace: str = "",
 ) -> Plan:
     """The changes that bring the cluster to `desired` (resources as prepared, with labels).
 
@@ -201,7 +207,8 @@ def plan(
     `live`, of each prune candidate too (absent: nothing live; a live prune
     candidate's wave orders its deletion). `app`: whose plan this is; a live
     object it may not apply over (`ownership`) is an error of its change
-    unless `adopt`. None leaves ownership unchecked.
+    unless `adopt`. None leaves ownership unchecked. `created`: what the log
+    shows the app created (None: not known, every candidate may be pruned).
     """
     changes = [
         change_for(resource, dry_run.get(ref_of(resource)), live.get(ref_of(resource)), ignore)
@@ -221,6 +228,8 @@ def plan(
             ref
             for ref in prune_candidates((ref_of(r) for r in desired), last_inventory)
             if not is_created_namespace(live.get(ref))
+            and (created is None or identity(ref) in created)
+            and not never_deleted(ref, system_namespace=system_namespace)
         ]
         waves = {ref: live_wave(live.get(ref), ref) for ref in candidates}
         pruned = prune_order(candidates, waves)

@@ -29,6 +29,13 @@ With `--create-namespace` the app's destination Namespace joins the resources
 - DriftDetected with self_heal: a plan of reason "drift" from the last
   applied bundle (the rolled-back one, while rolled back), approved by
   policy as a self-heal.
+- PlanApproved by a person: the verdict (`approving`), ApprovalAccepted or
+  ApprovalRefused; the applier applies a person's approval only once accepted.
+
+Projects (`services/projects/`): every resource of a plan must be inside the
+app's project (its destinations and kinds); one outside is an error of its
+change, naming the rule, and blocks the plan. The projects are folded with the
+apps' state, so a plan sees every project change before its own event.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ from events.bundle import InvalidBundle, resource_digest
 from events.envelope import Envelope, derived_event_id, encode
 from events.payloads import (
     ApplySucceeded,
+    ApprovalAccepted,
+    ApprovalRefused,
     AppSpec,
     DriftDetected,
     ManifestsRendered,
@@ -58,15 +67,18 @@ from events.payloads import (
 from services.catalog.following import Follower
 from services.catalog.lookup import app_spec
 from services.catalog.revisions import RevisionNotApplied, find_applied
-from services.planner import policy, superseding
+from services.planner import approving, policy, superseding
 from services.planner.planning import (
     DryRun,
+    Plan,
     Refusal,
     plan,
     prune_candidates,
     summary,
 )
-from services.planner.tracking import FOLLOWED_TYPES, INPUT_TYPES, AppState
+from services.planner.tracking import FOLLOWED_TYPES, INPUT_TYPES, AppState, wanted
+from services.projects.book import PROJECT_TYPES, Projects
+from services.projects.rules import Missing, Project, project_of, resource_error
 from services.resources import namespaces
 from services.resources.desired import prepare
 from services.resources.identity import errors_of, live_wave
@@ -99,6 +111,7 @@ CONSUMER = ConsumerSettings(
         names.type_subjects(ManifestsRendered.event_type),
         names.type_subjects(RollbackRequested.event_type),
         names.type_subjects(DriftDetected.event_type),
+        names.type_subjects(PlanApproved.event_type),
     ],
 )
 
@@ -153,15 +166,30 @@ class Planner:
         self.clusters = clusters
         self.consumer = consumer
         self._limit = asyncio.Semaphore(CONCURRENT_REQUESTS)
-        # Every app's revisions, plans and applies, folded once and followed
-        # (`tracking`): a handled event costs the same whatever the app's history.
+        # Every app's revisions, plans and applies, and every project, folded
+        # once and followed (`tracking`): a handled event costs the same
+        # whatever the app's history.
+        self.projects = Projects()
         self.state: Follower[AppState] = Follower(
             ctx.log,
             FOLLOWED_TYPES,
             new_state=AppState,
-            fold=AppState.add,
+            fold=self._fold,
             name=f"{ctx.name} state",
             passing=INPUT_TYPES,
+            wanted=wanted,
+        )
+
+    def _fold(self, state: AppState, seq: int, event: Envelope) -> None:
+        if event.type in PROJECT_TYPES:
+            self.projects.add(seq, event)
+        else:
+            state.add(seq, event)
+
+    def project(self, spec: AppSpec) -> Project | Missing:
+        """The app's project as folded so far (see `projects.rules.project_of`)."""
+        return project_of(
+            spec, self.projects.specs, system_namespace=self.ctx.settings.system_namespace
         )
 
     async def close(self) -> None:
@@ -170,6 +198,10 @@ class Planner:
     async def handle(self, stored: StoredEvent) -> None:
         event = stored.event
         payload = event.payload
+        if isinstance(payload, PlanApproved):
+            if not approving.by_policy(event):
+                await self._on_approval(stored, payload)
+            return
         if not isinstance(payload, ManifestsRendered | RollbackRequested | DriftDetected):
             return
         spec = await app_spec(self.ctx.log, event.app)
@@ -197,6 +229,37 @@ class Planner:
                 error=f"{event.type} {event.event_id}: {exc}",
                 event_id=event.event_id,
             )
+
+    async def _on_approval(self, stored: StoredEvent, approval: PlanApproved) -> None:
+        """Append the verdict on a person's approval: accepted or refused (`approving`)."""
+        event = stored.event
+        spec = await app_spec(self.ctx.log, event.app)
+        state = await self.state.at_least(stored.seq, event.app)
+        commit = state.plan_commits.get(approval.plan_id, "")
+        decided = approving.verdict(
+            approver=event.actor,
+            app=event.app,
+            spec=spec,
+            project=self.project(spec) if spec is not None else None,
+            commit=commit,
+            author=state.authors.get(commit),
+        )
+        verdict_type = ApprovalAccepted if decided.accepted else ApprovalRefused
+        await self.ctx.log.append(
+            self.ctx.derive(
+                verdict_type(
+                    plan_id=approval.plan_id,
+                    approval_id=event.event_id,
+                    approver=event.actor,
+                    reason=decided.reason,
+                ),
+                cause=event,
+            )
+        )
+        if decided.accepted:
+            log.info("%s: approval %s accepted: %s", event.app, event.event_id, decided.reason)
+        else:
+            log.warning("%s: approval %s refused: %s", event.app, event.event_id, decided.reason)
 
     async def _on_rendered(
         self,
@@ -375,7 +438,11 @@ class Planner:
             ignore=spec.ignore_differences,
             app=app,
             adopt=spec.adopt,
+            # Folded up to the apply whose inventory this is: its creations are in.
+            created=(await self.state.at_least(last.seq if last is not None else 0, app)).created,
+            system_namespace=self.ctx.settings.system_namespace,
         )
+        decided = self._within_project(decided, spec)
         plan_id = derived_event_id(event.event_id, PlanCreated.event_type)
         created = self.ctx.derive(
             PlanCreated(
@@ -410,6 +477,23 @@ class Planner:
             follow_up.type,
             f", superseding {', '.join(superseded)}" if superseded else "",
         )
+
+    def _within_project(self, decided: Plan, spec: AppSpec) -> Plan:
+        """`decided` with an error on each change outside the app's project (`rules`)."""
+        project = self.project(spec)
+        changes = []
+        for change in decided.changes:
+            outside = resource_error(
+                change.ref,
+                project,
+                context=spec.destination_context,
+                system_namespace=self.ctx.settings.system_namespace,
+            )
+            if outside:
+                error = "; ".join(filter(None, (change.error, outside)))
+                change = msgspec.structs.replace(change, error=error)
+            changes.append(change)
+        return msgspec.structs.replace(decided, changes=changes)
 
     async def _append(
         self, cause: Envelope, created: Envelope, follow_up: Envelope

@@ -20,18 +20,24 @@ from events.envelope import Envelope
 from events.payloads import (
     ApplyStarted,
     ApplySucceeded,
+    ApprovalRefused,
     DriftDetected,
     ManifestsRendered,
     PlanApproved,
     PlanCreated,
     PlanRejected,
     PlanSuperseded,
+    ResourceApplied,
+    ResourceDeleted,
     RevisionDetected,
     RollbackRequested,
     SyncRequested,
 )
 from services.catalog.revisions import AppliedRevision
 from services.planner import policy
+from services.planner.approving import Author
+from services.projects.book import PROJECT_TYPES
+from services.resources.identity import Identity, identity
 
 # The events a planner decides on.
 FOLLOWED_TYPES = (
@@ -43,6 +49,12 @@ FOLLOWED_TYPES = (
     ApplyStarted.event_type,
     ApplySucceeded.event_type,
     SyncRequested.event_type,
+    # What the app created (prune deletes nothing else) and who wrote each
+    # commit (--separate-approver); the projects (folded apart, `Planner`).
+    ResourceApplied.event_type,
+    ResourceDeleted.event_type,
+    ApprovalRefused.event_type,
+    *PROJECT_TYPES,
 )
 # The events it handles: followed too (not folded), so that a handler can wait
 # until the state has reached its own event.
@@ -51,6 +63,14 @@ INPUT_TYPES = (
     RollbackRequested.event_type,
     DriftDetected.event_type,
 )
+
+
+def wanted(event_type: str, data: bytes) -> bool:
+    """Whether an event could change an AppState: a ResourceApplied only when it created
+    or pruned something (most are "unchanged" or "configured"; they are not decoded)."""
+    if event_type != ResourceApplied.event_type:
+        return True
+    return b'"created"' in data or b'"pruned"' in data
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +99,31 @@ class AppState:
         default_factory=lambda: policy.Applied(commits=frozenset(), pin=None)
     )
     applies: list[AppliedRevision] = field(default_factory=list)
+    # Each commit's author, from its RevisionDetected.
+    authors: dict[str, Author] = field(default_factory=dict)
+    # Each plan's commit, by plan id.
+    plan_commits: dict[str, str] = field(default_factory=dict)
+    # The objects the log shows this app created (a ResourceApplied "created")
+    # and neither pruned nor deleted since: all that a prune may delete.
+    created: set[Identity] = field(default_factory=set)
+    # Plans rejected, superseded or started: never awaiting approval again.
+    closed: set[str] = field(default_factory=set)
 
     def add(self, seq: int, event: Envelope) -> None:
         payload = event.payload
         if isinstance(payload, RevisionDetected):
             self.detected[event.event_id] = seq
+            self.authors[payload.commit] = Author(payload.author, payload.author_email)
+        elif isinstance(payload, ResourceApplied):
+            if payload.action == "created" and not payload.hook:
+                self.created.add(identity(payload.ref))
+            elif payload.action == "pruned":
+                self.created.discard(identity(payload.ref))
+        elif isinstance(payload, ResourceDeleted):
+            if payload.action == "deleted":
+                self.created.discard(identity(payload.ref))
         elif isinstance(payload, PlanCreated):
+            self.plan_commits[payload.plan_id] = payload.commit
             self.plan_ids.add(payload.plan_id)
             self.last_plan_seq = seq
             if payload.needs_approval:
@@ -96,8 +135,16 @@ class AppState:
         elif isinstance(payload, PlanSuperseded):
             self.plan_ids.add(payload.plan_id)
             self.awaiting.pop(payload.plan_id, None)
-        elif isinstance(payload, PlanApproved | PlanRejected | ApplyStarted):
+            self.closed.add(payload.plan_id)
+        elif isinstance(payload, PlanApproved):
             self.awaiting.pop(payload.plan_id, None)
+        elif isinstance(payload, PlanRejected | ApplyStarted):
+            self.awaiting.pop(payload.plan_id, None)
+            self.closed.add(payload.plan_id)
+        elif isinstance(payload, ApprovalRefused):
+            # The approval did not count: the plan awaits a person again.
+            if payload.plan_id in self.plan_commits and payload.plan_id not in self.closed:
+                self.awaiting[payload.plan_id] = None
         elif isinstance(payload, ApplySucceeded | SyncRequested):
             self.applied = policy.fold_applied(self.applied, payload)
             if isinstance(payload, ApplySucceeded):

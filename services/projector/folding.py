@@ -28,6 +28,7 @@ from events.payloads import (
     ApplyRetryScheduled,
     ApplyStarted,
     ApplySucceeded,
+    ApprovalRefused,
     ApprovalRequested,
     DriftDetected,
     HealthChanged,
@@ -37,6 +38,9 @@ from events.payloads import (
     PlanCreated,
     PlanRejected,
     PlanSuperseded,
+    ProjectCreated,
+    ProjectRemoved,
+    ProjectUpdated,
     RenderFailed,
     ResourceApplied,
     ResourceDeleted,
@@ -44,6 +48,7 @@ from events.payloads import (
     SyncRequested,
 )
 from services.catalog import plans, syncing
+from services.projects.rules import DEFAULT_PROJECT
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +88,12 @@ TABLES: dict[str, Table] = {
                 "rolled_back_to",
                 "last_seq",
                 "updated_at",
+                # infra/postgres/003_projects.sql
+                "project",
             ),
             ("app",),
         ),
+        Table("projects", ("name", "spec", "removed", "last_seq", "updated_at"), ("name",)),
         Table(
             "revisions",
             (
@@ -196,7 +204,7 @@ TABLES: dict[str, Table] = {
 
 # Tables whose rows a fold reads back (keyed by one value each); `resources`
 # is only ever replaced per app and `events` only appended, so neither is read.
-KEYED_TABLES = ("applications", "revisions", "plans", "approvals", "applies")
+KEYED_TABLES = ("applications", "revisions", "plans", "approvals", "applies", "projects")
 
 # Plan status: services/catalog/plans.py's, moved by its `next_status` (one state machine).
 CREATED = plans.CREATED
@@ -376,6 +384,7 @@ def _app_row(models: ReadModels, event: Envelope) -> dict[str, Any]:
             "rolled_back_to": None,
             "last_seq": 0,
             "updated_at": event.occurred_at,
+            "project": DEFAULT_PROJECT,
         }
     # Changed in place: the row is this fold's working copy, written back by the shell.
     return row
@@ -399,10 +408,27 @@ def _registered(models: ReadModels, seq: int, event: Envelope) -> None:
         namespace=spec.namespace,
         auto_sync=spec.auto_sync,
         removed=False,
+        project=spec.project or DEFAULT_PROJECT,
     )
     if isinstance(payload, ApplicationRegistered):
         row["registered_at"] = event.occurred_at
     _touch(models, row, seq, event)
+
+
+def _project(models: ReadModels, seq: int, event: Envelope) -> None:
+    """A project defined, changed or removed (filed under `_wake`; none elsewhere counts)."""
+    payload = event.payload
+    assert isinstance(payload, ProjectCreated | ProjectUpdated | ProjectRemoved)
+    if event.app != SYSTEM_APP:
+        return
+    row = models.get("projects", payload.name)
+    if isinstance(payload, ProjectRemoved):
+        if row is None:
+            return
+        row = {**row, "removed": True}
+    else:
+        row = {"name": payload.name, "spec": json_text(payload.spec), "removed": False}
+    models.put("projects", {**row, "last_seq": seq, "updated_at": event.occurred_at})
 
 
 def _removed(models: ReadModels, seq: int, event: Envelope) -> None:
@@ -651,6 +677,16 @@ def _decided(models: ReadModels, seq: int, event: Envelope) -> None:
         _touch(models, row, seq, event)
 
 
+def _approval_refused(models: ReadModels, seq: int, event: Envelope) -> None:
+    """The planner refused a person's approval: the plan awaits approval again."""
+    payload = event.payload
+    assert isinstance(payload, ApprovalRefused)
+    if _move_plan(models, payload.plan_id, payload, decided_at=None):
+        row = _app_row(models, event)
+        row["sync_state"] = WAITING
+        _touch(models, row, seq, event)
+
+
 # --- applies and resources --------------------------------------------------------
 
 
@@ -822,4 +858,8 @@ _HANDLERS = {
     ApplyRetryScheduled: _retry_scheduled,
     ResourceDeleted: _resource_deleted,
     PlanBlocked: _blocked,
+    ApprovalRefused: _approval_refused,
+    ProjectCreated: _project,
+    ProjectUpdated: _project,
+    ProjectRemoved: _project,
 }

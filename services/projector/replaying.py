@@ -90,11 +90,11 @@ async def rebuild(
     conn = await asyncpg.connect(database_url)
     try:
         await store.drop_schema(conn, schema)
-        await store.migrate(conn, schema, up_to=store.TABLES_VERSION)
+        await store.migrate(conn, schema, tables_only=True)
         models = ReadModels()
         folded, last_seq, skipped = await _fold_log(event_log, conn, schema, models, stop, progress)
         models.last_seq = last_seq
-        indexes = store.index_statements(after=store.TABLES_VERSION)
+        indexes = store.index_statements()
         # The index's indexes build while the other rows are loaded; theirs after.
         await asyncio.gather(
             store.write_all(conn, schema, models),
@@ -103,7 +103,7 @@ async def rebuild(
         await asyncio.gather(
             *(_run(database_url, schema, i.sql) for i in indexes if i.table != "events")
         )
-        await store.record_migrations(conn, schema, after=store.TABLES_VERSION)
+        await store.record_migrations(conn, schema)
     finally:
         await conn.close()
     if progress is not None:

@@ -22,10 +22,9 @@ from services.wiring import telemetry
 LIVE_SCHEMA = "wake"
 PROJECTION = "read_models"
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "infra" / "postgres"
-# Migrations up to this version create tables only; a replay loads its rows
-# before applying the rest (the secondary indexes), which is faster than
-# maintaining the indexes row by row.
-TABLES_VERSION = 1
+# A replay runs the migrations that create or change tables first, loads its
+# rows, and only then the ones that only create (secondary) indexes: faster
+# than maintaining the indexes row by row.
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION_RE = re.compile(r"^(\d+)_[a-z0-9_]+\.sql$")
@@ -72,8 +71,16 @@ def migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-async def migrate(conn: asyncpg.Connection, schema: SchemaName, *, up_to: int | None = None) -> int:
+async def migrate(
+    conn: asyncpg.Connection,
+    schema: SchemaName,
+    *,
+    up_to: int | None = None,
+    tables_only: bool = False,
+) -> int:
     """Create `schema` if need be and apply the migrations it lacks (up to `up_to`).
+
+    `tables_only`: all but the migrations that only create indexes (`index_statements`).
 
     Idempotent, and safe when several processes start at once: an advisory
     lock on the schema serializes them. Returns how many were applied.
@@ -94,6 +101,8 @@ async def migrate(conn: asyncpg.Connection, schema: SchemaName, *, up_to: int | 
         await conn.execute(f"SET LOCAL search_path TO {schema}")
         for migration in migrations():
             if migration.version in done or (up_to is not None and migration.version > up_to):
+                continue
+            if tables_only and _index_statements(migration) is not None:
                 continue
             try:
                 await conn.execute(migration.sql)
@@ -125,38 +134,41 @@ class IndexStatement:
     sql: str
 
 
-def index_statements(after: int) -> list[IndexStatement]:
-    """The statements of the migrations after version `after`, each a CREATE INDEX.
-
-    A replay builds these concurrently, once its rows are loaded; a
-    migration there that is not only CREATE INDEX statements is an error.
-    """
+def _index_statements(migration: Migration) -> list[IndexStatement] | None:
+    """The statements of `migration` if each is a CREATE INDEX; None if any is not."""
+    body = "\n".join(
+        line for line in migration.sql.splitlines() if not line.lstrip().startswith("--")
+    )
     found = []
-    for migration in migrations():
-        if migration.version <= after:
+    for statement in (s.strip() for s in body.split(";")):
+        if not statement:
             continue
-        body = "\n".join(
-            line for line in migration.sql.splitlines() if not line.lstrip().startswith("--")
-        )
-        for statement in (s.strip() for s in body.split(";")):
-            if not statement:
-                continue
-            match = _CREATE_INDEX_RE.match(statement)
-            if match is None:
-                raise ValueError(
-                    f"{MIGRATIONS_DIR / migration.name}: after version {after} a migration may "
-                    f"only create indexes, found: {statement.splitlines()[0]}"
-                )
-            found.append(IndexStatement(migration.version, match.group(2), statement))
+        match = _CREATE_INDEX_RE.match(statement)
+        if match is None:
+            return None
+        found.append(IndexStatement(migration.version, match.group(2), statement))
     return found
 
 
-async def record_migrations(conn: asyncpg.Connection, schema: SchemaName, after: int) -> None:
-    """Record every migration after `after` as applied (their statements were run apart)."""
+def index_statements() -> list[IndexStatement]:
+    """The statements of the migrations that only create indexes, each a CREATE INDEX.
+
+    A replay builds these concurrently, once its rows are loaded (`migrate`
+    with `tables_only` ran every other migration before).
+    """
+    return [
+        statement
+        for migration in migrations()
+        for statement in (_index_statements(migration) or [])
+    ]
+
+
+async def record_migrations(conn: asyncpg.Connection, schema: SchemaName) -> None:
+    """Record every migration as applied (the index-only ones were run apart)."""
     await conn.executemany(
         f"INSERT INTO {schema}.schema_migrations (version, name) VALUES ($1, $2) "
         "ON CONFLICT (version) DO NOTHING",
-        [(m.version, m.name) for m in migrations() if m.version > after],
+        [(m.version, m.name) for m in migrations()],
     )
 
 

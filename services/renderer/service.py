@@ -37,7 +37,10 @@ from events.payloads import (
     RenderFailed,
     RevisionDetected,
 )
+from services.catalog.following import Follower
 from services.catalog.lookup import app_spec
+from services.projects.book import PROJECT_TYPES, Projects
+from services.projects.rules import credential_error, project_of, source_error
 from services.renderer import selection, unchanged
 from services.renderer.rendering import Rendered, render_app
 from services.wiring import metrics
@@ -50,6 +53,8 @@ from services.wiring.git import (
     InvalidRepoPath,
     Mirrors,
     RepoPath,
+    normalize_url,
+    redact,
 )
 from services.wiring.runtime import ServiceContext
 from services.wiring.settings import Settings
@@ -70,14 +75,32 @@ async def main(ctx: ServiceContext) -> None:
         ctx.settings.data_path / SERVICE / "mirrors",
         credentials=GitCredentials.from_settings(ctx.settings),
     )
+    # The projects, folded once and followed: a revision is fetched only with a
+    # source and credential its app's project allows (git-watcher checked them
+    # when it detected it; a project may have changed since).
+    projects: Follower[Projects] = Follower(
+        ctx.log,
+        PROJECT_TYPES,
+        new_state=Projects,
+        fold=Projects.fold,
+        name="renderer projects",
+        passing=(RevisionDetected.event_type,),
+    )
 
     async def handle(stored: StoredEvent) -> None:
-        await handle_revision(ctx, mirrors, stored)
+        await handle_revision(ctx, mirrors, stored, projects=projects)
 
-    await serve_consumer(ctx, CONSUMER, handle)
+    async with projects:
+        await serve_consumer(ctx, CONSUMER, handle)
 
 
-async def handle_revision(ctx: ServiceContext, mirrors: Mirrors, stored: StoredEvent) -> None:
+async def handle_revision(
+    ctx: ServiceContext,
+    mirrors: Mirrors,
+    stored: StoredEvent,
+    *,
+    projects: Follower[Projects] | None = None,
+) -> None:
     """Render one RevisionDetected and append its outcome; idempotent."""
     event = stored.event
     revision = event.payload
@@ -94,9 +117,21 @@ async def handle_revision(ctx: ServiceContext, mirrors: Mirrors, stored: StoredE
             event.app,
         )
         return
-    outcome = await render_revision(
-        mirrors, app=event.app, spec=spec, revision=revision, settings=ctx.settings
-    )
+    outside = ""
+    if projects is not None:
+        known = await projects.at_least(stored.seq, names.SYSTEM_APP)
+        project = project_of(spec, known.specs, system_namespace=ctx.settings.system_namespace)
+        outside = source_error(
+            redact(revision.repo_url), project, normalized=normalize_url(revision.repo_url)
+        ) or credential_error(spec.git_credential, project)
+    if outside:
+        outcome: Rendered | RenderFailed = RenderFailed(
+            commit=revision.commit, error=outside, renderer=spec.renderer
+        )
+    else:
+        outcome = await render_revision(
+            mirrors, app=event.app, spec=spec, revision=revision, settings=ctx.settings
+        )
     if isinstance(outcome, RenderFailed):
         log.warning(
             "app %s: render of %s failed%s: %s",

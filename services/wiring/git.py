@@ -17,6 +17,14 @@ optional `ssh_key.pub`, `passphrase`, `known_hosts`) or, for a token, in
 `WAKE_GIT_TOKEN_<NAME>`; fetches and `check_reachable` hand it to libgit2
 through `RemoteCallbacks`. A secret is read from its file at each use (so a
 rotated token is picked up) and never enters a message, an event or a log.
+
+A credential is bound to the repository URLs it may be sent to: glob
+patterns, one a line, in `<git_credentials_dir>/<name>/urls` (or
+`WAKE_GIT_URLS_<NAME>`, patterns separated by spaces or commas). It is handed
+only to a URL one of them matches, over HTTPS (a token) or SSH (a key) --
+never plain http://, not even to this machine -- and otherwise the fetch
+fails naming the credential and the URL, before any connection is made
+(`GitCredentials.for_url`). A credential bound to no URL is sent nowhere.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import fnmatch
 import functools
 import hashlib
 import os
@@ -259,13 +268,14 @@ def _configure_libgit2() -> None:
 
 TOKEN_ENV_PREFIX = "WAKE_GIT_TOKEN_"
 USERNAME_ENV_PREFIX = "WAKE_GIT_USERNAME_"
+URLS_ENV_PREFIX = "WAKE_GIT_URLS_"
+URLS_FILE = "urls"
 
 # The user name sent with a bare token. GitHub, GitLab and Gitea accept any
 # name with a personal access token; this is the one GitHub documents.
 DEFAULT_TOKEN_USERNAME = "x-access-token"
 
 _CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
 class CredentialError(Exception):
@@ -377,6 +387,67 @@ class GitCredentials:
             f"(looked for {where}{TOKEN_ENV_PREFIX}{checked.env_suffix})"
         )
 
+    def urls(self, name: str) -> list[str]:
+        """The URL patterns credential `name` is bound to (its `urls` file, else the
+        environment); [] if none."""
+        checked = CredentialName(name)
+        if self.directory is not None:
+            path = self.directory / checked / URLS_FILE
+            if path.is_file():
+                text = _read_secret(path, checked, optional=True)
+                return [line.strip() for line in text.splitlines() if line.strip()]
+        value = self.environ.get(URLS_ENV_PREFIX + checked.env_suffix, "")
+        return [part for part in re.split(r"[\s,]+", value) if part]
+
+    def for_url(self, name: str, url: str) -> GitCredential | None:
+        """The credential called `name`, if it may be sent to `url`; None for "" (none).
+
+        Raises CredentialError naming the credential and the URL (never the
+        secret) when it is unknown, bound to no pattern that matches `url`, or
+        the URL's transport is not its own: HTTPS for a token, SSH for a key.
+        """
+        credential = self.get(name)
+        if credential is None:
+            return None
+        shown = redact(url)
+        transport = _transport(url)
+        if isinstance(credential, TokenCredential) and transport != "https":
+            raise CredentialError(
+                f"git credential {credential.name!r} is an HTTPS token and is not sent to "
+                f"{shown}: only over https:// (never plain http://)"
+            )
+        if isinstance(credential, SshKeyCredential) and transport != "ssh":
+            raise CredentialError(
+                f"git credential {credential.name!r} is an SSH key and is not sent to "
+                f"{shown}: only over ssh://"
+            )
+        patterns = self.urls(credential.name)
+        if not patterns:
+            where = f"{self.directory / credential.name / URLS_FILE} or " if self.directory else ""
+            raise CredentialError(
+                f"git credential {credential.name!r} is bound to no URL, so it is sent nowhere: "
+                f"list the URL patterns it may go to in {where}"
+                f"{URLS_ENV_PREFIX}{credential.name.env_suffix}"
+            )
+        candidates = {url.strip(), normalize_url(url)}
+        if not any(fnmatch.fnmatchcase(c, p) for c in candidates for p in patterns):
+            raise CredentialError(
+                f"git credential {credential.name!r} is not sent to {shown}: it is bound to "
+                f"{', '.join(patterns)}"
+            )
+        return credential
+
+
+def _transport(url: str) -> str:
+    """How `url` is reached: "https", "ssh" (ssh:// or scp-like), or its scheme."""
+    url = url.strip()
+    if _SCP_LIKE.match(url) and not _SCHEME.match(url):
+        return "ssh"
+    if not _SCHEME.match(url):
+        return "file"
+    scheme = urlsplit(url).scheme.lower()
+    return "ssh" if scheme in ("ssh", "git+ssh", "ssh+git") else scheme
+
 
 def _read_secret(path: Path, name: str, *, optional: bool = False) -> str:
     try:
@@ -455,9 +526,10 @@ class _Authenticating(pygit2.RemoteCallbacks):
 
 
 def _refuse_cleartext(url: str, name: str) -> None:
-    """A token goes over HTTPS only (or to this machine): over plain HTTP anyone may read it."""
+    """A token goes over HTTPS only: over plain HTTP anyone on the way may read it (on this
+    machine too: any local process may listen on a loopback port)."""
     parts = urlsplit(url)
-    if parts.scheme == "https" or (parts.hostname or "") in _LOOPBACK:
+    if parts.scheme == "https":
         return
     raise CredentialError(
         f"git credential {name!r} is not sent over {parts.scheme or 'this'} to "
@@ -624,7 +696,7 @@ class Mirrors:
 
     def _credential(self, url: str, name: str) -> GitCredential | None:
         try:
-            return self.credentials.get(name)
+            return self.credentials.for_url(name, url)
         except CredentialError as exc:
             raise RepoUnreachable(url, str(exc)) from None
 

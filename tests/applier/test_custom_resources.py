@@ -78,7 +78,7 @@ async def test_a_cluster_scoped_custom_kind_is_applied_without_a_namespace(
     # an older renderer did); and a namespaced kind's instance without a namespace
     await installed(kube, REGIONS)
     await installed(kube, WIDGETS)
-    await scenario.register()
+    await scenario.register(wide=True)  # cluster-scoped kinds: outside the default project
     resources = [
         namespace(),
         region("eu-west"),
@@ -108,7 +108,7 @@ async def test_a_cluster_scoped_kind_whose_crd_comes_with_the_app(
     scenario: Scenario, kube: Kube, sandbox: Sandbox
 ) -> None:
     # Given an app that brings the CRD of a cluster-scoped kind and an instance of it
-    await scenario.register()
+    await scenario.register(wide=True)
     approval = await planned(scenario, kube, [REGIONS, region("eu-west")])
     # When it is applied
     await apply(scenario, kube, approval)

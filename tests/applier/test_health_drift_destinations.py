@@ -221,8 +221,9 @@ async def test_one_wake_applies_apps_to_the_cluster_of_their_context(
             "shop": Scenario(event_log, settings, app="shop"),
             "blog": Scenario(event_log, settings, app="blog"),
         }
-        await apps["shop"].register(destination_context="")  # the current context: east
-        await apps["blog"].register(destination_context="west")
+        # the current context: east
+        await apps["shop"].register(destination_context="", namespace="shop")
+        await apps["blog"].register(destination_context="west", namespace="blog")
         # When both are planned and applied by one planner and one applier
         async with Clusters.from_settings(settings) as clusters:
             for name, scenario in apps.items():

@@ -28,7 +28,7 @@ async def test_remove_with_cascade_deletes_what_the_app_applied_and_registering_
 ) -> None:
     # Given an applied app (which took over the `default` Namespace: --adopt), one of
     # whose objects someone else has taken over since
-    await scenario.register(adopt=True)
+    await scenario.register(adopt=True, wide=True)  # `default` too: a wider project
     await apply(scenario, kube, await planned(scenario, kube, resources()))
     await kube.api.call_api(
         "/api/v1/namespaces/shop/configmaps/a",
@@ -79,7 +79,7 @@ async def test_remove_with_cascade_deletes_what_the_app_applied_and_registering_
     assert sandbox.get("v1", "Namespace", "default") is not None
 
     # And registering it again applies it again
-    await scenario.register()
+    await scenario.register(project="wide")
     await apply(scenario, kube, await planned(scenario, kube, resources(), label="v1"))
     assert len(await scenario.events(ApplySucceeded.event_type)) == 2
     assert sandbox.get("apps/v1", "Deployment", "web", namespace="shop") is not None

@@ -58,9 +58,14 @@ async def planned(
     ]
     if approvals:
         return approvals[0]
-    return await scenario.append(
+    approval = await scenario.append(
         PlanApproved(plan_id=plan.payload.plan_id, via="cli"), actor="ada", cause=plan
     )
+    # The planner judges who approved (any operator: the app names no approvers).
+    await Planner(scenario.context("planner"), Clusters.serving(kube)).handle(
+        await scenario.stored(approval)
+    )
+    return approval
 
 
 async def apply(scenario: Scenario, kube: Kube, approval: Envelope, **settings: Any) -> None:
@@ -452,7 +457,7 @@ async def test_an_approval_of_an_unknown_plan_is_rejected(scenario: Scenario, ku
 
 
 async def test_waves_order_the_apply(scenario: Scenario, kube: Kube) -> None:
-    await scenario.register()
+    await scenario.register(wide=True)  # the `default` namespace: outside the default project
     early = configmap("early", ns="default")
     early["metadata"]["annotations"] = {"wake.dev/wave": "-1"}
     await apply(scenario, kube, await planned(scenario, kube, [namespace(), early]))

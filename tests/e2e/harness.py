@@ -109,9 +109,21 @@ class WakeUnderTest:
     def repository(self, name: str) -> SampleRepo:
         return SampleRepo.create(self.root / "repos" / name)
 
-    async def wake(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run the `wake` CLI against this Wake, as a user would."""
-        env = {**os.environ, "WAKE_DATA_DIR": str(self.running.data_dir), "WAKE_ACTOR": "user:e2e"}
+    async def wake(
+        self,
+        *args: str,
+        check: bool = True,
+        actor: str = "user:e2e",
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the `wake` CLI against this Wake, as a user (`actor`) would (`env`: more of
+        its environment)."""
+        env = {
+            **os.environ,
+            "WAKE_DATA_DIR": str(self.running.data_dir),
+            "WAKE_ACTOR": actor,
+            **(env or {}),
+        }
         result = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "services.cli", *args],

@@ -1,4 +1,5 @@
-"""A private git server for tests: `git http-backend` (CGI) behind aiohttp, Basic auth required.
+"""A private git server for tests: `git http-backend` (CGI) behind aiohttp, Basic auth required
+(over HTTPS with `tls=True`).
 
 Real smart-HTTP git over a socket, so libgit2's credential handshake is the
 one a forge sees: 401 with `WWW-Authenticate`, then the retry with the token.
@@ -15,13 +16,16 @@ from pathlib import Path
 from aiohttp import web
 
 from tests.git_watcher.repos import GIT_ENV
+from tests.git_watcher.tls import local_pki
 
 
 class PrivateGitServer:
     """Serves every repository under `root` at `<url>/<name>`; user:token must match."""
 
-    def __init__(self, root: Path, *, username: str, token: str) -> None:
+    def __init__(self, root: Path, *, username: str, token: str, tls: bool = False) -> None:
         self.root = root
+        # HTTPS with the test authority's certificate (`tls.py`), as a forge serves.
+        self.tls = tls
         self.username = username
         self.token = token
         self.requests: list[tuple[str, str, str]] = []  # (method, path, user or "")
@@ -33,10 +37,11 @@ class PrivateGitServer:
         app.router.add_route("*", "/{path:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        context = local_pki().server_context() if self.tls else None
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
         await site.start()
         host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self.url = f"{'https' if self.tls else 'http'}://{host}:{port}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -43,14 +43,18 @@ from tests.git_watcher.http_git import PrivateGitServer
 from tests.git_watcher.repos import GitRepo, configmap
 from tests.git_watcher.test_receiver import free_port, sign
 from tests.git_watcher.test_watcher import detections, register
+from tests.git_watcher.tls import local_pki
 from tests.waiting import eventually
 
 TOKEN = "glpat-very-secret-token"
+# Where the test forge serves (HTTPS, any port): the credentials are bound to it.
+FORGE = "https://127.0.0.1:*/shop"
 
 
 def credentials_dir(root: Path, name: str, **files: str) -> Path:
     home = root / name
     home.mkdir(parents=True)
+    files = {"urls": FORGE + "\n", **files}
     for file, content in files.items():
         (home / file.replace("_pub", ".pub")).write_text(content)
     return root
@@ -61,7 +65,7 @@ async def private_repo(tmp_path: Path) -> AsyncIterator[tuple[GitRepo, PrivateGi
     repo = GitRepo(tmp_path / "forge" / "shop")
     repo.commit("one", {"deploy/cm.yaml": configmap("web")})
     async with PrivateGitServer(
-        tmp_path / "forge", username="x-access-token", token=TOKEN
+        tmp_path / "forge", username="x-access-token", token=TOKEN, tls=True
     ) as server:
         yield repo, server
 
@@ -95,7 +99,11 @@ async def test_a_refused_token_fails_once_and_says_which_credential(tmp_path: Pa
 
 
 async def test_a_token_from_the_environment_and_a_custom_user_name(tmp_path: Path):
-    environ = {"WAKE_GIT_TOKEN_SHOP_BOT": TOKEN, "WAKE_GIT_USERNAME_SHOP_BOT": "x-access-token"}
+    environ = {
+        "WAKE_GIT_TOKEN_SHOP_BOT": TOKEN,
+        "WAKE_GIT_USERNAME_SHOP_BOT": "x-access-token",
+        "WAKE_GIT_URLS_SHOP_BOT": FORGE,
+    }
     store = GitCredentials("", environ=environ)
     credential = store.get("shop-bot")
     assert credential == TokenCredential(name="shop-bot", username="x-access-token", token=TOKEN)
@@ -230,7 +238,7 @@ async def test_the_watcher_follows_a_private_repository_and_no_token_leaks(
             # GitHub names the repository by its SSH address too: it matches the HTTP one.
             body = (
                 b'{"ref": "refs/heads/main", "repository": {"ssh_url": "git@'
-                + server.url.removeprefix("http://").split(":")[0].encode()
+                + server.url.removeprefix("https://").split(":")[0].encode()
                 + b':shop.git"}}'
             )
             headers = {"X-GitHub-Event": "push", **sign("github", body, "hook")}
@@ -285,6 +293,10 @@ async def test_wake_app_add_checks_a_private_repository_with_the_named_credentia
             "WAKE_NATS_URL": nats_server.url,
             "WAKE_DATA_DIR": str(tmp_path / "cli"),
             "WAKE_GIT_TOKEN_SHOP_BOT": TOKEN,
+            "WAKE_GIT_URLS_SHOP_BOT": FORGE,
+            # libgit2 (through OpenSSL) trusts the test forge's authority, as a
+            # company's own CA is trusted.
+            "SSL_CERT_FILE": str(local_pki().ca_file),
         }
 
         def add(*args: str) -> subprocess.CompletedProcess[str]:

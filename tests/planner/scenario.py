@@ -21,7 +21,10 @@ from events.payloads import (
     AppSpec,
     ManifestsRendered,
     Payload,
+    ProjectCreated,
+    ProjectSpec,
     RenderedResource,
+    ResourceApplied,
     ResourceRef,
 )
 from services.resources.labels import with_inventory_labels
@@ -123,10 +126,25 @@ class Scenario:
         await self.log.append(event)
         return event
 
-    async def register(self, **spec: Any) -> None:
-        """Register the app; health is judged at once (no rollout waits unless a test asks)."""
+    async def register(self, *, wide: bool = False, **spec: Any) -> None:
+        """Register the app; health is judged at once (no rollout waits unless a test asks).
+
+        `wide`: in a project that allows every namespace and kind (`WIDE`), for a
+        test of what an app outside the default project's bounds does.
+        """
+        if wide:
+            await self.define_project(WIDE_PROJECT, WIDE)
+            spec = {"project": WIDE_PROJECT, **spec}
         fields = {"repo_url": REPO, "namespace": "shop", "health_timeout_seconds": 0.0, **spec}
         await self.append(ApplicationRegistered(spec=AppSpec(**fields)))
+
+    async def define_project(self, name: str, spec: ProjectSpec) -> Envelope:
+        """Define project `name` as `wake project add` does (filed under `_wake`)."""
+        event = new_event(
+            ProjectCreated(name=name, spec=spec), app=names.SYSTEM_APP, actor="user:admin"
+        )
+        await self.log.append(event)
+        return event
 
     async def render(self, resources: list[dict[str, Any]], label: str = "v1") -> Envelope:
         """Store a bundle of `resources` and announce it, as the renderer does."""
@@ -158,6 +176,10 @@ class Scenario:
         """The cluster and the log as if Wake had applied `resources` earlier."""
         for resource in resources:
             await kube.apply(with_inventory_labels(resource, self.app))
+            # What the applier records: the app created it (prune deletes nothing else).
+            await self.append(
+                ResourceApplied(apply_id="earlier", ref=ref_of(resource), action="created")
+            )
         await self.append(
             ApplySucceeded(
                 apply_id="earlier",
@@ -184,6 +206,13 @@ class Scenario:
         found = await self.events(event_type)
         assert found, f"no {event_type} for {self.app}"
         return found[-1]
+
+
+WIDE_PROJECT = "wide"
+# Every repository, namespace (but the cluster's own) and kind, on every context.
+WIDE = ProjectSpec(
+    sources=["*"], destinations=["*/*", "/*"], cluster_kinds=["*/*"], credentials=["*"]
+)
 
 
 def _fields(settings: Settings) -> dict[str, Any]:

@@ -179,6 +179,7 @@ async def test_app_show_says_out_of_sync_while_the_applied_revision_is_not_the_d
     await planner.handle(await scenario.stored(a))
     a_plan = derived_event_id(a.event_id, PlanCreated.event_type)
     approval = await scenario.append(PlanApproved(plan_id=a_plan, via="cli"), actor="ada")
+    await planner.handle(await scenario.stored(approval))  # its verdict: any operator may
     await applier.handle(await scenario.stored(approval))
     await applier.health.wait_idle()
     assert (await show(nats_server.url, tmp_path))["sync"] == "synced"

@@ -1,0 +1,119 @@
+"""Who may approve a plan: the verdict on a person's PlanApproved. Pure.
+
+A person's approval (any PlanApproved the planner did not append itself by
+policy) is checked here, whatever the channel that appended it (CLI, API,
+chat): the approver is the event's `actor` -- the identity that appended it --
+never a field a client fills in.
+
+1. The app's approvers and its project's are pooled. None anywhere: any
+   operator may approve (Wake's behaviour before approvers existed).
+2. Otherwise the actor must be one of them.
+3. With `separate_approver` (on the app or its project) the actor must not be
+   the author of the commit the plan is for. A person's identity `user:ana`
+   is that author when `ana` equals (case-insensitively) the commit's author
+   email, the part of it before `@`, or the author name. An author the log
+   does not know (no RevisionDetected of that commit) is refused: it cannot be
+   told apart.
+
+The verdict is an event (ApprovalAccepted or ApprovalRefused); the applier
+applies a person's approval only once it is accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from events.envelope import Envelope
+from events.payloads import AppSpec, PlanApproved
+from services.planner.policy import POLICY_ACTOR
+from services.projects.rules import Missing, Project
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Who wrote a commit, as its RevisionDetected says."""
+
+    name: str
+    email: str
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>" if self.email else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    accepted: bool
+    reason: str
+
+
+def by_policy(approval: Envelope) -> bool:
+    """Whether `approval` is the planner's own, by policy: it needs no verdict."""
+    payload = approval.payload
+    return (
+        isinstance(payload, PlanApproved)
+        and payload.via == "policy"
+        and approval.actor == POLICY_ACTOR
+    )
+
+
+def person_of(actor: str) -> str:
+    """The name part of an identity: `ana` of `user:ana`."""
+    return actor.partition(":")[2] if ":" in actor else actor
+
+
+def wrote(actor: str, author: Author) -> bool:
+    """Whether the person `actor` is `author` (see rule 3)."""
+    who = person_of(actor).casefold()
+    if not who:
+        return False
+    email = author.email.casefold()
+    return who in {email, email.partition("@")[0], author.name.casefold()} - {""}
+
+
+def verdict(
+    *,
+    approver: str,
+    app: str,
+    spec: AppSpec | None,
+    project: Project | Missing | None,
+    commit: str,
+    author: Author | None,
+) -> Verdict:
+    """Whether `approver` may approve `app`'s plan for `commit` (see the module docstring)."""
+    if spec is None:
+        return Verdict(False, f"app {app!r} is not registered")
+    if isinstance(project, Missing):
+        return Verdict(False, f"app {app!r} is in no project that exists: {project}")
+    project_approvers = list(project.spec.approvers) if project is not None else []
+    project_name = project.name if project is not None else ""
+    approvers = [*spec.approvers, *(a for a in project_approvers if a not in spec.approvers)]
+    if not approvers:
+        why = f"app {app!r} and its project {project_name!r} name no approvers: any operator "
+        why += "may approve"
+    elif approver in spec.approvers:
+        why = f"{approver} is an approver of app {app!r}"
+    elif approver in project_approvers:
+        why = f"{approver} is an approver of project {project_name!r}"
+    else:
+        return Verdict(
+            False,
+            f"{approver} may not approve plans of app {app!r}: the approvers of the app and "
+            f"of its project {project_name!r} are {', '.join(approvers)}",
+        )
+    separate = spec.separate_approver or (project is not None and project.spec.separate_approver)
+    if separate:
+        whose = "app" if spec.separate_approver else f"project {project_name!r}"
+        if author is None:
+            return Verdict(
+                False,
+                f"the author of commit {commit[:12]} is not in the log, and {whose} wants a "
+                "separate approver (--separate-approver)",
+            )
+        if wrote(approver, author):
+            return Verdict(
+                False,
+                f"{approver} wrote commit {commit[:12]} ({author}), and {whose} wants a "
+                "separate approver (--separate-approver)",
+            )
+        why += f"; not the author of commit {commit[:12]} ({author})"
+    return Verdict(True, why)
