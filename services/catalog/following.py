@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from events import names
-from events.envelope import Envelope, InvalidEvent, decode
+from events.envelope import Envelope, InvalidEvent
 from services.wiring.eventlog import EventLog
 
 log = logging.getLogger(__name__)
@@ -138,9 +138,9 @@ class Follower(Generic[S]):
                 raise FollowerBehind(f"{self._name} stopped: {self._failure!r}")
         return self.state(app)
 
-    def _fold_one(self, seq: int, subject: str, data: bytes) -> None:
+    async def _fold_one(self, seq: int, subject: str, data: bytes) -> None:
         try:
-            event = decode(data)
+            event = await self._log.open(data, seq=seq, subject=subject)
         except InvalidEvent as exc:
             log.warning("%s: skipping seq %d (%s): %s", self._name, seq, subject, exc)
             return
@@ -160,7 +160,7 @@ class Follower(Generic[S]):
                 ):
                     parsed = names.parse_subject(subject)
                     if parsed is None or parsed[1] not in self._passing:
-                        self._fold_one(seq, subject, data)
+                        await self._fold_one(seq, subject, data)
                     async with self._advanced:
                         self._reached = seq
                         self._advanced.notify_all()

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 
 from events import names
-from events.envelope import Envelope, InvalidEvent, decode
+from events.envelope import Envelope, InvalidEvent
 from events.payloads import AppSpec, PlanCreated
 from services.catalog.plans import PLAN_EVENT_TYPES, PlanView, fold_plans
 from services.catalog.registry import LIFECYCLE_TYPES, Registry, current_spec
@@ -71,13 +71,13 @@ async def find_plan(log: EventLog, plan_id: str) -> tuple[PlanView, int]:
         if stored is not None and getattr(stored.event.payload, "plan_id", None) == plan_id:
             return await _plan_of(log, stored.event.app, plan_id)
     needle = plan_id.encode()
-    async for _seq, _subject, data in log.read_raw(
+    async for seq, subject, data in log.read_raw(
         subjects=[names.type_subjects(PlanCreated.event_type)]
     ):
         if needle not in data:  # most plans are not it: decode only what may be
             continue
         try:
-            event = decode(data)
+            event = await log.open(data, seq=seq, subject=subject)
         except InvalidEvent:
             continue  # skipped by every reader (DESIGN §2)
         if getattr(event.payload, "plan_id", None) == plan_id:

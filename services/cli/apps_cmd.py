@@ -26,7 +26,6 @@ from services.catalog.describe import describe, short, standing
 from services.cli.connecting import (
     checked_app_name,
     connected,
-    current_actor,
     data_dir_option,
     run,
     settings_for,
@@ -385,7 +384,7 @@ def add(data_dir: str, name: str, **options: Any) -> None:
                 raise click.ClickException(
                     f"application {name!r} is already registered (change it with `wake app set`)"
                 )
-            event = new_event(ApplicationRegistered(spec=spec), app=name, actor=current_actor())
+            event = new_event(ApplicationRegistered(spec=spec), app=name, actor=log.actor)
             try:
                 appended = await log.append(event, expected_last_seq=position)
             except ConcurrencyConflict:
@@ -473,7 +472,7 @@ def set_(ctx: click.Context, data_dir: str, name: str, **options: Any) -> None:
             if any(f in SOURCE_FIELDS for f in changed):
                 await check_source(data_dir, spec)
             payload = ApplicationUpdated(spec=spec, changed=changed)
-            event = new_event(payload, app=name, actor=current_actor())
+            event = new_event(payload, app=name, actor=log.actor)
             try:
                 appended = await log.append(event, expected_last_seq=position)
             except ConcurrencyConflict:
@@ -621,7 +620,7 @@ def remove(data_dir: str, name: str, reason: str, cascade: bool) -> None:
             if await lookup.app_spec(log, name) is None:
                 raise click.ClickException(f"no application {name!r} is registered")
             event = new_event(
-                ApplicationRemoved(reason=reason, cascade=cascade), app=name, actor=current_actor()
+                ApplicationRemoved(reason=reason, cascade=cascade), app=name, actor=log.actor
             )
             try:
                 await log.append(event, expected_last_seq=position)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
-import os
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
@@ -13,9 +11,9 @@ import click
 import nats.errors
 
 from events import names
-from services.wiring import keys
+from services.wiring import keys, signing
 from services.wiring.credentials import CredentialsError, client_tls, load_connect_kwargs
-from services.wiring.eventlog import EventLog
+from services.wiring.eventlog import EventLog, NotSigning
 from services.wiring.settings import (
     Settings,
     SettingsError,
@@ -67,7 +65,8 @@ async def connected(settings: Settings) -> AsyncIterator[EventLog]:
     try:
         try:
             keys.use_install_keys(log, settings)
-        except keys.KeyFileError as exc:
+            signing.use_signing(log, settings, key_file=signing.person_key_file(settings))
+        except (keys.KeyFileError, signing.SigningKeyError) as exc:
             raise click.ClickException(str(exc)) from None
         yield log
     finally:
@@ -87,6 +86,8 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coroutine)
     except KeyboardInterrupt:
         raise click.Abort() from None
+    except NotSigning as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def checked_app_name(name: str) -> str:
@@ -95,8 +96,3 @@ def checked_app_name(name: str) -> str:
         return names.app_name(name)
     except names.InvalidName as exc:
         raise click.BadParameter(str(exc), param_hint="NAME") from None
-
-
-def current_actor() -> str:
-    """Who is giving this command: $WAKE_ACTOR, else the OS user."""
-    return os.environ.get("WAKE_ACTOR") or f"user:{getpass.getuser()}"

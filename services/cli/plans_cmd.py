@@ -15,7 +15,6 @@ from services.catalog.plans import AWAITING_APPROVAL, BLOCKED, PlanView, summary
 from services.cli.connecting import (
     checked_app_name,
     connected,
-    current_actor,
     data_dir_option,
     run,
     settings_for,
@@ -48,7 +47,7 @@ def sync(data_dir: str, name: str, reason: str, resume: bool) -> None:
             if await lookup.app_spec(log, name) is None:
                 raise click.ClickException(f"no application {name!r} is registered")
             event = new_event(
-                SyncRequested(reason=reason, resume=resume), app=name, actor=current_actor()
+                SyncRequested(reason=reason, resume=resume), app=name, actor=log.actor
             )
             appended = await log.append(event)
         what = "sync (resume)" if resume else "sync"
@@ -167,14 +166,16 @@ async def _decide(data_dir: str, plan_id: str, decision: str, reason: str) -> No
                 if decision == "approve"
                 else PlanRejected(plan_id=plan_id, reason=reason, via="cli")
             )
-            event = new_event(payload, app=view.app, actor=current_actor(), cause=view.event)
+            event = new_event(payload, app=view.app, actor=log.actor, cause=view.event)
             try:
                 await log.append(event, expected_last_seq=position)
             except ConcurrencyConflict:
                 await after_conflict(attempt)
                 continue
             verb = "approved" if decision == "approve" else "rejected"
-            click.echo(f"plan {plan_id} of {view.app} {verb} (event {event.event_id})")
+            click.echo(
+                f"plan {plan_id} of {view.app} {verb} by {log.actor} (event {event.event_id})"
+            )
             return
         raise click.ClickException(f"plan {plan_id}: the app kept changing; try again")
 

@@ -30,7 +30,7 @@ import aiohttp
 import nats.js.api as api
 
 from events import names
-from events.envelope import InvalidEvent, decode, derived_event_id
+from events.envelope import InvalidEvent, derived_event_id
 from services.notifier.attempts import RECORD_TYPES, record_of
 from services.notifier.delivery import deliver
 from services.notifier.routing import Message, Routes, route, routes_from_settings
@@ -147,11 +147,12 @@ class Notifier:
         positions = await asyncio.gather(*(self._ctx.log.position(s) for s in subjects))
         if max(positions) <= stored.seq:
             return False
-        async for seq, _subject, data in self._ctx.log.read_raw(
+        async for seq, subject, data in self._ctx.log.read_raw(
             from_seq=stored.seq + 1, subjects=subjects
         ):
             try:
-                if decode(data).event_id in ids:
+                opened = await self._ctx.log.open(data, seq=seq, subject=subject)
+                if opened.event_id in ids:
                     return True
             except InvalidEvent:
                 # Not one of ours (ours decode); the consumer records it as rejected

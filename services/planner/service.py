@@ -39,8 +39,6 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import msgspec
-
 from events import names
 from events.bundle import InvalidBundle, resource_digest
 from events.envelope import Envelope, derived_event_id, encode
@@ -49,7 +47,6 @@ from events.payloads import (
     AppSpec,
     DriftDetected,
     ManifestsRendered,
-    PlanApproved,
     PlanCreated,
     PlanSuperseded,
     ResourceRef,
@@ -393,9 +390,9 @@ class Planner:
             cause=event,
         )
         assert isinstance(created.payload, PlanCreated)
+        # An approval by policy is the planner's own, signed as the planner (its
+        # `via` says policy): an approver is always the signer, never a name.
         follow_up = self.ctx.derive(policy.decide(created.payload, pinned=pinned), cause=created)
-        if isinstance(follow_up.payload, PlanApproved):
-            follow_up = msgspec.structs.replace(follow_up, actor=policy.POLICY_ACTOR)
         superseded = await self._append(event, created, follow_up)
         if superseded is None:
             return

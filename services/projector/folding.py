@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from events.envelope import Envelope, InvalidEvent, decode
+from events.envelope import Envelope
 from events.names import SYSTEM_APP
 from events.payloads import (
     ApplicationRegistered,
@@ -281,18 +281,6 @@ class ReadModels:
             rows.clear()
         self.resources.clear()
         self.take_changes()
-
-
-def decoded(data: bytes) -> Envelope | None:
-    """The event in `data`, or None if it does not decode.
-
-    Every fold (live, replay, state) skips the same undecodable messages: the
-    consumers of the log record them as EventRejected, which is indexed.
-    """
-    try:
-        return decode(data)
-    except InvalidEvent:
-        return None
 
 
 def keys_needed(event: Envelope) -> list[tuple[str, str]]:

@@ -22,8 +22,10 @@ import time
 
 import asyncpg
 
+from events.envelope import InvalidEvent
 from services.projector import store
-from services.projector.folding import ReadModels, decoded, fold, keys_needed
+from services.projector.folding import ReadModels, fold, keys_needed
+from services.wiring.eventlog import EventLog
 from services.wiring.leases import leading
 from services.wiring.runtime import ServiceContext
 
@@ -159,7 +161,7 @@ async def _project(
             if ended:
                 batch.pop()
             if batch:
-                await _commit(conn, schema, models, batch, position)
+                await _commit(ctx.log, conn, schema, models, batch, position)
                 position = batch[-1][0]
             if ended:
                 # The reader failed; surface its error so the supervisor restarts us.
@@ -170,6 +172,7 @@ async def _project(
 
 
 async def _commit(
+    ctx_log: EventLog,
     conn: asyncpg.Connection,
     schema: store.SchemaName,
     models: ReadModels,
@@ -178,11 +181,12 @@ async def _commit(
 ) -> None:
     events = []
     for seq, subject, data in batch:
-        event = decoded(data)
-        if event is None:
-            log.error("seq %d (%s) is not a valid event; not projected", seq, subject)
-        else:
-            events.append((seq, event))
+        # Every fold (live, replay, state) skips the same messages: those that do
+        # not decode or verify. The consumers record them as EventRejected.
+        try:
+            events.append((seq, await ctx_log.open(data, seq=seq, subject=subject)))
+        except InvalidEvent as exc:
+            log.error("%s; not projected", exc)
     await store.load(conn, schema, models, (k for _, e in events for k in keys_needed(e)))
     for seq, event in events:
         fold(models, seq, event)

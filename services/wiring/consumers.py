@@ -72,7 +72,7 @@ import nats.js.errors as js_errors
 from nats.aio.msg import Msg
 
 from events import names
-from events.envelope import InvalidEvent, decode, derived_event_id, new_event
+from events.envelope import InvalidEvent, derived_event_id, new_event
 from events.payloads import EventRejected
 from services.wiring import telemetry
 from services.wiring.eventlog import EventLog, StoredEvent
@@ -711,7 +711,7 @@ async def _handle(
     metadata = message.metadata
     seq = metadata.sequence.stream
     try:
-        event = decode(message.data)
+        event = await event_log.open(message.data, seq=seq, subject=message.subject)
     except InvalidEvent as exc:
         await reject(
             event_log,
@@ -809,7 +809,7 @@ async def reject(
     rejected = new_event(
         payload,
         app=app,
-        actor=f"consumer:{consumer}",
+        actor=event_log.actor or f"consumer:{consumer}",
         event_id=derived_event_id(cause_id, EventRejected.event_type),
         correlation_id=event_id or cause_id,
     )

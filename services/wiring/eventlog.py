@@ -35,6 +35,7 @@ from events.envelope import Envelope, InvalidEvent, decode, encode
 from services.wiring import keys
 from services.wiring.batching import BatchRejected, publish_atomic_batch
 from services.wiring.settings import env_name
+from services.wiring.signing import Signer, Trust
 
 # JetStream keeps the Nats-Msg-Id of every message for this long and answers a
 # second publish of one of them with `duplicate` instead of storing it again.
@@ -255,6 +256,10 @@ class ConcurrencyConflict(Exception):
         self.on_subjects = on_subjects
 
 
+class NotSigning(RuntimeError):
+    """An append by an EventLog that holds no signing key: the log would refuse it."""
+
+
 class BundleNotFound(LookupError):
     pass
 
@@ -325,6 +330,22 @@ class EventLog:
         """Who this connection authenticated as (events/ownership.py); None: no credentials."""
         # Set by the process from its settings (`keys.load_keyring`); None stores bundles plain.
         self.bundle_keys: keys.BundleKeyring | None = None
+        # Set by the process from its settings (`signing.use_signing`). Without a
+        # signer nothing can be appended; without trust nothing read is accepted.
+        self.signer: Signer | None = None
+        self.trust: Trust | None = None
+
+    @property
+    def actor(self) -> str:
+        """Who this log's appends are by: its signer's identity ("" without one)."""
+        return self.signer.identity if self.signer is not None else ""
+
+    def require_trust(self) -> Trust:
+        if self.trust is None:
+            raise NotSigning(
+                "this connection to the log trusts no key (no admin public key configured)"
+            )
+        return self.trust
 
     @property
     def manages(self) -> bool:
@@ -387,6 +408,40 @@ class EventLog:
             return event
         return msgspec.structs.replace(event, instance=self.instance)
 
+    async def _seal(self, events: Sequence[Envelope]) -> list[tuple[Envelope, bytes]]:
+        """Each event as it will be stored (instance, actor and signer stamped) and its
+        signed bytes; one signature for all of them (events/signing.py)."""
+        if self.signer is None:
+            raise NotSigning(
+                f"cannot append {events[0].type} for {events[0].app}: this process has no "
+                "signing key (WAKE_SIGNING_KEY, or the data dir's credentials/signing/), and "
+                "every reader refuses an unsigned event"
+            )
+        return await self.signer.seal(self, [self._stamped(event) for event in events])
+
+    async def open(self, data: bytes, *, seq: int, subject: str = "") -> Envelope:
+        """The event stored at `seq`, once its signature makes it acceptable.
+
+        Raises InvalidEvent -- UnverifiedEvent (events/signing.py) for an event
+        unsigned, badly signed, or signed by a key unknown, revoked or not
+        entitled to its type -- naming the sequence, the event id and the
+        signer. Every reader of the log goes through here (or `verify_now`).
+        """
+        trust = self.trust
+        if trust is None:
+            raise InvalidEvent(
+                f"stream sequence {seq} ({subject}): not verified: this connection trusts no "
+                "key (set WAKE_ADMIN_PUBLIC_KEY or use the data dir of a running Wake)"
+            )
+        if seq > trust.as_of:
+            await trust.catch_up(self, seq)
+        return trust.verifier.verify(data, seq=seq, subject=subject)
+
+    async def stream_end(self) -> int:
+        """The sequence of the last message in WAKE_EVENTS now."""
+        info = await self.js.stream_info(names.STREAM)
+        return info.state.last_seq or 0
+
     # --- appending ---------------------------------------------------------------
 
     def message_limit(self) -> int:
@@ -415,16 +470,14 @@ class EventLog:
         the last event on `on_subjects` (default: every subject of the event's
         app) is at that sequence (0: there is none), else ConcurrencyConflict.
         """
-        event = self._stamped(event)
+        ((event, data),) = await self._seal([event])
         headers = headers_for(event)
         if expected_last_seq is not None:
             on_subjects = on_subjects or names.app_subjects(event.app)
             headers[names.EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_seq)
             headers[names.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = on_subjects
         try:
-            ack = await self.js.publish(
-                names.subject(event.app, event.type), checked_bytes(event), headers=headers
-            )
+            ack = await self.js.publish(names.subject(event.app, event.type), data, headers=headers)
         except js_errors.APIError as exc:
             if expected_last_seq is not None and exc.err_code == _WRONG_LAST_SEQUENCE:
                 raise ConcurrencyConflict(event, expected_last_seq, on_subjects or "") from None
@@ -450,12 +503,12 @@ class EventLog:
         """
         if not events:
             return []
-        events = [self._stamped(event) for event in events]
-        messages = []
-        for event in events:
-            messages.append(
-                (names.subject(event.app, event.type), checked_bytes(event), headers_for(event))
-            )
+        sealed = await self._seal(events)
+        events = [event for event, _ in sealed]
+        messages = [
+            (names.subject(event.app, event.type), data, headers_for(event))
+            for event, data in sealed
+        ]
         if expected_last_seq is not None:
             on_subjects = on_subjects or names.app_subjects(events[0].app)
             messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_seq)
@@ -515,10 +568,11 @@ class EventLog:
             message = await self._get_last(on_subjects)
         except js_errors.NotFoundError:
             return None
+        seq, subject = message.seq or 0, message.subject or ""
         return StoredEvent(
-            seq=message.seq or 0,
-            subject=message.subject or "",
-            event=decode(message.data or b""),
+            seq=seq,
+            subject=subject,
+            event=await self.open(message.data or b"", seq=seq, subject=subject),
             stored_at=message.time,
         )
 
@@ -536,19 +590,12 @@ class EventLog:
         Starts at `from_seq` or at the first event stored at or after `since`;
         `subjects` filters (default: every event); stops after `until_seq`, or
         at the end of the log as it was when reading began, unless `follow`.
-        An event that does not decode is raised as InvalidEvent with its seq.
+        An event that does not decode or verify is raised as InvalidEvent with its seq.
         """
         async for seq, subject, data in self.read_raw(
             from_seq=from_seq, since=since, subjects=subjects, until_seq=until_seq, follow=follow
         ):
-            try:
-                event = decode(data)
-            except InvalidEvent as exc:
-                raise InvalidEvent(
-                    f"stream sequence {seq} ({subject}): {exc}",
-                    field=exc.field,
-                    event_id=exc.event_id,
-                ) from None
+            event = await self.open(data, seq=seq, subject=subject)
             yield StoredEvent(seq=seq, subject=subject, event=event)
 
     async def read_raw(

@@ -60,6 +60,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     partitions: int = 1
     replicas: int = 1
     replica_slot: int = -1
+    signing_key: str = ""
+    admin_public_key: str = ""
 
     @property
     def data_path(self) -> Path:
@@ -126,6 +128,12 @@ DESCRIPTIONS: dict[str, str] = {
     "replica_slot": "Which of the replicas this process is (0..replicas-1): it takes the "
     "partitions p with p % replicas == slot first, the others only when their owner is gone "
     "(-1: it claims the lowest free slot in the KV bucket WAKE_LEASES).",
+    "signing_key": "File (JSON, mode 0600) of the Ed25519 key this process signs the events it "
+    "appends with; its identity is their actor. Default: a service's key in "
+    "`<data dir>/credentials/signing/`; the CLI's, endpoints.json's `signing_key` (the person "
+    "who ran `wake up`).",
+    "admin_public_key": "The admin's Ed25519 public key (base64), the trust anchor every reader "
+    "verifies the key registrations with (default: endpoints.json's `admin_public_key`).",
 }
 
 
@@ -163,7 +171,7 @@ def load_settings(
     endpoints = read_endpoints(settings.data_path)
     filled = {
         option: endpoints[option]
-        for option in ("nats_url", "database_url", "kubeconfig")
+        for option in ("nats_url", "database_url", "kubeconfig", "admin_public_key")
         if not getattr(settings, option) and endpoints.get(option)
     }
     # A service started by hand next to `wake infra up --nats-cluster 3` must not

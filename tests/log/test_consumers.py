@@ -31,6 +31,7 @@ from services.wiring.consumers import (
 )
 from services.wiring.embedded_nats import EmbeddedNats
 from services.wiring.eventlog import EventLog, StoredEvent
+from tests.signing import connect
 from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -299,7 +300,7 @@ async def test_two_replicas_split_the_apps_and_one_takes_over_when_the_other_sto
         backoff=(1.0, 1.0, 1.0),
         concurrency=4,
     )
-    logs = [await EventLog.connect(nats_server.url, name=f"replica-{i}") for i in (0, 1)]
+    logs = [await connect(nats_server.url, name=f"replica-{i}") for i in (0, 1)]
     stops = [asyncio.Event(), asyncio.Event()]
 
     def handler_of(replica: str):

@@ -178,7 +178,7 @@ async def test_a_fixed_commit_after_a_blocked_plan_is_approved_and_applied(
 
     # Then its plan is approved by policy and applied whole
     approval = await scenario.last(PlanApproved.event_type)
-    assert approval.actor == "policy"
+    assert approval.actor == "service:planner"
     await apply(scenario, kube, approval)
     succeeded = (await scenario.last(ApplySucceeded.event_type)).payload
     assert len(succeeded.inventory) == 13
