@@ -28,6 +28,7 @@ from services.demo.sample import SampleRepo, deployment_yaml, namespace_yaml
 from services.demo.walkthrough import wait_for_journey
 from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import EventLog
+from services.wiring.signing import sign_as_admin
 from services.wiring.supervision import start_wake
 
 APP = "bench"
@@ -82,6 +83,7 @@ async def run(runs: int, resources: int, latency_ms: float) -> None:
             name="bench",
             credentials=load_connect_kwargs(running.endpoints.nats_admin),
         )
+        sign_as_admin(log, running.data_dir, running.endpoints.admin_public_key)
         try:
             repo = SampleRepo.create(root / "repo")
             commit = repo.commit("generation 0", manifests(resources, 0))

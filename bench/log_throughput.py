@@ -28,6 +28,7 @@ from events.samples import sample_payloads
 from services.wiring.embedded_nats import start_nats
 from services.wiring.eventlog import EventLog, headers_for, provision
 from services.wiring.infra import bus_security
+from services.wiring.signing import sign_with_new_admin
 
 
 def make_events(n: int, tag: str) -> list:
@@ -43,6 +44,9 @@ async def fresh_log(root: Path, name: str):
     server = await start_nats(root / name, security=security)
     log = await EventLog.connect(server.url, name="bench", credentials=credentials.kwargs("admin"))
     await provision(log.nc)
+    # Signed as every append is (events/signing.py): the figures include signing and,
+    # for reads, verifying every event.
+    sign_with_new_admin(log)
     return server, log
 
 

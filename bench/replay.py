@@ -39,6 +39,7 @@ from services.wiring.embedded_nats import start_nats
 from services.wiring.embedded_postgres import start_postgres
 from services.wiring.eventlog import EventLog, provision
 from services.wiring.infra import bus_security
+from services.wiring.signing import sign_with_new_admin
 
 APPS = 50
 BATCH = 500
@@ -75,6 +76,9 @@ async def fresh_log(root: Path, name: str) -> tuple[object, EventLog]:
     server = await start_nats(root / name, security=security)
     log = await EventLog.connect(server.url, name="bench", credentials=credentials.kwargs("admin"))
     await provision(log.nc)
+    # Signed as every append is (events/signing.py): the figures include signing and,
+    # for reads, verifying every event.
+    sign_with_new_admin(log)
     return server, log
 
 

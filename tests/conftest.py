@@ -14,7 +14,7 @@ import pytest
 
 from services.wiring.embedded_nats import EmbeddedNats, start_nats
 from services.wiring.eventlog import EventLog, provision
-from tests.signing import trusting
+from tests.signing import PERSON, key_of, register, trusting
 
 pytest_plugins = ["tests.fixtures_postgres"]
 
@@ -101,6 +101,8 @@ async def event_log(nats_server: EmbeddedNats) -> AsyncIterator[EventLog]:
     (tests/signing.py)."""
     log = trusting(await EventLog.connect(nats_server.url, name="tests"))
     await provision(log.nc)
+    # The person `wake` commands of tests run as (tests/signing.cli_env).
+    await register(log, key_of(PERSON))
     try:
         yield log
     finally:

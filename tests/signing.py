@@ -120,14 +120,15 @@ async def connect(url: str, **kwargs) -> EventLog:
     return trusting(await EventLog.connect(url, **kwargs))
 
 
-async def person_env(
-    log: EventLog, directory: Path, identity: str = "user:tester"
-) -> dict[str, str]:
-    """Environment for a `wake` command run by `identity` against the log's server: its key
-    (written under `directory`, registered on the server) and the session's anchor."""
-    key = key_of(identity)
-    await register(log, key)
+PERSON = "user:tester"
+"""Who runs the `wake` commands of tests: the `event_log` fixture registers their key."""
+
+
+def cli_env(directory: Path, identity: str = PERSON) -> dict[str, str]:
+    """Environment for a `wake` command run by `identity` against a test's server: its key
+    (written under `directory`) and the session's anchor. The key must be registered on
+    that server: PERSON's is (`event_log`); another's, with `register(log, key_of(...))`."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{identity.replace(':', '-')}.key.json"
-    write_key_file(path, key)
+    write_key_file(path, key_of(identity))
     return {ENV_SIGNING_KEY: str(path), ENV_ADMIN_PUBLIC_KEY: ANCHOR}

@@ -290,13 +290,18 @@ class Trust:
 
 
 def registration_event(key: SigningKey) -> Envelope:
-    """The KeyRegistered of `key`; its id is derived from the key id, so re-registering
-    the same key within the duplicate window stores nothing."""
+    """The KeyRegistered of `key` (to be appended by an admin)."""
+    return registration_of(key.registration())
+
+
+def registration_of(payload: KeyRegistered) -> Envelope:
+    """`payload` as an event on the system app; its id is derived from the key id, so
+    re-registering the same key within the duplicate window stores nothing."""
     return new_event(
-        key.registration(),
+        payload,
         app=names.SYSTEM_APP,
         actor=ADMIN_IDENTITY,
-        event_id=derived_event_id(f"key/{key.key_id}", KeyRegistered.event_type),
+        event_id=derived_event_id(f"key/{payload.key_id}", KeyRegistered.event_type),
     )
 
 
@@ -371,3 +376,19 @@ def describe_key(key: Any) -> str:
         f"{key.key_id}  {key.identity} ({key.role}), "
         f"registered at seq {key.registered_seq}{revoked}"
     )
+
+
+def sign_as_admin(log: EventLog, data_dir: Path, anchor: str) -> EventLog:
+    """`log` trusting `anchor` and signing with the admin key of `data_dir` (scripts and
+    tests that drive a running Wake as its admin)."""
+    log.trust = Trust.from_text(anchor, source="endpoints.json")
+    log.signer = KeySigner(load_key_file(data_dir / SIGNING_DIR / ADMIN_FILE))
+    return log
+
+
+def sign_with_new_admin(log: EventLog) -> SigningKey:
+    """Make `log` trust and sign with a fresh admin key of its own (a benchmark's own server)."""
+    admin = SigningKey.generate(ADMIN_IDENTITY, ownership.ADMIN)
+    log.trust = Trust(admin.public)
+    log.signer = KeySigner(admin)
+    return admin

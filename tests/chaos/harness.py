@@ -56,6 +56,7 @@ from services.demo.sample import SampleRepo
 from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import EventLog
 from services.wiring.kube import Kube, KubeError
+from services.wiring.signing import sign_as_admin
 from services.wiring.supervision import RunningWake, start_wake
 from tests.chaos import invariants
 
@@ -445,6 +446,7 @@ async def run_chaos(root: Path, config: ChaosConfig, *, say=print) -> ChaosRun:
         name="chaos",
         credentials=load_connect_kwargs(running.endpoints.nats_admin),
     )
+    sign_as_admin(log, running.data_dir, running.endpoints.admin_public_key)
     kube = await Kube.connect(kubeconfig=running.kubeconfig)
     try:
         await log.append_many(

@@ -23,6 +23,7 @@ from services.demo.walkthrough import WEBHOOK_SECRET, WebhookReceiver
 from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import EventLog, StoredEvent
 from services.wiring.kube import Kube
+from services.wiring.signing import sign_as_admin
 from services.wiring.supervision import RunningWake, start_wake
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +62,9 @@ async def running_wake(
         name="e2e",
         credentials=load_connect_kwargs(running.endpoints.nats_admin),
     )
+    # The test reads as every reader does (trusting this Wake's admin key) and, where it
+    # appends, signs as the admin.
+    sign_as_admin(log, running.data_dir, running.endpoints.admin_public_key)
     kube = await Kube.connect(kubeconfig=running.kubeconfig)
     try:
         yield WakeUnderTest(running=running, log=log, kube=kube, receiver=receiver, root=root)
@@ -97,7 +101,7 @@ class WakeUnderTest:
 
     async def wake(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run the `wake` CLI against this Wake, as a user would."""
-        env = {**os.environ, "WAKE_DATA_DIR": str(self.running.data_dir), "WAKE_ACTOR": "user:e2e"}
+        env = {**os.environ, "WAKE_DATA_DIR": str(self.running.data_dir)}
         result = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "services.cli", *args],

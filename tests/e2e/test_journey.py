@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -221,7 +222,7 @@ async def test_a_manual_app_applies_nothing_until_approved_and_nothing_after_a_r
     assert deployment["spec"]["replicas"] == 2
     assert await wake.cluster_object("v1", "ConfigMap", "web-config", "manual") is not None
     shown = (await wake.wake("plans", "manual")).stdout
-    assert "rejected by user:e2e via cli: not today" in shown
+    assert f"rejected by user:{getpass.getuser()} via cli: not today" in shown
 
 
 async def test_the_applier_killed_mid_apply_finishes_after_its_restart_exactly_once(

@@ -43,6 +43,7 @@ from tests.git_watcher.http_git import PrivateGitServer
 from tests.git_watcher.repos import GitRepo, configmap
 from tests.git_watcher.test_receiver import free_port, sign
 from tests.git_watcher.test_watcher import detections, register
+from tests.signing import cli_env
 from tests.waiting import eventually
 
 TOKEN = "glpat-very-secret-token"
@@ -284,6 +285,7 @@ async def test_wake_app_add_checks_a_private_repository_with_the_named_credentia
             **os.environ,
             "WAKE_NATS_URL": nats_server.url,
             "WAKE_DATA_DIR": str(tmp_path / "cli"),
+            **cli_env(tmp_path / "keys"),
             "WAKE_GIT_TOKEN_SHOP_BOT": TOKEN,
         }
 

@@ -28,6 +28,7 @@ from services.sandbox import Sandbox
 from services.wiring.embedded_nats import EmbeddedNats
 from services.wiring.kube import Clusters, Kube
 from tests.planner.scenario import Scenario, configmap, deployment, types_of
+from tests.signing import cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,7 +65,8 @@ async def wake(nats: EmbeddedNats, tmp_path: Path, *args: str) -> subprocess.Com
         **os.environ,
         "WAKE_NATS_URL": nats.url,
         "WAKE_DATA_DIR": str(tmp_path / "cli"),
-        "WAKE_ACTOR": "user:ada",
+        # Ada's key, registered by the test: the CLI's actor is its signer.
+        **cli_env(tmp_path / "keys", "user:ada"),
     }
     return await asyncio.to_thread(
         subprocess.run,
