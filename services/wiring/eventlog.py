@@ -12,6 +12,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import secrets
 import ssl
@@ -36,6 +37,8 @@ from services.wiring import keys
 from services.wiring.batching import BatchRejected, publish_atomic_batch
 from services.wiring.settings import env_name
 from services.wiring.signing import Signer, Trust
+
+_log = logging.getLogger(__name__)
 
 # JetStream keeps the Nats-Msg-Id of every message for this long and answers a
 # second publish of one of them with `duplicate` instead of storing it again.
@@ -563,18 +566,26 @@ class EventLog:
         return await self.last_on(names.subject(app, event_type))
 
     async def last_on(self, on_subjects: str) -> StoredEvent | None:
-        """The last event on a subject or filter, or None."""
+        """The last valid event on a subject or filter, or None.
+
+        A last message that does not decode or verify is skipped, as every
+        reader skips it: the one before it is read instead (by reading the
+        subject up to it, which only a forged or garbage message costs).
+        """
         try:
             message = await self._get_last(on_subjects)
         except js_errors.NotFoundError:
             return None
         seq, subject = message.seq or 0, message.subject or ""
-        return StoredEvent(
-            seq=seq,
-            subject=subject,
-            event=await self.open(message.data or b"", seq=seq, subject=subject),
-            stored_at=message.time,
-        )
+        try:
+            event = await self.open(message.data or b"", seq=seq, subject=subject)
+        except InvalidEvent as exc:
+            _log.warning("skipping %s", exc)
+            before = None
+            async for stored in self.read(subjects=[on_subjects], until_seq=seq - 1):
+                before = stored
+            return before
+        return StoredEvent(seq=seq, subject=subject, event=event, stored_at=message.time)
 
     async def read(
         self,
@@ -590,12 +601,18 @@ class EventLog:
         Starts at `from_seq` or at the first event stored at or after `since`;
         `subjects` filters (default: every event); stops after `until_seq`, or
         at the end of the log as it was when reading began, unless `follow`.
-        An event that does not decode or verify is raised as InvalidEvent with its seq.
+        An event that does not decode or verify is skipped (DESIGN §2: every
+        reader skips it; the consumers of its subject record it as EventRejected),
+        with a warning naming its sequence and why.
         """
         async for seq, subject, data in self.read_raw(
             from_seq=from_seq, since=since, subjects=subjects, until_seq=until_seq, follow=follow
         ):
-            event = await self.open(data, seq=seq, subject=subject)
+            try:
+                event = await self.open(data, seq=seq, subject=subject)
+            except InvalidEvent as exc:
+                _log.warning("skipping %s", exc)
+                continue
             yield StoredEvent(seq=seq, subject=subject, event=event)
 
     async def read_raw(

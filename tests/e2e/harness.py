@@ -99,9 +99,11 @@ class WakeUnderTest:
     def repository(self, name: str) -> SampleRepo:
         return SampleRepo.create(self.root / "repos" / name)
 
-    async def wake(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run the `wake` CLI against this Wake, as a user would."""
-        env = {**os.environ, "WAKE_DATA_DIR": str(self.running.data_dir)}
+    async def wake(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the `wake` CLI against this Wake, as a user would (`env`: more variables)."""
+        env = {**os.environ, "WAKE_DATA_DIR": str(self.running.data_dir), **(env or {})}
         result = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "services.cli", *args],
