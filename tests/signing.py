@@ -22,8 +22,10 @@ import os
 import secrets
 import weakref
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from events import ownership
@@ -43,6 +45,7 @@ from services.wiring.signing import (
 # starts (a consumer worker, a `wake` command): they sign and trust alike.
 _SEED = os.environ.setdefault("WAKE_TEST_SIGNING_SEED", secrets.token_hex(32))
 _KEYS: dict[str, SigningKey] = {}
+_BEFORE_ALL = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def role_of(identity: str) -> str:
@@ -101,7 +104,11 @@ async def register(log: EventLog, key: SigningKey) -> None:
     done = KEYCHAIN.registered(log)
     if key is ADMIN or key.key_id in done:
         return
-    ((event, data),) = seal_as(ADMIN, [registration_event(key)])
+    # Dated before any test's history (synthetic histories use fixed past times, and
+    # `wake replay --until TIME` stops at the first event after TIME): the session's
+    # keys exist before everything they sign.
+    registration = msgspec.structs.replace(registration_event(key), occurred_at=_BEFORE_ALL)
+    ((event, data),) = seal_as(ADMIN, [registration])
     await log.js.publish(
         f"wake.evt.{event.app}.{event.type}", data, headers={"Nats-Msg-Id": event.event_id}
     )

@@ -61,8 +61,10 @@ _HEARTBEAT = 5.0
 _SILENCE_LIMIT = 3 * _HEARTBEAT
 # While NATS is away a following reader retries making its consumer this often.
 _RETRY_CONSUMER = 0.5
-# Bytes kept free in a message for the headers of an append (msg id, trace, expected seq).
-_HEADER_ROOM = 4096
+# Bytes kept free in a message for the headers of an append (msg id, trace, expected seq),
+# and for the signature appended to an event's bytes (events/signing.py: size, index,
+# root signature and a proof of up to 20 levels, base64: under 1 KiB).
+_HEADER_ROOM = 4096 + 1024
 # Chunk size of a bundle in the object store: nats-py's default, so its `get` reads them alike.
 _CHUNK_BYTES = 128 * 1024
 # What making a consumer fails with while NATS is away or electing a leader.
