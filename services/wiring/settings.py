@@ -62,6 +62,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     replica_slot: int = -1
     signing_key: str = ""
     admin_public_key: str = ""
+    admin_public_key_file: str = ""
 
     @property
     def data_path(self) -> Path:
@@ -134,6 +135,8 @@ DESCRIPTIONS: dict[str, str] = {
     "who ran `wake up`).",
     "admin_public_key": "The admin's Ed25519 public key (base64), the trust anchor every reader "
     "verifies the key registrations with (default: endpoints.json's `admin_public_key`).",
+    "admin_public_key_file": "File holding admin_public_key (docker compose's secret, "
+    "`wake infra signing-keys` writes it as `admin.pub`).",
 }
 
 
@@ -178,6 +181,15 @@ def load_settings(
     # converge the stream back to one replica.
     if "stream_replicas" not in raw and isinstance(endpoints.get("stream_replicas"), int):
         filled["stream_replicas"] = endpoints["stream_replicas"]
+    if not settings.admin_public_key and settings.admin_public_key_file:
+        # An explicit file wins over endpoints.json's key.
+        path = Path(settings.admin_public_key_file).expanduser()
+        try:
+            filled["admin_public_key"] = path.read_text().strip()
+        except OSError as exc:
+            raise SettingsError(
+                f"{env_name('admin_public_key_file')}: cannot read {path}: {exc.strerror}"
+            ) from None
     settings = msgspec.structs.replace(settings, **filled) if filled else settings
     if settings.database_password_file and settings.database_url:
         settings = msgspec.structs.replace(

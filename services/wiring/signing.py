@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 SIGNING_DIR = Path("credentials") / "signing"
 """Where, under the data dir, the signing keys live."""
 ADMIN_FILE = "admin.json"
+ADMIN_PUBLIC_FILE = "admin.pub"
 ENV_SIGNING_KEY = "WAKE_SIGNING_KEY"
 ENV_ADMIN_PUBLIC_KEY = "WAKE_ADMIN_PUBLIC_KEY"
 KEY_SUBJECTS = tuple(names.subject(names.SYSTEM_APP, t) for t in sorted(KEY_TYPES))
@@ -117,7 +118,9 @@ def load_key_file(path: Path | str) -> SigningKey:
         ) from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SigningKeyError(f"signing key file {path} is unreadable: {exc}") from None
-    if mode & 0o077:
+    # Group-readable is allowed (a Kubernetes secret mounted for the pod's fsGroup),
+    # readable by others is not.
+    if mode & 0o037:
         raise SigningKeyError(
             f"signing key file {path} has mode {mode:o}: others could sign as its identity; "
             f"make it 0600 (chmod 600 {path})"
@@ -184,6 +187,14 @@ def ensure_signing_keys(directory: Path, *, person: str | None = None) -> DataDi
         services={s: k for s, k in zip(ownership.SERVICES, loaded[1:-1], strict=True)},
         person=loaded[-1],
     )
+
+
+def load_key_dir(directory: Path) -> list[SigningKey]:
+    """Every signing key file (`*.json`) in `directory`."""
+    paths = sorted(Path(directory).glob("*.json"))
+    if not paths:
+        raise SigningKeyError(f"no signing key file (*.json) in {directory}")
+    return [load_key_file(path) for path in paths]
 
 
 # --- signing appends -------------------------------------------------------------------

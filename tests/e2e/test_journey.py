@@ -84,8 +84,10 @@ async def test_a_commit_travels_from_git_to_the_cluster_as_one_journey(wake: Wak
         "service:planner",
         "service:applier",
         "service:notifier",
-        "policy",
     }
+    # the approval by policy is the planner's, signed by it
+    (approval,) = [e for e in journey if e.type == "PlanApproved"]
+    assert (approval.actor, approval.payload.via) == ("service:planner", "policy")
     assert "ApplySucceeded" in wake.receiver.received
     # and it is one OpenTelemetry trace, across five processes
     trace_ids = {e.traceparent.split("-")[1] for e in journey}
