@@ -7,7 +7,8 @@ process) with a sandbox cluster that waits `--latency-ms` per API request,
 registers one app of `--resources` resources, then `--runs` times: commits a
 change to every ConfigMap of the app and triggers the check as `wake sync`
 does (a SyncRequested event), and measures from the commit to ApplySucceeded.
-Prints p50/p95 of the whole and the median time each stage was reached.
+Prints p50/p95 of the whole and the median time each stage was reached. Every event
+is signed by the service that appends it and verified by every reader.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ async def run(runs: int, resources: int, latency_ms: float) -> None:
     print(
         f"commit -> ApplySucceeded: p50 {statistics.median(totals) * 1000:.0f} ms, "
         f"p95 {percentile(totals, 0.95) * 1000:.0f} ms, "
-        f"min {min(totals) * 1000:.0f} ms, max {max(totals) * 1000:.0f} ms"
+        f"min {min(totals) * 1000:.0f} ms, max {max(totals) * 1000:.0f} ms "
+        "(before events were signed, README: p50 443 ms, p95 476 ms; target p50 <= 1 s)"
     )
     print("median time since the commit at which each stage was appended:")
     for stage, values in stages.items():
