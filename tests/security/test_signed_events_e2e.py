@@ -26,9 +26,15 @@ from events.payloads import (
     RollbackRequested,
     SyncRequested,
 )
-from events.signing import SigningKey
+from events.signing import SigningKey, encode_key
 from services.demo.sample import APP_PATH, SampleRepo, first_commit, second_commit
-from services.wiring.signing import SIGNING_DIR, file_name, load_key_file, seal_as
+from services.wiring.signing import (
+    SIGNING_DIR,
+    file_name,
+    load_key_file,
+    seal_as,
+    write_key_file,
+)
 from tests.e2e.harness import WakeUnderTest, running_wake
 
 PERSON = f"user:{getpass.getuser()}"
@@ -98,47 +104,70 @@ async def manual_app(wake: WakeUnderTest, name: str) -> tuple[SampleRepo, str, i
     return repo, requested.event.payload.plan_id, requested.seq
 
 
-async def test_forged_approvals_are_refused_by_the_applier_and_the_signed_one_applies(
-    wake: WakeUnderTest, tmp_path: Path
-) -> None:
-    # Given a manual app whose plan awaits approval
-    _, plan_id, requested = await manual_app(wake, "guarded")
-    # and Eve, whose key was registered and then revoked
-    eve_file = tmp_path / "eve.json"
+@pytest.fixture(scope="module")
+async def eve(wake: WakeUnderTest, tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
+    """Eve's key: registered with `wake key add`, then revoked."""
+    eve_file = tmp_path_factory.mktemp("eve") / "eve.json"
     await wake.wake("key", "add", "user:eve", "--out", str(eve_file))
     await wake.wake("key", "revoke", "user:eve", "--reason", "left the team")
-    eve = load_key_file(eve_file)
-    mallory = SigningKey.generate("user:mallory", "operator")
-    person = key_of(wake, PERSON)
-    other_plan = "00000000-0000-7000-8000-000000000000"
+    return load_key_file(eve_file)
 
-    def approval(plan: str = plan_id) -> Envelope:
-        return new_event(PlanApproved(plan_id=plan, via="cli"), app="guarded", actor="x")
 
-    forgeries = {
-        "its key mallory": (forged(approval(), mallory), "is not registered"),
-        "the renderer's key": (
-            forged(approval(), key_of(wake, "service:renderer")),
-            "service:renderer (role renderer) may not append PlanApproved",
+def forgeries(
+    wake: WakeUnderTest, eve: SigningKey, event: Envelope, entitled: SigningKey
+) -> dict[str, tuple[bytes, str]]:
+    """`event` forged five ways, each with the reason a reader gives for refusing it.
+
+    `entitled`: a key whose role may append the event's type (signs the one
+    tampered with afterwards).
+    """
+    renderer = key_of(wake, "service:renderer")
+    other_id = "00000000-0000-7000-8000-00000000abcd"
+    return {
+        "an unregistered key": (
+            forged(event, SigningKey.generate(entitled.identity, entitled.role)),
+            "is not registered",
         ),
-        "no key": (forged(approval(), None), "it is not signed"),
-        "tampered after signing": (
+        "a key not entitled to the type": (
+            forged(event, renderer),
+            f"service:renderer (role renderer) may not append {event.type}",
+        ),
+        "no key": (forged(event, None), "it is not signed"),
+        "tampering after signing": (
             forged(
-                approval(other_plan),
-                person,
-                tamper=lambda data: data.replace(other_plan.encode(), plan_id.encode()),
+                event,
+                entitled,
+                tamper=lambda data: data.replace(event.event_id.encode(), other_id.encode()),
             ),
             "its signature does not verify",
         ),
-        "a revoked key": (forged(approval(), eve), "its key was revoked at stream sequence"),
+        "a revoked key": (forged(event, eve), "its key was revoked at stream sequence"),
     }
-    # When each is published with the admin's NATS credentials (past the bus's permissions)
-    seqs = {}
-    for what, (data, reason) in forgeries.items():
-        seqs[what] = await publish(wake, approval(), data)
-        # Then the applier refuses it, naming the sequence and why
-        refusal = await rejected(wake, "guarded", "applier", seqs[what])
-        assert f"stream sequence {seqs[what]}" in refusal.error, what
+
+
+async def publish_all(
+    wake: WakeUnderTest, event: Envelope, forged_five: dict[str, tuple[bytes, str]]
+) -> dict[str, tuple[int, str]]:
+    """Publish each forgery with the admin's NATS credentials: (sequence, reason) of each."""
+    return {
+        what: (await publish(wake, event, data), why) for what, (data, why) in forged_five.items()
+    }
+
+
+async def test_forged_approvals_are_refused_by_the_applier_and_the_signed_one_applies(
+    wake: WakeUnderTest, eve: SigningKey
+) -> None:
+    # Given a manual app whose plan awaits approval
+    _, plan_id, requested = await manual_app(wake, "guarded")
+    person = key_of(wake, PERSON)
+    approval = new_event(PlanApproved(plan_id=plan_id, via="cli"), app="guarded", actor="x")
+    # When its approval is forged five ways and published with the admin's NATS
+    # credentials (past the bus's permissions)
+    seqs = await publish_all(wake, approval, forgeries(wake, eve, approval, person))
+    # Then the applier refuses each, naming the sequence and why
+    for what, (seq, reason) in seqs.items():
+        refusal = await rejected(wake, "guarded", "applier", seq)
+        assert f"stream sequence {seq}" in refusal.error, what
         assert reason in refusal.error, (what, refusal.error)
     # and nothing was applied
     after = [s.event.type for s in await wake.events("guarded", after=requested)]
@@ -159,33 +188,38 @@ async def test_forged_approvals_are_refused_by_the_applier_and_the_signed_one_ap
     )
     assert await wake.cluster_object("v1", "Namespace", "guarded") is not None
     # and each forgery was recorded once by the applier
-    for what, seq in seqs.items():
+    for what, (seq, _) in seqs.items():
         assert await rejections(wake, "guarded", "applier", seq) == 1, what
 
 
 async def test_forged_registration_rollback_and_plan_are_refused_and_the_next_commit_applies(
-    wake: WakeUnderTest,
+    wake: WakeUnderTest, eve: SigningKey
 ) -> None:
     repo, plan_id, _ = await manual_app(wake, "vault")
     approved_at = await wake.position()
     await wake.wake("approve", plan_id)
-    await wake.next_event("vault", "ApplySucceeded", after=approved_at)
-    mallory = SigningKey.generate("service:git-watcher", "git-watcher")
-    renderer = key_of(wake, "service:renderer")
-    # Given a registration by an unregistered key of a repository Wake could deploy
+    applied = await wake.next_event("vault", "ApplySucceeded", after=approved_at)
+    person = key_of(wake, PERSON)
+    # Given a registration of a repository Wake could deploy, forged five ways
     intruder = wake.repository("intruder")
     first_commit(intruder, namespace="intruder")
     spec = AppSpec(repo_url=intruder.url, path=APP_PATH, namespace="intruder")
     registration = new_event(ApplicationRegistered(spec=spec), app="intruder", actor="x")
-    registered = await publish(wake, registration, forged(registration, mallory))
-    # and a rollback requested with the renderer's key
+    registered = await publish_all(wake, registration, forgeries(wake, eve, registration, person))
+    # and a rollback of `vault` to its applied revision, forged five ways
     rollback = new_event(
-        RollbackRequested(target="00000000-0000-7000-8000-000000000001", reason="forged"),
+        RollbackRequested(
+            target=applied.event.payload.apply_id,
+            reason="forged",
+            apply_id=applied.event.payload.apply_id,
+            commit=applied.event.payload.commit,
+            bundle_digest=applied.event.payload.bundle_digest,
+        ),
         app="vault",
         actor="x",
     )
-    rolled = await publish(wake, rollback, forged(rollback, renderer))
-    # and a plan signed by the renderer (which makes no plans)
+    rolled = await publish_all(wake, rollback, forgeries(wake, eve, rollback, person))
+    # and a plan awaiting approval, forged five ways
     forged_plan = PlanCreated(
         plan_id="00000000-0000-7000-8000-0000000000f0",
         commit="0" * 40,
@@ -194,12 +228,16 @@ async def test_forged_registration_rollback_and_plan_are_refused_and_the_next_co
         needs_approval=True,
     )
     plan_event = new_event(forged_plan, app="vault", actor="x")
-    planned = await publish(wake, plan_event, forged(plan_event, renderer))
-    # Then the planner refuses the rollback, and the notifier records each of them
-    refusal = await rejected(wake, "vault", "planner", rolled)
-    assert "may not append RollbackRequested" in refusal.error
-    for app, seq in (("intruder", registered), ("vault", rolled), ("vault", planned)):
-        await rejected(wake, app, "notifier", seq)
+    planner = key_of(wake, "service:planner")
+    planned = await publish_all(wake, plan_event, forgeries(wake, eve, plan_event, planner))
+    # Then the planner refuses each rollback, naming the sequence and why
+    for what, (seq, reason) in rolled.items():
+        refusal = await rejected(wake, "vault", "planner", seq)
+        assert f"stream sequence {seq}" in refusal.error and reason in refusal.error, what
+    # and the notifier, which reads every event, records each forgery with its reason
+    for app, seqs in (("intruder", registered), ("vault", rolled), ("vault", planned)):
+        for what, (seq, reason) in seqs.items():
+            assert reason in (await rejected(wake, app, "notifier", seq)).error, (app, what)
     # and the forged plan cannot be approved: no reader knows it
     refused = await wake.wake("approve", forged_plan.plan_id, check=False)
     assert refused.returncode != 0 and f"no plan {forged_plan.plan_id}" in refused.stderr
@@ -207,25 +245,26 @@ async def test_forged_registration_rollback_and_plan_are_refused_and_the_next_co
     commit = second_commit(repo)
     synced_at = await wake.position()
     await wake.wake("sync", "vault")
-    requested = await wake.next_event(
-        "vault", "ApprovalRequested", after=synced_at, where=lambda s: s.seq > synced_at
-    )
+    requested = await wake.next_event("vault", "ApprovalRequested", after=synced_at)
     await wake.wake("approve", requested.event.payload.plan_id)
-    # Then it is applied
-    applied = await wake.next_event(
+    # Then it is applied, and it was planned from the revision, not rolled back
+    latest = await wake.next_event(
         "vault",
         "ApplySucceeded",
         after=synced_at,
         where=lambda s: s.event.payload.plan_id == requested.event.payload.plan_id,
     )
-    assert applied.event.payload.commit == commit
-    # and the forged registration was never acted on: git-watcher, which follows
-    # registrations in log order, handled the later registration of `vault`'s sync
-    # but detected nothing for `intruder`
+    assert latest.event.payload.commit == commit and latest.event.payload.rollback_of is None
+    plans = [
+        s for s in await wake.events("vault", after=approved_at) if s.event.type == "PlanCreated"
+    ]
+    assert [s.event.payload.reason for s in plans] == ["revision"]
+    # and the forged registration was never acted on: nothing detected or applied for it
     assert [s for s in await wake.events("intruder") if s.event.type == "RevisionDetected"] == []
     assert await wake.cluster_object("v1", "Namespace", "intruder") is None
-    # and the planner recorded the rollback once
-    assert await rejections(wake, "vault", "planner", rolled) == 1
+    # and the planner recorded each rollback once
+    for what, (seq, _) in rolled.items():
+        assert await rejections(wake, "vault", "planner", seq) == 1, what
 
 
 async def test_wake_replay_verify_lists_every_forged_event_by_sequence(
@@ -288,3 +327,28 @@ async def test_a_rotated_key_keeps_the_events_it_signed_before_valid(
     new = await wake.next_event("guarded", "SyncRequested", after=accepted_at)
     assert new.event.actor == "user:ana"
     assert new.event.signer == load_key_file(second).key_id
+
+
+async def test_a_person_registers_only_their_public_key_and_signs_with_their_own_file(
+    wake: WakeUnderTest, tmp_path: Path
+) -> None:
+    # Given Bob's key pair, made on his machine: only the public key is handed over
+    bob = SigningKey.generate("user:bob", "operator")
+    public = tmp_path / "bob.pub"
+    public.write_text(encode_key(bob.public) + "\n")
+    added = await wake.wake("key", "add", "user:bob", "--public-key", str(public))
+    assert f"registered key {bob.key_id} for user:bob (operator)" in added.stdout
+    # When Bob signs a command with his private key file
+    private = tmp_path / "bob.json"
+    write_key_file(private, bob)
+    before = await wake.position()
+    await wake.wake("sync", "guarded", env={"WAKE_SIGNING_KEY": str(private)})
+    # Then it is accepted as his
+    synced = await wake.next_event("guarded", "SyncRequested", after=before)
+    assert (synced.event.actor, synced.event.signer) == ("user:bob", bob.key_id)
+    # and a key file others can read is refused before anything is signed with it
+    private.chmod(0o644)
+    refused = await wake.wake(
+        "sync", "guarded", env={"WAKE_SIGNING_KEY": str(private)}, check=False
+    )
+    assert refused.returncode != 0 and "chmod 600" in refused.stderr
