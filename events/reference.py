@@ -82,10 +82,11 @@ envelope exactly as its writer encoded it, `signer` included, followed by one la
 `...,"sig":"<n>.<i>.<root signature>.<proof>"}}`. To verify one, take the bytes up to
 `,"sig":"` and close them with `}}`: these are the signed bytes, unchanged (never re-encode
 an event to verify it). Events appended together are signed once: `n` events, this one
-at index `i`; its leaf is `sha256(signed bytes)`, each level pairs nodes as
-`sha256(0x01 | left | right)` (a last odd node goes up unchanged), `proof` is the base64 of
-the sibling hashes from the leaf up, and `root signature` is the base64 Ed25519 signature
-of `b"wake-batch-v1" | n (4 bytes, big-endian) | root` by the key `signer`.
+at index `i`; its leaf is the first 16 bytes of `sha256(signed bytes)`, each level pairs nodes as
+the first 16 bytes of `sha256(0x01 | left | right)` (a last odd node goes up unchanged),
+`proof` is the base64 of the sibling nodes from the leaf up, and `root signature` is the
+base64 Ed25519 signature of `b"wake-batch-v1" | n (4 bytes, big-endian) | root` by the key
+`signer`.
 
 Keys are registered and revoked by `KeyRegistered` / `KeyRevoked` events on the app
 `{names.SYSTEM_APP}`, signed by the admin key, whose public key (the trust anchor) is
