@@ -69,6 +69,7 @@ _PREFIX = f"{names.SUBJECT_PREFIX}."
 _ROOT_PREFIX = b"wake-batch-v1"
 _NODE = b"\x01"
 _NODE_BYTES = 16
+_sha256 = hashlib.sha256
 _PUBLIC_KEY_BYTES = 32
 # Largest batch a signature may cover (publishing caps batches far lower).
 MAX_BATCH = 1 << 20
@@ -325,6 +326,7 @@ class Verifier:
 
     def __init__(self, directory: KeyDirectory) -> None:
         self.directory = directory
+        self._keys = directory.keys
         self.signatures = 0
         """Ed25519 verifications made (one per batch read, whatever its size)."""
 
@@ -356,7 +358,7 @@ class Verifier:
                 field=exc.field,
                 event_id=exc.event_id,
             ) from None
-        key = self.directory.keys.get(event.signer)
+        key = self._keys.get(event.signer)
         if (
             signed is not None
             and key is not None
@@ -365,7 +367,10 @@ class Verifier:
             and (key.types is None or event.type in key.types)
             and event.actor == key.identity
             and (not subject or subject == f"{_PREFIX}{event.app}.{event.type}")
-            and (_leaf(signed) in key.nodes or self._proven(key, signed, value))
+            and (
+                _sha256(signed).digest()[:_NODE_BYTES] in key.nodes
+                or self._proven(key, signed, value)
+            )
         ):
             return event
         raise self._refusal(event, key, signed, value, seq=seq, subject=subject)

@@ -88,24 +88,34 @@ class _Opener:
         self._log = event_log
         self._trust = event_log.require_trust()
         self._signatures = self._trust.verifier.signatures
+        self._verify = self._trust.verifier.verify
         self.refused: list[Refused] = []
         self.events = 0
         self.seconds = 0.0
 
-    async def open(self, seq: int, subject: str, data: bytes) -> Envelope | None:
-        trust = self._trust
+    @property
+    def as_of(self) -> int:
+        """Events up to this sequence open without a look at the key events (`catch_up`)."""
+        return self._trust.as_of
+
+    async def catch_up(self, seq: int) -> None:
+        await self._trust.catch_up(self._log, seq)
+
+    def open(self, seq: int, subject: str, data: bytes) -> Envelope | None:
+        """The event, or None if it is refused; call `catch_up(seq)` first if seq > as_of.
+
+        Not a coroutine: a replay calls it a million times, awaiting only the
+        rare catch-up.
+        """
+        started = time.perf_counter()
         try:
-            if seq > trust.as_of:
-                await trust.catch_up(self._log, seq)
-            started = time.perf_counter()
-            try:
-                return trust.verifier.verify(data, seq=seq, subject=subject)
-            finally:
-                self.seconds += time.perf_counter() - started
-                self.events += 1
+            return self._verify(data, seq=seq, subject=subject)
         except InvalidEvent as exc:
             self.refused.append(Refused(seq, subject, str(exc)))
             return None
+        finally:
+            self.seconds += time.perf_counter() - started
+            self.events += 1
 
     def checks(self) -> Checks:
         signatures = self._trust.verifier.signatures - self._signatures
@@ -183,7 +193,9 @@ async def _fold_log(
         reading = event_log.read_raw(from_seq=1, until_seq=stop.seq)
         async with contextlib.aclosing(reading):
             async for seq, subject, data in reading:
-                event = await opener.open(seq, subject, data)
+                if seq > opener.as_of:
+                    await opener.catch_up(seq)
+                event = opener.open(seq, subject, data)
                 if event is not None:
                     if stop.time is not None and event.occurred_at > stop.time:
                         break
@@ -279,7 +291,9 @@ async def fold_app(event_log: EventLog, app: str, *, at: datetime) -> ReadModels
     opener = _Opener(event_log)
     async with contextlib.aclosing(reading):
         async for seq, subject, data in reading:
-            event = await opener.open(seq, subject, data)
+            if seq > opener.as_of:
+                await opener.catch_up(seq)
+            event = opener.open(seq, subject, data)
             if event is None:
                 continue
             if event.occurred_at > at:
