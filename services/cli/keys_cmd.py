@@ -116,7 +116,7 @@ def add(
     new_key: SigningKey | None = None
     if public_key_file is not None:
         try:
-            raw = decode_public_key(public_key_file.read_text())
+            raw = decode_public_key(public_key_file.read_text().strip())
         except (OSError, ValueError) as exc:
             raise click.BadParameter(
                 f"{public_key_file}: {exc}", param_hint="--public-key"
