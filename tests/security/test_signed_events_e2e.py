@@ -19,6 +19,7 @@ from events import names, new_event
 from events.envelope import Envelope, encode
 from events.payloads import (
     ApplicationRegistered,
+    ApplyStarted,
     AppSpec,
     EventRejected,
     PlanApproved,
@@ -173,6 +174,20 @@ async def test_forged_approvals_are_refused_by_the_applier_and_the_signed_one_ap
     after = [s.event.type for s in await wake.events("guarded", after=requested)]
     assert "ApplyStarted" not in after
     assert await wake.cluster_object("v1", "Namespace", "guarded") is None
+    # and an apply "in flight" forged on the applier's own subject (which the
+    # applier's conditional append of ApplyStarted is checked against)
+    in_flight = new_event(
+        ApplyStarted(
+            apply_id="00000000-0000-7000-8000-0000000000a9",
+            plan_id=plan_id,
+            commit="0" * 40,
+            bundle_digest="0" * 64,
+        ),
+        app="guarded",
+        actor="x",
+    )
+    for data, _ in forgeries(wake, eve, in_flight, key_of(wake, "service:applier")).values():
+        await publish(wake, in_flight, data)
     # When the person approves with the CLI, claiming to be someone else with WAKE_ACTOR
     approved_at = await wake.position()
     await wake.wake("approve", plan_id, env={"WAKE_ACTOR": "user:ceo"})
