@@ -37,6 +37,7 @@ from events.payloads import ApplicationRegistered, AppSpec
 from services.demo.sample import SampleRepo
 from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import EventLog
+from services.wiring.signing import sign_as_admin
 from services.wiring.supervision import RunningWake, start_wake
 
 
@@ -227,6 +228,7 @@ async def run(apps: int, latency_ms: float, poll: float, timeout: float, replica
             name="bench",
             credentials=load_connect_kwargs(running.endpoints.nats_admin),
         )
+        sign_as_admin(log, running.data_dir, running.endpoints.admin_public_key)
         try:
             after = (await log.js.stream_info(STREAM)).state.last_seq
             registrations = [

@@ -54,6 +54,9 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     # The process (replica) that appended it, e.g. "planner-host-4242": with
     # several replicas of a service, which one did what.
     instance: str = ""
+    # The id of the key that signed it (events/signing.py): inside the signed
+    # bytes, so a signature cannot be moved to another key.
+    signer: str = ""
     payload: Payload
 
 
@@ -70,6 +73,7 @@ class _WireEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     actor: str = ""
     traceparent: str = ""
     instance: str = ""
+    signer: str = ""
     payload: msgspec.Raw
 
 
@@ -192,6 +196,7 @@ def decode(data: bytes) -> Envelope:
         actor=wire.actor,
         traceparent=wire.traceparent,
         instance=wire.instance,
+        signer=wire.signer,
         payload=payload,
     )
 

@@ -618,6 +618,36 @@ class ResourceDeleted(Payload, frozen=True, kw_only=True):
     reason: str = ""
 
 
+class KeyRegistered(Payload, frozen=True, kw_only=True):
+    """A signing key is registered: events signed by it are `identity`'s, entitled as `role`.
+
+    Appended on the system app (`_wake`) and signed by the admin key, the trust
+    anchor (`admin_public_key`); readers verify every other event against the
+    keys registered so (events/signing.py). `role` is an identity of
+    events/ownership.py: a service's name, `operator` for a person, `admin`.
+    """
+
+    event_type: ClassVar[str] = "KeyRegistered"
+    key_id: str
+    identity: str
+    role: str
+    # Ed25519 public key, base64 of its 32 raw bytes; `key_id` is derived from it.
+    public_key: str
+
+
+class KeyRevoked(Payload, frozen=True, kw_only=True):
+    """A signing key is revoked: events it signs after this one are refused.
+
+    Events it signed before (lower stream sequences) stay valid, so a rotation
+    (register the new key, revoke the old) keeps the history verifiable.
+    """
+
+    event_type: ClassVar[str] = "KeyRevoked"
+    key_id: str
+    identity: str = ""
+    reason: str = ""
+
+
 PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     ApplicationRegistered,
     ApplicationUpdated,
@@ -655,6 +685,8 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     ProjectRemoved,
     ApprovalAccepted,
     ApprovalRefused,
+    KeyRegistered,
+    KeyRevoked,
 )
 
 BY_TYPE: dict[str, type[Payload]] = {cls.event_type: cls for cls in PAYLOAD_TYPES}

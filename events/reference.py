@@ -22,10 +22,14 @@ _ENVELOPE_FIELDS = {
     "correlation_id": "The journey: the id of the event that started it (a RevisionDetected, a "
     "command). Every event of one commit's journey shares it.",
     "causation_id": "The id of the event this one was derived from; null for a journey's first.",
-    "actor": "Who: `user:<name>`, `service:<name>`, `policy`, `consumer:<name>`.",
+    "actor": "Who: the identity of the key that signed it (`user:<name>`, `service:<name>`, "
+    "`admin`); a reader refuses an event whose actor is not its signer's. (Events of older "
+    "Wakes also say `policy` or `consumer:<name>`.)",
     "traceparent": "W3C trace context of the span that appended it: one trace per journey.",
     "instance": "The process that appended it (`<service>-<host>-<pid>`, or `WAKE_INSTANCE`): "
     "which replica of a service did what. Empty in events written before it existed.",
+    "signer": "The id of the Ed25519 key that signed it (16 hex digits of the sha256 of the "
+    "public key), registered by a `KeyRegistered` event; see **Signatures** below.",
     "payload": "The type's fields, below.",
 }
 
@@ -70,6 +74,26 @@ To start from a **position** instead, create the consumer with
 sequence is in its metadata (`message.metadata.sequence.stream`). An ephemeral ordered
 consumer (`js.subscribe(..., ordered_consumer=True)`) reads the whole log in order without
 keeping a position on the server.
+
+## Signatures
+
+Every event is signed by the identity that appended it. The stored message is the
+envelope exactly as its writer encoded it, `signer` included, followed by one last member:
+`...,"sig":"<n>.<i>.<root signature>.<proof>"}}`. To verify one, take the bytes up to
+`,"sig":"` and close them with `}}`: these are the signed bytes, unchanged (never re-encode
+an event to verify it). Events appended together are signed once: `n` events, this one
+at index `i`; its leaf is the first 16 bytes of `sha256(signed bytes)`, each level pairs nodes as
+the first 16 bytes of `sha256(0x01 | left | right)` (a last odd node goes up unchanged),
+`proof` is the base64 of the sibling nodes from the leaf up, and `root signature` is the
+base64 Ed25519 signature of `b"wake-batch-v1" | n (4 bytes, big-endian) | root` by the key
+`signer`.
+
+Keys are registered and revoked by `KeyRegistered` / `KeyRevoked` events on the app
+`{names.SYSTEM_APP}`, signed by the admin key, whose public key (the trust anchor) is
+`admin_public_key` in endpoints.json. Accept an event only if its key was registered
+before it (lower sequence) and not revoked before it, its role may append its type
+(events/ownership.py) and its `actor` is the key's identity. Wake's own readers do exactly
+this (events/signing.py) and skip whatever fails, as it skips what does not decode.
 
 ## Compatibility rules
 

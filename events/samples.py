@@ -265,6 +265,13 @@ def sample_payloads() -> list[p.Payload]:
             reason="user:ada wrote commit 3f1e9a4c2b7d, and project 'shop' wants a separate "
             "approver (--separate-approver)",
         ),
+        p.KeyRegistered(
+            key_id="5f3c9a0d2e7b8c41",
+            identity="user:ana",
+            role="operator",
+            public_key="11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+        ),
+        p.KeyRevoked(key_id="5f3c9a0d2e7b8c41", identity="user:ana", reason="rotated"),
     ]
     assert [type(s) for s in samples] == list(p.PAYLOAD_TYPES)
     return samples

@@ -14,6 +14,7 @@ import pytest
 
 from services.wiring.embedded_nats import EmbeddedNats, start_nats
 from services.wiring.eventlog import EventLog, provision
+from tests.signing import PERSON, key_of, register, trusting
 
 pytest_plugins = ["tests.fixtures_postgres"]
 
@@ -96,8 +97,12 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
 
 @pytest.fixture
 async def event_log(nats_server: EmbeddedNats) -> AsyncIterator[EventLog]:
-    log = await EventLog.connect(nats_server.url, name="tests")
+    """The test's log: it trusts the session's admin key and signs every event as its actor
+    (tests/signing.py)."""
+    log = trusting(await EventLog.connect(nats_server.url, name="tests"))
     await provision(log.nc)
+    # The person `wake` commands of tests run as (tests/signing.cli_env).
+    await register(log, key_of(PERSON))
     try:
         yield log
     finally:

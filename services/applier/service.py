@@ -58,7 +58,7 @@ from services.applier.syncing import StepFailed, StepRunner
 from services.catalog.following import Follower
 from services.catalog.lookup import app_events, app_spec
 from services.catalog.registry import current_spec
-from services.planner.approving import by_policy
+from services.projects.approving import by_policy
 from services.projects.rules import never_deleted
 from services.resources import namespaces, phases
 from services.resources.desired import prepare
@@ -249,6 +249,7 @@ class Applier:
         seen = max(stored.seq, self._finished_at.get(app, 0))
         # A person's approval is applied only once the planner accepted who gave it.
         judged = by_policy(approval)
+        starts = 0
         for attempt in range(MAX_CONFLICTS):
             history = await self.history.at_least(seen, app)
             decision = admission.decide(
@@ -277,14 +278,16 @@ class Applier:
                     return
                 judged = True
                 continue  # decide again on a history that has moved meanwhile
-            again = await self._admit(approval, decision, apply_id, conflicts=attempt)
+            again = await self._admit(
+                approval, decision, apply_id, conflicts=attempt, starts=starts
+            )
             if again is None:
                 return
-            seen = again
+            seen, starts = again
         raise ApplyInFlight(f"{app}: lost {MAX_CONFLICTS} conditional appends in a row")
 
     async def _accepted(self, approval: Envelope) -> bool:
-        """Whether the planner accepted a person's approval (`planner/approving.py`).
+        """Whether the planner accepted a person's approval (`projects/approving.py`).
 
         Waits for its verdict; a refused approval is never applied (its
         ApprovalRefused is the record); none in time: VerdictPending.
@@ -321,6 +324,7 @@ class Applier:
             return
         apply_id = derived_event_id(retry.event_id, ApplyStarted.event_type)
         seen = max(stored.seq, self._finished_at.get(app, 0))
+        starts = 0
         for attempt in range(MAX_CONFLICTS):
             history = await self.history.at_least(seen, app)
             decision = retrying.decide(
@@ -336,11 +340,11 @@ class Applier:
                 log.info("%s: not retrying: %s", app, decision.reason)
                 return
             again = await self._admit(
-                retry, decision, apply_id, conflicts=attempt, attempt=payload.attempt
+                retry, decision, apply_id, conflicts=attempt, attempt=payload.attempt, starts=starts
             )
             if again is None:
                 return
-            seen = again
+            seen, starts = again
         raise ApplyInFlight(f"{app}: lost {MAX_CONFLICTS} conditional appends in a row")
 
     async def _admit(
@@ -351,19 +355,21 @@ class Applier:
         *,
         conflicts: int,
         attempt: int = 1,
-    ) -> int | None:
+        starts: int = 0,
+    ) -> tuple[int, int] | None:
         """Act on what admission decided for `trigger` (an approval or a due retry).
 
         Waits (ApplyInFlight), expires a dead apply, resumes one, or starts
-        try `attempt`. Returns the log position to decide again from, or None
-        once the trigger is handled.
+        try `attempt`. Returns the log position to decide again from and, after
+        a lost race, where the app's last ApplyStarted message was (`starts`,
+        else 0); None once the trigger is handled.
         """
         app = trigger.app
         if isinstance(decision, admission.Wait):
             raise ApplyInFlight(f"{app}: {decision.reason}")
         if isinstance(decision, admission.Expire):
             seen = await self._expire(decision.started.event)
-            return None if decision.mine else seen
+            return None if decision.mine else (seen, 0)
         if isinstance(decision, admission.Resume):
             log.info("%s: resuming apply %s", app, apply_id)
             await self._run(trigger, decision.plan.event, decision.started.event)
@@ -376,16 +382,20 @@ class Applier:
             # through and refuses the other, which reads again and waits. Only
             # ApplyStarted matters: a finish in between makes "in flight" only
             # less true, and it cannot be undone.
+            # After a lost race the history was folded up to `starts`, the last
+            # ApplyStarted message then: if the history's last start is older, that
+            # message is one every reader skips (undecodable, unsigned, forged), never
+            # a start; expecting the history's own would conflict with it forever.
             await self.ctx.log.append(
                 started,
-                expected_last_seq=decision.expected_seq,
+                expected_last_seq=max(decision.expected_seq, starts),
                 on_subjects=names.subject(app, ApplyStarted.event_type),
             )
         except ConcurrencyConflict:
             log.info("%s: another apply started meanwhile; deciding again", app)
             seen = await self._last_start(app)
             await after_conflict(conflicts)
-            return seen
+            return seen, seen
         if attempt > 1:
             log.info(
                 "%s: try %d of plan %s started", app, attempt, decision.plan.event.payload.plan_id

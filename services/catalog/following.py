@@ -29,7 +29,7 @@ from typing import Generic, TypeVar
 
 from events import names
 from events.envelope import Envelope, InvalidEvent
-from services.wiring.eventlog import EventLog, decode_stored
+from services.wiring.eventlog import EventLog
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class Follower(Generic[S]):
 
     async def _fold_one(self, seq: int, subject: str, data: bytes) -> None:
         try:
-            event = decode_stored(seq, subject, data)
+            event = await self._log.open(data, seq=seq, subject=subject)
         except InvalidEvent as exc:
             await self._log.skip(seq, subject, data, exc)
             return

@@ -11,7 +11,7 @@ from events.payloads import AppSpec, PlanCreated
 from services.catalog.plans import PLAN_EVENT_TYPES, PlanView, fold_plans
 from services.catalog.registry import LIFECYCLE_TYPES, REGISTRY_TYPES, Registry, current_spec
 from services.projects.book import PROJECT_TYPES, Projects
-from services.wiring.eventlog import EventLog, decode_stored
+from services.wiring.eventlog import EventLog
 
 LIFECYCLE_SUBJECTS = [names.type_subjects(t) for t in REGISTRY_TYPES]
 
@@ -87,7 +87,7 @@ async def find_plan(log: EventLog, plan_id: str) -> tuple[PlanView, int]:
         if needle not in data:  # most plans are not it: decode only what may be
             continue
         try:
-            event = decode_stored(seq, subject, data)
+            event = await log.open(data, seq=seq, subject=subject)
         except InvalidEvent as exc:
             await log.skip(seq, subject, data, exc)  # skipped by every reader (DESIGN §2)
             continue

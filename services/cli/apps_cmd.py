@@ -26,7 +26,6 @@ from services.catalog.describe import describe, short, standing
 from services.cli.connecting import (
     checked_app_name,
     connected,
-    current_actor,
     data_dir_option,
     run,
     settings_for,
@@ -435,7 +434,7 @@ def add(data_dir: str, name: str, **options: Any) -> None:
             event = new_event(
                 ApplicationRegistered(spec=spec),
                 app=name,
-                actor=current_actor(),
+                actor=log.actor,
                 traceparent=telemetry.traceparent(),
             )
             try:
@@ -530,7 +529,7 @@ def set_(ctx: click.Context, data_dir: str, name: str, **options: Any) -> None:
                 await check_source(data_dir, spec)
             payload = ApplicationUpdated(spec=spec, changed=changed)
             event = new_event(
-                payload, app=name, actor=current_actor(), traceparent=telemetry.traceparent()
+                payload, app=name, actor=log.actor, traceparent=telemetry.traceparent()
             )
             try:
                 appended = await log.append(event, expected_last_seq=position)
@@ -683,7 +682,7 @@ def remove(data_dir: str, name: str, reason: str, cascade: bool) -> None:
             event = new_event(
                 ApplicationRemoved(reason=reason, cascade=cascade),
                 app=name,
-                actor=current_actor(),
+                actor=log.actor,
                 traceparent=telemetry.traceparent(),
             )
             try:

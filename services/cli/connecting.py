@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
-import os
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -13,9 +11,9 @@ import click
 import nats.errors
 
 from events import names, ownership
-from services.wiring import keys, telemetry
+from services.wiring import keys, signing, telemetry
 from services.wiring.credentials import CredentialsError, client_tls, load_connect_kwargs
-from services.wiring.eventlog import EventLog
+from services.wiring.eventlog import EventLog, NotSigning
 from services.wiring.settings import (
     Settings,
     SettingsError,
@@ -71,9 +69,10 @@ async def connected(settings: Settings) -> AsyncIterator[EventLog]:
     try:
         try:
             keys.use_install_keys(log, settings)
-        except keys.KeyFileError as exc:
+            signing.use_signing(log, settings, key_file=signing.person_key_file(settings))
+        except (keys.KeyFileError, signing.SigningKeyError) as exc:
             raise click.ClickException(str(exc)) from None
-        with _command_trace():
+        with _command_trace(log.actor):
             yield log
     finally:
         if log.nc.is_connected:
@@ -86,7 +85,7 @@ _APPENDING = {"approve", "reject", "rollback", "sync", "add", "set", "remove"}
 
 
 @contextlib.contextmanager
-def _command_trace() -> Iterator[None]:
+def _command_trace(actor: str) -> Iterator[None]:
     context = click.get_current_context(silent=True)
     if context is None or context.info_name not in _APPENDING:
         yield
@@ -96,7 +95,7 @@ def _command_trace() -> Iterator[None]:
     while context.parent is not None:
         words.insert(0, context.info_name or "")
         context = context.parent
-    with telemetry.new_trace(" ".join(["wake", *words]), **{"wake.actor": current_actor()}):
+    with telemetry.new_trace(" ".join(["wake", *words]), **{"wake.actor": actor}):
         yield
 
 
@@ -113,6 +112,8 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coroutine)
     except KeyboardInterrupt:
         raise click.Abort() from None
+    except NotSigning as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def checked_app_name(name: str) -> str:
@@ -121,8 +122,3 @@ def checked_app_name(name: str) -> str:
         return names.app_name(name)
     except names.InvalidName as exc:
         raise click.BadParameter(str(exc), param_hint="NAME") from None
-
-
-def current_actor() -> str:
-    """Who is giving this command: $WAKE_ACTOR, else the OS user."""
-    return os.environ.get("WAKE_ACTOR") or f"user:{getpass.getuser()}"

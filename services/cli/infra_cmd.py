@@ -140,26 +140,51 @@ def up(
     help="The admin's connect-kwargs file (JSON): only the admin may create streams and "
     "consumers. Without it, the server must accept unauthenticated clients.",
 )
-def provision(nats_url: str, replicas: int, wait: float, credentials: str | None) -> None:
+@click.option(
+    "--signing-keys",
+    "signing_keys",
+    envvar="WAKE_SIGNING_KEYS_DIR",
+    show_envvar=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A directory of signing keys (`wake infra signing-keys`): registers on the log "
+    "every one not registered yet, signed by its admin key.",
+)
+def provision(
+    nats_url: str,
+    replicas: int,
+    wait: float,
+    credentials: str | None,
+    signing_keys: Path | None,
+) -> None:
     """Create or update the WAKE_EVENTS stream, WAKE_BUNDLES object store and every
     service's durable consumers, then exit.
 
     Idempotent; for a NATS server Wake did not start (docker compose, a cluster).
     Services connected with their own identity may not create these themselves.
     """
+    from services.wiring import signing
     from services.wiring.credentials import CredentialsError, client_tls, load_connect_kwargs
 
     try:
         kwargs = load_connect_kwargs(credentials) if credentials else {}
         tls = client_tls(os.environ.get(infra_wiring.ENV_NATS_TLS_CA, ""))
-    except CredentialsError as exc:
+        keys = signing.load_key_dir(signing_keys) if signing_keys else []
+    except (CredentialsError, signing.SigningKeyError) as exc:
         raise click.ClickException(str(exc)) from None
+    admin_keys = [k for k in keys if k.identity == signing.ADMIN_IDENTITY]
+    if signing_keys and len(admin_keys) != 1:
+        raise click.ClickException(f"{signing_keys} holds no admin signing key (admin.json)")
     if tls is not None:
         kwargs["tls"] = tls
     try:
         asyncio.run(
             infra_wiring.provision_log(
-                nats_url, replicas=replicas, wait=wait, connect_kwargs=kwargs
+                nats_url,
+                replicas=replicas,
+                wait=wait,
+                connect_kwargs=kwargs,
+                admin_key=admin_keys[0] if admin_keys else None,
+                register=keys,
             )
         )
     except infra_wiring.InfraError as exc:
@@ -204,6 +229,41 @@ def credentials(directory: Path, partitions: int) -> None:
     for identity in IDENTITIES:
         click.echo(f"  {identity:<12} {directory / f'{identity}.json'}")
     click.echo(f"  server       {written} (nats-server.conf includes it: infra/nats)")
+
+
+@infra.command(name="signing-keys")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the keys (made 0700; files 0600).",
+)
+@click.option(
+    "--person",
+    default=None,
+    help="The identity of the person whose key `wake` commands sign with (default: user:<login>).",
+)
+def signing_keys_command(directory: Path, person: str | None) -> None:
+    """Make the signing keys of an install Wake does not start (docker compose, Kubernetes).
+
+    Writes, once, one key file per service, the admin's (the trust anchor) and the
+    person's (role operator), and `admin.pub`, the admin's public key every
+    process trusts (WAKE_ADMIN_PUBLIC_KEY_FILE). `wake infra provision
+    --signing-keys DIR` registers them on the log. Files that exist are kept.
+    """
+    from events.signing import encode_key
+    from services.wiring import signing
+
+    try:
+        made = signing.ensure_signing_keys(directory, person=person)
+        anchor = directory / signing.ADMIN_PUBLIC_FILE
+        anchor.write_text(encode_key(made.admin.public) + "\n")
+    except (OSError, signing.SigningKeyError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for key in made.all():
+        click.echo(f"  {key.identity:<22} {made.file(key.identity)} ({key.role}, {key.key_id})")
+    click.echo(f"  trust anchor           {anchor}: {encode_key(made.admin.public)}")
 
 
 @infra.command(name="keys")

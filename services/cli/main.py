@@ -20,6 +20,7 @@ _COMMANDS: dict[str, str] = {
     "events": "services.cli.events_cmd:events",
     "history": "services.cli.history_cmd:history",
     "infra": "services.cli.infra_cmd:infra",
+    "key": "services.cli.keys_cmd:key",
     "plans": "services.cli.plans_cmd:plans",
     "project": "services.cli.projects_cmd:project",
     "reject": "services.cli.plans_cmd:reject",

@@ -23,7 +23,6 @@ from services.catalog.plans import AWAITING_APPROVAL, BLOCKED, PlanView, summary
 from services.cli.connecting import (
     checked_app_name,
     connected,
-    current_actor,
     data_dir_option,
     run,
     settings_for,
@@ -59,7 +58,7 @@ def sync(data_dir: str, name: str, reason: str, resume: bool) -> None:
             event = new_event(
                 SyncRequested(reason=reason, resume=resume),
                 app=name,
-                actor=current_actor(),
+                actor=log.actor,
                 traceparent=telemetry.traceparent(),
             )
             appended = await log.append(event)
@@ -152,7 +151,7 @@ def _print_plan(view: PlanView) -> None:
 async def _await_verdict(
     log: EventLog, approval: Envelope, *, after_seq: int, timeout: float
 ) -> None:
-    """Tell the person the planner's verdict on their approval (planner/approving.py).
+    """Tell the person the planner's verdict on their approval (projects/approving.py).
 
     Refused: a click error naming why (the approval is never applied). No
     verdict within `timeout` seconds: say so; the planner decides when it runs.
@@ -220,7 +219,7 @@ async def _decide(
                 if decision == "approve"
                 else PlanRejected(plan_id=plan_id, reason=reason, via="cli")
             )
-            actor = current_actor()
+            actor = log.actor
             # The approval's own trace, linked to the plan's.
             telemetry.add_link(view.event.traceparent)
             # Keyed by who decides and where the app's log stood: a retried
@@ -243,7 +242,9 @@ async def _decide(
                 await _await_verdict(log, event, after_seq=appended.seq, timeout=wait)
                 return
             verb = "approved" if decision == "approve" else "rejected"
-            click.echo(f"plan {plan_id} of {view.app} {verb} (event {event.event_id})")
+            click.echo(
+                f"plan {plan_id} of {view.app} {verb} by {log.actor} (event {event.event_id})"
+            )
             return
         raise click.ClickException(f"plan {plan_id}: the app kept changing; try again")
 

@@ -17,7 +17,7 @@ from click.core import ParameterSource
 from events import names, new_event
 from events.payloads import ProjectCreated, ProjectRemoved, ProjectSpec, ProjectUpdated
 from services.catalog import lookup
-from services.cli.connecting import connected, current_actor, data_dir_option, run, settings_for
+from services.cli.connecting import connected, data_dir_option, run, settings_for
 from services.projects.rules import DEFAULT_PROJECT, InvalidRule, check_spec
 from services.wiring.eventlog import ConcurrencyConflict, EventLog
 
@@ -155,7 +155,7 @@ def add(data_dir: str, name: str, **options: Any) -> None:
                     f"project {name!r} exists (change it with `wake project set`)"
                 )
             event = new_event(
-                ProjectCreated(name=name, spec=spec), app=names.SYSTEM_APP, actor=current_actor()
+                ProjectCreated(name=name, spec=spec), app=names.SYSTEM_APP, actor=log.actor
             )
             await _append(log, event, position, name)
         click.echo(f"project {name} defined (event {event.event_id})")
@@ -201,7 +201,7 @@ def set_(ctx: click.Context, data_dir: str, name: str, **options: Any) -> None:
             event = new_event(
                 ProjectUpdated(name=name, spec=spec, changed=changed),
                 app=names.SYSTEM_APP,
-                actor=current_actor(),
+                actor=log.actor,
             )
             await _append(log, event, position, name)
         click.echo(f"updated project {name}: {', '.join(changed)} (event {event.event_id})")
@@ -308,7 +308,7 @@ def remove(data_dir: str, name: str, reason: str) -> None:
             event = new_event(
                 ProjectRemoved(name=name, reason=reason),
                 app=names.SYSTEM_APP,
-                actor=current_actor(),
+                actor=log.actor,
             )
             await _append(log, event, position, name)
         click.echo(f"removed project {name}")

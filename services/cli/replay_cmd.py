@@ -51,7 +51,13 @@ def parse_until(value: str | None) -> replaying.Stop:
 
 @click.command()
 @data_dir_option
-@click.option("--verify", is_flag=True, help="Compare every read model's digest with the live one.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Compare every read model's digest with the live one, list every event refused "
+    "(unsigned, badly signed, signer not entitled) by sequence, and print the rate of "
+    "signature checks.",
+)
 @click.option("--until", "until", metavar="TIME|SEQ", help="Stop at this time or sequence.")
 @click.option(
     "--into",
@@ -113,13 +119,19 @@ def replay(data_dir: str, verify: bool, until: str | None, into: str) -> None:
             f"replayed {rebuilt.events:,} events (to seq {rebuilt.last_seq}) into schema "
             f"{rebuilt.schema} in {rebuilt.seconds:.2f} s: {rebuilt.rate:,.0f} events/s"
         )
-        if rebuilt.skipped:
+        if verify:
+            checks = rebuilt.checks
             click.echo(
-                f"skipped {len(rebuilt.skipped):,} message(s) that are not valid events "
-                "(never folded, by the projector either):"
+                f"verified the signature of {checks.events:,} events ({checks.signatures:,} "
+                f"Ed25519 verifications, one per signed batch) in {checks.seconds:.2f} s: "
+                f"{checks.rate:,.0f} events/s"
             )
-            for skipped in rebuilt.skipped:
-                click.echo(f"  seq {skipped.seq} ({skipped.subject}): {skipped.why}")
+        for refused in rebuilt.refused:
+            click.echo(f"  REFUSED seq {refused.seq} ({refused.subject}): {refused.reason}")
+        if rebuilt.refused:
+            click.echo(
+                f"{len(rebuilt.refused)} event(s) refused: not folded (every reader skips them)"
+            )
         for comparison in comparisons:
             verdict = "equal" if comparison.equal else "DIFFERENT"
             live_digest, replayed = comparison.live, comparison.replayed

@@ -20,7 +20,6 @@ from services.catalog.revisions import (
 from services.cli.connecting import (
     checked_app_name,
     connected,
-    current_actor,
     data_dir_option,
     run,
     settings_for,
@@ -65,7 +64,7 @@ def rollback(data_dir: str, name: str, target: str, reason: str) -> None:
                 bundle_digest=revision.apply.bundle_digest,
             )
             event = new_event(
-                payload, app=name, actor=current_actor(), traceparent=telemetry.traceparent()
+                payload, app=name, actor=log.actor, traceparent=telemetry.traceparent()
             )
             try:
                 await log.append(event, expected_last_seq=position)

@@ -33,6 +33,7 @@ from services.catalog.describe import describe
 from services.demo.sample import APP_PATH, NAMESPACE, SampleRepo, first_commit, second_commit
 from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import EventLog
+from services.wiring.signing import KeySigner, Trust, load_key_file
 from services.wiring.supervision import start_wake
 
 APP = "demo"
@@ -174,6 +175,9 @@ async def run_demo(
         name="wake-demo",
         credentials=load_connect_kwargs(running.endpoints.nats_operator),
     )
+    # The demo acts as the person who runs it: it signs with their key, as `wake` would.
+    log.trust = Trust.from_text(running.endpoints.admin_public_key, source="endpoints.json")
+    log.signer = KeySigner(load_key_file(running.endpoints.signing_key))
     try:
         sample = SampleRepo.create(workdir / "repo")
         for number, make_commit, trigger in (
@@ -228,7 +232,7 @@ async def run_demo(
 
 async def _register(log: EventLog, sample: SampleRepo) -> None:
     spec = AppSpec(repo_url=sample.url, path=APP_PATH, ref="main", namespace=NAMESPACE)
-    await log.append(new_event(ApplicationRegistered(spec=spec), app=APP, actor="user:demo"))
+    await log.append(new_event(ApplicationRegistered(spec=spec), app=APP, actor=log.actor))
 
 
 async def _rollback(log: EventLog, commit: str) -> Envelope:
@@ -249,7 +253,7 @@ async def _rollback(log: EventLog, commit: str) -> Envelope:
             bundle_digest=target.bundle_digest,
         ),
         app=APP,
-        actor="user:demo",
+        actor=log.actor,
     )
     await log.append(request)
     return request
@@ -257,5 +261,5 @@ async def _rollback(log: EventLog, commit: str) -> Envelope:
 
 async def _sync(log: EventLog, sample: SampleRepo) -> None:
     await log.append(
-        new_event(SyncRequested(reason="wake demo: commit 2"), app=APP, actor="user:demo")
+        new_event(SyncRequested(reason="wake demo: commit 2"), app=APP, actor=log.actor)
     )

@@ -1,7 +1,7 @@
 """Who approves a plan: the app's sync policy, self-heal, and a rollback's pin.
 
-Pure. An auto-sync app's plans are approved by policy at once (actor
-"policy", as Argo CD's automated sync); a manual app's plans wait for a
+Pure. An auto-sync app's plans are approved by policy at once (by the planner,
+`via` "policy", as Argo CD's automated sync); a manual app's plans wait for a
 person, announced by ApprovalRequested with a one-line summary.
 
 Self-heal: a plan made because drift was detected on an app with self_heal
@@ -54,7 +54,6 @@ from events.payloads import (
 from services.planner.planning import summary
 from services.resources.identity import errors_of
 
-POLICY_ACTOR = "policy"
 SELF_HEAL = "self-heal"
 
 PIN_EVENT_TYPES = (ApplySucceeded.event_type, SyncRequested.event_type)

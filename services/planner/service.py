@@ -67,7 +67,7 @@ from events.payloads import (
 from services.catalog.following import Follower
 from services.catalog.lookup import app_spec
 from services.catalog.revisions import RevisionNotApplied, find_applied
-from services.planner import approving, policy, superseding
+from services.planner import policy, superseding
 from services.planner.planning import (
     DryRun,
     Plan,
@@ -77,6 +77,7 @@ from services.planner.planning import (
     summary,
 )
 from services.planner.tracking import FOLLOWED_TYPES, INPUT_TYPES, AppState, wanted
+from services.projects import approving
 from services.projects.book import PROJECT_TYPES, Projects
 from services.projects.rules import Missing, Project, project_of, resource_error
 from services.resources import namespaces
@@ -461,9 +462,9 @@ class Planner:
             cause=event,
         )
         assert isinstance(created.payload, PlanCreated)
+        # An approval by policy is the planner's own, signed as the planner (its
+        # `via` says policy): an approver is always the signer, never a name.
         follow_up = self.ctx.derive(policy.decide(created.payload, pinned=pinned), cause=created)
-        if isinstance(follow_up.payload, PlanApproved):
-            follow_up = msgspec.structs.replace(follow_up, actor=policy.POLICY_ACTOR)
         superseded = await self._append(event, created, follow_up)
         if superseded is None:
             return
@@ -527,10 +528,15 @@ class Planner:
                 return None
             supersedes = superseding.superseded_among(plan, state.awaiting)
             superseded = [self.ctx.derive(s, cause=created, key=s.plan_id) for s in supersedes]
+            # The state holds every valid PlanCreated up to `seen` (at_least above): a
+            # later message on the subject is one every reader skips (undecodable, or
+            # unsigned, forged), never a plan; expecting the state's own last plan
+            # would conflict with it forever.
+            expected = max(state.last_plan_seq, seen)
             try:
                 await self.ctx.log.append_many(
                     [created, follow_up, *superseded],
-                    expected_last_seq=state.last_plan_seq,
+                    expected_last_seq=expected,
                     on_subjects=on_plans,
                 )
             except ConcurrencyConflict:

@@ -35,7 +35,7 @@ from events.payloads import (
 )
 from services.catalog.revisions import AppliedRevision
 from services.planner import policy
-from services.planner.approving import Author
+from services.projects.approving import Author
 from services.projects.book import PROJECT_TYPES
 from services.resources.identity import Identity, identity
 

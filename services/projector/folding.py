@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from events.envelope import Envelope, InvalidEvent, decode_stored
+from events.envelope import Envelope
 from events.names import SYSTEM_APP
 from events.payloads import (
     ApplicationRegistered,
@@ -289,19 +289,6 @@ class ReadModels:
             rows.clear()
         self.resources.clear()
         self.take_changes()
-
-
-def decoded(seq: int, subject: str, data: bytes) -> Envelope | InvalidEvent:
-    """The event stored at `seq` on `subject`, or why it is not a valid one.
-
-    Every fold (live, replay, state) skips the same messages; the live
-    projector records each once as an EventRejected, which is indexed, and
-    `wake replay` lists them.
-    """
-    try:
-        return decode_stored(seq, subject, data)
-    except InvalidEvent as exc:
-        return exc
 
 
 def keys_needed(event: Envelope) -> list[tuple[str, str]]:

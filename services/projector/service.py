@@ -26,7 +26,7 @@ import nats.errors
 from events import names
 from events.envelope import InvalidEvent
 from services.projector import store
-from services.projector.folding import ReadModels, decoded, fold, keys_needed
+from services.projector.folding import ReadModels, fold, keys_needed
 from services.wiring import metrics, telemetry
 from services.wiring.eventlog import EventLog
 from services.wiring.leases import leading
@@ -268,11 +268,12 @@ async def _commit(
 ) -> None:
     events = []
     for seq, subject, data in batch:
-        event = decoded(seq, subject, data)
-        if isinstance(event, InvalidEvent):
-            await event_log.skip(seq, subject, data, event)
-        else:
-            events.append((seq, event))
+        # Every fold (live, replay, state) skips the same messages: those that do
+        # not decode or verify; each is recorded once as an EventRejected.
+        try:
+            events.append((seq, await event_log.open(data, seq=seq, subject=subject)))
+        except InvalidEvent as exc:
+            await event_log.skip(seq, subject, data, exc)
     await store.load(conn, schema, models, (k for _, e in events for k in keys_needed(e)))
     for seq, event in events:
         fold(models, seq, event)

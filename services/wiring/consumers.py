@@ -74,7 +74,7 @@ from nats.aio.msg import Msg
 from events import names
 from events.envelope import InvalidEvent
 from services.wiring import logs, metrics, telemetry
-from services.wiring.eventlog import EventLog, StoredEvent, decode_stored
+from services.wiring.eventlog import EventLog, StoredEvent
 from services.wiring.permissions import partition_names
 
 if TYPE_CHECKING:
@@ -710,7 +710,7 @@ async def _handle(
     metadata = message.metadata
     seq = metadata.sequence.stream
     try:
-        event = decode_stored(seq, message.subject, message.data)
+        event = await event_log.open(message.data, seq=seq, subject=message.subject)
     except InvalidEvent as exc:
         await reject(
             event_log,

@@ -36,7 +36,6 @@ from events.envelope import (
     Envelope,
     InvalidEvent,
     decode,
-    decode_stored,
     derived_event_id,
     encode,
     new_event,
@@ -45,6 +44,7 @@ from events.payloads import EventRejected
 from services.wiring import keys, metrics, telemetry
 from services.wiring.batching import BatchRejected, publish_atomic_batch
 from services.wiring.settings import env_name
+from services.wiring.signing import Signer, Trust
 from services.wiring.spanstore import span_store_config
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,10 @@ _HEARTBEAT = 5.0
 _SILENCE_LIMIT = 3 * _HEARTBEAT
 # While NATS is away a following reader retries making its consumer this often.
 _RETRY_CONSUMER = 0.5
-# Bytes kept free in a message for the headers of an append (msg id, trace, expected seq).
-_HEADER_ROOM = 4096
+# Bytes kept free in a message for the headers of an append (msg id, trace, expected seq),
+# and for the signature appended to an event's bytes (events/signing.py: size, index,
+# root signature and a proof of up to 20 levels, base64: under 1 KiB).
+_HEADER_ROOM = 4096 + 1024
 # Chunk size of a bundle in the object store: nats-py's default, so its `get` reads them alike.
 _CHUNK_BYTES = 128 * 1024
 # What making a consumer fails with while NATS is away or electing a leader.
@@ -291,6 +293,10 @@ class ConcurrencyConflict(Exception):
         self.on_subjects = on_subjects
 
 
+class NotSigning(RuntimeError):
+    """An append by an EventLog that holds no signing key: the log would refuse it."""
+
+
 class BundleNotFound(LookupError):
     pass
 
@@ -371,6 +377,22 @@ class EventLog:
         # Sequences this process already recorded as skipped: once each, however
         # often a history read passes over them.
         self._skipped: set[int] = set()
+        # Set by the process from its settings (`signing.use_signing`). Without a
+        # signer nothing can be appended; without trust nothing read is accepted.
+        self.signer: Signer | None = None
+        self.trust: Trust | None = None
+
+    @property
+    def actor(self) -> str:
+        """Who this log's appends are by: its signer's identity ("" without one)."""
+        return self.signer.identity if self.signer is not None else ""
+
+    def require_trust(self) -> Trust:
+        if self.trust is None:
+            raise NotSigning(
+                "this connection to the log trusts no key (no admin public key configured)"
+            )
+        return self.trust
 
     @property
     def manages(self) -> bool:
@@ -433,6 +455,40 @@ class EventLog:
             return event
         return msgspec.structs.replace(event, instance=self.instance)
 
+    async def _seal(self, events: Sequence[Envelope]) -> list[tuple[Envelope, bytes]]:
+        """Each event as it will be stored (instance, actor and signer stamped) and its
+        signed bytes; one signature for all of them (events/signing.py)."""
+        if self.signer is None:
+            raise NotSigning(
+                f"cannot append {events[0].type} for {events[0].app}: this process has no "
+                "signing key (WAKE_SIGNING_KEY, or the data dir's credentials/signing/), and "
+                "every reader refuses an unsigned event"
+            )
+        return await self.signer.seal(self, [self._stamped(event) for event in events])
+
+    async def open(self, data: bytes, *, seq: int, subject: str = "") -> Envelope:
+        """The event stored at `seq`, once its signature makes it acceptable.
+
+        Raises InvalidEvent -- UnverifiedEvent (events/signing.py) for an event
+        unsigned, badly signed, or signed by a key unknown, revoked or not
+        entitled to its type -- naming the sequence, the event id and the
+        signer. Every reader of the log goes through here (or `verify_now`).
+        """
+        trust = self.trust
+        if trust is None:
+            raise InvalidEvent(
+                f"stream sequence {seq} ({subject}): not verified: this connection trusts no "
+                "key (set WAKE_ADMIN_PUBLIC_KEY or use the data dir of a running Wake)"
+            )
+        if seq > trust.as_of:
+            await trust.catch_up(self, seq)
+        return trust.verifier.verify(data, seq=seq, subject=subject)
+
+    async def stream_end(self) -> int:
+        """The sequence of the last message in WAKE_EVENTS now."""
+        info = await self.js.stream_info(names.STREAM)
+        return info.state.last_seq or 0
+
     # --- appending ---------------------------------------------------------------
 
     def message_limit(self) -> int:
@@ -461,13 +517,12 @@ class EventLog:
         the last event on `on_subjects` (default: every subject of the event's
         app) is at that sequence (0: there is none), else ConcurrencyConflict.
         """
-        event = self._stamped(event)
+        ((event, data),) = await self._seal([event])
         headers = headers_for(event)
         if expected_last_seq is not None:
             on_subjects = on_subjects or names.app_subjects(event.app)
             headers[names.EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_seq)
             headers[names.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = on_subjects
-        data = checked_bytes(event)
         while True:
             try:
                 with telemetry.producing([event], [headers]):
@@ -500,7 +555,7 @@ class EventLog:
             from_seq=expected_last_seq + 1, subjects=[on_subjects]
         ):
             try:
-                event = decode_stored(seq, subject, data)
+                event = await self.open(data, seq=seq, subject=subject)
             except InvalidEvent as exc:
                 await self.skip(seq, subject, data, exc)
                 position = seq
@@ -529,12 +584,12 @@ class EventLog:
         """
         if not events:
             return []
-        events = [self._stamped(event) for event in events]
-        messages = []
-        for event in events:
-            messages.append(
-                (names.subject(event.app, event.type), checked_bytes(event), headers_for(event))
-            )
+        sealed = await self._seal(events)
+        events = [event for event, _ in sealed]
+        messages = [
+            (names.subject(event.app, event.type), data, headers_for(event))
+            for event, data in sealed
+        ]
         if expected_last_seq is not None:
             on_subjects = on_subjects or names.app_subjects(events[0].app)
             messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_seq)
@@ -600,14 +655,19 @@ class EventLog:
         return await self.last_on(names.subject(app, event_type))
 
     async def last_on(self, on_subjects: str) -> StoredEvent | None:
-        """The last event on a subject or filter, or None."""
+        """The last valid event on a subject or filter, or None.
+
+        A last message that does not decode or verify is skipped, as every
+        reader skips it: the one before it is read instead (by reading the
+        subject up to it, which only a forged or garbage message costs).
+        """
         try:
             message = await self._get_last(on_subjects)
         except js_errors.NotFoundError:
             return None
         seq, subject, data = message.seq or 0, message.subject or "", message.data or b""
         try:
-            event = decode_stored(seq, subject, data)
+            event = await self.open(data, seq=seq, subject=subject)
         except InvalidEvent as exc:
             await self.skip(seq, subject, data, exc)
             # The last valid one before it: rare, so a read of the subject's history.
@@ -632,14 +692,15 @@ class EventLog:
         Starts at `from_seq` or at the first event stored at or after `since`;
         `subjects` filters (default: every event); stops after `until_seq`, or
         at the end of the log as it was when reading began, unless `follow`.
-        A message that is not a valid event is skipped (DESIGN §2), recorded once
-        as an EventRejected (`skip`) and passed to `on_invalid` if given.
+        A message that is not a valid event (it does not decode or verify) is
+        skipped (DESIGN §2), recorded once as an EventRejected (`skip`) and passed
+        to `on_invalid` if given.
         """
         async for seq, subject, data in self.read_raw(
             from_seq=from_seq, since=since, subjects=subjects, until_seq=until_seq, follow=follow
         ):
             try:
-                event = decode_stored(seq, subject, data)
+                event = await self.open(data, seq=seq, subject=subject)
             except InvalidEvent as exc:
                 await self.skip(seq, subject, data, exc)
                 if on_invalid is not None:
@@ -758,7 +819,7 @@ class EventLog:
         rejected = new_event(
             payload,
             app=app,
-            actor=f"consumer:{reader}",
+            actor=self.actor or f"consumer:{reader}",
             event_id=derived_event_id(cause_id, EventRejected.event_type),
             correlation_id=event_id or cause_id,
         )
@@ -898,7 +959,7 @@ class _PushReader:
 
     async def start(self) -> int:
         """Create the consumer; return how many events it will deliver for now."""
-        nc = self._log.nc
+        nc = self.log.nc
         inbox = nc.new_inbox()
         self._subscription = await nc.subscribe(
             inbox, cb=self._receive, pending_msgs_limit=-1, pending_bytes_limit=-1
@@ -927,7 +988,7 @@ class _PushReader:
             config.filter_subject = self._filters[0]
         else:
             config.filter_subjects = self._filters
-        info = await self._log.js.add_consumer(names.STREAM, config)
+        info = await self.log.js.add_consumer(names.STREAM, config)
         self._consumer_name = info.name
         return info.num_pending or 0
 
@@ -959,7 +1020,7 @@ class _PushReader:
                     raise _ConsumerGap
             item = self._buffer.popleft()
             if item[0] is _FLOW_CONTROL:
-                await self._log.nc.publish(item[1])
+                await self.log.nc.publish(item[1])
                 continue
             seq, subject, data, pending, consumer_seq = item
             if consumer_seq != self._consumer_seq + 1:
@@ -973,6 +1034,6 @@ class _PushReader:
                 await self._subscription.unsubscribe()
         # Without a connection, deleting would wait out the request timeout; the
         # server drops the consumer itself once inactive (or has forgotten it).
-        if self._consumer_name is not None and self._log.nc.is_connected:
+        if self._consumer_name is not None and self.log.nc.is_connected:
             with contextlib.suppress(js_errors.NotFoundError, nats.errors.Error):
-                await self._log.js.delete_consumer(names.STREAM, self._consumer_name)
+                await self.log.js.delete_consumer(names.STREAM, self._consumer_name)

@@ -26,7 +26,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -37,6 +37,7 @@ from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
 
 from events.ownership import ADMIN, OPERATOR
+from events.signing import SigningKey, encode_key
 from services.wiring import keys
 from services.wiring.consumers import ConsumerSettings, Placement, ensure_consumer
 from services.wiring.credentials import (
@@ -60,6 +61,14 @@ from services.wiring.locking import LockHeld, lock_exclusively
 from services.wiring.ports import port_is_free
 from services.wiring.private import data_dir_mode, private_dir
 from services.wiring.settings import Settings
+from services.wiring.signing import (
+    SIGNING_DIR,
+    KeySigner,
+    SigningKeyError,
+    Trust,
+    ensure_signing_keys,
+    register_keys,
+)
 
 ENDPOINTS_FILE = "endpoints.json"
 LOCK_FILE = "infra.lock"
@@ -102,6 +111,11 @@ class Endpoints(msgspec.Struct, frozen=True, kw_only=True):
     """File (0600) of `nats.connect(nats_url, **kwargs)` keyword arguments: the admin."""
     nats_operator: str = ""
     """The same for the operator identity, the one `wake` commands use."""
+    admin_public_key: str = ""
+    """The admin's Ed25519 public key (base64): the trust anchor of every reader of the log."""
+    signing_key: str = ""
+    """File (0600) of the signing key of the person who started Wake: `wake` commands sign
+    with it (their actor is its identity) unless WAKE_SIGNING_KEY names another."""
 
 
 class InfraError(RuntimeError):
@@ -341,6 +355,10 @@ async def start_infra(
             bus_security, data_dir, partitions=partitions
         )
         try:
+            signing_keys = await asyncio.to_thread(ensure_signing_keys, data_dir / SIGNING_DIR)
+        except (OSError, SigningKeyError) as exc:
+            raise InfraError(f"cannot make the signing keys under {data_dir}: {exc}") from None
+        try:
             nats_server: EmbeddedNats | EmbeddedNatsCluster
             if nats_cluster > 1:
                 nats_server = await _start_uncancellable(
@@ -364,6 +382,8 @@ async def start_infra(
             replicas=replicas,
             connect_kwargs=security.connect_kwargs(),
             partitions=partitions,
+            admin_key=signing_keys.admin,
+            register=signing_keys.all(),
         )
         endpoints = Endpoints(
             nats_url=nats_server.url,
@@ -377,6 +397,8 @@ async def start_infra(
             stream_replicas=replicas,
             nats_admin=str(credentials.file(ADMIN)),
             nats_operator=str(credentials.file(OPERATOR)),
+            admin_public_key=encode_key(signing_keys.admin.public),
+            signing_key=str(signing_keys.file(signing_keys.person.identity)),
         )
         if publish:
             await asyncio.to_thread(_publish, data_dir / ENDPOINTS_FILE, endpoints)
@@ -474,9 +496,13 @@ async def provision_log(
     connect_kwargs: Mapping[str, Any] | None = None,
     partitions: int = 1,
     consumers: bool = True,
+    admin_key: SigningKey | None = None,
+    register: Sequence[SigningKey] = (),
 ) -> None:
     """Create (or converge) the WAKE_EVENTS stream, WAKE_BUNDLES object store and every
     service's durable consumers at `nats_url`, connecting with `connect_kwargs` (the admin's).
+    With `admin_key`, register the signing keys `register` the log does not know yet
+    (KeyRegistered events signed by the admin key).
 
     Keeps trying to connect for `wait` seconds (a server still starting, as
     in docker compose). Raises InfraError naming the server on failure.
@@ -513,6 +539,11 @@ async def provision_log(
         await provision(nc, replicas=replicas)
         if consumers:
             await provision_consumers(EventLog(nc), partitions=partitions)
+        if admin_key is not None:
+            admin_log = EventLog(nc)
+            admin_log.signer = KeySigner(admin_key)
+            admin_log.trust = Trust(admin_key.public)
+            await register_keys(admin_log, register)
     except (JetStreamError, NatsError, TimeoutError) as exc:
         detail = str(exc) or type(exc).__name__
         refused = [str(e) for e in last_error if "permissions violation" in str(e)]

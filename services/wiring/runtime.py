@@ -26,7 +26,7 @@ import msgspec
 from events import ownership
 from events.envelope import Envelope, new_event
 from events.payloads import Payload
-from services.wiring import keys, logs, telemetry
+from services.wiring import keys, logs, signing, telemetry
 from services.wiring.credentials import (
     CREDENTIALS_DIR,
     ENV_CREDENTIALS,
@@ -182,6 +182,10 @@ async def run_service(name: str, settings: Settings, *, main: ServiceMain | None
         # authentication): a missing stream is a refusal, not a new history.
         await require_provisioned(log.nc)
         keys.use_install_keys(log, settings)
+        try:
+            signing.use_signing(log, settings, key_file=signing.service_key_file(name, settings))
+        except signing.SigningKeyError as exc:
+            raise SettingsError(str(exc)) from None
     except BaseException:
         await log.close()
         raise

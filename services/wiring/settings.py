@@ -63,6 +63,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     partitions: int = 1
     replicas: int = 1
     replica_slot: int = -1
+    signing_key: str = ""
+    admin_public_key: str = ""
+    admin_public_key_file: str = ""
 
     @property
     def data_path(self) -> Path:
@@ -136,6 +139,14 @@ DESCRIPTIONS: dict[str, str] = {
     "replica_slot": "Which of the replicas this process is (0..replicas-1): it takes the "
     "partitions p with p % replicas == slot first, the others only when their owner is gone "
     "(-1: it claims the lowest free slot in the KV bucket WAKE_LEASES).",
+    "signing_key": "File (JSON, mode 0600) of the Ed25519 key this process signs the events it "
+    "appends with; its identity is their actor. Default: a service's key in "
+    "`<data dir>/credentials/signing/`; the CLI's, endpoints.json's `signing_key` (the person "
+    "who ran `wake up`).",
+    "admin_public_key": "The admin's Ed25519 public key (base64), the trust anchor every reader "
+    "verifies the key registrations with (default: endpoints.json's `admin_public_key`).",
+    "admin_public_key_file": "File holding admin_public_key (docker compose's secret, "
+    "`wake infra signing-keys` writes it as `admin.pub`).",
 }
 
 
@@ -173,13 +184,22 @@ def load_settings(
     endpoints = read_endpoints(settings.data_path)
     filled = {
         option: endpoints[option]
-        for option in ("nats_url", "database_url", "kubeconfig")
+        for option in ("nats_url", "database_url", "kubeconfig", "admin_public_key")
         if not getattr(settings, option) and endpoints.get(option)
     }
     # A service started by hand next to `wake infra up --nats-cluster 3` must not
     # converge the stream back to one replica.
     if "stream_replicas" not in raw and isinstance(endpoints.get("stream_replicas"), int):
         filled["stream_replicas"] = endpoints["stream_replicas"]
+    if not settings.admin_public_key and settings.admin_public_key_file:
+        # An explicit file wins over endpoints.json's key.
+        path = Path(settings.admin_public_key_file).expanduser()
+        try:
+            filled["admin_public_key"] = path.read_text().strip()
+        except OSError as exc:
+            raise SettingsError(
+                f"{env_name('admin_public_key_file')}: cannot read {path}: {exc.strerror}"
+            ) from None
     settings = msgspec.structs.replace(settings, **filled) if filled else settings
     if settings.database_password_file and settings.database_url:
         settings = msgspec.structs.replace(

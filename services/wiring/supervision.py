@@ -25,7 +25,7 @@ from pathlib import Path
 
 import msgspec
 
-from services.wiring import infra
+from services.wiring import infra, signing
 from services.wiring.credentials import CREDENTIALS_DIR, ENV_CREDENTIALS
 from services.wiring.ports import free_port
 from services.wiring.private import data_dir_mode, private_dir
@@ -135,6 +135,10 @@ class WakeEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     """File (0600) of `nats.connect(nats_url, **kwargs)` keyword arguments: the admin."""
     nats_operator: str = ""
     """The same for the operator identity, the one `wake` commands use."""
+    admin_public_key: str = ""
+    """The admin's Ed25519 public key: the trust anchor of every reader of the log."""
+    signing_key: str = ""
+    """The key file `wake` commands sign with: the person's who ran `wake up`."""
     # Every replica's pid per service (`services` has the first's).
     replicas: dict[str, list[int]] = {}
     metrics: dict[str, str] = {}
@@ -178,6 +182,8 @@ class RunningWake:
             stream_replicas=base.stream_replicas,
             nats_admin=base.nats_admin,
             nats_operator=base.nats_operator,
+            admin_public_key=base.admin_public_key,
+            signing_key=base.signing_key,
             replicas=self.replica_pids(),
             metrics=self.metrics(),
         )
@@ -368,6 +374,8 @@ async def start_wake(
             # The cluster's replicas, for every process that reads the setting
             # (services no longer provision: `wake up` did, above).
             infra.ENV_STREAM_REPLICAS: str(infrastructure.endpoints.stream_replicas),
+            # The trust anchor every reader verifies the log's key registrations with.
+            signing.ENV_ADMIN_PUBLIC_KEY: infrastructure.endpoints.admin_public_key,
         }
         if sandbox:
             kubeconfig_path = data_dir / "sandbox" / "kubeconfig"
@@ -418,6 +426,10 @@ async def start_wake(
                     READY_FILE_ENV: str(run_dir / f"{name}.ready"),
                     # Each service is its own identity on the bus, with its own rights.
                     ENV_CREDENTIALS: str(credentials / f"{service}.json"),
+                    # ... and signs what it appends with its own key.
+                    signing.ENV_SIGNING_KEY: str(
+                        data_dir / signing.SIGNING_DIR / signing.file_name(f"service:{service}")
+                    ),
                 }
                 if replicas > 1:
                     env.update(_replica_env(base_env, replica, replicas))

@@ -26,6 +26,7 @@ from events.payloads import (
 )
 from services.catalog.describe import decided_by, standing
 from services.wiring.eventlog import EventLog
+from tests.signing import cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMIT = "1" * 40
@@ -37,7 +38,12 @@ def wake(nats_url: str, data_dir: Path, *args: str) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "services.cli", *args],
         cwd=ROOT,
-        env={**os.environ, "WAKE_NATS_URL": nats_url, "WAKE_DATA_DIR": str(data_dir)},
+        env={
+            **os.environ,
+            "WAKE_NATS_URL": nats_url,
+            "WAKE_DATA_DIR": str(data_dir),
+            **cli_env(data_dir / "keys"),
+        },
         capture_output=True,
         text=True,
         timeout=60,

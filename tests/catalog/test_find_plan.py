@@ -23,11 +23,11 @@ async def test_find_plan_reads_the_last_plan_directly_and_scans_for_older_ones(
     for app in ("shop", "web"):
         await event_log.append(new_event(ApplicationRegistered(spec=spec), app=app, actor="t"))
     for plan_id in ("shop-1", "shop-2"):
-        await event_log.append(new_event(plan(plan_id), app="shop", actor="t"))
+        appended = await event_log.append(new_event(plan(plan_id), app="shop", actor="t"))
     await event_log.append(new_event(plan("web-1"), app="web", actor="t"))
 
     last, position = await find_plan(event_log, "shop-2")
-    assert (last.app, last.status, position) == ("shop", "awaiting-approval", 4)
+    assert (last.app, last.status, position) == ("shop", "awaiting-approval", appended.seq)
     older, _ = await find_plan(event_log, "shop-1")
     assert (older.app, older.plan_id) == ("shop", "shop-1")
     assert (await find_plan(event_log, "web-1"))[0].app == "web"

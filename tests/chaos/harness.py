@@ -49,13 +49,14 @@ import nats.errors
 import nats.js.errors
 
 from events import new_event
-from events.envelope import InvalidEvent, decode
+from events.envelope import InvalidEvent
 from events.names import STREAM
 from events.payloads import ApplicationRegistered, AppSpec, ResourceRef
 from services.demo.sample import SampleRepo
 from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import EventLog
 from services.wiring.kube import Kube, KubeError
+from services.wiring.signing import sign_as_admin
 from services.wiring.supervision import RunningWake, start_wake
 from tests.chaos import invariants
 
@@ -315,7 +316,8 @@ async def _read_all(log: EventLog, run: ChaosRun) -> list[invariants.Logged]:
     events: list[invariants.Logged] = []
     async for seq, subject, data in log.read_raw():
         try:
-            events.append((seq, decode(data)))
+            # Verified as every reader does: a forged or unsigned event counts as undecodable.
+            events.append((seq, await log.open(data, seq=seq, subject=subject)))
         except InvalidEvent as exc:
             run.undecodable.append(f"seq {seq} ({subject}): {exc}")
             events.append((seq, None))  # type: ignore[arg-type]
@@ -445,6 +447,7 @@ async def run_chaos(root: Path, config: ChaosConfig, *, say=print) -> ChaosRun:
         name="chaos",
         credentials=load_connect_kwargs(running.endpoints.nats_admin),
     )
+    sign_as_admin(log, running.data_dir, running.endpoints.admin_public_key)
     kube = await Kube.connect(kubeconfig=running.kubeconfig)
     try:
         await log.append_many(

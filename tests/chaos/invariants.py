@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from events.envelope import Envelope
+from events.names import SYSTEM_APP
 from events.payloads import (
     ApplyFailed,
     ApplyStarted,
@@ -104,7 +105,10 @@ class Overlap:
 def _by_app(events: Iterable[Logged]) -> dict[str, list[Logged]]:
     apps: dict[str, list[Logged]] = defaultdict(list)
     for seq, event in events:
-        apps[event.app].append((seq, event))
+        # The system app's events (key registrations, rejections of messages that
+        # name no app) are no application's.
+        if event.app != SYSTEM_APP:
+            apps[event.app].append((seq, event))
     return apps
 
 

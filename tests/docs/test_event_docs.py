@@ -46,7 +46,7 @@ def run_example(url: str, *args: str) -> list[str]:
 async def test_the_example_consumer_counts_deploys_per_app_and_resumes(
     event_log: EventLog, nats_server: EmbeddedNats
 ):
-    await event_log.append_many(
+    appended = await event_log.append_many(
         [
             deploy("shop", 1),
             new_event(SyncRequested(), app="shop", actor="t"),
@@ -60,5 +60,6 @@ async def test_the_example_consumer_counts_deploys_per_app_and_resumes(
     await event_log.append(deploy("cart", 4))
     again = run_example(nats_server.url)
     assert again[-1] == "cart: 1 deploys" and len(again) == 2
-    from_start = run_example(nats_server.url, "--durable", "other", "--from-seq", "3")
+    second = str(appended[2].seq)  # shop's second deploy
+    from_start = run_example(nats_server.url, "--durable", "other", "--from-seq", second)
     assert from_start[-2:] == ["cart: 2 deploys", "shop: 1 deploys"]

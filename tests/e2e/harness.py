@@ -23,6 +23,7 @@ from services.demo.walkthrough import WEBHOOK_SECRET, WebhookReceiver
 from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import EventLog, StoredEvent
 from services.wiring.kube import Kube
+from services.wiring.signing import sign_as_admin
 from services.wiring.supervision import RunningWake, start_wake
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +60,9 @@ async def running_wake(
         name="e2e",
         credentials=load_connect_kwargs(running.endpoints.nats_admin),
     )
+    # The test reads as every reader does (trusting this Wake's admin key) and, where it
+    # appends, signs as the admin.
+    sign_as_admin(log, running.data_dir, running.endpoints.admin_public_key)
     kube = await Kube.connect(kubeconfig=running.kubeconfig)
     wake = WakeUnderTest(running=running, log=log, kube=kube, receiver=receiver, root=root)
     await wake.resume_supervision()
@@ -109,21 +113,30 @@ class WakeUnderTest:
     def repository(self, name: str) -> SampleRepo:
         return SampleRepo.create(self.root / "repos" / name)
 
+    async def person_key(self, identity: str) -> Path:
+        """The key file `identity` signs with, registered by the admin on first use."""
+        path = self.root / "person-keys" / f"{identity.replace(':', '-')}.key"
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            await self.wake("key", "add", identity, "--out", str(path))
+        return path
+
     async def wake(
         self,
         *args: str,
         check: bool = True,
-        actor: str = "user:e2e",
+        actor: str | None = None,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run the `wake` CLI against this Wake, as a user (`actor`) would (`env`: more of
-        its environment)."""
-        env = {
-            **os.environ,
-            "WAKE_DATA_DIR": str(self.running.data_dir),
-            "WAKE_ACTOR": actor,
-            **(env or {}),
-        }
+        """Run the `wake` CLI against this Wake, as a user would (`env`: more variables).
+
+        `actor`: a person other than the one who started Wake (`user:ana`), who
+        signs with a key of their own, made and registered with `wake key add`
+        the first time they act (the approver of a plan is its signer).
+        """
+        env = {**os.environ, "WAKE_DATA_DIR": str(self.running.data_dir), **(env or {})}
+        if actor is not None:
+            env["WAKE_SIGNING_KEY"] = str(await self.person_key(actor))
         result = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "services.cli", *args],

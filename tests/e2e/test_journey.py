@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -83,8 +84,10 @@ async def test_a_commit_travels_from_git_to_the_cluster_as_one_journey(wake: Wak
         "service:planner",
         "service:applier",
         "service:notifier",
-        "policy",
     }
+    # the approval by policy is the planner's, signed by it
+    (approval,) = [e for e in journey if e.type == "PlanApproved"]
+    assert (approval.actor, approval.payload.via) == ("service:planner", "policy")
     assert "ApplySucceeded" in wake.receiver.received
     # and it is one OpenTelemetry trace, across five processes (a health change later
     # starts a trace of its own, linked to the apply)
@@ -222,7 +225,7 @@ async def test_a_manual_app_applies_nothing_until_approved_and_nothing_after_a_r
     assert deployment["spec"]["replicas"] == 2
     assert await wake.cluster_object("v1", "ConfigMap", "web-config", "manual") is not None
     shown = (await wake.wake("plans", "manual")).stdout
-    assert "rejected by user:e2e via cli: not today" in shown
+    assert f"rejected by user:{getpass.getuser()} via cli: not today" in shown
 
 
 async def test_the_applier_killed_mid_apply_finishes_after_its_restart_exactly_once(

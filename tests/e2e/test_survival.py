@@ -28,6 +28,7 @@ from events.names import STREAM
 from services.demo.sample import APP_PATH, SampleRepo, deployment_yaml, first_commit, second_commit
 from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import EventLog, StoredEvent
+from services.wiring.signing import Trust
 from tests.waiting import eventually, process_gone
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +49,7 @@ class WakeUp:
         return json.loads((self.data_dir / "endpoints.json").read_text())
 
     async def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "WAKE_DATA_DIR": str(self.data_dir), "WAKE_ACTOR": "user:e2e"}
+        env = {**os.environ, "WAKE_DATA_DIR": str(self.data_dir)}
         result = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "services.cli", *args],
@@ -97,9 +98,11 @@ async def wake_up(root: Path, *options: str, **env: str) -> AsyncIterator[WakeUp
 
 async def admin_log(endpoints: dict) -> EventLog:
     """The running Wake's log, connected as its admin (endpoints.json's `nats_admin`)."""
-    return await EventLog.connect(
+    log = await EventLog.connect(
         endpoints["nats_url"], name="e2e", credentials=load_connect_kwargs(endpoints["nats_admin"])
     )
+    log.trust = Trust.from_text(endpoints["admin_public_key"], source="endpoints.json")
+    return log
 
 
 @contextlib.asynccontextmanager

@@ -44,6 +44,7 @@ from tests.git_watcher.repos import GitRepo, configmap
 from tests.git_watcher.test_receiver import free_port, sign
 from tests.git_watcher.test_watcher import detections, register
 from tests.git_watcher.tls import local_pki
+from tests.signing import cli_env
 from tests.waiting import eventually
 
 TOKEN = "glpat-very-secret-token"
@@ -292,6 +293,7 @@ async def test_wake_app_add_checks_a_private_repository_with_the_named_credentia
             **os.environ,
             "WAKE_NATS_URL": nats_server.url,
             "WAKE_DATA_DIR": str(tmp_path / "cli"),
+            **cli_env(tmp_path / "keys"),
             "WAKE_GIT_TOKEN_SHOP_BOT": TOKEN,
             "WAKE_GIT_URLS_SHOP_BOT": FORGE,
             # libgit2 (through OpenSSL) trusts the test forge's authority, as a

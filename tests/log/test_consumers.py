@@ -31,6 +31,7 @@ from services.wiring.consumers import (
 )
 from services.wiring.embedded_nats import EmbeddedNats
 from services.wiring.eventlog import EventLog, StoredEvent
+from tests.signing import connect
 from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,7 @@ async def test_a_garbage_payload_becomes_one_event_rejected_and_the_consumer_goe
     async def handler(stored: StoredEvent) -> None:
         handled.append(stored.event.payload.reason)
 
-    await event_log.js.publish("wake.evt.shop.SyncRequested", b"\x00garbage{")
+    garbage = await event_log.js.publish("wake.evt.shop.SyncRequested", b"\x00garbage{")
     await event_log.append(new_event(SyncRequested(reason="next"), app="shop", actor="t"))
     settings = ConsumerSettings(name="garbage-test", subjects=["wake.evt.*.SyncRequested"])
     async with running(event_log, settings, handler):
@@ -73,14 +74,14 @@ async def test_a_garbage_payload_becomes_one_event_rejected_and_the_consumer_goe
     payload = rejected[0].event.payload
     assert isinstance(payload, EventRejected)
     assert (payload.stream_seq, payload.subject, payload.consumer) == (
-        1,
+        garbage.seq,
         "wake.evt.shop.SyncRequested",
         "garbage-test",
     )
     assert "not a JSON event" in payload.error and "garbage" in payload.excerpt
     assert rejected[0].event.app == "shop"
     # the garbage itself is still in the log
-    raw = await event_log.js.get_msg(STREAM, 1)
+    raw = await event_log.js.get_msg(STREAM, garbage.seq)
     assert raw.data == b"\x00garbage{"
 
 
@@ -299,7 +300,7 @@ async def test_two_replicas_split_the_apps_and_one_takes_over_when_the_other_sto
         backoff=(1.0, 1.0, 1.0),
         concurrency=4,
     )
-    logs = [await EventLog.connect(nats_server.url, name=f"replica-{i}") for i in (0, 1)]
+    logs = [await connect(nats_server.url, name=f"replica-{i}") for i in (0, 1)]
     stops = [asyncio.Event(), asyncio.Event()]
 
     def handler_of(replica: str):
@@ -421,7 +422,7 @@ async def test_a_message_whose_holders_died_again_and_again_comes_back_within_it
     # before acknowledging it (a SIGKILLed applier mid-apply, three times)
     settings = ConsumerSettings(name="deaths-test", subjects=["wake.evt.*.SyncRequested"])
     await ensure_consumer(event_log, settings)
-    await event_log.append(new_event(SyncRequested(reason="1"), app="a", actor="t"))
+    held = await event_log.append(new_event(SyncRequested(reason="1"), app="a", actor="t"))
     deliveries = [await _held_by_a_replica_that_dies(nats_server, "deaths-test") for _ in range(3)]
     assert deliveries == [1, 2, 3]
     died = time.monotonic()
@@ -436,7 +437,7 @@ async def test_a_message_whose_holders_died_again_and_again_comes_back_within_it
         # handover, not after the backoff of a fourth delivery (3 min)
         ack_deadline, pin_handover = settings.backoff[0], PIN_TIMEOUT
         await eventually(lambda: handled, timeout=ack_deadline + pin_handover + 5.0)
-    assert [seq for seq, _ in handled] == [1]
+    assert [seq for seq, _ in handled] == [held.seq]
 
 
 async def test_a_dead_replicas_message_coming_back_goes_ahead_of_its_apps_later_one_waiting_for_it(

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 from datetime import UTC, datetime
 
+import msgspec
 import nats.js.api as api
 import nats.js.errors as js_errors
 import pytest
@@ -21,10 +22,24 @@ from services.wiring.eventlog import (
     EventLog,
     provision,
 )
+from tests.signing import ADMIN, key_of, register
 
 
 def sync(app: str = "shop", **kw) -> object:
     return new_event(SyncRequested(**kw), app=app, actor="user:test")
+
+
+@pytest.fixture
+async def base(event_log: EventLog) -> int:
+    """The sequence before a test's first event: the keys its events are signed with are
+    registered (KeyRegistered on `_wake`) before it."""
+    await register(event_log, key_of("user:test"))
+    return await event_log.stream_end()
+
+
+async def app_events(log: EventLog, **kw) -> list:
+    """What `read` yields, without the key registrations of the system app."""
+    return [s async for s in log.read(**kw) if s.event.app != "_wake"]
 
 
 async def test_the_stream_has_the_settings_of_the_design(event_log: EventLog):
@@ -38,11 +53,11 @@ async def test_the_stream_has_the_settings_of_the_design(event_log: EventLog):
     await event_log.js.object_store(BUNDLES)
 
 
-async def test_provisioning_twice_changes_nothing(event_log: EventLog):
+async def test_provisioning_twice_changes_nothing(event_log: EventLog, base: int):
     await event_log.append(sync())
     await provision(event_log.nc)
     info = await event_log.js.stream_info(STREAM)
-    assert info.state.messages == 1
+    assert info.state.messages == base + 1
 
 
 async def test_appending_the_same_event_twice_stores_it_once_and_reports_the_duplicate(
@@ -53,8 +68,8 @@ async def test_appending_the_same_event_twice_stores_it_once_and_reports_the_dup
     second = await event_log.append(event)
     assert (first.duplicate, second.duplicate) == (False, True)
     assert second.seq == first.seq
-    stored = [s async for s in event_log.read()]
-    assert [s.event for s in stored] == [event]
+    stored = await app_events(event_log)
+    assert [s.event.event_id for s in stored] == [event.event_id]
 
 
 async def test_two_concurrent_conditional_appends_one_wins_the_other_gets_the_conflict(
@@ -78,45 +93,53 @@ async def test_two_concurrent_conditional_appends_one_wins_the_other_gets_the_co
     assert await event_log.app_position("shop") == winners[0].seq
 
 
-async def test_a_conditional_append_is_scoped_to_its_app(event_log: EventLog):
+async def test_a_conditional_append_is_scoped_to_its_app(event_log: EventLog, base: int):
     position = await event_log.app_position("shop")
     assert position == 0
     await event_log.append(sync("other"))
     appended = await event_log.append(sync("shop"), expected_last_seq=position)
-    assert appended.seq == 2
+    assert appended.seq == base + 2
 
 
-async def test_purging_or_deleting_messages_is_refused_by_the_server(event_log: EventLog):
-    await event_log.append(sync())
+async def test_purging_or_deleting_messages_is_refused_by_the_server(
+    event_log: EventLog, base: int
+):
+    appended = await event_log.append(sync())
     with pytest.raises(js_errors.APIError, match="purge not permitted"):
         await event_log.js.purge_stream(STREAM)
     with pytest.raises(js_errors.APIError, match="delete not permitted"):
-        await event_log.js.delete_msg(STREAM, 1)
+        await event_log.js.delete_msg(STREAM, appended.seq)
     info = await event_log.js.stream_info(STREAM)
-    assert info.state.messages == 1
+    assert info.state.messages == base + 1
 
 
-async def test_replay_returns_events_in_sequence_order_and_decodes_every_type(event_log: EventLog):
+async def test_replay_returns_events_in_sequence_order_and_decodes_every_type(
+    event_log: EventLog, base: int
+):
+    # (each by the admin: the only identity entitled to every type, key events included)
     events = [
-        new_event(payload, app=f"app-{i % 3}", actor="user:test")
+        new_event(payload, app=f"app-{i % 3}", actor="admin")
         for i, payload in enumerate(sample_payloads() * 3)
     ]
     appended = await event_log.append_many(events)
-    assert [a.seq for a in appended] == list(range(1, len(events) + 1))
-    replayed = [s async for s in event_log.read()]
-    assert [s.seq for s in replayed] == list(range(1, len(events) + 1))
-    assert [s.event for s in replayed] == events
+    expected = list(range(base + 1, base + len(events) + 1))
+    assert [a.seq for a in appended] == expected
+    replayed = [s async for s in event_log.read(from_seq=base + 1)]
+    assert [s.seq for s in replayed] == expected
+    assert [s.event for s in replayed] == [
+        msgspec.structs.replace(e, signer=ADMIN.key_id) for e in events
+    ]
 
 
-async def test_reading_from_a_sequence_with_filters_and_until(event_log: EventLog):
+async def test_reading_from_a_sequence_with_filters_and_until(event_log: EventLog, base: int):
     await event_log.append_many([sync(app, reason=str(i)) for i in range(10) for app in ("a", "b")])
-    only_b = [s async for s in event_log.read(subjects=["wake.evt.b.>"], from_seq=5)]
-    assert [s.seq for s in only_b] == [6, 8, 10, 12, 14, 16, 18, 20]
-    bounded = [s.seq async for s in event_log.read(from_seq=3, until_seq=7)]
+    only_b = [s async for s in event_log.read(subjects=["wake.evt.b.>"], from_seq=base + 5)]
+    assert [s.seq - base for s in only_b] == [6, 8, 10, 12, 14, 16, 18, 20]
+    bounded = [s.seq - base async for s in event_log.read(from_seq=base + 3, until_seq=base + 7)]
     assert bounded == [3, 4, 5, 6, 7]
-    both = [s.seq async for s in event_log.read(subjects=["wake.evt.a.>", "wake.evt.b.>"])]
+    both = [s.seq - base async for s in event_log.read(subjects=["wake.evt.a.>", "wake.evt.b.>"])]
     assert both == list(range(1, 21))
-    assert [s async for s in event_log.read(from_seq=21)] == []
+    assert [s async for s in event_log.read(from_seq=base + 21)] == []
 
 
 async def test_reading_from_a_time(event_log: EventLog):
@@ -128,12 +151,12 @@ async def test_reading_from_a_time(event_log: EventLog):
     assert [s.event.payload.reason for s in later] == ["after", "after"]
 
 
-async def test_following_the_log_yields_events_appended_later(event_log: EventLog):
+async def test_following_the_log_yields_events_appended_later(event_log: EventLog, base: int):
     await event_log.append(sync(reason="0"))
     seen: list[str] = []
 
     async def follow() -> None:
-        async for stored in event_log.read(follow=True):
+        async for stored in event_log.read(follow=True, from_seq=base + 1):
             seen.append(stored.event.payload.reason)
             if len(seen) == 3:
                 return
@@ -144,11 +167,11 @@ async def test_following_the_log_yields_events_appended_later(event_log: EventLo
     assert seen == ["0", "1", "2"]
 
 
-async def test_the_last_event_of_a_type_for_an_app(event_log: EventLog):
+async def test_the_last_event_of_a_type_for_an_app(event_log: EventLog, base: int):
     assert await event_log.last_event("shop", "SyncRequested") is None
     await event_log.append_many([sync(reason="1"), sync(reason="2"), sync("other", reason="3")])
     last = await event_log.last_event("shop", "SyncRequested")
-    assert last is not None and last.seq == 2 and last.event.payload.reason == "2"
+    assert last is not None and last.seq == base + 2 and last.event.payload.reason == "2"
 
 
 async def _rejections(event_log: EventLog) -> list:
@@ -160,7 +183,7 @@ async def test_a_read_skips_a_garbage_message_and_records_it_once_naming_its_seq
 ):
     # Given a valid event, garbage on the same subject, and another valid event
     await event_log.append(sync(reason="1"))
-    await event_log.js.publish("wake.evt.shop.SyncRequested", b"{garbage")
+    garbage = (await event_log.js.publish("wake.evt.shop.SyncRequested", b"{garbage")).seq
     await event_log.append(sync(reason="3"))
     # When the log is read twice
     told: list[tuple[int, str]] = []
@@ -175,34 +198,34 @@ async def test_a_read_skips_a_garbage_message_and_records_it_once_naming_its_seq
         # Then both valid events are read, the garbage is not
         assert read == ["1", "3"]
     # and the reader was told each time, naming the sequence
-    assert [seq for seq, _ in told] == [2, 2]
-    assert "stream sequence 2 (wake.evt.shop.SyncRequested)" in told[0][1]
+    assert [seq for seq, _ in told] == [garbage, garbage]
+    assert f"stream sequence {garbage} (wake.evt.shop.SyncRequested)" in told[0][1]
     # and the log holds one rejection naming the sequence, the reader and why
     (rejection,) = await _rejections(event_log)
-    assert rejection.stream_seq == 2 and rejection.consumer == "tests"
+    assert rejection.stream_seq == garbage and rejection.consumer == "tests"
     assert "not a JSON event" in rejection.error and rejection.excerpt == "{garbage"
 
 
 async def test_an_event_on_another_events_subject_is_refused_like_garbage(event_log: EventLog):
-    # Given a valid SyncRequested of app "other" published on shop's PlanApproved subject
+    # Given a SyncRequested of app "other" published on shop's PlanApproved subject
     forged = new_event(SyncRequested(reason="forged"), app="other", actor="user:test")
-    await event_log.js.publish("wake.evt.shop.PlanApproved", encode(forged))
+    moved = (await event_log.js.publish("wake.evt.shop.PlanApproved", encode(forged))).seq
     await event_log.append(sync(reason="real"))
     # Then no reader takes it for what its subject says, nor for what it says it is
-    read = [s.event async for s in event_log.read()]
-    assert [e.payload.reason for e in read] == ["real"]
+    read = [s.event async for s in event_log.read(subjects=["wake.evt.shop.>", "wake.evt.other.>"])]
+    assert [e.payload.reason for e in read if e.type == "SyncRequested"] == ["real"]
     assert await event_log.last_event("shop", "PlanApproved") is None
     (rejection,) = await _rejections(event_log)
-    assert rejection.stream_seq == 1 and "not what its subject says" in rejection.error
+    assert rejection.stream_seq == moved
 
 
 async def test_the_last_event_of_a_subject_is_the_last_valid_one(event_log: EventLog):
-    await event_log.append(sync(reason="good"))
-    await event_log.js.publish("wake.evt.shop.SyncRequested", b"\x00not json")
+    good = await event_log.append(sync(reason="good"))
+    garbage = (await event_log.js.publish("wake.evt.shop.SyncRequested", b"\x00not json")).seq
     last = await event_log.last_event("shop", "SyncRequested")
-    assert last is not None and last.seq == 1 and last.event.payload.reason == "good"
+    assert last is not None and last.seq == good.seq and last.event.payload.reason == "good"
     (rejection,) = await _rejections(event_log)
-    assert rejection.stream_seq == 2
+    assert rejection.stream_seq == garbage
 
 
 async def test_bundles_are_content_addressed(event_log: EventLog):
@@ -214,28 +237,28 @@ async def test_bundles_are_content_addressed(event_log: EventLog):
         await event_log.get_bundle("0" * 64)
 
 
-async def test_appending_many_is_idempotent_even_when_partly_stored(event_log: EventLog):
+async def test_appending_many_is_idempotent_even_when_partly_stored(event_log: EventLog, base: int):
     events = [sync(reason=str(i)) for i in range(1500)]
     first = await event_log.append_many(events[:700])
     again = await event_log.append_many(events)
     assert [a.duplicate for a in again] == [True] * 700 + [False] * 800
     assert [a.seq for a in again[:700]] == [a.seq for a in first]
-    assert [a.seq for a in again[700:]] == list(range(701, 1501))
+    assert [a.seq - base for a in again[700:]] == list(range(701, 1501))
 
 
-async def test_a_conditional_batch_conflicts_as_a_whole(event_log: EventLog):
-    await event_log.append(sync())
+async def test_a_conditional_batch_conflicts_as_a_whole(event_log: EventLog, base: int):
+    first = await event_log.append(sync())
     stale = 0
     with pytest.raises(ConcurrencyConflict):
         await event_log.append_many([sync(), sync()], expected_last_seq=stale)
-    appended = await event_log.append_many([sync(), sync()], expected_last_seq=1)
-    assert [a.seq for a in appended] == [2, 3]
+    appended = await event_log.append_many([sync(), sync()], expected_last_seq=first.seq)
+    assert [a.seq - base for a in appended] == [2, 3]
     info = await event_log.js.stream_info(STREAM)
-    assert info.state.messages == 3
+    assert info.state.messages == base + 3
 
 
 async def test_an_event_its_readers_would_reject_is_refused_before_it_reaches_the_log(
-    event_log: EventLog,
+    event_log: EventLog, base: int
 ):
     bad = new_event(
         RevisionDetected(
@@ -245,7 +268,7 @@ async def test_an_event_its_readers_would_reject_is_refused_before_it_reaches_th
             committed_at=datetime.now(UTC),
         ),
         app="shop",
-        actor="t",
+        actor="user:test",
     )
     with pytest.raises(InvalidEvent, match="commit") as caught:
         await event_log.append(bad)
@@ -253,7 +276,7 @@ async def test_an_event_its_readers_would_reject_is_refused_before_it_reaches_th
     with pytest.raises(InvalidEvent):
         await event_log.append_many([sync(), bad])
     info = await event_log.js.stream_info(STREAM)
-    assert info.state.messages == 0
+    assert info.state.messages == base
 
 
 async def test_bundles_read_by_direct_gets_are_object_store_objects(event_log: EventLog):

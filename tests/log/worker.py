@@ -14,10 +14,11 @@ from events import new_event
 from events.payloads import ApprovalRequested
 from services.wiring.consumers import ConsumerSettings, consume
 from services.wiring.eventlog import EventLog, StoredEvent
+from tests.signing import trusting
 
 
 async def main(url: str, name: str, marker: Path) -> None:
-    log = await EventLog.connect(url, name=name)
+    log = trusting(await EventLog.connect(url, name=name))
 
     async def handle(stored: StoredEvent) -> None:
         derived = new_event(

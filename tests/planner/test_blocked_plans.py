@@ -28,6 +28,7 @@ from services.sandbox import Sandbox
 from services.wiring.embedded_nats import EmbeddedNats
 from services.wiring.kube import Clusters, Kube
 from tests.planner.scenario import Scenario, configmap, deployment, types_of
+from tests.signing import cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,7 +65,8 @@ async def wake(nats: EmbeddedNats, tmp_path: Path, *args: str) -> subprocess.Com
         **os.environ,
         "WAKE_NATS_URL": nats.url,
         "WAKE_DATA_DIR": str(tmp_path / "cli"),
-        "WAKE_ACTOR": "user:ada",
+        # Ada's key, registered by the test: the CLI's actor is its signer.
+        **cli_env(tmp_path / "keys", "user:ada"),
     }
     return await asyncio.to_thread(
         subprocess.run,
@@ -178,7 +180,7 @@ async def test_a_fixed_commit_after_a_blocked_plan_is_approved_and_applied(
 
     # Then its plan is approved by policy and applied whole
     approval = await scenario.last(PlanApproved.event_type)
-    assert approval.actor == "policy"
+    assert approval.actor == "service:planner"
     await apply(scenario, kube, approval)
     succeeded = (await scenario.last(ApplySucceeded.event_type)).payload
     assert len(succeeded.inventory) == 13

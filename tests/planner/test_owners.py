@@ -31,6 +31,7 @@ from services.wiring.eventlog import EventLog
 from services.wiring.kube import Clusters, Kube
 from services.wiring.settings import Settings
 from tests.planner.scenario import Scenario, configmap, namespace
+from tests.signing import cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ResourceRef(api_version="v1", kind="ConfigMap", name="shared", namespace="shop")
@@ -257,7 +258,12 @@ async def test_wake_app_add_records_adopt_and_create_namespace(
         ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "first"],
     ):
         subprocess.run(["git", *args], cwd=repo, check=True)
-    env = {**os.environ, "WAKE_NATS_URL": nats_server.url, "WAKE_DATA_DIR": str(tmp_path / "c")}
+    env = {
+        **os.environ,
+        "WAKE_NATS_URL": nats_server.url,
+        "WAKE_DATA_DIR": str(tmp_path / "c"),
+        **cli_env(tmp_path / "keys"),
+    }
 
     def add(name: str, *flags: str) -> subprocess.CompletedProcess[str]:
         command = ["app", "add", name, "--repo", str(repo), "--namespace", "shop", *flags]

@@ -211,7 +211,7 @@ async def test_self_heal_plans_the_last_applied_bundle_and_approves_it_as_such(
     assert not plan.payload.needs_approval, "a self-heal asks nobody, even on a manual app"
     approval = await follow_up_of(scenario, plan)
     assert approval.payload.via == "policy" and approval.payload.comment.startswith("self-heal")
-    assert approval.actor == "policy"
+    assert approval.actor == "service:planner"
     # A drift of a bundle that is no longer the last applied one is not healed
     v2 = await scenario.render([namespace()], label="v2")
     await applied(scenario, v2, "v2")

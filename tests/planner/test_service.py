@@ -80,7 +80,7 @@ async def test_a_rendered_revision_becomes_a_plan_approved_by_policy(
     assert "+    app.kubernetes.io/managed-by: wake" in plan.changes[2].diff
     # THE RULE: the approval's causation is the plan's event
     assert approved.causation_id == created.event_id
-    assert approved.actor == "policy"
+    assert approved.actor == "service:planner"
     assert approved.payload == PlanApproved(
         plan_id=plan.plan_id, via="policy", comment="3 to create"
     )

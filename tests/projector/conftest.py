@@ -18,6 +18,7 @@ from events.envelope import Envelope
 from services.projector import store
 from services.wiring.embedded_nats import EmbeddedNats
 from services.wiring.eventlog import EventLog
+from tests.signing import cli_env
 from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,6 +63,7 @@ class Cli:
             "WAKE_NATS_URL": self.nats_url,
             "WAKE_DATABASE_URL": self.database_url,
             "WAKE_DATA_DIR": str(self.data_dir),
+            **cli_env(self.data_dir / "keys"),
         }
 
     async def command(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ from events.payloads import (
     ProjectUpdated,
     ResourceRef,
 )
-from services.planner.approving import Author, by_policy, verdict, wrote
+from services.projects.approving import Author, by_policy, verdict, wrote
 from services.projects.book import Projects
 from services.projects.rules import (
     InvalidRule,
@@ -244,8 +244,8 @@ def test_a_separate_approver_is_never_the_commits_author():
 
 
 def test_only_the_planners_own_policy_approval_needs_no_verdict():
-    assert by_policy(new_event(PlanApproved(plan_id="p"), app="shop", actor="policy"))
+    assert by_policy(new_event(PlanApproved(plan_id="p"), app="shop", actor="service:planner"))
     assert not by_policy(
-        new_event(PlanApproved(plan_id="p", via="cli"), app="shop", actor="policy")
+        new_event(PlanApproved(plan_id="p", via="cli"), app="shop", actor="service:planner")
     )
     assert not by_policy(new_event(PlanApproved(plan_id="p"), app="shop", actor="user:policy"))

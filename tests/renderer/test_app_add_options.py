@@ -11,12 +11,18 @@ from pathlib import Path
 from events.payloads import ApplicationRegistered
 from services.wiring.eventlog import EventLog
 from tests.git_watcher.repos import GitRepo
+from tests.signing import cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 async def wake(nats_url: str, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WAKE_NATS_URL": nats_url, "WAKE_DATA_DIR": str(data_dir)}
+    env = {
+        **os.environ,
+        "WAKE_NATS_URL": nats_url,
+        "WAKE_DATA_DIR": str(data_dir),
+        **cli_env(data_dir / "keys"),
+    }
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "services.cli", *args],

@@ -16,6 +16,7 @@ from events.bundle import Bundle, encode_bundle
 from services.wiring import keys
 from services.wiring.embedded_nats import EmbeddedNats
 from services.wiring.eventlog import BundleCorrupt, BundleSealed, EventLog, provision
+from tests.signing import cli_env
 from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,6 +154,7 @@ def service_env(nats_url: str, data_dir: Path) -> dict[str, str]:
         "WAKE_NATS_URL": nats_url,
         "WAKE_DATA_DIR": str(data_dir),
         "WAKE_READY_FILE": str(data_dir / "renderer.ready"),
+        **cli_env(data_dir.parent / "keys", "service:renderer"),
     }
 
 

@@ -184,8 +184,32 @@ def test_compose_takes_passwords_and_keys_from_secret_files(tmp_path: Path) -> N
     named = {
         Path(secret["file"]).name
         for secret in compose["secrets"].values()
-        if "/nats/" not in secret["file"]  # NATS identities: `wake infra credentials`
+        # NATS identities: `wake infra credentials`; signing keys: `wake infra signing-keys`
+        if "/nats/" not in secret["file"] and "/signing/" not in secret["file"]
     }
     made = {path.name for path in (tmp_path / "secrets").iterdir()}
     assert named == made
     assert all(path.stat().st_mode & 0o777 == 0o600 for path in (tmp_path / "secrets").iterdir())
+    # and `wake infra signing-keys` makes every signing file the compose file's secrets name
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "infra",
+            "signing-keys",
+            "--dir",
+            str(tmp_path / "s"),
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    signing = {
+        Path(secret["file"]).name
+        for secret in compose["secrets"].values()
+        if "/signing/" in secret["file"]
+    }
+    assert signing <= {path.name for path in (tmp_path / "s").iterdir()}

@@ -21,6 +21,7 @@ from services.wiring.eventlog import EventLog, provision
 from services.wiring.ports import free_port
 from tests.git_watcher.repos import GitRepo, configmap
 from tests.renderer.test_renderer import detect, outcome_of, register, running
+from tests.signing import trusting
 from tests.waiting import eventually
 
 SMALL_PAYLOAD = 64 * 1024
@@ -44,7 +45,7 @@ async def small_payload_log(tmp_path: Path) -> AsyncIterator[EventLog]:
 
         async def up() -> bool:
             try:
-                connected.append(await EventLog.connect(f"nats://127.0.0.1:{port}"))
+                connected.append(trusting(await EventLog.connect(f"nats://127.0.0.1:{port}")))
             except Exception:
                 return False
             return True

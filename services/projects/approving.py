@@ -25,8 +25,10 @@ from dataclasses import dataclass
 
 from events.envelope import Envelope
 from events.payloads import AppSpec, PlanApproved
-from services.planner.policy import POLICY_ACTOR
 from services.projects.rules import Missing, Project
+
+# Who appends policy approvals: the planner's signing identity (services/wiring/signing).
+PLANNER = "service:planner"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +52,7 @@ def by_policy(approval: Envelope) -> bool:
     """Whether `approval` is the planner's own, by policy: it needs no verdict."""
     payload = approval.payload
     return (
-        isinstance(payload, PlanApproved)
-        and payload.via == "policy"
-        and approval.actor == POLICY_ACTOR
+        isinstance(payload, PlanApproved) and payload.via == "policy" and approval.actor == PLANNER
     )
 
 
