@@ -959,7 +959,7 @@ class _PushReader:
 
     async def start(self) -> int:
         """Create the consumer; return how many events it will deliver for now."""
-        nc = self.log.nc
+        nc = self._log.nc
         inbox = nc.new_inbox()
         self._subscription = await nc.subscribe(
             inbox, cb=self._receive, pending_msgs_limit=-1, pending_bytes_limit=-1
@@ -988,7 +988,7 @@ class _PushReader:
             config.filter_subject = self._filters[0]
         else:
             config.filter_subjects = self._filters
-        info = await self.log.js.add_consumer(names.STREAM, config)
+        info = await self._log.js.add_consumer(names.STREAM, config)
         self._consumer_name = info.name
         return info.num_pending or 0
 
@@ -1020,7 +1020,7 @@ class _PushReader:
                     raise _ConsumerGap
             item = self._buffer.popleft()
             if item[0] is _FLOW_CONTROL:
-                await self.log.nc.publish(item[1])
+                await self._log.nc.publish(item[1])
                 continue
             seq, subject, data, pending, consumer_seq = item
             if consumer_seq != self._consumer_seq + 1:
@@ -1034,6 +1034,6 @@ class _PushReader:
                 await self._subscription.unsubscribe()
         # Without a connection, deleting would wait out the request timeout; the
         # server drops the consumer itself once inactive (or has forgotten it).
-        if self._consumer_name is not None and self.log.nc.is_connected:
+        if self._consumer_name is not None and self._log.nc.is_connected:
             with contextlib.suppress(js_errors.NotFoundError, nats.errors.Error):
-                await self.log.js.delete_consumer(names.STREAM, self._consumer_name)
+                await self._log.js.delete_consumer(names.STREAM, self._consumer_name)
