@@ -316,7 +316,6 @@ class EventLog:
         self.nc = nc
         self.js = nc.jetstream(timeout=timeout)
         self._timeout = timeout
-        self._bundles = None
         # Whether last-message reads may be direct gets (`_get_last`); asked once.
         self._direct: bool | None = None
         # Stamped on every event this process appends that names no instance.
@@ -606,11 +605,6 @@ class EventLog:
 
     # --- bundles -------------------------------------------------------------------
 
-    async def _bundle_store(self):
-        if self._bundles is None:
-            self._bundles = await self.js.object_store(names.BUNDLES)
-        return self._bundles
-
     async def put_bundle(self, data: bytes) -> str:
         """Store a bundle under the sha256 of its bytes; return the digest. Idempotent.
 
@@ -619,12 +613,13 @@ class EventLog:
         same way whether or not they are sealed.
         """
         digest = hashlib.sha256(data).hexdigest()
-        store = await self._bundle_store()
-        try:
-            await store.get_info(digest)
+        meta_subject = f"$O.{names.BUNDLES}.M.{base64.urlsafe_b64encode(digest.encode()).decode()}"
+        # A direct get only: a replica lagging behind a put of the same bundle
+        # costs a second copy of it (harmless, see `_put_object`), not a
+        # request through the JetStream API for every new bundle.
+        info = await self._object_info(meta_subject, direct_only=True)
+        if info is not None and not info.deleted and info.nuid:
             return digest
-        except js_errors.ObjectNotFoundError:
-            pass
         stored = data if self.bundle_keys is None else self.bundle_keys.seal(data, name=digest)
         await self._put_object(digest, stored)
         return digest
@@ -690,11 +685,7 @@ class EventLog:
         there is no such object.
         """
         meta_subject = f"$O.{names.BUNDLES}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
-        try:
-            meta = await self.js.get_last_msg(names.BUNDLES_STREAM, meta_subject)
-            info = api.ObjectInfo.from_response(json.loads(meta.data or b"{}"))
-        except js_errors.NotFoundError:
-            info = None
+        info = await self._object_info(meta_subject)
         if info is None or info.deleted or not info.nuid:
             raise BundleNotFound(f"no bundle {name} in {names.BUNDLES}")
         chunk_subject = f"$O.{names.BUNDLES}.C.{info.nuid}"
@@ -702,14 +693,44 @@ class EventLog:
         seq = 0
         for _ in range(info.chunks or 0):
             try:
-                chunk = await self.js.get_msg(
-                    names.BUNDLES_STREAM, seq + 1, subject=chunk_subject, next=True
-                )
+                chunk = await self._bundle_get(seq + 1, chunk_subject, next=True)
             except js_errors.NotFoundError:
                 break  # fewer chunks than the meta says: the digest check below fails
             parts.append(chunk.data or b"")
             seq = chunk.seq or seq + 1
         return b"".join(parts)
+
+    async def _object_info(
+        self, meta_subject: str, *, direct_only: bool = False
+    ) -> api.ObjectInfo | None:
+        try:
+            if direct_only:
+                meta = await self.js.get_msg(
+                    names.BUNDLES_STREAM, subject=meta_subject, direct=True
+                )
+            else:
+                meta = await self._bundle_get(None, meta_subject)
+        except js_errors.NotFoundError:
+            return None
+        return api.ObjectInfo.from_response(json.loads(meta.data or b"{}"))
+
+    async def _bundle_get(
+        self, seq: int | None, subject: str, *, next: bool = False
+    ) -> api.RawStreamMsg:
+        """A message of the bundle store, by a direct get where one can answer.
+
+        Objects are content-addressed and never change: whichever replica
+        answers a direct get has the same bytes, or none yet (it lags behind
+        the put) -- then the stream's leader is asked, through the JetStream
+        API (one request queue for the whole server, JSON and base64 both
+        ways: what every plan and apply of a fan-out waited on).
+        """
+        try:
+            return await self.js.get_msg(
+                names.BUNDLES_STREAM, seq, subject=subject, direct=True, next=next
+            )
+        except js_errors.NotFoundError:
+            return await self.js.get_msg(names.BUNDLES_STREAM, seq, subject=subject, next=next)
 
 
 class _ConsumerGap(Exception):
