@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 import msgspec
@@ -44,6 +45,7 @@ from events.payloads import (
     ApplyRetryScheduled,
     ApplyStarted,
     ApplySucceeded,
+    AppSpec,
     PlanApproved,
     PlanCreated,
     ResourceApplied,
@@ -55,8 +57,7 @@ from services.applier.drift_watch import DriftWatch
 from services.applier.health_watch import HealthWatch
 from services.applier.syncing import StepFailed, StepRunner
 from services.catalog.following import Follower
-from services.catalog.lookup import app_spec
-from services.catalog.registry import current_spec
+from services.catalog.registry import LIFECYCLE_TYPES, current_spec, fold_spec
 from services.resources import namespaces, phases
 from services.resources.desired import prepare
 from services.resources.identity import identity, live_wave
@@ -150,12 +151,26 @@ def _planned_namespace(
     )
 
 
-def _fold_history(history: retrying.RetryHistory, seq: int, event: Envelope) -> None:
-    """Fold `event` into the app's history, keeping a plan without its diffs.
+@dataclass
+class AppState(retrying.RetryHistory):
+    """What the applier follows of one app: its plans and applies, and its spec."""
+
+    # None: not registered (or removed).
+    spec: AppSpec | None = None
+
+
+FOLLOWED_TYPES = (*retrying.HISTORY_TYPES, *LIFECYCLE_TYPES)
+
+
+def _fold_history(history: AppState, seq: int, event: Envelope) -> None:
+    """Fold `event` into the app's state, keeping a plan without its diffs.
 
     Every plan of every app stays in memory for the life of the applier: its
     diffs are most of its size, and an apply never reads them.
     """
+    if event.type in LIFECYCLE_TYPES:
+        history.spec = fold_spec(history.spec, event)
+        return
     payload = event.payload
     if isinstance(payload, PlanCreated) and any(c.diff for c in payload.changes):
         changes = [msgspec.structs.replace(c, diff="") for c in payload.changes]
@@ -209,10 +224,10 @@ class Applier:
         # Every app's plans and applies, folded once and followed: admission and
         # retries read them here, never from the log per approval. The handled
         # types are followed too, so `at_least(stored.seq)` can be asked.
-        self.history: Follower[retrying.RetryHistory] = Follower(
+        self.history: Follower[AppState] = Follower(
             ctx.log,
-            retrying.HISTORY_TYPES,
-            new_state=retrying.RetryHistory,
+            FOLLOWED_TYPES,
+            new_state=AppState,
             fold=_fold_history,
             name=f"{ctx.name} history",
             passing=FOLLOWED_INPUTS,
@@ -272,13 +287,13 @@ class Applier:
         early = retrying.not_due(payload, now())
         if early is not None:
             raise Deferred(early.seconds, f"retry {payload.attempt} of {app} not due")
-        if await app_spec(self.ctx.log, app) is None:
-            log.info("%s: not retrying plan %s: the app was removed", app, payload.plan_id)
-            return
         apply_id = derived_event_id(retry.event_id, ApplyStarted.event_type)
         seen = max(stored.seq, self._finished_at.get(app, 0))
         for attempt in range(MAX_CONFLICTS):
             history = await self.history.at_least(seen, app)
+            if history.spec is None:
+                log.info("%s: not retrying plan %s: the app was removed", app, payload.plan_id)
+                return
             decision = retrying.decide(
                 history,
                 retry,
@@ -535,7 +550,9 @@ class Applier:
         app = approval.app
         self._finished_at[app] = max([self._finished_at.get(app, 0), *(a.seq for a in appended)])
         if isinstance(outcome, ApplySucceeded):
-            self.health.watch(finished)
+            self.health.watch(
+                finished, spec=self.history.state(app).spec, fresh=not appended[0].duplicate
+            )
         if isinstance(outcome, ApplyFailed):
             log.warning("%s: apply %s failed: %s", approval.app, apply_id, outcome.error)
         else:
@@ -546,7 +563,7 @@ class Applier:
     ) -> ApplyRetryScheduled | None:
         """The retry that follows the failed apply under the app's retry policy, if any."""
         app = approval.app
-        spec = await app_spec(self.ctx.log, app)
+        spec = self.history.state(app).spec
         if spec is None:
             return None
         delay = retrying.RetryPolicy.of(spec).delay_after(payload.attempt)
@@ -582,7 +599,8 @@ class Applier:
     ) -> list[ResourceRef]:
         """Apply every resource, then prune; the inventory Wake manages afterwards."""
         app = approval.app
-        spec = await app_spec(self.ctx.log, app)
+        # Followed, as of this approval at least (`handle` waited for it).
+        spec = self.history.state(app).spec
         default_namespace = spec.namespace if spec is not None else "default"
         try:
             kube = await self.clusters.get(spec.destination_context if spec is not None else "")

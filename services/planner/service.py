@@ -56,7 +56,6 @@ from events.payloads import (
     RollbackRequested,
 )
 from services.catalog.following import Follower
-from services.catalog.lookup import app_spec
 from services.catalog.revisions import RevisionNotApplied, find_applied
 from services.planner import policy, superseding
 from services.planner.planning import (
@@ -171,12 +170,12 @@ class Planner:
         payload = event.payload
         if not isinstance(payload, ManifestsRendered | RollbackRequested | DriftDetected):
             return
-        spec = await app_spec(self.ctx.log, event.app)
+        # Never decide on a state that has not seen everything before this event.
+        state = await self.state.at_least(stored.seq, event.app)
+        spec = state.spec
         if spec is None:
             log.info("skipping %s of %s: the app is not registered", event.event_id, event.app)
             return
-        # Never decide on a state that has not seen everything before this event.
-        state = await self.state.at_least(stored.seq, event.app)
         try:
             if isinstance(payload, ManifestsRendered):
                 await self._on_rendered(

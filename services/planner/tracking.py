@@ -20,6 +20,7 @@ from events.envelope import Envelope
 from events.payloads import (
     ApplyStarted,
     ApplySucceeded,
+    AppSpec,
     DriftDetected,
     ManifestsRendered,
     PlanApproved,
@@ -30,11 +31,13 @@ from events.payloads import (
     RollbackRequested,
     SyncRequested,
 )
+from services.catalog.registry import LIFECYCLE_TYPES, fold_spec
 from services.catalog.revisions import AppliedRevision
 from services.planner import policy
 
-# The events a planner decides on.
+# The events a planner decides on (and the app's spec, from its lifecycle).
 FOLLOWED_TYPES = (
+    *LIFECYCLE_TYPES,
     RevisionDetected.event_type,
     PlanCreated.event_type,
     PlanApproved.event_type,
@@ -64,7 +67,10 @@ class Planned:
 
 @dataclass
 class AppState:
-    """One app's revisions, plans and applies, as far as the log has been followed."""
+    """One app's spec, revisions, plans and applies, as far as the log has been followed."""
+
+    # None: not registered (or removed).
+    spec: AppSpec | None = None
 
     # RevisionDetected event id -> its stream sequence: a render's order.
     detected: dict[str, int] = field(default_factory=dict)
@@ -82,7 +88,9 @@ class AppState:
 
     def add(self, seq: int, event: Envelope) -> None:
         payload = event.payload
-        if isinstance(payload, RevisionDetected):
+        if event.type in LIFECYCLE_TYPES:
+            self.spec = fold_spec(self.spec, event)
+        elif isinstance(payload, RevisionDetected):
             self.detected[event.event_id] = seq
         elif isinstance(payload, PlanCreated):
             self.plan_ids.add(payload.plan_id)
