@@ -12,6 +12,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import secrets
 import ssl
@@ -47,6 +48,8 @@ from services.wiring.settings import env_name
 DUPLICATE_WINDOW_SECONDS = 3600.0
 
 # The server's error code for a failed Nats-Expected-Last-Subject-Sequence check.
+log = logging.getLogger(__name__)
+
 _WRONG_LAST_SEQUENCE = 10071
 
 # A reader's consumer sends a heartbeat every 5 s when it has nothing to
@@ -57,6 +60,10 @@ _HEARTBEAT = 5.0
 _SILENCE_LIMIT = 3 * _HEARTBEAT
 # While NATS is away a following reader retries making its consumer this often.
 _RETRY_CONSUMER = 0.5
+# How long a one-off read (not following) keeps asking while NATS is away or a
+# cluster elects a new leader (a node died) before it gives up: an election
+# takes a few seconds, a read made meanwhile should wait it out, not fail.
+_READ_PATIENCE = 30.0
 # Bytes kept free in a message for the headers of an append (msg id, trace, expected seq).
 _HEADER_ROOM = 4096
 # Chunk size of a bundle in the object store: nats-py's default, so its `get` reads them alike.
@@ -567,12 +574,22 @@ class EventLog:
         memory stays bounded), and a gap in the consumer sequence (a reconnect
         lost a message) or a silent consumer (a restarted server forgot it)
         restarts the consumer after the last seq yielded; while following,
-        NATS being away only delays the next event.
+        NATS being away only delays the next event, and a one-off read waits
+        up to `_READ_PATIENCE` for it (a cluster electing a new leader).
         nats-py's pull `fetch` tops out near 25k msgs/s here; this near 100k.
         """
         filters = list(subjects) or [names.ALL_SUBJECTS]
+        give_up_at = time.monotonic() + _READ_PATIENCE
         if until_seq is None and not follow:
-            info = await self.js.stream_info(names.STREAM)
+            while True:
+                try:
+                    info = await self.js.stream_info(names.STREAM)
+                    break
+                except _NATS_AWAY as exc:
+                    if time.monotonic() >= give_up_at:
+                        raise
+                    log.info("reading the log: %r; asking again in %.1fs", exc, _RETRY_CONSUMER)
+                    await asyncio.sleep(_RETRY_CONSUMER)
             until_seq = info.state.last_seq
         if until_seq is not None and until_seq < max(from_seq, 1):
             return
@@ -583,9 +600,13 @@ class EventLog:
             try:
                 try:
                     available = await reader.start()
-                except _NATS_AWAY:
+                except _NATS_AWAY as exc:
+                    # Away, or electing a leader: a follower waits as long as it
+                    # takes; a one-off read for a bounded while (`_READ_PATIENCE`).
                     if not follow:
-                        raise
+                        if time.monotonic() >= give_up_at:
+                            raise
+                        log.info("reading the log: %r; asking again in %.1fs", exc, _RETRY_CONSUMER)
                     await asyncio.sleep(_RETRY_CONSUMER)
                     continue
                 if available == 0 and not follow:
