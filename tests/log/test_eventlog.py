@@ -225,3 +225,35 @@ async def test_bundles_read_by_direct_gets_are_object_store_objects(event_log: E
     assert (await store.get_info(large_digest)).chunks == 4
     assert (await store.get(large_digest)).data == large
     assert await event_log.get_bundle(large_digest) == large
+
+
+async def test_concurrent_appends_are_committed_together_each_call_keeping_its_promises(
+    event_log: EventLog,
+):
+    # Given one event already in the log
+    known = sync("app-1")
+    await event_log.append(known)
+    # When forty single appends (one of them the known event again) and three
+    # batches of five are made at once through one client
+    singles = [sync(f"app-{i % 7}") for i in range(40)]
+    singles[13] = known
+    batches = [[sync(f"batch-{b}") for _ in range(5)] for b in range(3)]
+    results = await asyncio.gather(
+        *(event_log.append(e) for e in singles),
+        *(event_log.append_many(batch) for batch in batches),
+    )
+    # Then every event is stored once, where its call says
+    stored = {s.event.event_id: s.seq async for s in event_log.read()}
+    assert len(stored) == 1 + 39 + 15
+    for event, appended in zip(singles, results[:40], strict=True):
+        assert appended.event_id == event.event_id
+        assert appended.seq == stored[event.event_id]
+    # and the known one comes back as a duplicate at its first place
+    assert results[13].duplicate and not any(
+        r.duplicate for i, r in enumerate(results[:40]) if i != 13
+    )
+    # and each batch is stored in order at consecutive sequences (all or nothing)
+    for batch, appended in zip(batches, results[40:], strict=True):
+        seqs = [a.seq for a in appended]
+        assert seqs == [stored[e.event_id] for e in batch]
+        assert seqs == list(range(seqs[0], seqs[0] + 5))
