@@ -326,13 +326,19 @@ Message = tuple[str, bytes, dict[str, str]]
 _MERGE_FROM = 3
 
 
+# A conditional append's expected last sequence and the subjects it is checked on.
+Condition = tuple[int, str]
+
+
 @dataclass(eq=False, slots=True)
 class _Pending:
-    """One unconditional append call waiting for its group's commit."""
+    """One append call waiting for its group's commit."""
 
     events: list[Envelope]
     messages: list[Message]
     future: asyncio.Future[list[Appended]]
+    condition: Condition | None
+    apps: frozenset[str]
 
 
 class EventLog:
@@ -346,7 +352,7 @@ class EventLog:
         self._timeout = timeout
         # Whether last-message reads may be direct gets (`_get_last`); asked once.
         self._direct: bool | None = None
-        # Unconditional appends waiting for the one in flight (`_grouped`).
+        # Appends waiting for the commit in flight (`_grouped`).
         self._waiting: deque[_Pending] = deque()
         self._committer: asyncio.Task[None] | None = None
         # Stamped on every event this process appends that names no instance.
@@ -447,21 +453,14 @@ class EventLog:
         """
         event = self._stamped(event)
         headers = headers_for(event)
-        if expected_last_seq is None:
-            message = (names.subject(event.app, event.type), checked_bytes(event), headers)
-            return (await self._grouped([event], [message]))[0]
-        on_subjects = on_subjects or names.app_subjects(event.app)
-        headers[names.EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_seq)
-        headers[names.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = on_subjects
-        try:
-            ack = await self.js.publish(
-                names.subject(event.app, event.type), checked_bytes(event), headers=headers
-            )
-        except js_errors.APIError as exc:
-            if expected_last_seq is not None and exc.err_code == _WRONG_LAST_SEQUENCE:
-                raise ConcurrencyConflict(event, expected_last_seq, on_subjects or "") from None
-            raise
-        return Appended(event.event_id, ack.seq, bool(ack.duplicate))
+        condition = None
+        if expected_last_seq is not None:
+            on_subjects = on_subjects or names.app_subjects(event.app)
+            headers[names.EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_seq)
+            headers[names.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = on_subjects
+            condition = (expected_last_seq, on_subjects)
+        message = (names.subject(event.app, event.type), checked_bytes(event), headers)
+        return (await self._grouped([event], [message], condition))[0]
 
     async def append_many(
         self,
@@ -490,26 +489,23 @@ class EventLog:
             )
         if expected_last_seq is None:
             if len(messages) <= DEFAULT_MAX_BATCH_MSGS:
-                return await self._grouped(events, messages)
-            return await self._publish_alone(events, messages)
+                return await self._grouped(events, messages, None)
+            return await self._publish_alone(events, messages, None)
         on_subjects = on_subjects or names.app_subjects(events[0].app)
         messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_seq)
         messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = on_subjects
-        try:
-            ack = await publish_atomic_batch(self.nc, messages, timeout=self._timeout)
-        except BatchRejected as exc:
-            if expected_last_seq is not None and exc.err_code == _WRONG_LAST_SEQUENCE:
-                raise ConcurrencyConflict(events[0], expected_last_seq, on_subjects or "") from None
-            raise
-        return [
-            Appended(event.event_id, seq, duplicate)
-            for event, seq, duplicate in zip(events, ack.seqs, ack.duplicates, strict=True)
-        ]
+        condition = (expected_last_seq, on_subjects)
+        if len(messages) <= DEFAULT_MAX_BATCH_MSGS:
+            return await self._grouped(events, messages, condition)
+        # Too large to be one batch: refused as such (BatchTooLarge).
+        return await self._publish_alone(events, messages, condition)
 
     # --- group commit ----------------------------------------------------------------
 
-    async def _grouped(self, events: list[Envelope], messages: list[Message]) -> list[Appended]:
-        """Append unconditionally, together with whatever else this process appends meanwhile.
+    async def _grouped(
+        self, events: list[Envelope], messages: list[Message], condition: Condition | None
+    ) -> list[Appended]:
+        """Append, together with whatever else this process appends meanwhile.
 
         Group commit without a timer: an append made while none is in flight
         goes out at once, alone; appends made while one is in flight wait for
@@ -520,13 +516,17 @@ class EventLog:
         one commit, not sixteen (a fan-out's every stage waited on this).
 
         Each call keeps its own promises: its events are stored in order, all
-        or none when it gave several, and a duplicate comes back as such. A
-        merged batch refused as a whole (a duplicate id in it, or no answer)
-        is sent again call by call, as each would have been alone: every event
-        carries its id, so nothing is stored twice.
+        or none when it gave several, a duplicate comes back as such, and a
+        conditional call's check holds (it is evaluated at the commit against
+        the log before the batch, so a batch never holds two calls of one app
+        when either is conditional). A merged batch refused as a whole (a
+        duplicate id or a failed check in it, or no answer) is sent again call
+        by call, as each would have been alone: every event carries its id, so
+        nothing is stored twice.
         """
         future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Pending(events, messages, future))
+        apps = frozenset(event.app for event in events)
+        self._waiting.append(_Pending(events, messages, future, condition, apps))
         if self._committer is None:
             self._committer = asyncio.create_task(self._commit_waiting(), name="group commit")
         return await future
@@ -536,12 +536,22 @@ class EventLog:
             while self._waiting:
                 group: list[_Pending] = []
                 size = 0
-                while self._waiting and (
-                    not group or size + len(self._waiting[0].messages) <= DEFAULT_MAX_BATCH_MSGS
-                ):
-                    pending = self._waiting.popleft()
+                guarded: set[str] = set()  # apps of conditional calls in the group
+                seen: set[str] = set()  # apps of every call in the group
+                while self._waiting:
+                    pending = self._waiting[0]
+                    if group and (
+                        size + len(pending.messages) > DEFAULT_MAX_BATCH_MSGS
+                        or pending.apps & guarded
+                        or (pending.condition is not None and pending.apps & seen)
+                    ):
+                        break
+                    self._waiting.popleft()
                     group.append(pending)
                     size += len(pending.messages)
+                    seen |= pending.apps
+                    if pending.condition is not None:
+                        guarded |= pending.apps
                 try:
                     await self._commit(group, size)
                 except BaseException as exc:
@@ -576,7 +586,9 @@ class EventLog:
 
         async def alone(pending: _Pending) -> None:
             try:
-                result = await self._publish_alone(pending.events, pending.messages)
+                result = await self._publish_alone(
+                    pending.events, pending.messages, pending.condition
+                )
             except BaseException as exc:
                 if not pending.future.done():
                     pending.future.set_exception(exc)
@@ -587,14 +599,27 @@ class EventLog:
         await asyncio.gather(*(alone(pending) for pending in group))
 
     async def _publish_alone(
-        self, events: list[Envelope], messages: list[Message]
+        self, events: list[Envelope], messages: list[Message], condition: Condition | None
     ) -> list[Appended]:
-        """One call's events as it would go alone: a plain publish for one, a batch for more."""
+        """One call's events as it would go alone: a plain publish for one, a batch for more.
+
+        ConcurrencyConflict if its `condition` (expected sequence, subjects) failed.
+        """
         if len(messages) == 1:
             subject, data, headers = messages[0]
-            ack = await self.js.publish(subject, data, headers=dict(headers))
+            try:
+                ack = await self.js.publish(subject, data, headers=dict(headers))
+            except js_errors.APIError as exc:
+                if condition is not None and exc.err_code == _WRONG_LAST_SEQUENCE:
+                    raise ConcurrencyConflict(events[0], *condition) from None
+                raise
             return [Appended(events[0].event_id, ack.seq, bool(ack.duplicate))]
-        ack = await publish_atomic_batch(self.nc, messages, timeout=self._timeout)
+        try:
+            ack = await publish_atomic_batch(self.nc, messages, timeout=self._timeout)
+        except BatchRejected as exc:
+            if condition is not None and exc.err_code == _WRONG_LAST_SEQUENCE:
+                raise ConcurrencyConflict(events[0], *condition) from None
+            raise
         return [
             Appended(event.event_id, seq, duplicate)
             for event, seq, duplicate in zip(events, ack.seqs, ack.duplicates, strict=True)
