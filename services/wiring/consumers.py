@@ -63,7 +63,7 @@ import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import nats.errors
@@ -533,6 +533,9 @@ class _Held:
     started: bool = False
     # Handler failures of this delivery so far (retried in place).
     retries: int = 0
+    # When JetStream last heard of this message from us (its delivery, or our
+    # last `in_progress`): its ack deadline runs from then.
+    alive_at: float = field(default_factory=time.monotonic)
 
 
 class _Lanes:
@@ -646,12 +649,20 @@ class _Lanes:
         # Waiting messages as well as running ones: a message waiting for its
         # app's lane must not reach its ack deadline and be redelivered (to
         # this replica or another) ahead of the one in progress.
-        interval = max(self._settings.backoff[0] / 3, 0.02)
+        # Only a message half way to its deadline is kept alive: most are
+        # settled long before, and each `in_progress` is a request the server
+        # serves (a third of what the planner sent it in a fan-out).
+        ack_wait = self._settings.backoff[0]
+        interval = max(ack_wait / 6, 0.01)
         while True:
             await asyncio.sleep(interval)
+            due = time.monotonic() - ack_wait / 2
             for held in list(self._held.values()):
+                if held.alive_at > due:
+                    continue
                 with contextlib.suppress(nats.errors.Error):
                     await held.message.in_progress()
+                    held.alive_at = time.monotonic()
 
     async def give_up(self, consumer: str) -> None:
         """Hand back what `consumer` gave us and was not started: another replica owns it now."""
