@@ -184,7 +184,7 @@ class Planner:
             elif isinstance(payload, RollbackRequested):
                 await self._on_rollback(event, payload, spec, state, order=stored.seq)
             else:
-                await self._on_drift(event, payload, spec)
+                await self._on_drift(event, payload, spec, state)
         except Unplannable as exc:
             await reject(
                 self.ctx.log,
@@ -301,13 +301,14 @@ class Planner:
                 f"applied): {exc}"
             ) from None
 
-    async def _on_drift(self, event: Envelope, drift: DriftDetected, spec: AppSpec) -> None:
+    async def _on_drift(
+        self, event: Envelope, drift: DriftDetected, spec: AppSpec, state: AppState
+    ) -> None:
         if not (drift.self_heal and spec.self_heal):
             return
-        last = await self.ctx.log.last_event(event.app, ApplySucceeded.event_type)
-        if last is None or not isinstance(last.event.payload, ApplySucceeded):
+        if not state.applies:
             return
-        applied = last.event.payload
+        applied = state.applies[-1].apply
         if applied.bundle_digest != drift.bundle_digest:
             # Another apply came after the drift was seen: it is what is live now.
             log.info(
@@ -356,8 +357,10 @@ class Planner:
         if spec.create_namespace:
             desired = await self._with_destination_namespace(kube, desired, app, spec.namespace)
         live, dry_run = await self._observe(kube, desired)
-        last = await self.ctx.log.last_event(app, ApplySucceeded.event_type)
-        inventory = last.event.payload.inventory if last is not None else []
+        # The last apply as followed (`tracking`), at least as of this event: not
+        # read from the log again.
+        applies = self.state.state(app).applies
+        inventory = applies[-1].apply.inventory if applies else []
         if spec.prune:
             candidates = prune_candidates((d.ref for d in desired), inventory)
             found = await self._all(lambda ref: self._live(kube, ref), candidates)
