@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -802,7 +803,9 @@ class Applier:
         *,
         key: str,
         wave: int = 0,
+        then: Sequence[Envelope] = (),
     ) -> None:
+        """Append a ResourceApplied for each of `applied`, and `then`, as one batch."""
         events = [
             self.ctx.derive(
                 ResourceApplied(
@@ -813,4 +816,4 @@ class Applier:
             )
             for ref, action, digest in applied
         ]
-        await self.ctx.log.append_many(events)
+        await self.ctx.log.append_many([*events, *then])

@@ -124,29 +124,45 @@ class StepRunner:
             key=lambda ref: order_key(ref, self.placements[ref].wave),
         )
         hooks: list[_Hook] = []
-        for _, grouped in itertools.groupby(items, key=lambda ref: apply_tier(ref.kind)):
-            group = list(grouped)
+        tiers = [
+            list(grouped)
+            for _, grouped in itertools.groupby(items, key=lambda ref: apply_tier(ref.kind))
+        ]
+        # A step with no hooks and no health to wait for is complete once its
+        # last tier is applied: its WaveCompleted goes in that tier's batch of
+        # ResourceApplied (one append less on every apply's path).
+        simple = not step.hooks and not wait_for_health
+        for index, group in enumerate(tiers):
             ordinary = [self.desired[ref] for ref in group if ref not in step.hooks]
-            await self._apply(step, ordinary)
+            closing = simple and index == len(tiers) - 1 and bool(ordinary)
+            await self._apply(
+                step, ordinary, closing=self._completed(step, []) if closing else None
+            )
+            if closing:
+                await self.recorded()
+                return
             for ref in group:
                 if ref in step.hooks:
                     await self.recorded()
                     hooks.append(await self._create(step, self.desired[ref]))
         await self.recorded()
         await self._wait(step, hooks, wait_for_health)
-        await self.ctx.log.append(
-            self.ctx.derive(
-                WaveCompleted(
-                    apply_id=self.apply_id,
-                    phase=step.phase,
-                    wave=step.wave,
-                    resources=list(step.resources),
-                    hooks=[hook.ref for hook in hooks],
-                    waited=wait_for_health,
-                ),
-                cause=self.approval,
-                key=f"wave:{step.phase}:{step.wave}",
-            )
+        await self.ctx.log.append(self._completed(step, hooks, waited=wait_for_health))
+
+    def _completed(
+        self, step: phases.Step[ResourceRef], hooks: list[_Hook], *, waited: bool = False
+    ) -> Envelope:
+        return self.ctx.derive(
+            WaveCompleted(
+                apply_id=self.apply_id,
+                phase=step.phase,
+                wave=step.wave,
+                resources=list(step.resources),
+                hooks=[hook.ref for hook in hooks],
+                waited=waited,
+            ),
+            cause=self.approval,
+            key=f"wave:{step.phase}:{step.wave}",
         )
 
     async def apply_first(self, d: DesiredResource, *, wave: int) -> None:
@@ -161,9 +177,16 @@ class StepRunner:
             await recording
 
     async def _apply(
-        self, step: phases.Step[ResourceRef], group: Sequence[DesiredResource]
+        self,
+        step: phases.Step[ResourceRef],
+        group: Sequence[DesiredResource],
+        *,
+        closing: Envelope | None = None,
     ) -> None:
-        """Server-side apply ordinary resources of one kind rank at once; record what was done."""
+        """Server-side apply ordinary resources of one kind rank at once; record what was done.
+
+        `closing`: appended after the records, in their batch, if every apply succeeded.
+        """
         if not group:
             return
         self.progress.extend(d.ref for d in group)
@@ -177,12 +200,14 @@ class StepRunner:
             if isinstance(action, str)
         ]
         before = self._recording
+        failed = any(isinstance(outcome, BaseException) for outcome in outcomes)
+        then = [closing] if closing is not None and not failed else []
 
         async def record() -> None:
             if before is not None:
                 await before
             await self.applier._record_many(
-                self.approval, self.apply_id, done, key="apply", wave=step.wave
+                self.approval, self.apply_id, done, key="apply", wave=step.wave, then=then
             )
 
         self._recording = asyncio.create_task(record())
