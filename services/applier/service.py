@@ -644,6 +644,11 @@ class Applier:
             timeout=spec.health_timeout_seconds if spec is not None else 0.0,
             progress=progress,
             versions={c.ref: c.resource_version for c in plan.changes if not c.hook},
+            settled=frozenset(
+                c.ref
+                for c in plan.changes
+                if c.action == "unchanged" and c.resource_version and not c.hook and not c.error
+            ),
         )
         # Phase by phase, wave by wave (phases.py); a wave starts once the one
         # before it is healthy and its hooks complete. Prunes close the Sync

@@ -23,7 +23,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -99,10 +99,14 @@ class StepRunner:
         timeout: float,
         progress: list[ResourceRef],
         versions: Mapping[ResourceRef, str] | None = None,
+        settled: Set[ResourceRef] = frozenset(),
     ) -> None:
         # The plan's resourceVersion of each resource ("" if none was live):
         # lets an apply say configured or unchanged without a GET first.
         self.versions = versions or {}
+        # What the plan found live and unchanged by this apply (its dry run):
+        # nothing waits for it to exist, it exists (`_tiers`).
+        self.settled = settled
         self.applier = applier
         self.ctx = applier.ctx
         self.kube = kube
@@ -124,10 +128,7 @@ class StepRunner:
             key=lambda ref: order_key(ref, self.placements[ref].wave),
         )
         hooks: list[_Hook] = []
-        tiers = [
-            list(grouped)
-            for _, grouped in itertools.groupby(items, key=lambda ref: apply_tier(ref.kind))
-        ]
+        tiers = self._tiers(items, step)
         # A step with no hooks and no health to wait for is complete once its
         # last tier is applied: its WaveCompleted goes in that tier's batch of
         # ResourceApplied (one append less on every apply's path).
@@ -148,6 +149,34 @@ class StepRunner:
         await self.recorded()
         await self._wait(step, hooks, wait_for_health)
         await self.ctx.log.append(self._completed(step, hooks, waited=wait_for_health))
+
+    def _tiers(
+        self, items: list[ResourceRef], step: phases.Step[ResourceRef]
+    ) -> list[list[ResourceRef]]:
+        """`items` (in apply order) by tier, a settled tier sent with the one beside it.
+
+        Tiers go one after the other so that what others need exists first (a
+        Namespace before what lives in it, a ConfigMap before the Deployment
+        reading it). A tier whose every resource the plan found live and
+        unchanged needs no such wait, before or after it: it goes with the
+        tier before it (the first, with the one after). An app whose commit
+        changes only its ConfigMaps is applied in one round trip, not three.
+        """
+        tiers: list[list[ResourceRef]] = []
+        carried: list[ResourceRef] = []
+        for _, grouped in itertools.groupby(items, key=lambda ref: apply_tier(ref.kind)):
+            tier = list(grouped)
+            if all(ref in self.settled and ref not in step.hooks for ref in tier):
+                if tiers:
+                    tiers[-1].extend(tier)
+                else:
+                    carried.extend(tier)
+                continue
+            tiers.append([*carried, *tier])
+            carried = []
+        if carried:
+            tiers.append(carried)
+        return tiers
 
     def _completed(
         self, step: phases.Step[ResourceRef], hooks: list[_Hook], *, waited: bool = False

@@ -251,6 +251,39 @@ async def test_an_api_error_fails_the_apply_naming_the_resource(
     assert await scenario.events(ApplySucceeded.event_type) == []
 
 
+async def test_what_the_plan_found_unchanged_does_not_wait_for_the_tier_before_it(
+    scenario: Scenario, kube: Kube, sandbox: Sandbox
+) -> None:
+    # Given an app applied once
+    await scenario.register()
+    await apply(
+        scenario,
+        kube,
+        await planned(scenario, kube, [namespace(), configmap("a", v="1"), deployment()]),
+    )
+    # When a commit changes only its ConfigMap, and the API server refuses that write
+    approval = await planned(
+        scenario, kube, [namespace(), configmap("a", v="2"), deployment()], label="v2"
+    )
+    sandbox.faults.refuse_writes("ConfigMap", "a", namespace="shop")
+    await apply(scenario, kube, approval)
+    # Then the apply fails naming the ConfigMap
+    failed = (await scenario.last(ApplyFailed.event_type)).payload
+    assert failed.resource == ref(configmap("a"))
+    # and the Namespace and the Deployment, which the plan found live and
+    # unchanged, went in the ConfigMap's round (nothing waited for them, they
+    # wait for nothing): the Deployment was applied though the tier before it failed
+    applied = [
+        e.payload
+        for e in await scenario.events(ResourceApplied.event_type)
+        if e.payload.apply_id == failed.apply_id
+    ]
+    assert [(a.ref.kind, a.action) for a in applied] == [
+        ("Namespace", "unchanged"),
+        ("Deployment", "unchanged"),
+    ]
+
+
 async def test_a_redelivered_approval_produces_nothing_twice(
     scenario: Scenario, kube: Kube
 ) -> None:
