@@ -432,11 +432,14 @@ class _Puller:
         self.pin: str | None = None
         self._sub = None
         self._away = False
+        # What the server delivered to our inbox and `_receive` has not taken yet.
+        self._arrived: collections.deque[Msg] = collections.deque()
+        self._wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         nc = self.event_log.nc
         inbox = nc.new_inbox()
-        self._sub = await nc.subscribe(inbox)
+        self._sub = await nc.subscribe(inbox, cb=self._deliver)
         if not self.placement.preferred(self.partition):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), STANDBY_AFTER)
@@ -471,18 +474,32 @@ class _Puller:
                 log.info("%s: the log is available again", self.name)
                 self._away = False
 
+    async def _deliver(self, message: Msg) -> None:
+        self._arrived.append(message)
+        self._wake.set()
+
     async def _receive(self, batch: int) -> None:
-        """Take the pull's messages until it is fulfilled or expires."""
+        """Take the pull's messages until it is fulfilled or expires.
+
+        Everything that has arrived is taken at once, without yielding between
+        messages: their handlers then run in one go, and their acks leave in
+        one write to the server, not one each (a write per message was most
+        of the notifier's time in a fan-out, and of the server's).
+        """
         deadline = time.monotonic() + PULL_EXPIRES + 2.0
         received = 0
         while received < batch:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return  # the answer got lost (a reconnect): pull again
-            try:
-                message = await self._sub.next_msg(timeout=remaining)
-            except (nats.errors.TimeoutError, TimeoutError):
-                return
+            if not self._arrived:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return  # the answer got lost (a reconnect): pull again
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), remaining)
+                except TimeoutError:
+                    return
+                continue
+            message = self._arrived.popleft()
             status = (message.headers or {}).get("Status")
             if status is None:
                 received += 1
