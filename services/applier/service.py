@@ -179,6 +179,18 @@ def _fold_history(history: AppState, seq: int, event: Envelope) -> None:
             event, payload=msgspec.structs.replace(payload, changes=changes)
         )
     history.add(seq, event)
+    if isinstance(payload, ApplySucceeded):
+        # A plan applied successfully is never applied again (admission skips
+        # its approvals and retries): what it would change is dropped, its
+        # order and id are what later decisions read.
+        plan_event_id = history.plan_ids.get(payload.plan_id, "")
+        stored = history.plans.get(plan_event_id)
+        plan = stored.event.payload if stored is not None else None
+        if stored is not None and isinstance(plan, PlanCreated) and (plan.changes or plan.prune):
+            slim = msgspec.structs.replace(plan, changes=[], prune=[])
+            history.plans[plan_event_id] = admission.Stored(
+                stored.seq, msgspec.structs.replace(stored.event, payload=slim)
+            )
 
 
 async def main(ctx: ServiceContext) -> None:

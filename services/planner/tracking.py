@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
+
 from events.envelope import Envelope
 from events.payloads import (
     ApplyStarted,
@@ -109,6 +111,14 @@ class AppState:
         elif isinstance(payload, ApplySucceeded | SyncRequested):
             self.applied = policy.fold_applied(self.applied, payload)
             if isinstance(payload, ApplySucceeded):
+                if self.applies and self.applies[-1].apply.inventory:
+                    # Only the last apply's inventory is ever read (a plan prunes
+                    # from it); an older one is kept as a rollback target only.
+                    last = self.applies[-1]
+                    slim = msgspec.structs.replace(last.apply, inventory=[])
+                    self.applies[-1] = AppliedRevision(
+                        last.seq, msgspec.structs.replace(last.event, payload=slim), slim
+                    )
                 self.applies.append(AppliedRevision(seq, event, payload))
 
     def order_of_render(self, rendered: Envelope, seq: int) -> int:
