@@ -29,7 +29,14 @@ from datetime import timedelta
 
 from events import names
 from events.envelope import Envelope, now
-from events.payloads import ApplyStarted, ApplySucceeded, HealthChanged, ResourceHealth, ResourceRef
+from events.payloads import (
+    ApplyStarted,
+    ApplySucceeded,
+    AppSpec,
+    HealthChanged,
+    ResourceHealth,
+    ResourceRef,
+)
 from services.catalog.lookup import app_spec, load_registry
 from services.resources import health
 from services.wiring import telemetry
@@ -54,13 +61,24 @@ class HealthWatch:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._gets = asyncio.Semaphore(CONCURRENT_GETS)
 
-    def watch(self, succeeded: Envelope) -> None:
-        """Watch the health of the apply `succeeded` records, replacing the app's older watch."""
+    def watch(
+        self, succeeded: Envelope, *, spec: AppSpec | None = None, fresh: bool = False
+    ) -> None:
+        """Watch the health of the apply `succeeded` records, replacing the app's older watch.
+
+        `spec`: the app's, if the caller follows it (else read from the log).
+        `fresh`: `succeeded` was appended just now, by this process (not found
+        a duplicate): no HealthChanged of its apply can exist yet, so none is
+        read -- a consumer made and deleted per apply, the costliest request
+        a NATS server serves.
+        """
         app = succeeded.app
         older = self._tasks.pop(app, None)
         if older is not None:
             older.cancel()
-        task = asyncio.create_task(self._watch(succeeded), name=f"health:{app}")
+        task = asyncio.create_task(
+            self._watch(succeeded, spec=spec, fresh=fresh), name=f"health:{app}"
+        )
         self._tasks[app] = task
         task.add_done_callback(lambda done: self._forget(app, done))
 
@@ -114,11 +132,14 @@ class HealthWatch:
                 changes.append(e.payload)
         return changes
 
-    async def _watch(self, succeeded: Envelope) -> None:
+    async def _watch(
+        self, succeeded: Envelope, *, spec: AppSpec | None = None, fresh: bool = False
+    ) -> None:
         app = succeeded.app
         applied = succeeded.payload
         assert isinstance(applied, ApplySucceeded)
-        spec = await app_spec(self.ctx.log, app)
+        if spec is None:
+            spec = await app_spec(self.ctx.log, app)
         if spec is None:
             return
         try:
@@ -126,7 +147,7 @@ class HealthWatch:
         except KubeConfigError as exc:
             log.error("%s: cannot watch health: %s", app, exc)
             return
-        changes = await self._changes_of(succeeded)
+        changes = [] if fresh else await self._changes_of(succeeded)
         count = len(changes)
         last = changes[-1].status if changes else None
         timeout = spec.health_timeout_seconds

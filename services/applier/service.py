@@ -29,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import msgspec
@@ -45,6 +47,7 @@ from events.payloads import (
     ApplyStarted,
     ApplySucceeded,
     ApprovalRefused,
+    AppSpec,
     PlanApproved,
     PlanCreated,
     ResourceApplied,
@@ -56,8 +59,8 @@ from services.applier.drift_watch import DriftWatch
 from services.applier.health_watch import HealthWatch
 from services.applier.syncing import StepFailed, StepRunner
 from services.catalog.following import Follower
-from services.catalog.lookup import app_events, app_spec
-from services.catalog.registry import current_spec
+from services.catalog.lookup import app_events
+from services.catalog.registry import LIFECYCLE_TYPES, current_spec, fold_spec
 from services.projects.approving import by_policy
 from services.projects.rules import never_deleted
 from services.resources import namespaces, phases
@@ -163,12 +166,26 @@ def _planned_namespace(
     )
 
 
-def _fold_history(history: retrying.RetryHistory, seq: int, event: Envelope) -> None:
-    """Fold `event` into the app's history, keeping a plan without its diffs.
+@dataclass
+class AppState(retrying.RetryHistory):
+    """What the applier follows of one app: its plans and applies, and its spec."""
+
+    # None: not registered (or removed).
+    spec: AppSpec | None = None
+
+
+FOLLOWED_TYPES = (*retrying.HISTORY_TYPES, *LIFECYCLE_TYPES)
+
+
+def _fold_history(history: AppState, seq: int, event: Envelope) -> None:
+    """Fold `event` into the app's state, keeping a plan without its diffs.
 
     Every plan of every app stays in memory for the life of the applier: its
     diffs are most of its size, and an apply never reads them.
     """
+    if event.type in LIFECYCLE_TYPES:
+        history.spec = fold_spec(history.spec, event)
+        return
     payload = event.payload
     if isinstance(payload, PlanCreated) and any(c.diff for c in payload.changes):
         changes = [msgspec.structs.replace(c, diff="") for c in payload.changes]
@@ -176,6 +193,18 @@ def _fold_history(history: retrying.RetryHistory, seq: int, event: Envelope) -> 
             event, payload=msgspec.structs.replace(payload, changes=changes)
         )
     history.add(seq, event)
+    if isinstance(payload, ApplySucceeded):
+        # A plan applied successfully is never applied again (admission skips
+        # its approvals and retries): what it would change is dropped, its
+        # order and id are what later decisions read.
+        plan_event_id = history.plan_ids.get(payload.plan_id, "")
+        stored = history.plans.get(plan_event_id)
+        plan = stored.event.payload if stored is not None else None
+        if stored is not None and isinstance(plan, PlanCreated) and (plan.changes or plan.prune):
+            slim = msgspec.structs.replace(plan, changes=[], prune=[])
+            history.plans[plan_event_id] = admission.Stored(
+                stored.seq, msgspec.structs.replace(stored.event, payload=slim)
+            )
 
 
 async def main(ctx: ServiceContext) -> None:
@@ -222,10 +251,10 @@ class Applier:
         # Every app's plans and applies, folded once and followed: admission and
         # retries read them here, never from the log per approval. The handled
         # types are followed too, so `at_least(stored.seq)` can be asked.
-        self.history: Follower[retrying.RetryHistory] = Follower(
+        self.history: Follower[AppState] = Follower(
             ctx.log,
-            retrying.HISTORY_TYPES,
-            new_state=retrying.RetryHistory,
+            FOLLOWED_TYPES,
+            new_state=AppState,
             fold=_fold_history,
             name=f"{ctx.name} history",
             passing=FOLLOWED_INPUTS,
@@ -319,14 +348,14 @@ class Applier:
         early = retrying.not_due(payload, now())
         if early is not None:
             raise Deferred(early.seconds, f"retry {payload.attempt} of {app} not due")
-        if await app_spec(self.ctx.log, app) is None:
-            log.info("%s: not retrying plan %s: the app was removed", app, payload.plan_id)
-            return
         apply_id = derived_event_id(retry.event_id, ApplyStarted.event_type)
         seen = max(stored.seq, self._finished_at.get(app, 0))
         starts = 0
         for attempt in range(MAX_CONFLICTS):
             history = await self.history.at_least(seen, app)
+            if history.spec is None:
+                log.info("%s: not retrying plan %s: the app was removed", app, payload.plan_id)
+                return
             decision = retrying.decide(
                 history,
                 retry,
@@ -605,7 +634,9 @@ class Applier:
         app = approval.app
         self._finished_at[app] = max([self._finished_at.get(app, 0), *(a.seq for a in appended)])
         if isinstance(outcome, ApplySucceeded):
-            self.health.watch(finished)
+            self.health.watch(
+                finished, spec=self.history.state(app).spec, fresh=not appended[0].duplicate
+            )
         if isinstance(outcome, ApplyFailed):
             log.warning("%s: apply %s failed: %s", approval.app, apply_id, outcome.error)
         else:
@@ -616,7 +647,7 @@ class Applier:
     ) -> ApplyRetryScheduled | None:
         """The retry that follows the failed apply under the app's retry policy, if any."""
         app = approval.app
-        spec = await app_spec(self.ctx.log, app)
+        spec = self.history.state(app).spec
         if spec is None:
             return None
         delay = retrying.RetryPolicy.of(spec).delay_after(payload.attempt)
@@ -652,7 +683,8 @@ class Applier:
     ) -> list[ResourceRef]:
         """Apply every resource, then prune; the inventory Wake manages afterwards."""
         app = approval.app
-        spec = await app_spec(self.ctx.log, app)
+        # Followed, as of this approval at least (`handle` waited for it).
+        spec = self.history.state(app).spec
         default_namespace = spec.namespace if spec is not None else "default"
         try:
             kube = await self.clusters.get(spec.destination_context if spec is not None else "")
@@ -695,6 +727,11 @@ class Applier:
             timeout=spec.health_timeout_seconds if spec is not None else 0.0,
             progress=progress,
             versions={c.ref: c.resource_version for c in plan.changes if not c.hook},
+            settled=frozenset(
+                c.ref
+                for c in plan.changes
+                if c.action == "unchanged" and c.resource_version and not c.hook and not c.error
+            ),
         )
         # Phase by phase, wave by wave (phases.py); a wave starts once the one
         # before it is healthy and its hooks complete. Prunes close the Sync
@@ -859,7 +896,9 @@ class Applier:
         *,
         key: str,
         wave: int = 0,
+        then: Sequence[Envelope] = (),
     ) -> None:
+        """Append a ResourceApplied for each of `applied`, and `then`, as one batch."""
         events = [
             self.ctx.derive(
                 ResourceApplied(
@@ -870,4 +909,4 @@ class Applier:
             )
             for ref, action, digest in applied
         ]
-        await self.ctx.log.append_many(events)
+        await self.ctx.log.append_many([*events, *then])

@@ -23,7 +23,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -99,10 +99,14 @@ class StepRunner:
         timeout: float,
         progress: list[ResourceRef],
         versions: Mapping[ResourceRef, str] | None = None,
+        settled: Set[ResourceRef] = frozenset(),
     ) -> None:
         # The plan's resourceVersion of each resource ("" if none was live):
         # lets an apply say configured or unchanged without a GET first.
         self.versions = versions or {}
+        # What the plan found live and unchanged by this apply (its dry run):
+        # nothing waits for it to exist, it exists (`_tiers`).
+        self.settled = settled
         self.applier = applier
         self.ctx = applier.ctx
         self.kube = kube
@@ -124,29 +128,70 @@ class StepRunner:
             key=lambda ref: order_key(ref, self.placements[ref].wave),
         )
         hooks: list[_Hook] = []
-        for _, grouped in itertools.groupby(items, key=lambda ref: apply_tier(ref.kind)):
-            group = list(grouped)
+        tiers = self._tiers(items, step)
+        # A step with no hooks and no health to wait for is complete once its
+        # last tier is applied: its WaveCompleted goes in that tier's batch of
+        # ResourceApplied (one append less on every apply's path).
+        simple = not step.hooks and not wait_for_health
+        for index, group in enumerate(tiers):
             ordinary = [self.desired[ref] for ref in group if ref not in step.hooks]
-            await self._apply(step, ordinary)
+            closing = simple and index == len(tiers) - 1 and bool(ordinary)
+            await self._apply(
+                step, ordinary, closing=self._completed(step, []) if closing else None
+            )
+            if closing:
+                await self.recorded()
+                return
             for ref in group:
                 if ref in step.hooks:
                     await self.recorded()
                     hooks.append(await self._create(step, self.desired[ref]))
         await self.recorded()
         await self._wait(step, hooks, wait_for_health)
-        await self.ctx.log.append(
-            self.ctx.derive(
-                WaveCompleted(
-                    apply_id=self.apply_id,
-                    phase=step.phase,
-                    wave=step.wave,
-                    resources=list(step.resources),
-                    hooks=[hook.ref for hook in hooks],
-                    waited=wait_for_health,
-                ),
-                cause=self.approval,
-                key=f"wave:{step.phase}:{step.wave}",
-            )
+        await self.ctx.log.append(self._completed(step, hooks, waited=wait_for_health))
+
+    def _tiers(
+        self, items: list[ResourceRef], step: phases.Step[ResourceRef]
+    ) -> list[list[ResourceRef]]:
+        """`items` (in apply order) by tier, a settled tier sent with the one beside it.
+
+        Tiers go one after the other so that what others need exists first (a
+        Namespace before what lives in it, a ConfigMap before the Deployment
+        reading it). A tier whose every resource the plan found live and
+        unchanged needs no such wait, before or after it: it goes with the
+        tier before it (the first, with the one after). An app whose commit
+        changes only its ConfigMaps is applied in one round trip, not three.
+        """
+        tiers: list[list[ResourceRef]] = []
+        carried: list[ResourceRef] = []
+        for _, grouped in itertools.groupby(items, key=lambda ref: apply_tier(ref.kind)):
+            tier = list(grouped)
+            if all(ref in self.settled and ref not in step.hooks for ref in tier):
+                if tiers:
+                    tiers[-1].extend(tier)
+                else:
+                    carried.extend(tier)
+                continue
+            tiers.append([*carried, *tier])
+            carried = []
+        if carried:
+            tiers.append(carried)
+        return tiers
+
+    def _completed(
+        self, step: phases.Step[ResourceRef], hooks: list[_Hook], *, waited: bool = False
+    ) -> Envelope:
+        return self.ctx.derive(
+            WaveCompleted(
+                apply_id=self.apply_id,
+                phase=step.phase,
+                wave=step.wave,
+                resources=list(step.resources),
+                hooks=[hook.ref for hook in hooks],
+                waited=waited,
+            ),
+            cause=self.approval,
+            key=f"wave:{step.phase}:{step.wave}",
         )
 
     async def apply_first(self, d: DesiredResource, *, wave: int) -> None:
@@ -161,9 +206,16 @@ class StepRunner:
             await recording
 
     async def _apply(
-        self, step: phases.Step[ResourceRef], group: Sequence[DesiredResource]
+        self,
+        step: phases.Step[ResourceRef],
+        group: Sequence[DesiredResource],
+        *,
+        closing: Envelope | None = None,
     ) -> None:
-        """Server-side apply ordinary resources of one kind rank at once; record what was done."""
+        """Server-side apply ordinary resources of one kind rank at once; record what was done.
+
+        `closing`: appended after the records, in their batch, if every apply succeeded.
+        """
         if not group:
             return
         self.progress.extend(d.ref for d in group)
@@ -177,12 +229,14 @@ class StepRunner:
             if isinstance(action, str)
         ]
         before = self._recording
+        failed = any(isinstance(outcome, BaseException) for outcome in outcomes)
+        then = [closing] if closing is not None and not failed else []
 
         async def record() -> None:
             if before is not None:
                 await before
             await self.applier._record_many(
-                self.approval, self.apply_id, done, key="apply", wave=step.wave
+                self.approval, self.apply_id, done, key="apply", wave=step.wave, then=then
             )
 
         self._recording = asyncio.create_task(record())

@@ -96,3 +96,18 @@ def current_spec(
     if updated is not None and updated[0] > registered[0]:
         return updated[1].payload.spec
     return registered[1].payload.spec
+
+
+def fold_spec(spec: AppSpec | None, event: Envelope) -> AppSpec | None:
+    """An app's spec once `event` (of LIFECYCLE_TYPES, folded in log order) is in: as
+    `Registry.apply` has it, for a follower that keeps each app's spec beside its state."""
+    payload = event.payload
+    if event.app == names.SYSTEM_APP:
+        return spec
+    if isinstance(payload, ApplicationRegistered):
+        return payload.spec
+    if isinstance(payload, ApplicationUpdated):
+        return payload.spec if spec is not None else None
+    if isinstance(payload, ApplicationRemoved):
+        return None
+    return spec

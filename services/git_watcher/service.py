@@ -132,8 +132,10 @@ async def main(ctx: ServiceContext) -> None:
         if not isinstance(payload, SyncRequested):
             return
         app = stored.event.app
-        succeeded = await ctx.log.last_event(app, ApplySucceeded.event_type)
-        failed = await ctx.log.last_event(app, ApplyFailed.event_type)
+        succeeded, failed = await asyncio.gather(
+            ctx.log.last_event(app, ApplySucceeded.event_type),
+            ctx.log.last_event(app, ApplyFailed.event_type),
+        )
         apply_failed = syncing.last_apply_failed(
             succeeded.seq if succeeded is not None else None,
             failed.seq if failed is not None else None,

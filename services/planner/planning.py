@@ -160,7 +160,9 @@ def change_for(
     def view(obj: Resource) -> Resource:
         return comparable(obj, ignore, ref)
 
-    live_view = redacted(view(live)) if live is not None else None
+    # Each side is normalized once, and compared and shown from that one view.
+    live_seen = view(live) if live is not None else None
+    live_view = redacted(live_seen) if live_seen is not None else None
     if isinstance(dry_run, Refusal):
         diff = unified_diff(ref, None, redacted(view(resource))) if live is None else ""
         action = "create" if live is None else "update"
@@ -171,19 +173,15 @@ def change_for(
             wave=wave,
             error="; ".join(filter(None, (f"{dry_run.operation} refused: {dry_run}", error))),
         )
-    if dry_run is None:
+    desired_seen = view(resource if dry_run is None else dry_run)
+    desired_view = redacted(desired_seen)
+    if live_seen is None:
+        action = "create"
+    elif dry_run is None:
         # Not dry-run: compare what we send with what is there, field by field.
-        desired_view = redacted(view(resource))
-        if live is None:
-            action = "create"
-        else:
-            action = "unchanged" if contains(view(live), view(resource)) else "update"
+        action = "unchanged" if contains(live_seen, desired_seen) else "update"
     else:
-        desired_view = redacted(view(dry_run))
-        if live is None:
-            action = "create"
-        else:
-            action = "unchanged" if view(dry_run) == view(live) else "update"
+        action = "unchanged" if desired_seen == live_seen else "update"
     diff = "" if action == "unchanged" else unified_diff(ref, live_view, desired_view)
     return ResourceChange(ref=ref, action=action, diff=diff, wave=wave, error=error)
 

@@ -65,7 +65,6 @@ from events.payloads import (
     RollbackRequested,
 )
 from services.catalog.following import Follower
-from services.catalog.lookup import app_spec
 from services.catalog.revisions import RevisionNotApplied, find_applied
 from services.planner import policy, superseding
 from services.planner.planning import (
@@ -205,12 +204,12 @@ class Planner:
             return
         if not isinstance(payload, ManifestsRendered | RollbackRequested | DriftDetected):
             return
-        spec = await app_spec(self.ctx.log, event.app)
+        # Never decide on a state that has not seen everything before this event.
+        state = await self.state.at_least(stored.seq, event.app)
+        spec = state.spec
         if spec is None:
             log.info("skipping %s of %s: the app is not registered", event.event_id, event.app)
             return
-        # Never decide on a state that has not seen everything before this event.
-        state = await self.state.at_least(stored.seq, event.app)
         try:
             if isinstance(payload, ManifestsRendered):
                 await self._on_rendered(
@@ -219,7 +218,7 @@ class Planner:
             elif isinstance(payload, RollbackRequested):
                 await self._on_rollback(event, payload, spec, state, order=stored.seq)
             else:
-                await self._on_drift(event, payload, spec)
+                await self._on_drift(event, payload, spec, state)
         except Unplannable as exc:
             await reject(
                 self.ctx.log,
@@ -234,8 +233,8 @@ class Planner:
     async def _on_approval(self, stored: StoredEvent, approval: PlanApproved) -> None:
         """Append the verdict on a person's approval: accepted or refused (`approving`)."""
         event = stored.event
-        spec = await app_spec(self.ctx.log, event.app)
         state = await self.state.at_least(stored.seq, event.app)
+        spec = state.spec
         commit = state.plan_commits.get(approval.plan_id, "")
         decided = approving.verdict(
             approver=event.actor,
@@ -367,13 +366,14 @@ class Planner:
                 f"applied): {exc}"
             ) from None
 
-    async def _on_drift(self, event: Envelope, drift: DriftDetected, spec: AppSpec) -> None:
+    async def _on_drift(
+        self, event: Envelope, drift: DriftDetected, spec: AppSpec, state: AppState
+    ) -> None:
         if not (drift.self_heal and spec.self_heal):
             return
-        last = await self.ctx.log.last_event(event.app, ApplySucceeded.event_type)
-        if last is None or not isinstance(last.event.payload, ApplySucceeded):
+        if not state.applies:
             return
-        applied = last.event.payload
+        applied = state.applies[-1].apply
         if applied.bundle_digest != drift.bundle_digest:
             # Another apply came after the drift was seen: it is what is live now.
             log.info(
@@ -422,8 +422,10 @@ class Planner:
         if spec.create_namespace:
             desired = await self._with_destination_namespace(kube, desired, app, spec.namespace)
         live, dry_run = await self._observe(kube, desired)
-        last = await self.ctx.log.last_event(app, ApplySucceeded.event_type)
-        inventory = last.event.payload.inventory if last is not None else []
+        # The last apply as followed (`tracking`), at least as of this event: not
+        # read from the log again.
+        applies = self.state.state(app).applies
+        inventory = applies[-1].apply.inventory if applies else []
         if spec.prune:
             candidates = prune_candidates((d.ref for d in desired), inventory)
             found = await self._all(lambda ref: self._live(kube, ref), candidates)
@@ -439,8 +441,9 @@ class Planner:
             ignore=spec.ignore_differences,
             app=app,
             adopt=spec.adopt,
-            # Folded up to the apply whose inventory this is: its creations are in.
-            created=(await self.state.at_least(last.seq if last is not None else 0, app)).created,
+            # Followed at least as of this event, so up to the apply whose inventory
+            # this is: its creations are in.
+            created=self.state.state(app).created,
             system_namespace=self.ctx.settings.system_namespace,
         )
         decided = self._within_project(decided, spec)

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
+
 from events.envelope import Envelope
 from events.payloads import (
     ApplyStarted,
     ApplySucceeded,
     ApprovalRefused,
+    AppSpec,
     DriftDetected,
     ManifestsRendered,
     PlanApproved,
@@ -33,14 +36,16 @@ from events.payloads import (
     RollbackRequested,
     SyncRequested,
 )
+from services.catalog.registry import LIFECYCLE_TYPES, fold_spec
 from services.catalog.revisions import AppliedRevision
 from services.planner import policy
 from services.projects.approving import Author
 from services.projects.book import PROJECT_TYPES
 from services.resources.identity import Identity, identity
 
-# The events a planner decides on.
+# The events a planner decides on (and the app's spec, from its lifecycle).
 FOLLOWED_TYPES = (
+    *LIFECYCLE_TYPES,
     RevisionDetected.event_type,
     PlanCreated.event_type,
     PlanApproved.event_type,
@@ -84,7 +89,10 @@ class Planned:
 
 @dataclass
 class AppState:
-    """One app's revisions, plans and applies, as far as the log has been followed."""
+    """One app's spec, revisions, plans and applies, as far as the log has been followed."""
+
+    # None: not registered (or removed).
+    spec: AppSpec | None = None
 
     # RevisionDetected event id -> its stream sequence: a render's order.
     detected: dict[str, int] = field(default_factory=dict)
@@ -111,7 +119,9 @@ class AppState:
 
     def add(self, seq: int, event: Envelope) -> None:
         payload = event.payload
-        if isinstance(payload, RevisionDetected):
+        if event.type in LIFECYCLE_TYPES:
+            self.spec = fold_spec(self.spec, event)
+        elif isinstance(payload, RevisionDetected):
             self.detected[event.event_id] = seq
             self.authors[payload.commit] = Author(payload.author, payload.author_email)
         elif isinstance(payload, ResourceApplied):
@@ -148,6 +158,14 @@ class AppState:
         elif isinstance(payload, ApplySucceeded | SyncRequested):
             self.applied = policy.fold_applied(self.applied, payload)
             if isinstance(payload, ApplySucceeded):
+                if self.applies and self.applies[-1].apply.inventory:
+                    # Only the last apply's inventory is ever read (a plan prunes
+                    # from it); an older one is kept as a rollback target only.
+                    last = self.applies[-1]
+                    slim = msgspec.structs.replace(last.apply, inventory=[])
+                    self.applies[-1] = AppliedRevision(
+                        last.seq, msgspec.structs.replace(last.event, payload=slim), slim
+                    )
                 self.applies.append(AppliedRevision(seq, event, payload))
 
     def order_of_render(self, rendered: Envelope, seq: int) -> int:

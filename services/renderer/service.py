@@ -87,10 +87,21 @@ async def main(ctx: ServiceContext) -> None:
         passing=(RevisionDetected.event_type,),
     )
 
-    async def handle(stored: StoredEvent) -> None:
-        await handle_revision(ctx, mirrors, stored, projects=projects)
+    # Every app's spec and standing, folded once and followed: a render reads
+    # neither from the log (seven direct gets per render before).
+    followed: Follower[unchanged.Followed] = Follower(
+        ctx.log,
+        unchanged.FOLLOWED_TYPES,
+        new_state=unchanged.Followed,
+        fold=unchanged.Followed.add,
+        name=f"{ctx.name} apps",
+        passing=(RevisionDetected.event_type,),
+    )
 
-    async with projects:
+    async def handle(stored: StoredEvent) -> None:
+        await handle_revision(ctx, mirrors, stored, projects=projects, followed=followed)
+
+    async with projects, followed:
         await serve_consumer(ctx, CONSUMER, handle)
 
 
@@ -100,8 +111,12 @@ async def handle_revision(
     stored: StoredEvent,
     *,
     projects: Follower[Projects] | None = None,
+    followed: Follower[unchanged.Followed] | None = None,
 ) -> None:
-    """Render one RevisionDetected and append its outcome; idempotent."""
+    """Render one RevisionDetected and append its outcome; idempotent.
+
+    `followed`: the apps' specs and standings, followed (else read from the log).
+    """
     event = stored.event
     revision = event.payload
     if not isinstance(revision, RevisionDetected):
@@ -109,7 +124,13 @@ async def handle_revision(
             "event %s on %s is not a RevisionDetected: ignored", event.event_id, stored.subject
         )
         return
-    spec = await app_spec(ctx.log, event.app)
+    state = None
+    if followed is not None:
+        # Never decide on a state that has not seen everything before this event.
+        state = await followed.at_least(stored.seq, event.app)
+        spec = state.spec
+    else:
+        spec = await app_spec(ctx.log, event.app)
     if spec is None:
         log.warning(
             "RevisionDetected %s for app %s, which is not registered (any more): not rendered",
@@ -156,7 +177,9 @@ async def handle_revision(
         same_as = unchanged.unchanged_from(
             trigger=revision.trigger,
             resources=resources,
-            standing=await standing_of(ctx.log, event.app),
+            standing=state.standing()
+            if state is not None
+            else await standing_of(ctx.log, event.app),
         )
     payload = ManifestsRendered(
         commit=revision.commit,

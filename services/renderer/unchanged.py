@@ -30,17 +30,38 @@ the app synced at the new commit -- when all of these hold:
    the new commit (which puts the live objects back), as Argo CD's automated
    sync does when a new revision arrives.
 
-Anything else is planned as usual. The shell reads what this needs from the
-log (last message per subject) when it renders, so a race the log resolves
-later -- a rollback requested meanwhile -- is decided by what the log held
-then; the planner then simply does not plan the unchanged revision.
+Anything else is planned as usual. The shell follows what this needs from
+the log (`Followed`, folded once and kept current: nothing is read per
+render), as far as the revision it renders at least, so a race the log
+resolves later -- a rollback requested meanwhile -- is decided by what the
+log held then; the planner then simply does not plan the unchanged revision.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from events.payloads import ApplySucceeded, ManifestsRendered, RenderedResource
+import msgspec
+
+from events.envelope import Envelope
+from events.payloads import (
+    ApplySucceeded,
+    AppSpec,
+    DriftDetected,
+    ManifestsRendered,
+    PlanCreated,
+    RenderedResource,
+)
+from services.catalog.registry import LIFECYCLE_TYPES, fold_spec
+
+# What the renderer follows of each app: its spec, and where it stands.
+FOLLOWED_TYPES = (
+    *LIFECYCLE_TYPES,
+    ManifestsRendered.event_type,
+    ApplySucceeded.event_type,
+    PlanCreated.event_type,
+    DriftDetected.event_type,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +103,44 @@ def unchanged_from(
     if applied.plan_id != standing.last_plan_id or standing.drifted:
         return None
     return origin
+
+
+@dataclass
+class Followed:
+    """One app's spec and standing, folded event by event in log order.
+
+    Keeps only what `unchanged_from` compares: the last render's content
+    (not where each resource came from), the last apply without its
+    inventory, the last plan's id -- not the events themselves, for every app.
+    """
+
+    spec: AppSpec | None = None
+    last_render: ManifestsRendered | None = None
+    last_applied: ApplySucceeded | None = None
+    last_applied_seq: int = 0
+    last_plan_id: str | None = None
+    drift_seq: int = 0
+
+    def add(self, seq: int, event: Envelope) -> None:
+        payload = event.payload
+        if event.type in LIFECYCLE_TYPES:
+            self.spec = fold_spec(self.spec, event)
+        elif isinstance(payload, ManifestsRendered):
+            resources = [msgspec.structs.replace(r, source="") for r in payload.resources]
+            self.last_render = msgspec.structs.replace(payload, resources=resources, inputs=[])
+        elif isinstance(payload, ApplySucceeded):
+            self.last_applied = msgspec.structs.replace(payload, inventory=[])
+            self.last_applied_seq = seq
+        elif isinstance(payload, PlanCreated):
+            self.last_plan_id = payload.plan_id
+        elif isinstance(payload, DriftDetected):
+            # The last drift check is what counts: one that found nothing clears it.
+            self.drift_seq = seq if payload.resources else 0
+
+    def standing(self) -> Standing:
+        return Standing(
+            last_render=self.last_render,
+            last_applied=self.last_applied,
+            last_plan_id=self.last_plan_id,
+            drifted=self.drift_seq > self.last_applied_seq,
+        )

@@ -40,18 +40,28 @@ WILDCARD = "*"
 
 
 def normalized(obj: Resource) -> Resource:
-    """A copy of `obj` without what the server owns (see the module docstring)."""
-    clean = copy.deepcopy(obj)
-    clean.pop("status", None)
+    """`obj` without what the server owns (see the module docstring); `obj` is left alone.
+
+    Not a deep copy: the result shares every part it keeps with `obj` (only
+    the top level, metadata and annotations are new dicts), so it must be read,
+    never changed -- `without_pointers` copies before it removes anything.
+    A plan normalizes every live object and dry run; copying whole objects
+    (managedFields and all) to drop a few keys was most of a plan's CPU.
+    """
+    clean = {key: value for key, value in obj.items() if key != "status"}
     metadata = clean.get("metadata")
     if isinstance(metadata, dict):
-        for key in SERVER_OWNED_METADATA:
-            metadata.pop(key, None)
+        metadata = {
+            key: value for key, value in metadata.items() if key not in SERVER_OWNED_METADATA
+        }
         annotations = metadata.get("annotations")
         if isinstance(annotations, dict):
-            annotations.pop(LAST_APPLIED, None)
+            if LAST_APPLIED in annotations:
+                annotations = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+                metadata["annotations"] = annotations
             if not annotations:
                 del metadata["annotations"]
+        clean["metadata"] = metadata
     return clean
 
 

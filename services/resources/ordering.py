@@ -20,7 +20,10 @@ The sort key of a resource is (wave, kind rank, kind, namespace, name):
 
 Resources of one wave are applied concurrently tier by tier (`apply_tier`):
 Namespaces, then CRDs, then what workloads read (RBAC, Secrets, ConfigMaps,
-storage), then Services, workloads and Ingresses, then custom resources.
+storage), then Services, workloads and Ingresses, then custom resources. A
+tier whose every resource the plan found live and unchanged waits for
+nothing and is waited for by nothing: the applier sends it with the tier
+beside it (services/applier/syncing.py).
 
 Prunes run after every apply, in exactly the reverse order: workloads go
 before the config they read, Namespaces and CRDs last.

@@ -6,6 +6,12 @@ store is written as one JSON document, atomically (write, fsync, rename),
 shortly after a change: changes arriving together are written once. Killed
 with SIGKILL, the sandbox loses at most the changes of that last moment,
 as a real API server loses what etcd had not committed.
+
+Writing the whole store costs time in proportion to its size, on the loop
+that answers requests: a write waits at least `COST_RATIO` times as long as
+the last one took, so writing never takes more than a small share of the
+emulator's time (10,000 apps' 40,000 objects rewritten every 0.1 s had it
+serializing JSON most of the time, and every request waiting behind it).
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ import asyncio
 import json
 import logging
 import os
+import time
 from pathlib import Path
+
+import msgspec
 
 from services.sandbox.store import ObjectStore
 
@@ -22,6 +31,9 @@ log = logging.getLogger(__name__)
 
 # How long after a change the file is written: changes within it are written once.
 WRITE_DELAY = 0.1
+# ... and at least this many times the last write's duration: at most ~1/20 of
+# the emulator's time goes to writing its state, however large the store.
+COST_RATIO = 20.0
 
 
 class StateFile:
@@ -32,6 +44,7 @@ class StateFile:
         self.store = store
         self._delay = delay
         self._pending: asyncio.TimerHandle | None = None
+        self._last_cost = 0.0
 
     def load(self) -> bool:
         """Restore the store from the file if there is one; True if there was.
@@ -54,7 +67,8 @@ class StateFile:
 
         def changed() -> None:
             if self._pending is None:
-                self._pending = loop.call_later(self._delay, self.flush)
+                delay = max(self._delay, self._last_cost * COST_RATIO)
+                self._pending = loop.call_later(delay, self.flush)
 
         self.store.on_change = changed
 
@@ -63,7 +77,8 @@ class StateFile:
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
-        data = json.dumps(self.store.dump(), separators=(",", ":")).encode()
+        started = time.monotonic()
+        data = msgspec.json.encode(self.store.dump())
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.tmp")
         try:
@@ -75,3 +90,5 @@ class StateFile:
         except OSError as exc:
             # The emulator keeps serving from memory; the next change tries again.
             log.error("cannot write the sandbox state to %s: %s", self.path, exc)
+        finally:
+            self._last_cost = time.monotonic() - started

@@ -42,7 +42,12 @@ from events.envelope import (
 )
 from events.payloads import EventRejected
 from services.wiring import keys, metrics, telemetry
-from services.wiring.batching import BatchRejected, publish_atomic_batch
+from services.wiring.batching import (
+    DEFAULT_MAX_BATCH_MSGS,
+    BatchOutcomeUnknown,
+    BatchRejected,
+    publish_atomic_batch,
+)
 from services.wiring.settings import env_name
 from services.wiring.signing import Signer, Trust
 from services.wiring.spanstore import span_store_config
@@ -60,6 +65,8 @@ log = logging.getLogger(__name__)
 DUPLICATE_WINDOW_SECONDS = 3600.0
 
 # The server's error code for a failed Nats-Expected-Last-Subject-Sequence check.
+log = logging.getLogger(__name__)
+
 _WRONG_LAST_SEQUENCE = 10071
 
 # A reader's consumer sends a heartbeat every 5 s when it has nothing to
@@ -70,6 +77,10 @@ _HEARTBEAT = 5.0
 _SILENCE_LIMIT = 3 * _HEARTBEAT
 # While NATS is away a following reader retries making its consumer this often.
 _RETRY_CONSUMER = 0.5
+# How long a one-off read (not following) keeps asking while NATS is away or a
+# cluster elects a new leader (a node died) before it gives up: an election
+# takes a few seconds, a read made meanwhile should wait it out, not fail.
+_READ_PATIENCE = 30.0
 # Bytes kept free in a message for the headers of an append (msg id, trace, expected seq),
 # and for the signature appended to an event's bytes (events/signing.py: size, index,
 # root signature and a proof of up to 20 levels, base64: under 1 KiB).
@@ -349,6 +360,28 @@ def headers_for(event: Envelope) -> dict[str, str]:
     return headers
 
 
+Message = tuple[str, bytes, dict[str, str]]
+
+# Appends waiting together go out as one atomic batch from this many events on:
+# a batch costs the stream a constant few fsyncs, a plain publish one each.
+_MERGE_FROM = 3
+
+
+# A conditional append's expected last sequence and the subjects it is checked on.
+Condition = tuple[int, str]
+
+
+@dataclass(eq=False, slots=True)
+class _Pending:
+    """One append call waiting for its group's commit."""
+
+    events: list[Envelope]
+    messages: list[Message]
+    future: asyncio.Future[list[Appended]]
+    condition: Condition | None
+    apps: frozenset[str]
+
+
 class EventLog:
     """Append to and read from WAKE_EVENTS; put and get bundles."""
 
@@ -363,9 +396,11 @@ class EventLog:
         self.nc = nc
         self.js = nc.jetstream(timeout=timeout)
         self._timeout = timeout
-        self._bundles = None
         # Whether last-message reads may be direct gets (`_get_last`); asked once.
         self._direct: bool | None = None
+        # Appends waiting for the commit in flight (`_grouped`).
+        self._waiting: deque[_Pending] = deque()
+        self._committer: asyncio.Task[None] | None = None
         # Stamped on every event this process appends that names no instance.
         self.instance = ""
         self.identity = identity
@@ -519,27 +554,35 @@ class EventLog:
         """
         ((event, data),) = await self._seal([event])
         headers = headers_for(event)
+        condition = None
         if expected_last_seq is not None:
             on_subjects = on_subjects or names.app_subjects(event.app)
             headers[names.EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_seq)
             headers[names.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = on_subjects
-        while True:
-            try:
-                with telemetry.producing([event], [headers]):
-                    ack = await self.js.publish(
-                        names.subject(event.app, event.type), data, headers=headers
-                    )
-            except js_errors.APIError as exc:
-                if expected_last_seq is None or exc.err_code != _WRONG_LAST_SEQUENCE:
-                    raise
-                moved = await self._past_invalid(expected_last_seq, on_subjects or "")
-                if moved is None:
-                    raise ConcurrencyConflict(event, expected_last_seq, on_subjects or "") from None
-                expected_last_seq = moved
-                headers[names.EXPECTED_LAST_SUBJECT_SEQ] = str(moved)
-                continue
-            metrics.appended([event])
-            return Appended(event.event_id, ack.seq, bool(ack.duplicate))
+            condition = (expected_last_seq, on_subjects)
+        message = (names.subject(event.app, event.type), data, headers)
+        with telemetry.producing([event], [headers]):
+            while True:
+                try:
+                    (appended,) = await self._grouped([event], [message], condition)
+                    break
+                except ConcurrencyConflict:
+                    moved = await self._moved(condition)
+                    if moved is None:
+                        raise
+                    condition = moved
+                    headers[names.EXPECTED_LAST_SUBJECT_SEQ] = str(moved[0])
+        metrics.appended([event])
+        return appended
+
+    async def _moved(self, condition: Condition | None) -> Condition | None:
+        """After a conditional append conflicted: the condition to try again with, if
+        only what no reader takes for an event landed since (`_past_invalid`)."""
+        if condition is None:
+            return None
+        expected, on_subjects = condition
+        moved = await self._past_invalid(expected, on_subjects or "")
+        return None if moved is None else (moved, on_subjects)
 
     async def _past_invalid(self, expected_last_seq: int, on_subjects: str) -> int | None:
         """After a conditional append failed: the position to expect instead, if only
@@ -586,31 +629,161 @@ class EventLog:
             return []
         sealed = await self._seal(events)
         events = [event for event, _ in sealed]
-        messages = [
+        messages: list[Message] = [
             (names.subject(event.app, event.type), data, headers_for(event))
             for event, data in sealed
         ]
+        condition = None
         if expected_last_seq is not None:
             on_subjects = on_subjects or names.app_subjects(events[0].app)
             messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ] = str(expected_last_seq)
             messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = on_subjects
-        while True:
-            try:
-                with telemetry.producing(events, [headers for _, _, headers in messages]):
-                    ack = await publish_atomic_batch(self.nc, messages, timeout=self._timeout)
-            except BatchRejected as exc:
-                if expected_last_seq is None or exc.err_code != _WRONG_LAST_SEQUENCE:
-                    raise
-                moved = await self._past_invalid(expected_last_seq, on_subjects or "")
-                if moved is None:
-                    raise ConcurrencyConflict(
-                        events[0], expected_last_seq, on_subjects or ""
-                    ) from None
-                expected_last_seq = moved
-                messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ] = str(moved)
-                continue
-            break
+            condition = (expected_last_seq, on_subjects)
+        with telemetry.producing(events, [headers for _, _, headers in messages]):
+            while True:
+                try:
+                    if len(messages) <= DEFAULT_MAX_BATCH_MSGS:
+                        appended = await self._grouped(events, messages, condition)
+                    else:
+                        # Too large to be one batch: refused as such if conditional
+                        # (BatchTooLarge), else sent in batches.
+                        appended = await self._publish_alone(events, messages, condition)
+                    break
+                except ConcurrencyConflict:
+                    moved = await self._moved(condition)
+                    if moved is None:
+                        raise
+                    condition = moved
+                    messages[0][2][names.EXPECTED_LAST_SUBJECT_SEQ] = str(moved[0])
         metrics.appended(events)
+        return appended
+
+    # --- group commit ----------------------------------------------------------------
+
+    async def _grouped(
+        self, events: list[Envelope], messages: list[Message], condition: Condition | None
+    ) -> list[Appended]:
+        """Append, together with whatever else this process appends meanwhile.
+
+        Group commit without a timer: an append made while none is in flight
+        goes out at once, alone; appends made while one is in flight wait for
+        it and then go out together as one atomic batch. Under
+        `sync_interval: always` the stream's writes are serialized, each
+        plain publish fsynced on its own and each atomic batch at a constant
+        few fsyncs: sixteen handlers appending one event each cost the stream
+        one commit, not sixteen (a fan-out's every stage waited on this).
+
+        Each call keeps its own promises: its events are stored in order, all
+        or none when it gave several, a duplicate comes back as such, and a
+        conditional call's check holds (it is evaluated at the commit against
+        the log before the batch, so a batch never holds two calls of one app
+        when either is conditional). A merged batch refused as a whole (a
+        duplicate id or a failed check in it, or no answer) is sent again call
+        by call, as each would have been alone: every event carries its id, so
+        nothing is stored twice.
+        """
+        future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
+        apps = frozenset(event.app for event in events)
+        self._waiting.append(_Pending(events, messages, future, condition, apps))
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_waiting(), name="group commit")
+        return await future
+
+    async def _commit_waiting(self) -> None:
+        try:
+            while self._waiting:
+                group: list[_Pending] = []
+                size = 0
+                guarded: set[str] = set()  # apps of conditional calls in the group
+                seen: set[str] = set()  # apps of every call in the group
+                while self._waiting:
+                    pending = self._waiting[0]
+                    if group and (
+                        size + len(pending.messages) > DEFAULT_MAX_BATCH_MSGS
+                        or pending.apps & guarded
+                        or (pending.condition is not None and pending.apps & seen)
+                    ):
+                        break
+                    self._waiting.popleft()
+                    group.append(pending)
+                    size += len(pending.messages)
+                    seen |= pending.apps
+                    if pending.condition is not None:
+                        guarded |= pending.apps
+                try:
+                    await self._commit(group, size)
+                except BaseException as exc:
+                    for pending in group:
+                        if not pending.future.done():
+                            pending.future.set_exception(exc)
+                    raise
+        finally:
+            self._committer = None
+            if self._waiting:  # cancelled with appends waiting: they fail, not hang
+                for pending in self._waiting:
+                    if not pending.future.done():
+                        pending.future.set_exception(ConnectionError("the log client closed"))
+                self._waiting.clear()
+
+    async def _commit(self, group: list[_Pending], size: int) -> None:
+        if len(group) > 1 and size >= _MERGE_FROM:
+            messages = [m for pending in group for m in pending.messages]
+            try:
+                ack = await publish_atomic_batch(
+                    self.nc, messages, timeout=self._timeout, ack_first=False, on_duplicate="raise"
+                )
+            except (BatchRejected, BatchOutcomeUnknown):
+                pass  # each call again on its own, below
+            else:
+                seqs = iter(ack.seqs)
+                for pending in group:
+                    appended = [Appended(e.event_id, next(seqs), False) for e in pending.events]
+                    if not pending.future.done():
+                        pending.future.set_result(appended)
+                return
+
+        async def alone(pending: _Pending) -> None:
+            try:
+                result = await self._publish_alone(
+                    pending.events, pending.messages, pending.condition
+                )
+            except BaseException as exc:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            else:
+                if not pending.future.done():
+                    pending.future.set_result(result)
+
+        await asyncio.gather(*(alone(pending) for pending in group))
+
+    async def _publish_alone(
+        self, events: list[Envelope], messages: list[Message], condition: Condition | None
+    ) -> list[Appended]:
+        """One call's events as it would go alone: a plain publish for one, a batch for more.
+
+        ConcurrencyConflict if its `condition` (expected sequence, subjects) failed.
+        """
+        if len(messages) == 1:
+            subject, data, headers = messages[0]
+            try:
+                ack = await self.js.publish(subject, data, headers=dict(headers))
+            except js_errors.APIError as exc:
+                if condition is not None and exc.err_code == _WRONG_LAST_SEQUENCE:
+                    raise ConcurrencyConflict(events[0], *condition) from None
+                raise
+            return [Appended(events[0].event_id, ack.seq, bool(ack.duplicate))]
+        try:
+            # No first-message round trip (`ack_first`): what it would report
+            # early (atomic publish off, too many batches in flight) the commit
+            # reports too, as a refusal of the batch; a round trip saved on
+            # every plan's and every apply's path.
+            ack = await publish_atomic_batch(
+                self.nc, messages, timeout=self._timeout, ack_first=False
+            )
+        except BatchRejected as exc:
+            if condition is not None and exc.err_code == _WRONG_LAST_SEQUENCE:
+                raise ConcurrencyConflict(events[0], *condition) from None
+            raise
         return [
             Appended(event.event_id, seq, duplicate)
             for event, seq, duplicate in zip(events, ack.seqs, ack.duplicates, strict=True)
@@ -725,12 +898,22 @@ class EventLog:
         memory stays bounded), and a gap in the consumer sequence (a reconnect
         lost a message) or a silent consumer (a restarted server forgot it)
         restarts the consumer after the last seq yielded; while following,
-        NATS being away only delays the next event.
+        NATS being away only delays the next event, and a one-off read waits
+        up to `_READ_PATIENCE` for it (a cluster electing a new leader).
         nats-py's pull `fetch` tops out near 25k msgs/s here; this near 100k.
         """
         filters = list(subjects) or [names.ALL_SUBJECTS]
+        give_up_at = time.monotonic() + _READ_PATIENCE
         if until_seq is None and not follow:
-            info = await self.js.stream_info(names.STREAM)
+            while True:
+                try:
+                    info = await self.js.stream_info(names.STREAM)
+                    break
+                except _NATS_AWAY as exc:
+                    if time.monotonic() >= give_up_at:
+                        raise
+                    log.info("reading the log: %r; asking again in %.1fs", exc, _RETRY_CONSUMER)
+                    await asyncio.sleep(_RETRY_CONSUMER)
             until_seq = info.state.last_seq
         if until_seq is not None and until_seq < max(from_seq, 1):
             return
@@ -741,9 +924,13 @@ class EventLog:
             try:
                 try:
                     available = await reader.start()
-                except _NATS_AWAY:
+                except _NATS_AWAY as exc:
+                    # Away, or electing a leader: a follower waits as long as it
+                    # takes; a one-off read for a bounded while (`_READ_PATIENCE`).
                     if not follow:
-                        raise
+                        if time.monotonic() >= give_up_at:
+                            raise
+                        log.info("reading the log: %r; asking again in %.1fs", exc, _RETRY_CONSUMER)
                     await asyncio.sleep(_RETRY_CONSUMER)
                     continue
                 if available == 0 and not follow:
@@ -827,11 +1014,6 @@ class EventLog:
 
     # --- bundles -------------------------------------------------------------------
 
-    async def _bundle_store(self):
-        if self._bundles is None:
-            self._bundles = await self.js.object_store(names.BUNDLES)
-        return self._bundles
-
     async def put_bundle(self, data: bytes) -> str:
         """Store a bundle under the sha256 of its bytes; return the digest. Idempotent.
 
@@ -840,12 +1022,13 @@ class EventLog:
         same way whether or not they are sealed.
         """
         digest = hashlib.sha256(data).hexdigest()
-        store = await self._bundle_store()
-        try:
-            await store.get_info(digest)
+        meta_subject = f"$O.{names.BUNDLES}.M.{base64.urlsafe_b64encode(digest.encode()).decode()}"
+        # A direct get only: a replica lagging behind a put of the same bundle
+        # costs a second copy of it (harmless, see `_put_object`), not a
+        # request through the JetStream API for every new bundle.
+        info = await self._object_info(meta_subject, direct_only=True)
+        if info is not None and not info.deleted and info.nuid:
             return digest
-        except js_errors.ObjectNotFoundError:
-            pass
         stored = data if self.bundle_keys is None else self.bundle_keys.seal(data, name=digest)
         await self._put_object(digest, stored)
         return digest
@@ -911,11 +1094,7 @@ class EventLog:
         there is no such object.
         """
         meta_subject = f"$O.{names.BUNDLES}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
-        try:
-            meta = await self.js.get_last_msg(names.BUNDLES_STREAM, meta_subject)
-            info = api.ObjectInfo.from_response(json.loads(meta.data or b"{}"))
-        except js_errors.NotFoundError:
-            info = None
+        info = await self._object_info(meta_subject)
         if info is None or info.deleted or not info.nuid:
             raise BundleNotFound(f"no bundle {name} in {names.BUNDLES}")
         chunk_subject = f"$O.{names.BUNDLES}.C.{info.nuid}"
@@ -923,14 +1102,44 @@ class EventLog:
         seq = 0
         for _ in range(info.chunks or 0):
             try:
-                chunk = await self.js.get_msg(
-                    names.BUNDLES_STREAM, seq + 1, subject=chunk_subject, next=True
-                )
+                chunk = await self._bundle_get(seq + 1, chunk_subject, next=True)
             except js_errors.NotFoundError:
                 break  # fewer chunks than the meta says: the digest check below fails
             parts.append(chunk.data or b"")
             seq = chunk.seq or seq + 1
         return b"".join(parts)
+
+    async def _object_info(
+        self, meta_subject: str, *, direct_only: bool = False
+    ) -> api.ObjectInfo | None:
+        try:
+            if direct_only:
+                meta = await self.js.get_msg(
+                    names.BUNDLES_STREAM, subject=meta_subject, direct=True
+                )
+            else:
+                meta = await self._bundle_get(None, meta_subject)
+        except js_errors.NotFoundError:
+            return None
+        return api.ObjectInfo.from_response(json.loads(meta.data or b"{}"))
+
+    async def _bundle_get(
+        self, seq: int | None, subject: str, *, next: bool = False
+    ) -> api.RawStreamMsg:
+        """A message of the bundle store, by a direct get where one can answer.
+
+        Objects are content-addressed and never change: whichever replica
+        answers a direct get has the same bytes, or none yet (it lags behind
+        the put) -- then the stream's leader is asked, through the JetStream
+        API (one request queue for the whole server, JSON and base64 both
+        ways: what every plan and apply of a fan-out waited on).
+        """
+        try:
+            return await self.js.get_msg(
+                names.BUNDLES_STREAM, seq, subject=subject, direct=True, next=next
+            )
+        except js_errors.NotFoundError:
+            return await self.js.get_msg(names.BUNDLES_STREAM, seq, subject=subject, next=next)
 
 
 class _ConsumerGap(Exception):

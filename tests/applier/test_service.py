@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,10 +21,21 @@ from events.payloads import (
     ResourceApplied,
     ResourceRef,
 )
-from services.applier.service import CONSUMER, Applier, ApplyInFlight, serve
+from services.applier.service import (
+    CONSUMER,
+    FOLLOWED_INPUTS,
+    FOLLOWED_TYPES,
+    Applier,
+    ApplyInFlight,
+    AppState,
+    _fold_history,
+    serve,
+)
+from services.catalog.following import Follower
 from services.planner.service import Planner
 from services.sandbox import Sandbox
 from services.wiring.consumers import ConsumerSettings
+from services.wiring.eventlog import EventLog
 from services.wiring.kube import Clusters, Kube
 from tests.planner.scenario import (
     Scenario,
@@ -244,6 +256,39 @@ async def test_an_api_error_fails_the_apply_naming_the_resource(
     assert await scenario.events(ApplySucceeded.event_type) == []
 
 
+async def test_what_the_plan_found_unchanged_does_not_wait_for_the_tier_before_it(
+    scenario: Scenario, kube: Kube, sandbox: Sandbox
+) -> None:
+    # Given an app applied once
+    await scenario.register()
+    await apply(
+        scenario,
+        kube,
+        await planned(scenario, kube, [namespace(), configmap("a", v="1"), deployment()]),
+    )
+    # When a commit changes only its ConfigMap, and the API server refuses that write
+    approval = await planned(
+        scenario, kube, [namespace(), configmap("a", v="2"), deployment()], label="v2"
+    )
+    sandbox.faults.refuse_writes("ConfigMap", "a", namespace="shop")
+    await apply(scenario, kube, approval)
+    # Then the apply fails naming the ConfigMap
+    failed = (await scenario.last(ApplyFailed.event_type)).payload
+    assert failed.resource == ref(configmap("a"))
+    # and the Namespace and the Deployment, which the plan found live and
+    # unchanged, went in the ConfigMap's round (nothing waited for them, they
+    # wait for nothing): the Deployment was applied though the tier before it failed
+    applied = [
+        e.payload
+        for e in await scenario.events(ResourceApplied.event_type)
+        if e.payload.apply_id == failed.apply_id
+    ]
+    assert [(a.ref.kind, a.action) for a in applied] == [
+        ("Namespace", "unchanged"),
+        ("Deployment", "unchanged"),
+    ]
+
+
 async def test_a_redelivered_approval_produces_nothing_twice(
     scenario: Scenario, kube: Kube
 ) -> None:
@@ -325,6 +370,72 @@ async def test_two_approvals_for_one_app_never_apply_at_once(
     # The newest plan is what the cluster holds, whichever order they ran in
     live = sandbox.get("v1", "ConfigMap", "a", namespace="shop")
     assert live is not None and live["data"] == {"v": "2"}
+
+
+class GatedReads:
+    """The real log, whose reads hold every event from `gate` on until `opened` is set."""
+
+    def __init__(self, log: EventLog, gate: int) -> None:
+        self.log = log
+        self.gate = gate
+        self.opened = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.log, name)
+
+    async def read_raw(self, **kwargs: Any) -> AsyncIterator[tuple[int, str, bytes]]:
+        async for seq, subject, data in self.log.read_raw(**kwargs):
+            if seq >= self.gate:
+                await self.opened.wait()
+            yield seq, subject, data
+
+
+async def test_the_next_approval_of_an_app_waits_for_the_outcome_this_applier_appended(
+    scenario: Scenario, kube: Kube
+) -> None:
+    # Given two approvals of one app in the log, the older first
+    await scenario.register()
+    first = await planned(scenario, kube, [namespace(), configmap("a", v="1")])
+    second = await planned(scenario, kube, [namespace(), configmap("a", v="2")], label="v2")
+    second_stored = await scenario.stored(second)
+    # and an applier that applied the first
+    ctx = scenario.context("applier")
+    applier = Applier(ctx, Clusters.serving(kube))
+    try:
+        await applier.handle(await scenario.stored(first))
+        outcome = (await scenario.events(ApplySucceeded.event_type))[-1]
+        outcome_seq = (await scenario.stored(outcome)).seq
+        assert outcome_seq > second_stored.seq
+        # whose followed history is held just before that outcome (a follower
+        # lagging behind the append, as under load)
+        await applier.history.close()
+        gated = GatedReads(ctx.log, gate=outcome_seq)
+        applier.history = Follower(
+            gated,
+            FOLLOWED_TYPES,
+            new_state=AppState,
+            fold=_fold_history,
+            name="gated history",
+            passing=FOLLOWED_INPUTS,
+        )
+        applier.history.start()
+        # When the second approval is handled
+        handling = asyncio.create_task(applier.handle(second_stored))
+        # Then, though the history has reached the approval itself, it is not
+        # decided on yet (that history still shows the first apply in flight)
+        await eventually(
+            lambda: applier.history.reached >= second_stored.seq, what="history at the approval"
+        )
+        assert not handling.done()
+        # and once the outcome is folded, it is applied -- not sent back as in flight
+        gated.opened.set()
+        await asyncio.wait_for(handling, timeout=30)
+        starts = await scenario.events(ApplyStarted.event_type)
+        assert [s.causation_id for s in starts] == [first.event_id, second.event_id]
+        assert len(await scenario.events(ApplySucceeded.event_type)) == 2
+    finally:
+        await applier.health.close()
+        await applier.close()
 
 
 async def test_an_approval_waits_while_another_apply_is_in_flight(

@@ -107,6 +107,52 @@ async def test_the_log_is_replicated_on_three_nodes_and_survives_the_loss_of_one
         await log.close()
 
 
+async def test_a_read_made_while_the_cluster_has_no_leader_waits_for_one(
+    cluster: EmbeddedNatsCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given the log replicated on three nodes, holding events
+    bootstrap = await EventLog.connect(cluster.url, name="bootstrap")
+    await provision(bootstrap.nc, replicas=3)
+    events = [new_event(SyncRequested(), app=f"app{i % 4}", actor="user:test") for i in range(10)]
+    await bootstrap.append_many(events)
+    await bootstrap.close()
+    # and a client connected to the first node, knowing every node
+    nc = await nats.connect(
+        servers=[n.url for n in cluster.nodes],
+        dont_randomize=True,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.2,
+    )
+    log = EventLog(nc, timeout=2.0)
+    down = cluster.nodes[1:]
+    try:
+        # When two of the three nodes are SIGKILLed: no quorum, no leader
+        for node in down:
+            os.kill(node.pid, signal.SIGKILL)
+        for node in down:
+            await eventually(lambda node=node: process_gone(node.pid), what="the node gone")
+        # and a read is made meanwhile
+        caplog.set_level("INFO", logger="services.wiring.eventlog")
+
+        async def read_all() -> list[str]:
+            return [s.event.event_id async for s in log.read()]
+
+        reading = asyncio.create_task(read_all())
+        # Then it asks again rather than fail (evidence: it said so, and is not done)
+        await eventually(
+            lambda: any("asking again" in r.getMessage() for r in caplog.records),
+            timeout=30,
+            what="the read asking again",
+        )
+        assert not reading.done()
+        # and once a node is back and a leader elected, it reads every event, in order
+        await down[0].restart()
+        stored = await asyncio.wait_for(reading, timeout=60)
+        assert stored == [e.event_id for e in events]
+    finally:
+        await log.close()
+
+
 def _url_port(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 

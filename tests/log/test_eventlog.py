@@ -316,3 +316,70 @@ async def test_garbage_on_a_subject_does_not_make_its_conditional_appends_confli
         await event_log.append(sync(reason="5"), expected_last_seq=appended.seq)
     with pytest.raises(ConcurrencyConflict):
         await event_log.append_many([sync(reason="5")], expected_last_seq=appended.seq)
+async def test_concurrent_appends_are_committed_together_each_call_keeping_its_promises(
+    event_log: EventLog,
+):
+    # Given events already in the log, appended twenty at once
+    earlier = [sync(f"app-{i % 3}") for i in range(20)]
+    appended = await asyncio.gather(*(event_log.append(e) for e in earlier))
+    assert [a.event_id for a in appended] == [e.event_id for e in earlier]
+    assert len({a.seq for a in appended}) == 20 and not any(a.duplicate for a in appended)
+    known = earlier[7]
+    # When forty single appends (one of them the known event again) and three
+    # batches of five are made at once through one client
+    singles = [sync(f"app-{i % 7}") for i in range(40)]
+    singles[13] = known
+    batches = [[sync(f"batch-{b}") for _ in range(5)] for b in range(3)]
+    results = await asyncio.gather(
+        *(event_log.append(e) for e in singles),
+        *(event_log.append_many(batch) for batch in batches),
+    )
+    # Then every event is stored once, where its call says
+    stored = {
+        s.event.event_id: s.seq
+        async for s in event_log.read(subjects=["wake.evt.*.SyncRequested"])
+    }
+    assert len(stored) == 20 + 39 + 15
+    for event, appended in zip(singles, results[:40], strict=True):
+        assert appended.event_id == event.event_id
+        assert appended.seq == stored[event.event_id]
+    # and the known one comes back as a duplicate at its first place
+    assert results[13].duplicate and not any(
+        r.duplicate for i, r in enumerate(results[:40]) if i != 13
+    )
+    # and each batch is stored in order at consecutive sequences (all or nothing)
+    for batch, appended in zip(batches, results[40:], strict=True):
+        seqs = [a.seq for a in appended]
+        assert seqs == [stored[e.event_id] for e in batch]
+        assert seqs == list(range(seqs[0], seqs[0] + 5))
+
+
+async def test_concurrent_conditional_appends_of_different_apps_each_get_their_own_verdict(
+    event_log: EventLog,
+):
+    # Given ten apps with one event each
+    firsts = [await event_log.append(sync(f"app-{i}")) for i in range(10)]
+    # When each app's next event is appended at once, conditionally on that
+    # first event -- app-3's expecting a position that is not its last
+    nexts = [sync(f"app-{i}") for i in range(10)]
+    outcomes = await asyncio.gather(
+        *(
+            event_log.append(
+                event,
+                expected_last_seq=first.seq if i != 3 else first.seq - 1,
+                on_subjects=f"wake.evt.app-{i}.>",
+            )
+            for i, (event, first) in enumerate(zip(nexts, firsts, strict=True))
+        ),
+        *(event_log.append(sync("bystander")) for _ in range(5)),
+        return_exceptions=True,
+    )
+    # Then app-3's append lost, and only it
+    assert isinstance(outcomes[3], ConcurrencyConflict)
+    assert not any(isinstance(o, BaseException) for i, o in enumerate(outcomes) if i != 3)
+    stored = {
+        s.event.event_id async for s in event_log.read(subjects=["wake.evt.*.SyncRequested"])
+    }
+    assert nexts[3].event_id not in stored
+    assert {e.event_id for i, e in enumerate(nexts) if i != 3} <= stored
+    assert len(stored) == 10 + 9 + 5

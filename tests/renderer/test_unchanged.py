@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import msgspec
 
+from events.envelope import new_event
 from events.payloads import (
+    ApplicationRegistered,
     ApplySucceeded,
+    AppSpec,
+    DriftDetected,
     ManifestsRendered,
+    PlanCreated,
     RenderedResource,
     ResourceRef,
 )
-from services.renderer.unchanged import Standing, unchanged_from
+from services.renderer.unchanged import Followed, Standing, unchanged_from
 
 A, B = "a" * 40, "b" * 40
 CM = ResourceRef(api_version="v1", kind="ConfigMap", name="web", namespace="shop")
@@ -87,3 +92,23 @@ def test_an_app_not_synced_at_that_bundle_is_planned():
 def test_a_synced_drift_heal_counts_as_synced():
     healed = Standing(render(A), applied(A, plan_id="heal"), last_plan_id="heal")
     assert unchanged_from(trigger="webhook", resources=RESOURCES, standing=healed) == A
+
+
+def test_the_followed_standing_is_what_the_last_events_say():
+    state = Followed()
+    log = [
+        ApplicationRegistered(spec=AppSpec(repo_url="https://example.com/r.git", path="app")),
+        render(A),
+        PlanCreated(plan_id="p1", commit=A, bundle_digest="f" * 64, changes=[], prune=[]),
+        applied(A),
+    ]
+    for seq, payload in enumerate(log, start=1):
+        state.add(seq, new_event(payload, app="shop", actor="test"))
+    assert state.spec is not None and state.spec.path == "app"
+    assert unchanged_from(trigger="poll", resources=RESOURCES, standing=state.standing()) == A
+    # A drift seen after the apply makes the app out of sync; a clean check after it clears it.
+    drift = DriftDetected(bundle_digest="f" * 64, resources=[CM])
+    state.add(5, new_event(drift, app="shop", actor="test"))
+    assert state.standing().drifted
+    state.add(6, new_event(msgspec.structs.replace(drift, resources=[]), app="shop", actor="test"))
+    assert not state.standing().drifted
