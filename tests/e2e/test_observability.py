@@ -300,11 +300,18 @@ async def _scrape(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
 
 
 def _total(samples: dict[str, float], name: str, **labels: str) -> float:
+    # Whole labels only: `server=nats-server` is not `server=nats-server n1` (a
+    # cluster that an earlier test of this process ran left its gauges behind).
     wanted = [f"{k}={v}" for k, v in labels.items()]
+
+    def labelled(key: str) -> bool:
+        return all(
+            f"{{{w}," in key or f",{w}," in key or f"{{{w}}}" in key or f",{w}}}" in key
+            for w in wanted
+        )
+
     return sum(
-        value
-        for key, value in samples.items()
-        if key.startswith(name + "{") and all(w in key for w in wanted)
+        value for key, value in samples.items() if key.startswith(name + "{") and labelled(key)
     )
 
 
