@@ -85,6 +85,7 @@ from services.resources.identity import errors_of, live_wave
 from services.resources.loading import DesiredResource, load_bundle, prepare_all
 from services.resources.phases import is_ordinary
 from services.wiring import metrics
+from services.wiring.batching import BatchDuplicate
 from services.wiring.conflicts import after_conflict
 from services.wiring.consumers import ConsumerSettings, reject, serve_consumer
 from services.wiring.eventlog import (
@@ -545,6 +546,12 @@ class Planner:
             except ConcurrencyConflict:
                 seen = await self.ctx.log.position(on_plans)
                 await after_conflict(attempt)
+                continue
+            except BatchDuplicate:
+                # This very batch is stored already (its ids are derived from the
+                # render): a redelivery the followed state had not caught up with.
+                # Once it has, the plan is found above.
+                seen = await self.ctx.log.position(on_plans)
                 continue
             return [s.plan_id for s in supersedes]
         raise PlanConflict(f"{app}: lost {MAX_CONFLICTS} conditional appends of a plan in a row")
