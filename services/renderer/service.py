@@ -27,6 +27,7 @@ from typing import TypeVar
 from events import names
 from events.bundle import digest as bundle_digest
 from events.bundle import ref_of, resource_digest
+from events.envelope import Envelope
 from events.payloads import (
     ApplySucceeded,
     AppSpec,
@@ -75,25 +76,24 @@ async def main(ctx: ServiceContext) -> None:
         ctx.settings.data_path / SERVICE / "mirrors",
         credentials=GitCredentials.from_settings(ctx.settings),
     )
-    # The projects, folded once and followed: a revision is fetched only with a
-    # source and credential its app's project allows (git-watcher checked them
-    # when it detected it; a project may have changed since).
-    projects: Follower[Projects] = Follower(
-        ctx.log,
-        PROJECT_TYPES,
-        new_state=Projects,
-        fold=Projects.fold,
-        name="renderer projects",
-        passing=(RevisionDetected.event_type,),
-    )
+    # Every app's spec and standing, and every project, folded once by one
+    # follower of the log: a render reads neither from the log (seven direct
+    # gets per render before), and a revision is fetched only with a source and
+    # credential its app's project allows (git-watcher checked them when it
+    # detected it; a project may have changed since).
+    projects = Projects()
 
-    # Every app's spec and standing, folded once and followed: a render reads
-    # neither from the log (seven direct gets per render before).
+    def fold(state: unchanged.Followed, seq: int, event: Envelope) -> None:
+        if event.type in PROJECT_TYPES:
+            projects.add(seq, event)
+        else:
+            state.add(seq, event)
+
     followed: Follower[unchanged.Followed] = Follower(
         ctx.log,
-        unchanged.FOLLOWED_TYPES,
+        (*unchanged.FOLLOWED_TYPES, *PROJECT_TYPES),
         new_state=unchanged.Followed,
-        fold=unchanged.Followed.add,
+        fold=fold,
         name=f"{ctx.name} apps",
         passing=(RevisionDetected.event_type,),
     )
@@ -101,7 +101,7 @@ async def main(ctx: ServiceContext) -> None:
     async def handle(stored: StoredEvent) -> None:
         await handle_revision(ctx, mirrors, stored, projects=projects, followed=followed)
 
-    async with projects, followed:
+    async with followed:
         await serve_consumer(ctx, CONSUMER, handle)
 
 
@@ -110,12 +110,13 @@ async def handle_revision(
     mirrors: Mirrors,
     stored: StoredEvent,
     *,
-    projects: Follower[Projects] | None = None,
+    projects: Projects | None = None,
     followed: Follower[unchanged.Followed] | None = None,
 ) -> None:
     """Render one RevisionDetected and append its outcome; idempotent.
 
-    `followed`: the apps' specs and standings, followed (else read from the log).
+    `followed`: the apps' specs and standings, followed (else read from the log);
+    `projects`: the projects its follower folds (else not checked here).
     """
     event = stored.event
     revision = event.payload
@@ -140,8 +141,8 @@ async def handle_revision(
         return
     outside = ""
     if projects is not None:
-        known = await projects.at_least(stored.seq, names.SYSTEM_APP)
-        project = project_of(spec, known.specs, system_namespace=ctx.settings.system_namespace)
+        # Folded at least up to this event: `followed.at_least` above.
+        project = project_of(spec, projects.specs, system_namespace=ctx.settings.system_namespace)
         outside = source_error(
             redact(revision.repo_url), project, normalized=normalize_url(revision.repo_url)
         ) or credential_error(spec.git_credential, project)
