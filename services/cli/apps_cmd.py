@@ -27,6 +27,7 @@ from services.cli.connecting import (
     checked_app_name,
     connected,
     data_dir_option,
+    echo_columns,
     run,
     settings_for,
 )
@@ -595,11 +596,7 @@ def list_apps(data_dir: str, as_json: bool) -> None:
             )
             for row in rows
         ]
-        # Each column as wide as its longest value: a long name never shifts the others.
-        widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
-        for line in table:
-            cells = [f"{value:<{width}}" for value, width in zip(line, widths, strict=False)]
-            click.echo("  ".join([*cells, line[-1]]))
+        echo_columns(table)
 
     run(show_all())
 

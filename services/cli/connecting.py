@@ -116,6 +116,15 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         raise click.ClickException(str(exc)) from None
 
 
+def echo_columns(table: list[tuple[str, ...]]) -> None:
+    """Print rows in columns, each as wide as its longest value (a long name never
+    shifts the others); the last column is left ragged."""
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
+    for line in table:
+        cells = [f"{value:<{width}}" for value, width in zip(line, widths, strict=False)]
+        click.echo("  ".join([*cells, line[-1]]))
+
+
 def checked_app_name(name: str) -> str:
     """NAME as an application name, or a usage error saying what is wrong with it."""
     try:

@@ -17,7 +17,7 @@ from click.core import ParameterSource
 from events import names, new_event
 from events.payloads import ProjectCreated, ProjectRemoved, ProjectSpec, ProjectUpdated
 from services.catalog import lookup
-from services.cli.connecting import connected, data_dir_option, run, settings_for
+from services.cli.connecting import connected, data_dir_option, echo_columns, run, settings_for
 from services.projects.rules import DEFAULT_PROJECT, InvalidRule, check_spec
 from services.wiring.eventlog import ConcurrencyConflict, EventLog
 
@@ -242,10 +242,7 @@ def list_projects(data_dir: str, as_json: bool) -> None:
                     ", ".join(spec["sources"]) if spec else "*",
                 )
             )
-        widths = [max(len(line[i]) for line in table) for i in range(3)]
-        for line in table:
-            cells = [f"{value:<{width}}" for value, width in zip(line, widths, strict=False)]
-            click.echo("  ".join([*cells, line[-1]]))
+        echo_columns(table)
 
     run(show_all())
 
