@@ -278,7 +278,6 @@ class Applier:
         seen = max(stored.seq, self._finished_at.get(app, 0))
         # A person's approval is applied only once the planner accepted who gave it.
         judged = by_policy(approval)
-        starts = 0
         for attempt in range(MAX_CONFLICTS):
             history = await self.history.at_least(seen, app)
             decision = admission.decide(
@@ -307,12 +306,10 @@ class Applier:
                     return
                 judged = True
                 continue  # decide again on a history that has moved meanwhile
-            again = await self._admit(
-                approval, decision, apply_id, conflicts=attempt, starts=starts
-            )
+            again = await self._admit(approval, decision, apply_id, conflicts=attempt)
             if again is None:
                 return
-            seen, starts = again
+            seen = again
         raise ApplyInFlight(f"{app}: lost {MAX_CONFLICTS} conditional appends in a row")
 
     async def _accepted(self, approval: Envelope) -> bool:
@@ -350,7 +347,6 @@ class Applier:
             raise Deferred(early.seconds, f"retry {payload.attempt} of {app} not due")
         apply_id = derived_event_id(retry.event_id, ApplyStarted.event_type)
         seen = max(stored.seq, self._finished_at.get(app, 0))
-        starts = 0
         for attempt in range(MAX_CONFLICTS):
             history = await self.history.at_least(seen, app)
             if history.spec is None:
@@ -369,11 +365,11 @@ class Applier:
                 log.info("%s: not retrying: %s", app, decision.reason)
                 return
             again = await self._admit(
-                retry, decision, apply_id, conflicts=attempt, attempt=payload.attempt, starts=starts
+                retry, decision, apply_id, conflicts=attempt, attempt=payload.attempt
             )
             if again is None:
                 return
-            seen, starts = again
+            seen = again
         raise ApplyInFlight(f"{app}: lost {MAX_CONFLICTS} conditional appends in a row")
 
     async def _admit(
@@ -384,21 +380,21 @@ class Applier:
         *,
         conflicts: int,
         attempt: int = 1,
-        starts: int = 0,
-    ) -> tuple[int, int] | None:
+    ) -> int | None:
         """Act on what admission decided for `trigger` (an approval or a due retry).
 
         Waits (ApplyInFlight), expires a dead apply, resumes one, or starts
-        try `attempt`. Returns the log position to decide again from and, after
-        a lost race, where the app's last ApplyStarted message was (`starts`,
-        else 0); None once the trigger is handled.
+        try `attempt`. Returns the log position to decide again from, or None
+        once the trigger is handled. A start lost only to messages no reader
+        takes for an event (garbage, a forgery) is no lost race: the log's
+        conditional append steps over them (`EventLog._past_invalid`).
         """
         app = trigger.app
         if isinstance(decision, admission.Wait):
             raise ApplyInFlight(f"{app}: {decision.reason}")
         if isinstance(decision, admission.Expire):
             seen = await self._expire(decision.started.event)
-            return None if decision.mine else (seen, 0)
+            return None if decision.mine else seen
         if isinstance(decision, admission.Resume):
             log.info("%s: resuming apply %s", app, apply_id)
             await self._run(trigger, decision.plan.event, decision.started.event)
@@ -411,20 +407,16 @@ class Applier:
             # through and refuses the other, which reads again and waits. Only
             # ApplyStarted matters: a finish in between makes "in flight" only
             # less true, and it cannot be undone.
-            # After a lost race the history was folded up to `starts`, the last
-            # ApplyStarted message then: if the history's last start is older, that
-            # message is one every reader skips (undecodable, unsigned, forged), never
-            # a start; expecting the history's own would conflict with it forever.
             await self.ctx.log.append(
                 started,
-                expected_last_seq=max(decision.expected_seq, starts),
+                expected_last_seq=decision.expected_seq,
                 on_subjects=names.subject(app, ApplyStarted.event_type),
             )
         except ConcurrencyConflict:
             log.info("%s: another apply started meanwhile; deciding again", app)
             seen = await self._last_start(app)
             await after_conflict(conflicts)
-            return seen, seen
+            return seen
         if attempt > 1:
             log.info(
                 "%s: try %d of plan %s started", app, attempt, decision.plan.event.payload.plan_id

@@ -532,15 +532,12 @@ class Planner:
                 return None
             supersedes = superseding.superseded_among(plan, state.awaiting)
             superseded = [self.ctx.derive(s, cause=created, key=s.plan_id) for s in supersedes]
-            # The state holds every valid PlanCreated up to `seen` (at_least above): a
-            # later message on the subject is one every reader skips (undecodable, or
-            # unsigned, forged), never a plan; expecting the state's own last plan
-            # would conflict with it forever.
-            expected = max(state.last_plan_seq, seen)
             try:
                 await self.ctx.log.append_many(
                     [created, follow_up, *superseded],
-                    expected_last_seq=expected,
+                    # Garbage or a forgery on the subject is stepped over by the
+                    # log's conditional append (`EventLog._past_invalid`).
+                    expected_last_seq=state.last_plan_seq,
                     on_subjects=on_plans,
                 )
             except ConcurrencyConflict:
