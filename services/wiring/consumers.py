@@ -752,6 +752,15 @@ async def _handle(
         )
         await message.ack()
         return None
+    except (TimeoutError, nats.errors.Error) as exc:
+        # Verifying needed the key registrations and NATS is away (restarting, a
+        # leader election): nothing is wrong with the message. Again, as after a
+        # failed handler, without a traceback.
+        delay = settings.backoff[min(attempt - 1, len(settings.backoff) - 1)]
+        log.warning(
+            "%s: cannot verify seq %d yet (%r); again in %.0fs", settings.name, seq, exc, delay
+        )
+        return delay
     stored = StoredEvent(
         seq=seq, subject=message.subject, event=event, stored_at=metadata.timestamp
     )
