@@ -165,6 +165,12 @@ async def _fold_until_stopped(ctx: ServiceContext, url: str, progress: _Progress
         progress.connected, progress.database = True, "connected"
         try:
             await _project_until_stopped(ctx, conn, progress)
+        except nats.errors.Error as exc:
+            # NATS away for longer than a read waits (restarting, electing a
+            # leader): nothing is lost, the stored position says where to resume.
+            log.warning("the log is unreachable (%r); resuming in %.1fs", exc, delay)
+            if await ctx.wait_stop(delay):
+                return
         except _DATABASE_GONE as exc:
             progress.connected, progress.database = False, f"lost: {_why(exc)}"
             log.warning("lost PostgreSQL (%s); reconnecting", _why(exc))

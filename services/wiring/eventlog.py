@@ -515,8 +515,17 @@ class EventLog:
                 f"stream sequence {seq} ({subject}): not verified: this connection trusts no "
                 "key (set WAKE_ADMIN_PUBLIC_KEY or use the data dir of a running Wake)"
             )
-        if seq > trust.as_of:
-            await trust.catch_up(self, seq)
+        give_up_at = time.monotonic() + _READ_PATIENCE
+        while seq > trust.as_of:
+            # Reading the key registrations: NATS away or electing a leader is
+            # waited out as a one-off read waits it out, then reported.
+            try:
+                await trust.catch_up(self, seq)
+            except _NATS_AWAY as exc:
+                if time.monotonic() >= give_up_at:
+                    raise
+                log.info("verifying seq %d: %r; asking again in %.1fs", seq, exc, _RETRY_CONSUMER)
+                await asyncio.sleep(_RETRY_CONSUMER)
         return trust.verifier.verify(data, seq=seq, subject=subject)
 
     async def stream_end(self) -> int:
