@@ -25,6 +25,23 @@ from types import MappingProxyType
 ADMIN = "admin"
 OPERATOR = "operator"
 
+# Namespaces of actors a gateway's key may vouch for (events/signing.py): the
+# people of a chat platform or the API's tokens. Not `service`, `user` or
+# `admin`: those are identities with keys of their own, never spoken for.
+VOUCHABLE: frozenset[str] = frozenset(
+    ("matrix", "slack", "mattermost", "discord", "teams", "token")
+)
+
+
+def vouched_namespace(actor: str) -> str | None:
+    """The namespace of `actor` (`slack` of `slack:U123`) if a gateway may vouch for
+    it, else None. The rest after the colon must not be empty."""
+    namespace, colon, rest = actor.partition(":")
+    if colon and rest and namespace in VOUCHABLE:
+        return namespace
+    return None
+
+
 SERVICES: tuple[str, ...] = (
     "git-watcher",
     "renderer",

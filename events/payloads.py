@@ -633,6 +633,10 @@ class KeyRegistered(Payload, frozen=True, kw_only=True):
     role: str
     # Ed25519 public key, base64 of its 32 raw bytes; `key_id` is derived from it.
     public_key: str
+    # Namespaces of actors it signs for (a gateway: `matrix` lets it append events
+    # whose actor is `matrix:@ana:example.org`), beside its own identity.
+    # See events/ownership.py VOUCHABLE.
+    vouches_for: list[str] = []
 
 
 class KeyRevoked(Payload, frozen=True, kw_only=True):

@@ -43,7 +43,11 @@ needs no prefix of its own: signed bytes are a JSON object (they start with
 by an admin key; the first admin key (the trust anchor) is configured, never
 read from the log. A key's `role` must be entitled to the event's type
 (events/ownership.py, the table that also makes the NATS permissions), and an
-event's `actor` must be the key's identity. A revoked key's signature stays
+event's `actor` must be the key's identity -- or, for a gateway (the chat
+service, the API), a person it vouches for: a key registered with
+`vouches_for=("matrix",)` may sign events whose actor is `matrix:@ana:server`
+(namespaces in ownership.VOUCHABLE), so an approval given in chat names the
+person who gave it and is signed by what heard it. A revoked key's signature stays
 valid on events stored before its `KeyRevoked` (lower sequence), not after.
 """
 
@@ -153,6 +157,8 @@ class SigningKey:
     identity: str
     role: str
     private: Ed25519PrivateKey
+    vouches_for: tuple[str, ...] = ()
+    """Namespaces of actors it signs for beside its identity (ownership.VOUCHABLE)."""
 
     @property
     def public(self) -> bytes:
@@ -163,8 +169,17 @@ class SigningKey:
         return key_id(self.public)
 
     @classmethod
-    def generate(cls, identity: str, role: str) -> SigningKey:
-        return cls(identity=identity, role=role, private=Ed25519PrivateKey.generate())
+    def generate(cls, identity: str, role: str, *, vouches_for: tuple[str, ...] = ()) -> SigningKey:
+        return cls(
+            identity=identity,
+            role=role,
+            private=Ed25519PrivateKey.generate(),
+            vouches_for=vouches_for,
+        )
+
+    def may_sign_for(self, actor: str) -> bool:
+        """Whether events of `actor` keep that actor when this key signs them."""
+        return actor == self.identity or (ownership.vouched_namespace(actor) in self.vouches_for)
 
     def registration(self) -> KeyRegistered:
         """The payload that registers this key (to be signed by an admin key)."""
@@ -173,6 +188,7 @@ class SigningKey:
             identity=self.identity,
             role=self.role,
             public_key=encode_key(self.public),
+            vouches_for=list(self.vouches_for),
         )
 
 
@@ -254,6 +270,13 @@ class KnownKey:
     """Hashes of tree nodes (leaves included) proven to lie under a root this key signed."""
     types: frozenset[str] | None = None
     """The event types its role may append; None: any (the admin)."""
+    vouches_for: frozenset[str] = frozenset()
+    """Namespaces of actors it may sign for beside its identity."""
+
+    def speaks_for(self, actor: str) -> bool:
+        return actor == self.identity or (
+            bool(self.vouches_for) and ownership.vouched_namespace(actor) in self.vouches_for
+        )
 
     def __post_init__(self) -> None:
         if self.role != ownership.ADMIN:
@@ -298,6 +321,12 @@ class KeyDirectory:
                 )
             if payload.role not in ownership.IDENTITIES:
                 return f"KeyRegistered {event.event_id}: unknown role {payload.role!r}"
+            unvouchable = sorted(set(payload.vouches_for) - ownership.VOUCHABLE)
+            if unvouchable:
+                return (
+                    f"KeyRegistered {event.event_id}: may not vouch for {unvouchable} "
+                    f"(only {sorted(ownership.VOUCHABLE)})"
+                )
             if payload.key_id in self.keys:
                 return None
             self.keys[payload.key_id] = KnownKey(
@@ -306,6 +335,7 @@ class KeyDirectory:
                 role=payload.role,
                 public=Ed25519PublicKey.from_public_bytes(raw),
                 registered_seq=seq,
+                vouches_for=frozenset(payload.vouches_for),
             )
         elif isinstance(payload, KeyRevoked):
             known = self.keys.get(payload.key_id)
@@ -365,7 +395,7 @@ class Verifier:
             and seq > key.registered_seq
             and (key.revoked_seq is None or seq <= key.revoked_seq)
             and (key.types is None or event.type in key.types)
-            and event.actor == key.identity
+            and (event.actor == key.identity or key.speaks_for(event.actor))
             and (not subject or subject == f"{_PREFIX}{event.app}.{event.type}")
             and (
                 _sha256(signed).digest()[:_NODE_BYTES] in key.nodes
@@ -416,12 +446,15 @@ class Verifier:
                 event,
                 f"{key.identity} (role {key.role}) may not append {event.type}",
             )
-        if event.actor != key.identity:
+        if not key.speaks_for(event.actor):
+            vouching = (
+                f" (nor one it vouches for: {sorted(key.vouches_for)})" if key.vouches_for else ""
+            )
             return self._refused(
                 seq,
                 subject,
                 event,
-                f"its actor {event.actor!r} is not its signer {key.identity!r}",
+                f"its actor {event.actor!r} is not its signer {key.identity!r}{vouching}",
             )
         return self._refused(
             seq, subject, event, f"it is an event of {event.app}.{event.type}, moved here"

@@ -100,11 +100,20 @@ async def _as_admin(settings: Settings, admin_key: Path | None) -> AsyncIterator
     help="Where to write a new private key file (mode 0600; default: "
     "DATA_DIR/credentials/signing/<identity>.json).",
 )
+@click.option(
+    "--vouch-for",
+    "vouches_for",
+    multiple=True,
+    type=click.Choice(sorted(ownership.VOUCHABLE)),
+    help="A gateway's key (chat, API): it may also sign events whose actor is a person "
+    "of this namespace (e.g. matrix:@ana:example.org). Repeatable.",
+)
 @_ADMIN_KEY
 def add(
     data_dir: str,
     identity: str,
     role: str,
+    vouches_for: tuple[str, ...],
     public_key_file: Path | None,
     out: Path | None,
     admin_key: Path | None,
@@ -122,10 +131,14 @@ def add(
                 f"{public_key_file}: {exc}", param_hint="--public-key"
             ) from None
         registration = signing.KeyRegistered(
-            key_id=key_id(raw), identity=identity, role=role, public_key=encode_key(raw)
+            key_id=key_id(raw),
+            identity=identity,
+            role=role,
+            public_key=encode_key(raw),
+            vouches_for=list(vouches_for),
         )
     else:
-        new_key = SigningKey.generate(identity, role)
+        new_key = SigningKey.generate(identity, role, vouches_for=vouches_for)
         registration = new_key.registration()
         out = out or settings.data_path / signing.SIGNING_DIR / signing.file_name(identity)
         if out.exists():

@@ -96,6 +96,8 @@ def write_key_file(path: Path, key: SigningKey) -> None:
         "public_key": encode_key(key.public),
         "private_key": encode_key(private_bytes(key.private)),
     }
+    if key.vouches_for:
+        document["vouches_for"] = list(key.vouches_for)
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -136,7 +138,13 @@ def load_key_file(path: Path | str) -> SigningKey:
         ) from None
     if not isinstance(identity, str) or role not in ownership.IDENTITIES:
         raise SigningKeyError(f"signing key file {path}: unknown role {role!r}")
-    return SigningKey(identity=identity, role=role, private=private)
+    vouches_for = document.get("vouches_for", [])
+    if not isinstance(vouches_for, list) or not set(vouches_for) <= ownership.VOUCHABLE:
+        raise SigningKeyError(
+            f"signing key file {path}: vouches_for must be a list of "
+            f"{sorted(ownership.VOUCHABLE)}, not {vouches_for!r}"
+        )
+    return SigningKey(identity=identity, role=role, private=private, vouches_for=tuple(vouches_for))
 
 
 @dataclass(frozen=True)
@@ -211,7 +219,8 @@ class Signer(Protocol):
 
 
 class KeySigner:
-    """Signs as one identity: every event's actor becomes the key's identity."""
+    """Signs as one identity: every event's actor becomes the key's identity,
+    but for a person the key vouches for (a gateway's key: `SigningKey.vouches_for`)."""
 
     def __init__(self, key: SigningKey) -> None:
         self.key = key
@@ -219,7 +228,13 @@ class KeySigner:
         self._key_id = key.key_id
 
     async def seal(self, log: EventLog, events: Sequence[Envelope]) -> list[tuple[Envelope, bytes]]:
-        return seal_as(self.key, events, actor=self.identity)
+        if not self.key.vouches_for:
+            return seal_as(self.key, events, actor=self.identity)
+        vouched = [
+            e if self.key.may_sign_for(e.actor) else msgspec.structs.replace(e, actor=self.identity)
+            for e in events
+        ]
+        return seal_as(self.key, vouched)
 
 
 def seal_as(
@@ -383,8 +398,10 @@ def person_key_file(settings: Settings) -> Path | None:
 
 def describe_key(key: Any) -> str:
     revoked = f", revoked at seq {key.revoked_seq}" if key.revoked_seq is not None else ""
+    vouches = getattr(key, "vouches_for", ())
+    vouching = f", vouches for {', '.join(sorted(vouches))}" if vouches else ""
     return (
-        f"{key.key_id}  {key.identity} ({key.role}), "
+        f"{key.key_id}  {key.identity} ({key.role}{vouching}), "
         f"registered at seq {key.registered_seq}{revoked}"
     )
 

@@ -12,6 +12,7 @@ from events.envelope import Envelope, encode, new_event
 from events.payloads import (
     ApplicationRegistered,
     AppSpec,
+    KeyRegistered,
     KeyRevoked,
     ManifestsRendered,
     PlanApproved,
@@ -201,3 +202,40 @@ def test_only_the_admin_may_append_key_events() -> None:
         assert ownership.owners(event_type) == frozenset()
         assert ownership.entitled(ownership.ADMIN, event_type)
     assert ManifestsRendered.event_type in ownership.PUBLISHES["renderer"]
+
+
+def test_a_gateway_key_signs_for_the_people_of_its_namespace_only() -> None:
+    # Given a chat gateway's key that vouches for Matrix users, registered by the admin
+    gateway = SigningKey.generate("service:chat", ownership.OPERATOR, vouches_for=("matrix",))
+    directory = KeyDirectory(ADMIN.public)
+    check = Verifier(directory)
+    registration = new_event(gateway.registration(), app=names.SYSTEM_APP, actor="admin")
+    (data,) = signed(ADMIN, registration)
+    directory.fold(1, check.verify(data, seq=1, subject=subject_of(data)))
+
+    def as_actor(actor: str) -> bytes:
+        event = msgspec.structs.replace(approval(), signer=gateway.key_id, actor=actor)
+        return sign_batch(gateway, [encode(event)])[0]
+
+    # Then an approval by a Matrix user, or by the gateway itself, verifies with its actor
+    for actor in ("matrix:@ana:example.org", "service:chat"):
+        assert check.verify(as_actor(actor), seq=2).actor == actor
+    # and one it speaks for outside its namespace (or for nobody, or a person with a key) does not
+    for actor in ("slack:U123", "matrix:", "user:ana", "service:planner", "admin"):
+        with pytest.raises(UnverifiedEvent, match="nor one it vouches for"):
+            check.verify(as_actor(actor), seq=3)
+
+
+def test_a_registration_vouching_for_identities_with_keys_is_not_folded() -> None:
+    # A key may not speak for `user:` or `service:` people: they sign for themselves
+    forged = KeyRegistered(
+        key_id=ANA.key_id,
+        identity="service:chat",
+        role=ownership.OPERATOR,
+        public_key=ANA.registration().public_key,
+        vouches_for=("user",),
+    )
+    directory = KeyDirectory(ADMIN.public)
+    event = new_event(forged, app=names.SYSTEM_APP, actor="admin")
+    assert "may not vouch for ['user']" in (directory.fold(1, event) or "")
+    assert ANA.key_id not in directory.keys

@@ -57,11 +57,12 @@ def forged(
     key: SigningKey | None,
     *,
     tamper: Callable[[bytes], bytes] = lambda data: data,
+    actor: str | None = None,
 ) -> bytes:
-    """`event` signed by `key` as its identity (None: not signed), then `tamper`ed."""
+    """`event` signed by `key` as its identity or `actor` (None: not signed), then `tamper`ed."""
     if key is None:
         return encode(event)
-    ((_, data),) = seal_as(key, [event], actor=key.identity)
+    ((_, data),) = seal_as(key, [event], actor=actor or key.identity)
     return tamper(data)
 
 
@@ -367,3 +368,30 @@ async def test_a_person_registers_only_their_public_key_and_signs_with_their_own
         "sync", "guarded", env={"WAKE_SIGNING_KEY": str(private)}, check=False
     )
     assert refused.returncode != 0 and "chmod 600" in refused.stderr
+
+
+async def test_a_gateway_key_signs_a_command_for_a_chat_user_and_nobody_else(
+    wake: WakeUnderTest, tmp_path: Path
+) -> None:
+    # Given a chat gateway's key, registered to vouch for Matrix users
+    gateway_file = tmp_path / "chat.json"
+    await wake.wake(
+        "key", "add", "service:chat", "--vouch-for", "matrix", "--out", str(gateway_file)
+    )
+    gateway = load_key_file(gateway_file)
+    assert gateway.vouches_for == ("matrix",)
+    listed = (await wake.wake("key", "list")).stdout
+    assert f"{gateway.key_id}  service:chat (operator, vouches for matrix)" in listed
+    # When it signs a sync asked for by a Matrix user
+    sync = new_event(SyncRequested(), app="guarded", actor="matrix:@ana:example.org")
+    before = await wake.position()
+    seq = await publish(wake, sync, forged(sync, gateway, actor=sync.actor))
+    # Then readers take it as Ana's: the git-watcher acts on it
+    await wake.consumer_has_handled("git-watcher-sync", seq)
+    (stored,) = [s for s in await wake.events("guarded", after=before) if s.seq == seq]
+    assert stored.event.actor == "matrix:@ana:example.org"
+    # and the same key speaking for a person with a key of their own is refused
+    impostor = new_event(SyncRequested(), app="guarded", actor=PERSON)
+    refused = await publish(wake, impostor, forged(impostor, gateway, actor=impostor.actor))
+    refusal = await rejected(wake, "guarded", "git-watcher-sync", refused)
+    assert "nor one it vouches for: ['matrix']" in refusal.error
