@@ -54,7 +54,10 @@ def test_live_tokens_fold_creations_and_revocations():
 
 
 def test_a_unified_diff_is_shown_side_by_side():
-    diff = "--- live\n+++ planned\n@@ -1,3 +1,3 @@\n kind: Deployment\n-replicas: 2\n+replicas: 3\n+x: 1\n"
+    diff = (
+        "--- live\n+++ planned\n@@ -1,3 +1,3 @@\n"
+        " kind: Deployment\n-replicas: 2\n+replicas: 3\n+x: 1\n"
+    )
     rows = diffs.side_by_side(diff)
     assert [(r.kind, r.left, r.right) for r in rows if r.kind != "file"] == [
         ("hunk", "@@ -1,3 +1,3 @@", "@@ -1,3 +1,3 @@"),

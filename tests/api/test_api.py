@@ -111,9 +111,7 @@ async def test_a_token_is_printed_once_and_only_its_hash_is_recorded(console: Co
 
 
 def _concrete(path: str, plan_id: str) -> str:
-    return (
-        path.replace("{name}", APP).replace("{plan_id}", plan_id).replace("{ref}", "0000000")
-    )
+    return path.replace("{name}", APP).replace("{plan_id}", plan_id).replace("{ref}", "0000000")
 
 
 async def test_every_endpoint_refuses_a_missing_wrong_or_revoked_token(console: Console):
@@ -150,7 +148,8 @@ async def test_a_role_below_the_one_an_endpoint_needs_is_refused(console: Consol
     ):
         response = await console.post(path, "viewer", body)
         assert response.status == 403, path
-    assert (await console.post(f"/api/v1/apps/{APP}/rollback", "approver", {"to": "x"})).status == 403
+    below = await console.post(f"/api/v1/apps/{APP}/rollback", "approver", {"to": "x"})
+    assert below.status == 403
     # An approver of other apps may not sync this one.
     assert (await console.post(f"/api/v1/apps/{APP}/sync", "outsider")).status == 403
 
@@ -305,7 +304,8 @@ async def test_a_second_commit_then_rollback_through_the_api(console: Console):
     # The approver asks for the check now rather than at the next poll.
     assert (await console.post(f"/api/v1/apps/{APP}/sync", "approver")).status == 202
     plan = await awaiting_plan(console, commit)
-    assert (await console.post(f"/api/v1/plans/{plan['plan_id']}/approve", "approver")).status == 202
+    approved = await console.post(f"/api/v1/plans/{plan['plan_id']}/approve", "approver")
+    assert approved.status == 202
     await console.wake.next_event(
         APP, "ApplySucceeded", after=start, where=lambda s: s.event.payload.commit == commit
     )
