@@ -256,7 +256,7 @@ async def app_list(request: web.Request, principal: access.Principal) -> web.Res
         '<table id="apps" class="apps" data-live="apps"><thead><tr><th>Name</th><th>Sync</th>'
         "<th>Health</th><th>Revision</th><th>Approvals</th><th>Project</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>"
-        + ("" if apps else '<p class="empty">No applications yet.</p>')
+        + ("" if apps else '<p class="empty" id="no-apps">No applications yet.</p>')
     )
     return _html(_page("Applications", body, principal=principal, csrf=_csrf(request)))
 

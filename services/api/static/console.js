@@ -69,6 +69,7 @@ function liveAppList(table) {
       const rows = [...table.tBodies[0].rows];
       const next = rows.find((r) => r.dataset.app > app);
       table.tBodies[0].insertBefore(row, next || null);
+      document.getElementById("no-apps")?.remove();
     }
     applyFilter(table, filter.value);
   }
@@ -104,7 +105,7 @@ function timeSlider(input) {
     if (index >= moments.length) {
       label.textContent = "now";
       list.replaceChildren();
-      list.dataset.at = "";
+      list.dataset.index = String(index);
       return;
     }
     // Just after the moment: its own event is part of the state shown.
@@ -116,6 +117,8 @@ function timeSlider(input) {
     );
     if (!response.ok) return;
     const state = await response.json();
+    // A slower answer for a moment the slider has left since is not shown.
+    if (Number(input.value) !== index) return;
     const rows = [
       ["desired", commitOf(state.desired)],
       ["planned", state.planned ? `${commitOf(state.planned)} (${state.planned.status})` : "-"],
@@ -133,6 +136,7 @@ function timeSlider(input) {
       list.append(dt, dd);
     }
     list.dataset.at = at;
+    list.dataset.index = String(index);
   }
   input.addEventListener("input", () => {
     clearTimeout(timer);
