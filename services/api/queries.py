@@ -108,7 +108,10 @@ class Reads:
             max_size=8,
             init=setup,
             timeout=10,
-            server_settings={"default_transaction_read_only": "on"},
+            server_settings={
+                "default_transaction_read_only": "on",
+                "application_name": "wake-api",
+            },
         )
         return cls(pool)
 

@@ -33,6 +33,7 @@ from services.catalog.revisions import RevisionNotApplied, applied_revisions, fi
 from services.projector.journeys import moment
 from services.projector.replaying import fold_app
 from services.wiring import telemetry
+from services.wiring.conflicts import after_conflict
 from services.wiring.eventlog import ConcurrencyConflict, EventLog
 from services.wiring.spanstore import read_trace, span_rows
 
@@ -569,31 +570,36 @@ async def rollback_for(
     if not isinstance(target, str) or not target:
         raise Problem(400, "Bad Request", "`to` (a commit or apply id, or a prefix) is required")
     await _registered(console.log, name)
-    position = await console.log.app_position(name)
-    applied = applied_revisions(
-        await lookup.app_events(console.log, name, [ApplySucceeded.event_type])
-    )
-    try:
-        revision = find_applied(name, applied, target)
-    except RevisionNotApplied as exc:
-        raise Problem(404, "Not Found", str(exc)) from None
-    event = new_event(
-        RollbackRequested(
-            target=target,
-            reason=str(body.get("reason", "")),
-            apply_id=revision.apply.apply_id,
-            commit=revision.apply.commit,
-            bundle_digest=revision.apply.bundle_digest,
-        ),
-        app=name,
-        actor=principal.actor,
-        traceparent=telemetry.traceparent(),
-    )
-    try:
-        appended = await console.log.append(event, expected_last_seq=position)
-    except ConcurrencyConflict:
-        raise Problem(409, "Conflict", f"{name} changed meanwhile; try again") from None
-    return appended.seq
+    # Read, decide, append on the position read; what lands meanwhile (a health
+    # change, a notification) makes it read and decide again.
+    for attempt in range(5):
+        position = await console.log.app_position(name)
+        applied = applied_revisions(
+            await lookup.app_events(console.log, name, [ApplySucceeded.event_type])
+        )
+        try:
+            revision = find_applied(name, applied, target)
+        except RevisionNotApplied as exc:
+            raise Problem(404, "Not Found", str(exc)) from None
+        event = new_event(
+            RollbackRequested(
+                target=target,
+                reason=str(body.get("reason", "")),
+                apply_id=revision.apply.apply_id,
+                commit=revision.apply.commit,
+                bundle_digest=revision.apply.bundle_digest,
+            ),
+            app=name,
+            actor=principal.actor,
+            traceparent=telemetry.traceparent(),
+        )
+        try:
+            appended = await console.log.append(event, expected_last_seq=position)
+        except ConcurrencyConflict:
+            await after_conflict(attempt)
+            continue
+        return appended.seq
+    raise Problem(409, "Conflict", f"{name} kept changing; try again")
 
 
 def routes() -> list[web.RouteDef]:

@@ -432,6 +432,9 @@ async def start_wake(
         login_key = "wake_" + secrets.token_urlsafe(32)
         running.login_url = f"{running.api_url}/login?key={login_key}"
         api_env = {
+            # The console reads as the read-only role (it never writes a read model).
+            "WAKE_DATABASE_URL": infrastructure.endpoints.database_reader_url
+            or base_env["WAKE_DATABASE_URL"],
             "WAKE_API_PORT": api_port,
             "WAKE_API_HOST": api_host,
             "WAKE_API_LOGIN_DIGEST": hashlib.sha256(login_key.encode()).hexdigest(),

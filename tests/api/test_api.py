@@ -238,6 +238,32 @@ async def test_events_are_paged_by_sequence_and_streamed_resuming_after_last_eve
     assert seen[-1]["type"] == "SyncRequested" and seen[-1]["actor"] == "token:ana"
 
 
+async def test_the_console_reads_as_a_role_that_cannot_write(console: Console):
+    import asyncpg
+
+    data = console.wake.running.data_dir
+    admin = await asyncpg.connect(console.wake.running.infrastructure.endpoints.database_url)
+    try:
+        roles = await admin.fetch(
+            "SELECT DISTINCT usename FROM pg_stat_activity WHERE application_name = 'wake-api'"
+        )
+    finally:
+        await admin.close()
+    assert [r["usename"] for r in roles] == ["wake_reader"]
+    password = (data / "keys" / "postgres-reader.password").read_text().strip()
+    url = console.wake.running.infrastructure.endpoints.database_reader_url
+    assert password in url
+    reader = await asyncpg.connect(url)
+    try:
+        assert await reader.fetchval("SELECT count(*) FROM wake.applications") >= 1
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await reader.execute("DELETE FROM wake.tokens")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await reader.execute("CREATE TABLE wake.mine (x int)")
+    finally:
+        await reader.close()
+
+
 async def test_the_openapi_document_and_docs_are_served(console: Console):
     from openapi_spec_validator import validate
 
@@ -245,6 +271,9 @@ async def test_the_openapi_document_and_docs_are_served(console: Console):
     validate(await response.json())
     docs = await console.get("/api/v1/docs")
     assert docs.status == 200 and "/api/v1/apps" in await docs.text()
+    # The UI's pages take the bearer header too.
+    page = await console.get("/", "viewer")
+    assert page.status == 200 and f'data-app="{APP}"' in await page.text()
 
 
 async def test_a_login_sets_a_strict_http_only_session_whose_writes_need_csrf(console: Console):
