@@ -437,8 +437,7 @@ async def _ensure_reader_role(conn: asyncpg.Connection, password: str) -> None:
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {SERVICE_ROLE} GRANT USAGE ON SCHEMAS TO {READER_ROLE}"
     )
     await conn.execute(
-        f"ALTER DEFAULT PRIVILEGES FOR ROLE {SERVICE_ROLE} GRANT SELECT ON TABLES "
-        f"TO {READER_ROLE}"
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {SERVICE_ROLE} GRANT SELECT ON TABLES TO {READER_ROLE}"
     )
     # ... and what it made before this role existed.
     for (schema,) in await conn.fetch(_SUPERUSER_SCHEMAS, SERVICE_ROLE):
