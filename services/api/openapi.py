@@ -183,16 +183,53 @@ def document(server_url: str = "/") -> dict[str, Any]:
         "servers": [{"url": server_url}],
         "security": [{"bearer": []}],
         "paths": {
-            "/api/v1/apps": _read(
-                "Every application with its sync, health, revision and pending approvals",
-                _items("App"),
-                _query("q", "Only names containing this."),
-                _query("sync", "Only apps in this sync state."),
-                _query("health", "Only apps of this health."),
-            ),
-            "/api/v1/apps/{name}": _read(
-                "One application with its resources", _ref("App"), _APP, _MIN_SEQ
-            ),
+            "/api/v1/apps": {
+                **_read(
+                    "Every application with its sync, health, revision and pending approvals",
+                    _items("App"),
+                    _query("q", "Only names containing this."),
+                    _query("sync", "Only apps in this sync state."),
+                    _query("health", "Only apps of this health."),
+                ),
+                **_command(
+                    "Register an application (as `wake app add`: its project and ref checked)",
+                    {
+                        "type": "object",
+                        "required": ["name", "spec"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "spec": {
+                                "type": "object",
+                                "description": "The app's settings (AppSpec, docs/events.md): "
+                                "repo_url, path, ref, namespace, auto_sync, approvers, ...",
+                                "required": ["repo_url"],
+                            },
+                        },
+                    },
+                    "admin",
+                ),
+            },
+            "/api/v1/apps/{name}": {
+                **_read("One application with its resources", _ref("App"), _APP, _MIN_SEQ),
+                "patch": {
+                    **_command(
+                        "Change an application's settings (only those given)",
+                        {"type": "object", "description": "AppSpec fields to set"},
+                        "admin",
+                        _APP,
+                    )["post"],
+                },
+                "delete": {
+                    **_command(
+                        "Stop managing an application",
+                        None,
+                        "admin",
+                        _APP,
+                        _query("cascade", "Also delete what it applied.", {"type": "boolean"}),
+                        _query("reason", "Why, for the record."),
+                    )["post"],
+                },
+            },
             "/api/v1/apps/{name}/plans": _read(
                 "The app's plans, newest first", _items("Plan"), _APP, _MIN_SEQ
             ),

@@ -243,6 +243,9 @@ def app_row(app: dict[str, Any]) -> str:
 @page
 async def app_list(request: web.Request, principal: access.Principal) -> web.Response:
     console: rest.Console = request.app[rest.CONSOLE]
+    # The position first: the page's stream starts after it, so nothing folded after
+    # these rows were read is missed (an event already in them is only read again).
+    position = await console.reads.position()
     apps = await console.reads.apps()
     query = request.query.get("q", "")
     if query:
@@ -253,8 +256,8 @@ async def app_list(request: web.Request, principal: access.Principal) -> web.Res
         '<label for="filter">Filter</label>'
         f'<input id="filter" name="q" value="{e(query)}" placeholder="name" autocomplete="off">'
         f'<span class="live" id="live" aria-live="polite"></span></form>'
-        '<table id="apps" class="apps" data-live="apps"><thead><tr><th>Name</th><th>Sync</th>'
-        "<th>Health</th><th>Revision</th><th>Approvals</th><th>Project</th></tr></thead>"
+        f'<table id="apps" class="apps" data-after="{position}"><thead><tr><th>Name</th>'
+        "<th>Sync</th><th>Health</th><th>Revision</th><th>Approvals</th><th>Project</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>"
         + ("" if apps else '<p class="empty" id="no-apps">No applications yet.</p>')
     )

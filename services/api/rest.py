@@ -35,6 +35,7 @@ from services.projector.replaying import fold_app
 from services.wiring import telemetry
 from services.wiring.conflicts import after_conflict
 from services.wiring.eventlog import ConcurrencyConflict, EventLog
+from services.wiring.settings import Settings
 from services.wiring.spanstore import read_trace, span_rows
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class Console:
 
     reads: Reads
     log: EventLog
+    settings: Settings = field(default_factory=Settings)
     login_digest: str = ""
     clock: Callable[[], float] = time.monotonic
     sessions: dict[str, Session] = field(default_factory=dict)
@@ -184,7 +186,7 @@ def needs(role: access.Role):
                 return problem(
                     403, "Forbidden", f"{principal.actor} is a {principal.role}; this needs {role}"
                 )
-            if request.method == "POST" and "session" in request:
+            if request.method not in ("GET", "HEAD") and "session" in request:
                 # A cookie session's writes carry its CSRF token (a bearer header cannot be
                 # sent by another site's form, so it needs none).
                 session: Session = request["session"]

@@ -11,7 +11,7 @@ import logging
 
 from aiohttp import web
 
-from services.api import pages, rest
+from services.api import pages, registering, rest
 from services.api.openapi import document
 from services.api.queries import Reads
 from services.projector.service import require_database
@@ -29,6 +29,7 @@ def build_app(console: rest.Console) -> web.Application:
     app = web.Application(middlewares=[pages.security_headers])
     app[rest.CONSOLE] = console
     app.add_routes(rest.routes())
+    app.add_routes(registering.routes())
     app.add_routes([web.get(f"{rest.PREFIX}/openapi.json", openapi_json)])
     app.add_routes(pages.routes())
     return app
@@ -37,7 +38,9 @@ def build_app(console: rest.Console) -> web.Application:
 async def main(ctx: ServiceContext) -> None:
     settings = ctx.settings
     reads = await Reads.connect(require_database(settings.database_url))
-    console = rest.Console(reads=reads, log=ctx.log, login_digest=settings.api_login_digest)
+    console = rest.Console(
+        reads=reads, log=ctx.log, settings=settings, login_digest=settings.api_login_digest
+    )
     runner = web.AppRunner(build_app(console), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     try:

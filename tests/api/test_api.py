@@ -345,3 +345,41 @@ async def test_a_second_commit_then_rollback_through_the_api(console: Console):
     assert rollback.status == 202, await rollback.text()
     requested = await console.wake.next_event(APP, "RollbackRequested", after=start)
     assert requested.event.actor == "token:boss"
+
+
+async def test_an_admin_registers_changes_and_removes_an_app_through_the_api(console: Console):
+    repo = console.wake.repository("extra")
+    first_commit(repo, namespace="extra")
+    spec = {"repo_url": repo.url, "path": APP_PATH, "namespace": "extra", "auto_sync": False}
+    body = {"name": "extra", "spec": spec}
+    async with aiohttp.ClientSession() as http:
+
+        async def call(method: str, path: str, who: str, **kwargs) -> tuple[int, dict]:
+            async with http.request(
+                method, console.url + path, headers=console.headers(who), **kwargs
+            ) as response:
+                return response.status, await response.json(content_type=None)
+
+        assert (await call("POST", "/api/v1/apps", "approver", json=body))[0] == 403
+        status, problem = await call(
+            "POST", "/api/v1/apps", "admin", json={"name": "extra", "spec": {"path": "x"}}
+        )
+        assert status == 400 and "repo_url" in problem["detail"]
+        status, problem = await call(
+            "POST", "/api/v1/apps", "admin",
+            json={"name": "extra", "spec": {**spec, "ref": "no-such-branch"}},
+        )  # fmt: skip
+        assert status == 422 and "no-such-branch" in problem["detail"]
+        start = await console.wake.position()
+        status, _ = await call("POST", "/api/v1/apps", "admin", json=body)
+        assert status == 202
+        registered = await console.wake.next_event("extra", "ApplicationRegistered", after=start)
+        assert registered.event.actor == "token:boss"
+        status, changed = await call("PATCH", "/api/v1/apps/extra", "admin", json={"prune": False})
+        assert status == 202 and changed["changed"] == ["prune"]
+        status, problem = await call("PATCH", "/api/v1/apps/extra", "admin", json={"nope": 1})
+        assert status == 400 and "nope" in problem["detail"]
+        status, _ = await call("DELETE", "/api/v1/apps/extra", "admin", params={"reason": "t"})
+        assert status == 202
+        removed = await console.wake.next_event("extra", "ApplicationRemoved", after=start)
+        assert removed.event.actor == "token:boss" and removed.event.payload.reason == "t"

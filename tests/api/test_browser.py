@@ -15,6 +15,7 @@ from playwright import async_api as playwright_api
 
 from services.demo.sample import APP_PATH, first_commit, second_commit
 from tests.e2e.harness import WakeUnderTest, running_wake
+from tests.waiting import eventually
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -135,10 +136,16 @@ async def test_a_commit_from_arrival_to_apply_to_time_travel(console: Console):
     # When the approver opens the trace of that commit
     await page.goto(f"{console.url}/apps/{APP}/traces/{first[:12]}")
     # Then its waterfall shows the spans of every service, each with its attributes
+    # (a service sends its finished spans to the span store in batches: reload until
+    # the applier's are there too)
     spans = page.locator("#waterfall li.span")
-    await expect(spans.first).to_be_visible()
-    services = set(await page.locator("#waterfall .sname").all_inner_texts())
-    assert {"renderer", "planner", "applier"} <= {s.split(" · ")[0] for s in services}
+
+    async def every_service() -> bool:
+        await page.reload()
+        names = await page.locator("#waterfall .sname").all_inner_texts()
+        return {"renderer", "planner", "applier"} <= {n.split(" · ")[0] for n in names}
+
+    await eventually(every_service, timeout=20, what="spans of every service in the trace")
     await spans.first.locator("summary").click()
     await expect(spans.first.locator("table.attrs")).to_be_visible()
     if SCREENSHOTS:

@@ -73,7 +73,8 @@ function liveAppList(table) {
     }
     applyFilter(table, filter.value);
   }
-  const source = new EventSource("/api/v1/events/stream");
+  // From the position the rows were read at (reconnecting: from the last event seen).
+  const source = new EventSource(`/api/v1/events/stream?after=${table.dataset.after}`);
   source.onopen = () => { live.textContent = "live"; };
   source.onerror = () => { live.textContent = "reconnecting…"; };
   source.onmessage = (message) => {
