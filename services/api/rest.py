@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -91,6 +92,8 @@ class Console:
     log: EventLog
     settings: Settings = field(default_factory=Settings)
     login_digest: str = ""
+    login_marker: Path | None = None
+    """Where the use of the one-time login key is recorded, so a restarted api refuses it too."""
     clock: Callable[[], float] = time.monotonic
     sessions: dict[str, Session] = field(default_factory=dict)
     limiter: access.LoginLimiter = field(init=False)
@@ -98,6 +101,9 @@ class Console:
 
     def __post_init__(self) -> None:
         self.limiter = access.LoginLimiter(clock=self.clock)
+        if self.login_marker is not None and self.login_digest:
+            with contextlib.suppress(OSError):
+                self.login_used = self.login_marker.read_text().strip() == self.login_digest
 
     async def by_token(self, token: str) -> access.Principal | None:
         if not access.well_formed(token):
@@ -140,6 +146,13 @@ class Console:
         if not access.matches(key, self.login_digest):
             return False
         self.login_used = True
+        if self.login_marker is not None:
+            try:
+                self.login_marker.write_text(self.login_digest + "\n")
+            except OSError as exc:
+                log.warning(
+                    "cannot record the use of the login link at %s: %s", self.login_marker, exc
+                )
         return True
 
 

@@ -8,6 +8,7 @@ and its own signing key, which vouches for `token:<name>` actors.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from aiohttp import web
 
@@ -35,11 +36,21 @@ def build_app(console: rest.Console) -> web.Application:
     return app
 
 
+def _login_marker(settings) -> Path | None:
+    """DATA_DIR/run/console-login.used: the one-time link stays used across restarts."""
+    run_dir = settings.data_path / "run"
+    return run_dir / "console-login.used" if run_dir.is_dir() else None
+
+
 async def main(ctx: ServiceContext) -> None:
     settings = ctx.settings
     reads = await Reads.connect(require_database(settings.database_url))
     console = rest.Console(
-        reads=reads, log=ctx.log, settings=settings, login_digest=settings.api_login_digest
+        reads=reads,
+        log=ctx.log,
+        settings=settings,
+        login_digest=settings.api_login_digest,
+        login_marker=_login_marker(settings),
     )
     runner = web.AppRunner(build_app(console), access_log=None, shutdown_timeout=1.0)
     await runner.setup()

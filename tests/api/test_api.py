@@ -306,6 +306,8 @@ async def test_the_one_time_login_link_works_once(console: Console):
         assert first.status == 303
         again = await http.get(link, allow_redirects=False)
         assert again.status == 401
+    # recorded, so a restarted api refuses it too
+    assert (console.wake.running.data_dir / "run" / "console-login.used").exists()
 
 
 async def test_failed_logins_are_rate_limited(console: Console):
