@@ -32,8 +32,14 @@ class InvalidTokenName(ValueError):
     pass
 
 
+RESERVED_NAMES = frozenset(("console",))
+"""`console` is the one-time login link's session (`token:console`), never a token's."""
+
+
 def token_name(value: str) -> str:
     """`value` if it may name a token (it becomes the actor `token:<name>`)."""
+    if value in RESERVED_NAMES:
+        raise InvalidTokenName(f"token name {value!r} is reserved for the one-time login link")
     if not _NAME_RE.match(value):
         raise InvalidTokenName(
             f"invalid token name {value!r}: 1 to 63 lowercase letters, digits, '.', '_' or '-', "
