@@ -5,6 +5,7 @@ trace, and travel back in time to the previous revision."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -184,4 +185,38 @@ async def test_a_commit_from_arrival_to_apply_to_time_travel(console: Console):
             break
     # Then it shows the previous revision as the one applied at that moment
     assert shown == first[:12]
+    await context.close()
+
+
+async def test_the_admin_link_rolls_back_from_the_timeline_on_a_phone(console: Console):
+    """After the journey above (its two applied revisions)."""
+    wake = console.wake
+    expect = playwright_api.expect
+    # Given the one-time admin link `wake up` printed, opened on a phone-sized screen
+    context = await console.browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page = await context.new_page()
+    await page.goto(wake.running.login_url)
+    await page.wait_for_url(console.url + "/")
+    await expect(page.locator(".who")).to_have_text("token:console (admin)")
+    # the app list fits the screen, and its filter hides what does not match
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390
+    await page.fill("#filter", "nothing-like-it")
+    await expect(page.locator(f'tr[data-app="{APP}"]')).to_be_hidden()
+    await page.fill("#filter", APP[:2])
+    await expect(page.locator(f'tr[data-app="{APP}"]')).to_be_visible()
+    # When the admin rolls back to the first revision from the app's timeline
+    await page.goto(f"{console.url}/apps/{APP}")
+    oldest = page.locator(".timeline > li.journey").last
+    first = await oldest.get_attribute("data-commit")
+    await oldest.locator("summary").click()
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    start = await wake.position()
+    await oldest.locator("button", has_text="Roll back to this").click()
+    # Then the rollback is requested, as the admin link's session
+    requested = await wake.next_event(APP, "RollbackRequested", after=start)
+    assert requested.event.actor == "token:console"
+    assert requested.event.payload.commit == first
     await context.close()
