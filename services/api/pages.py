@@ -139,7 +139,7 @@ async def login_form(request: web.Request) -> web.Response:
     if key is not None:
         if console.use_login_key(key):
             principal = access.Principal(name=rest.CONSOLE_ADMIN, role="admin")
-            return _logged_in(console, principal, "", "/")
+            return _logged_in(request, console, principal, "", "/")
         console.limiter.failed(rest.client_of(request))
         return _login_page("That login link is used already or wrong.", status=401)
     return _login_page("", next_path=request.query.get("next", "/"))
@@ -170,11 +170,16 @@ def _login_page(message: str, *, status: int = 200, next_path: str = "/") -> web
 
 def _local(path: str) -> str:
     """A path on this site only (never `//elsewhere`): where to go after login."""
-    return path if path.startswith("/") and not path.startswith("//") else "/"
+    # Not `//host` nor `/\host`: browsers take both for another site.
+    return path if path.startswith("/") and path[1:2] not in ("/", "\\") else "/"
 
 
 def _logged_in(
-    console: rest.Console, principal: access.Principal, digest: str, next_path: str
+    request: web.Request,
+    console: rest.Console,
+    principal: access.Principal,
+    digest: str,
+    next_path: str,
 ) -> web.Response:
     sid, _session = console.open_session(principal, digest)
     response = web.HTTPSeeOther(_local(next_path))
@@ -185,7 +190,8 @@ def _logged_in(
         samesite="Strict",
         path="/",
         max_age=int(rest.SESSION_LIFETIME),
-        secure=False,
+        # Secure behind TLS (a proxy in front says so), else a local console over http.
+        secure=request.secure or request.headers.get("X-Forwarded-Proto") == "https",
     )
     response.del_cookie(LOGIN_CSRF_COOKIE, path="/login")
     raise response
@@ -207,7 +213,7 @@ async def login(request: web.Request) -> web.Response:
     if principal is None:
         console.limiter.failed(client)
         return _login_page("That token is wrong or revoked.", status=401)
-    return _logged_in(console, principal, access.digest(token), str(form.get("next", "/")))
+    return _logged_in(request, console, principal, access.digest(token), str(form.get("next", "/")))
 
 
 async def logout(request: web.Request) -> web.Response:
