@@ -150,6 +150,18 @@ async def test_a_role_below_the_one_an_endpoint_needs_is_refused(console: Consol
         assert response.status == 403, path
     below = await console.post(f"/api/v1/apps/{APP}/rollback", "approver", {"to": "x"})
     assert below.status == 403
+    # Adding, changing and removing apps is the admins' alone.
+    async with aiohttp.ClientSession() as http:
+        for who in ("viewer", "approver"):
+            for method, path in (
+                ("POST", "/api/v1/apps"),
+                ("PATCH", f"/api/v1/apps/{APP}"),
+                ("DELETE", f"/api/v1/apps/{APP}"),
+            ):
+                async with http.request(
+                    method, console.url + path, headers=console.headers(who), json={}
+                ) as response:
+                    assert response.status == 403, (who, method, path)
     # An approver of other apps may not sync this one.
     assert (await console.post(f"/api/v1/apps/{APP}/sync", "outsider")).status == 403
 
