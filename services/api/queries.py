@@ -104,7 +104,9 @@ class Reads:
         # is read-only (a startup setting, so the pool's RESET ALL keeps it).
         pool = await asyncpg.create_pool(
             url,
-            min_size=1,
+            # No floor: while PostgreSQL is away the pool would keep reconnecting (and
+            # logging each failure); connections are made as requests need them.
+            min_size=0,
             max_size=8,
             init=setup,
             timeout=10,

@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import asyncpg
+import nats.errors
+import nats.js.errors
 from aiohttp import web
 
 from services.api import pages, registering, rest
@@ -26,8 +29,34 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(document())
 
 
+# PostgreSQL or NATS away (restarted, failed over): a request gets a 503 problem and
+# the log one line, as the other services wait for them.
+_AWAY = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.NoServersError,
+    nats.errors.TimeoutError,
+    nats.js.errors.ServiceUnavailableError,
+)
+
+
+@web.middleware
+async def unavailable(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except _AWAY as exc:
+        log.warning("%s %s: %r", request.method, request.path, exc)
+        return rest.problem(503, "Service Unavailable", "the log or the read models are away")
+
+
 def build_app(console: rest.Console) -> web.Application:
-    app = web.Application(middlewares=[pages.security_headers])
+    app = web.Application(middlewares=[pages.security_headers, unavailable])
     app[rest.CONSOLE] = console
     app.add_routes(rest.routes())
     app.add_routes(registering.routes())
