@@ -10,7 +10,8 @@ for a message it can never handle (`EventLog.skip`, `services/wiring/consumers.r
 Identities:
 
 - one per service (`git-watcher`, `renderer`, `planner`, `applier`, `notifier`,
-  `projector`);
+  `projector`, `api`); the api's signing key vouches for the `token` namespace, so the
+  commands it appends for a person carry `token:<name>` as their actor;
 - `operator`: a person through the CLI (and, later, the API or chat): commands
   as events -- register, update and remove apps and projects, sync, approve or
   reject a plan, roll back;
@@ -49,6 +50,7 @@ SERVICES: tuple[str, ...] = (
     "applier",
     "notifier",
     "projector",
+    "api",
 )
 
 IDENTITIES: tuple[str, ...] = (*SERVICES, OPERATOR, ADMIN)
@@ -97,8 +99,24 @@ PUBLISHES: MappingProxyType[str, frozenset[str]] = MappingProxyType(
         # The projector only reads (it folds the log into PostgreSQL), and records
         # what it had to skip.
         "projector": frozenset(_REJECTS),
+        # The console and REST API (`services/api/`): the commands a token's holder gives.
+        "api": frozenset(
+            (
+                "ApplicationRegistered",
+                "ApplicationUpdated",
+                "ApplicationRemoved",
+                "SyncRequested",
+                "PlanApproved",
+                "PlanRejected",
+                "RollbackRequested",
+                *_REJECTS,
+            )
+        ),
         OPERATOR: frozenset(
             (
+                # API tokens are made and revoked by a person at the CLI (`wake token`).
+                "TokenCreated",
+                "TokenRevoked",
                 "ApplicationRegistered",
                 "ApplicationUpdated",
                 "ApplicationRemoved",
@@ -125,6 +143,7 @@ CONSUMERS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
         "applier": ("applier",),
         "notifier": ("notifier",),
         "projector": (),
+        "api": (),
         OPERATOR: (),
     }
 )
@@ -133,6 +152,12 @@ CONSUMERS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
 BUNDLE_WRITERS: frozenset[str] = frozenset(("renderer",))
 # The CLI reads bundles for `wake rollback` (its diff) and `wake replay`.
 BUNDLE_READERS: frozenset[str] = frozenset(("planner", "applier", OPERATOR))
+
+# Who reads the span store back (`wake trace`, the console's trace viewer).
+SPAN_READERS: frozenset[str] = frozenset((OPERATOR, "api"))
+
+# Namespaces each service's signing key vouches for (events/signing.py).
+VOUCHES: MappingProxyType[str, tuple[str, ...]] = MappingProxyType({"api": ("token",)})
 
 LEASES: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
     {

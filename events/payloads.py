@@ -241,6 +241,27 @@ class ProjectSpec(msgspec.Struct, frozen=True, kw_only=True):
     description: str = ""
 
 
+class TokenCreated(Payload, frozen=True, kw_only=True):
+    """An API token (`wake token create`): the console and the REST API accept it as
+    `token:<name>` with `role` (viewer, approver, admin) over the apps matching the
+    glob `apps`. Only the SHA-256 of the token is recorded, never the token; filed
+    under the app token `_wake`."""
+
+    event_type: ClassVar[str] = "TokenCreated"
+    name: str
+    role: Literal["viewer", "approver", "admin"]
+    apps: str = "*"
+    digest: Sha256
+
+
+class TokenRevoked(Payload, frozen=True, kw_only=True):
+    """An API token no longer opens anything (its sessions end too)."""
+
+    event_type: ClassVar[str] = "TokenRevoked"
+    name: str
+    reason: str = ""
+
+
 class ProjectCreated(Payload, frozen=True, kw_only=True):
     """A project is defined. Project events are filed under the app token `_wake`."""
 
@@ -691,6 +712,8 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     ApprovalRefused,
     KeyRegistered,
     KeyRevoked,
+    TokenCreated,
+    TokenRevoked,
 )
 
 BY_TYPE: dict[str, type[Payload]] = {cls.event_type: cls for cls in PAYLOAD_TYPES}

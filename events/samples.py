@@ -272,6 +272,8 @@ def sample_payloads() -> list[p.Payload]:
             public_key="11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
         ),
         p.KeyRevoked(key_id="5f3c9a0d2e7b8c41", identity="user:ana", reason="rotated"),
+        p.TokenCreated(name="ci-bot", role="approver", apps="shop-*", digest=_sha("a token")),
+        p.TokenRevoked(name="ci-bot", reason="the CI moved to its own key"),
     ]
     assert [type(s) for s in samples] == list(p.PAYLOAD_TYPES)
     return samples

@@ -30,6 +30,7 @@ _COMMANDS: dict[str, str] = {
     "sandbox": "services.cli.sandbox_cmd:sandbox",
     "state": "services.cli.replay_cmd:state",
     "sync": "services.cli.plans_cmd:sync",
+    "token": "services.cli.tokens_cmd:token",
     "trace": "services.cli.trace_cmd:trace",
     "up": "services.cli.run_cmd:up",
 }

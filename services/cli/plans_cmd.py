@@ -13,13 +13,11 @@ from events.envelope import Envelope
 from events.payloads import (
     ApprovalAccepted,
     ApprovalRefused,
-    PlanApproved,
-    PlanRejected,
     SyncRequested,
 )
-from services.catalog import lookup
+from services.catalog import deciding, lookup
 from services.catalog.describe import decided_by
-from services.catalog.plans import AWAITING_APPROVAL, BLOCKED, PlanView, summary
+from services.catalog.plans import BLOCKED, PlanView, summary
 from services.cli.connecting import (
     checked_app_name,
     connected,
@@ -28,8 +26,7 @@ from services.cli.connecting import (
     settings_for,
 )
 from services.wiring import telemetry
-from services.wiring.conflicts import after_conflict
-from services.wiring.eventlog import ConcurrencyConflict, EventLog
+from services.wiring.eventlog import EventLog
 
 
 @click.command()
@@ -191,62 +188,17 @@ async def _decide(
     data_dir: str, plan_id: str, decision: str, reason: str, wait: float = 0.0
 ) -> None:
     async with connected(settings_for(data_dir)) as log:
-        # Read, decide, append on the position read: if anything lands on the
-        # app meanwhile (another person's decision, a superseding plan), the
-        # append conflicts and the decision is taken again on the new state.
-        # The whole app's position, not one subject: what matters here spans
-        # several types (PlanCreated, PlanApproved, PlanRejected, PlanSuperseded).
-        for attempt in range(5):
-            try:
-                view, position = await lookup.find_plan(log, plan_id)
-            except lookup.PlanNotFound as exc:
-                raise click.ClickException(str(exc)) from None
-            if view.status == BLOCKED:
-                raise click.ClickException(
-                    f"plan {plan_id} of {view.app} is blocked and cannot be "
-                    f"{'approved' if decision == 'approve' else 'rejected'}: "
-                    "nothing of it is applied because of "
-                    + "; ".join(map(str, view.blocked_by))
-                    + ". Fix the repository: its next commit is planned again"
-                )
-            if view.status != AWAITING_APPROVAL:
-                by = f" by {view.decided_by}" if view.decided_by else ""
-                raise click.ClickException(
-                    f"plan {plan_id} of {view.app} is {view.status}{by}, not awaiting approval"
-                )
-            payload = (
-                PlanApproved(plan_id=plan_id, via="cli")
-                if decision == "approve"
-                else PlanRejected(plan_id=plan_id, reason=reason, via="cli")
+        try:
+            event, seq, view = await deciding.decide(
+                log, plan_id, decision, actor=log.actor, via="cli", reason=reason
             )
-            actor = log.actor
-            # The approval's own trace, linked to the plan's.
-            telemetry.add_link(view.event.traceparent)
-            # Keyed by who decides and where the app's log stood: a retried
-            # publish is stored once, and an approval after a refused one (by
-            # someone else, or after the approvers changed) is a new event.
-            event = new_event(
-                payload,
-                app=view.app,
-                actor=actor,
-                traceparent=telemetry.traceparent(),
-                cause=view.event,
-                key=f"{actor}@{position}",
-            )
-            try:
-                appended = await log.append(event, expected_last_seq=position)
-            except ConcurrencyConflict:
-                await after_conflict(attempt)
-                continue
-            if decision == "approve" and wait > 0:
-                await _await_verdict(log, event, after_seq=appended.seq, timeout=wait)
-                return
-            verb = "approved" if decision == "approve" else "rejected"
-            click.echo(
-                f"plan {plan_id} of {view.app} {verb} by {log.actor} (event {event.event_id})"
-            )
+        except deciding.DecisionRefused as exc:
+            raise click.ClickException(str(exc)) from None
+        if decision == "approve" and wait > 0:
+            await _await_verdict(log, event, after_seq=seq, timeout=wait)
             return
-        raise click.ClickException(f"plan {plan_id}: the app kept changing; try again")
+        verb = "approved" if decision == "approve" else "rejected"
+        click.echo(f"plan {plan_id} of {view.app} {verb} by {log.actor} (event {event.event_id})")
 
 
 @click.command()

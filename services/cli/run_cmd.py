@@ -150,6 +150,9 @@ def up(
             providers = "{github,gitlab,gitea,bitbucket,generic}"
             click.echo(f"  webhooks        {endpoints.webhook_url}/{providers}")
             click.echo(f"  webhook secret  {running.webhook_secret_file or 'WAKE_WEBHOOK_SECRET'}")
+            if endpoints.api_url:
+                click.echo(f"  console         {endpoints.api_url}/ (REST API: /api/v1)")
+                click.echo(f"  admin login     {running.login_url} (works once)")
             if "infra" in endpoints.metrics:
                 click.echo(
                     f"  metrics         {endpoints.metrics['infra']} (and each service's:"

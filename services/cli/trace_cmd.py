@@ -16,43 +16,7 @@ import click
 from events import names
 from services.catalog import tracing
 from services.cli.connecting import checked_app_name, connected, data_dir_option, run, settings_for
-from services.wiring.spanstore import read_trace, to_otlp_json
-
-_STATUS = {0: "", 1: "ok", 2: "error"}
-
-
-def _rows(requests) -> list[tracing.SpanRow]:
-    rows = []
-    for request in requests:
-        for resource_spans in request.resource_spans:
-            attributes = {kv.key: kv.value for kv in resource_spans.resource.attributes}
-            service = attributes.get("wake.service") or attributes.get("service.name")
-            service_name = (service.string_value if service is not None else "?") or "?"
-            for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    rows.append(
-                        tracing.SpanRow(
-                            trace_id=span.trace_id.hex(),
-                            span_id=span.span_id.hex(),
-                            parent_span_id=span.parent_span_id.hex(),
-                            service=service_name,
-                            name=span.name,
-                            kind=tracing.SPAN_KINDS.get(span.kind, ""),
-                            start_ns=span.start_time_unix_nano,
-                            end_ns=span.end_time_unix_nano,
-                            status=_STATUS.get(span.status.code, ""),
-                            attributes={kv.key: _value(kv.value) for kv in span.attributes},
-                            links=tuple(link.span_id.hex() for link in span.links),
-                        )
-                    )
-    return rows
-
-
-def _value(value) -> object:
-    which = value.WhichOneof("value")
-    if which == "array_value":
-        return [_value(v) for v in value.array_value.values]
-    return getattr(value, which) if which else ""
+from services.wiring.spanstore import read_trace, span_rows, to_otlp_json
 
 
 @click.command()
@@ -83,7 +47,7 @@ def trace(data_dir: str, app: str, ref: str, as_json: bool) -> None:
             requests = []
             for trace_id in tracing.trace_ids(journey):
                 requests += await read_trace(log.js, trace_id)
-        rows = _rows(requests)
+        rows = span_rows(requests)
         if as_json:
             click.echo(json.dumps(to_otlp_json(requests), indent=2))
             if not rows:

@@ -46,6 +46,8 @@ from events.payloads import (
     ResourceDeleted,
     RevisionDetected,
     SyncRequested,
+    TokenCreated,
+    TokenRevoked,
 )
 from services.catalog import plans, syncing
 from services.projects.rules import DEFAULT_PROJECT
@@ -94,6 +96,22 @@ TABLES: dict[str, Table] = {
             ("app",),
         ),
         Table("projects", ("name", "spec", "removed", "last_seq", "updated_at"), ("name",)),
+        # infra/postgres/004_tokens.sql
+        Table(
+            "tokens",
+            (
+                "name",
+                "role",
+                "apps",
+                "digest",
+                "revoked",
+                "created_by",
+                "created_at",
+                "last_seq",
+                "updated_at",
+            ),
+            ("name",),
+        ),
         Table(
             "revisions",
             (
@@ -204,7 +222,15 @@ TABLES: dict[str, Table] = {
 
 # Tables whose rows a fold reads back (keyed by one value each); `resources`
 # is only ever replaced per app and `events` only appended, so neither is read.
-KEYED_TABLES = ("applications", "revisions", "plans", "approvals", "applies", "projects")
+KEYED_TABLES = (
+    "applications",
+    "revisions",
+    "plans",
+    "approvals",
+    "applies",
+    "projects",
+    "tokens",
+)
 
 # Plan status: services/catalog/plans.py's, moved by its `next_status` (one state machine).
 CREATED = plans.CREATED
@@ -305,6 +331,8 @@ def keys_needed(event: Envelope) -> list[tuple[str, str]]:
     apply_id = getattr(payload, "apply_id", None)
     if isinstance(apply_id, str):
         keys.append(("applies", apply_id))
+    if isinstance(payload, TokenCreated | TokenRevoked):
+        keys.append(("tokens", payload.name))
     return keys
 
 
@@ -823,6 +851,31 @@ def _resource_deleted(models: ReadModels, seq: int, event: Envelope) -> None:
     _touch(models, _app_row(models, event), seq, event)
 
 
+def _token(models: ReadModels, seq: int, event: Envelope) -> None:
+    """An API token made or revoked (filed under `_wake`; none elsewhere counts). A token
+    made again under a revoked one's name replaces it."""
+    payload = event.payload
+    assert isinstance(payload, TokenCreated | TokenRevoked)
+    if event.app != SYSTEM_APP:
+        return
+    row = models.get("tokens", payload.name)
+    if isinstance(payload, TokenRevoked):
+        if row is None:
+            return
+        row = {**row, "revoked": True}
+    else:
+        row = {
+            "name": payload.name,
+            "role": payload.role,
+            "apps": payload.apps,
+            "digest": payload.digest,
+            "revoked": False,
+            "created_by": event.actor,
+            "created_at": event.occurred_at,
+        }
+    models.put("tokens", {**row, "last_seq": seq, "updated_at": event.occurred_at})
+
+
 _HANDLERS = {
     ApplicationRegistered: _registered,
     ApplicationUpdated: _registered,
@@ -849,4 +902,6 @@ _HANDLERS = {
     ProjectCreated: _project,
     ProjectUpdated: _project,
     ProjectRemoved: _project,
+    TokenCreated: _token,
+    TokenRevoked: _token,
 }

@@ -73,6 +73,9 @@ SERVICE_ROLE = "wake"
 _SUPERUSER = "postgres"
 SUPERUSER_PASSWORD_FILE = "postgres-superuser.password"
 SERVICE_PASSWORD_FILE = "postgres-wake.password"
+READER_ROLE = "wake_reader"
+"""The role the console (service `api`) connects as: may read Wake's schemas, nothing else."""
+READER_PASSWORD_FILE = "postgres-reader.password"
 # The only authentication any connection gets: a password, checked by SCRAM.
 _HBA = """\
 # Written by Wake at every start (services/wiring/embedded_postgres.py): edits are lost.
@@ -120,6 +123,9 @@ class EmbeddedPostgres:
     _log_start: int = field(repr=False)
     _superuser_password: str = field(repr=False, default="")
     _service_password: str = field(repr=False, default="")
+    _reader_password: str = field(repr=False, default="")
+    reader_url: str = ""
+    """`postgresql://wake_reader:PASSWORD@127.0.0.1:PORT/wake`: reads the read models only."""
     _trusting: bool = field(repr=False, default=False)
 
     @property
@@ -259,6 +265,7 @@ def _launch(data_dir: Path, port: int) -> EmbeddedPostgres:
     existed = (pgdata / "PG_VERSION").exists()
     had_passwords = (data_dir / "keys" / SUPERUSER_PASSWORD_FILE).exists()
     superuser_password, service_password = _ensure_passwords(data_dir)
+    reader_password = _password_file(data_dir / "keys" / READER_PASSWORD_FILE)
     _ensure_initialized(pgdata, account, superuser_password)
     # A cluster made by an older Wake (trust, no password): keep its pg_hba for
     # this start only, so `_wait_ready` can set the superuser's password, then
@@ -298,6 +305,7 @@ def _launch(data_dir: Path, port: int) -> EmbeddedPostgres:
     return EmbeddedPostgres(
         url=f"postgresql://{SERVICE_ROLE}:{service_password}@{_HOST}:{port}/{DATABASE}",
         admin_url=f"postgresql://{_SUPERUSER}:{superuser_password}@{_HOST}:{port}/{DATABASE}",
+        reader_url=f"postgresql://{READER_ROLE}:{reader_password}@{_HOST}:{port}/{DATABASE}",
         port=port,
         pgdata=pgdata,
         log_path=log_path,
@@ -308,6 +316,7 @@ def _launch(data_dir: Path, port: int) -> EmbeddedPostgres:
         _log_start=log_start,
         _superuser_password=superuser_password,
         _service_password=service_password,
+        _reader_password=reader_password,
         _trusting=trusting,
     )
 
@@ -403,8 +412,37 @@ async def _ensure_service_role(server: EmbeddedPostgres) -> None:
             await conn.execute(f'ALTER SCHEMA "{schema}" OWNER TO {SERVICE_ROLE}')
         for schema, name in await conn.fetch(_SUPERUSER_RELATIONS, _SUPERUSER):
             await conn.execute(f'ALTER TABLE "{schema}"."{name}" OWNER TO {SERVICE_ROLE}')
+        await _ensure_reader_role(conn, server._reader_password)
     finally:
         await conn.close()
+
+
+async def _ensure_reader_role(conn: asyncpg.Connection, password: str) -> None:
+    """The console's role: SELECT on every table the service role makes (now and later)
+    and USAGE of its schemas; no write, no CREATE, no other database object."""
+    if not password:
+        return
+    literal = _literal(password)
+    exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", READER_ROLE)
+    if not exists:
+        with contextlib.suppress(asyncpg.DuplicateObjectError):
+            await conn.execute(f"CREATE ROLE {READER_ROLE} LOGIN PASSWORD {literal}")
+    await conn.execute(
+        f"ALTER ROLE {READER_ROLE} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+        f"NOREPLICATION NOBYPASSRLS PASSWORD {literal}"
+    )
+    await conn.execute(f"GRANT CONNECT ON DATABASE {DATABASE} TO {READER_ROLE}")
+    # What the service role creates from now on (the projector's schema, a replay's) ...
+    await conn.execute(
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {SERVICE_ROLE} GRANT USAGE ON SCHEMAS TO {READER_ROLE}"
+    )
+    await conn.execute(
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {SERVICE_ROLE} GRANT SELECT ON TABLES TO {READER_ROLE}"
+    )
+    # ... and what it made before this role existed.
+    for (schema,) in await conn.fetch(_SUPERUSER_SCHEMAS, SERVICE_ROLE):
+        await conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO {READER_ROLE}')
+        await conn.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO {READER_ROLE}')
 
 
 # Schemas of database `wake` the superuser owns, other than PostgreSQL's own.
@@ -436,10 +474,13 @@ def ensure_password_files(directory: Path) -> tuple[str, str]:
     """The superuser's and the service role's password files in `directory` (0700), made once."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
-    return tuple(  # type: ignore[return-value]
+    superuser, service = (
         _password_file(directory / name)
         for name in (SUPERUSER_PASSWORD_FILE, SERVICE_PASSWORD_FILE)
     )
+    # The console's read-only role's (docker compose: infra/postgres/roles.sh).
+    _password_file(directory / READER_PASSWORD_FILE)
+    return superuser, service
 
 
 def _password_file(path: Path) -> str:

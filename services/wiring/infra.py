@@ -116,6 +116,8 @@ class Endpoints(msgspec.Struct, frozen=True, kw_only=True):
     signing_key: str = ""
     """File (0600) of the signing key of the person who started Wake: `wake` commands sign
     with it (their actor is its identity) unless WAKE_SIGNING_KEY names another."""
+    database_reader_url: str = ""
+    """PostgreSQL as the read-only role the console connects as."""
 
 
 class InfraError(RuntimeError):
@@ -388,6 +390,7 @@ async def start_infra(
         endpoints = Endpoints(
             nats_url=nats_server.url,
             database_url=postgres.url,
+            database_reader_url=postgres.reader_url,
             nats_pid=nats_server.pid,
             postgres_pid=postgres.pid,
             infra_pid=os.getpid(),

@@ -134,7 +134,7 @@ def _leases(identity: str) -> list[str]:
 
 def _spans(identity: str) -> list[str]:
     allow = [f"{names.SPANS_PREFIX}.{identity}.*"]
-    if identity == ownership.OPERATOR:
+    if identity in ownership.SPAN_READERS:
         stream = names.SPANS_STREAM
         allow += [
             f"{API}.STREAM.INFO.{stream}",

@@ -49,6 +49,7 @@ SERVICES: dict[str, str] = {
     "applier": "services.applier.service:main",
     "notifier": "services.notifier.service:main",
     "projector": "services.projector.service:main",
+    "api": "services.api.service:main",
 }
 
 READY_FILE_ENV = "WAKE_READY_FILE"

@@ -44,6 +44,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     webhook_port: int = 0
     webhook_secret: str = ""
     webhook_secret_file: str = ""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_login_digest: str = ""
     git_credentials_dir: str = ""
     render_timeout: float = 60.0
     render_max_bytes: int = 64 * 1024 * 1024
@@ -103,6 +106,11 @@ DESCRIPTIONS: dict[str, str] = {
     "webhook_port": "Port of git-watcher's webhook receiver (0: no receiver; `wake up` picks one).",
     "webhook_secret": "Secret every webhook must be signed with (or use webhook_secret_file).",
     "webhook_secret_file": "File holding the webhook secret.",
+    "api_host": "Address the console (REST API and web UI, service `api`) listens on.",
+    "api_port": "Port of the console (`wake up` picks a free one and writes `api_url` to "
+    "endpoints.json).",
+    "api_login_digest": "SHA-256 (hex) of the one-time admin login key `wake up` prints as a "
+    "link; set by `wake up`, empty: no such link.",
     "git_credentials_dir": "Directory of git credentials, one subdirectory per name holding "
     "`token` (HTTPS) or `ssh_key` (+ optional `known_hosts`).",
     "render_timeout": "Seconds one render may take.",

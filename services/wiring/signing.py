@@ -179,14 +179,16 @@ def ensure_signing_keys(directory: Path, *, person: str | None = None) -> DataDi
     loaded: list[SigningKey] = []
     for identity, role in wanted:
         path = directory / file_name(identity)
+        vouches = ownership.VOUCHES.get(role, ()) if identity != ADMIN_IDENTITY else ()
         if not path.exists():
-            write_key_file(path, SigningKey.generate(identity, role))
+            write_key_file(path, SigningKey.generate(identity, role, vouches_for=vouches))
         os.chmod(path, 0o600)
         key = load_key_file(path)
-        if key.identity != identity or key.role != role:
+        if key.identity != identity or key.role != role or key.vouches_for != vouches:
             raise SigningKeyError(
-                f"{path} holds the key of {key.identity} ({key.role}), not of {identity} "
-                f"({role}); remove it to have a new one made"
+                f"{path} holds the key of {key.identity} ({key.role}, vouching for "
+                f"{list(key.vouches_for)}), not of {identity} ({role}, vouching for "
+                f"{list(vouches)}); remove it to have a new one made"
             )
         loaded.append(key)
     return DataDirKeys(

@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from events import names
+from services.catalog import tracing
 
 log = logging.getLogger(__name__)
 
@@ -192,3 +193,42 @@ def to_otlp_json(requests: Sequence[ExportTraceServiceRequest]) -> dict:
                         if key in link:
                             link[key] = base64.b64decode(link[key]).hex()
     return document
+
+
+_STATUS = {0: "", 1: "ok", 2: "error"}
+
+
+def span_rows(requests) -> list[tracing.SpanRow]:
+    """The spans of OTLP requests as rows (`services/catalog/tracing.py`), for `wake trace`
+    and the console's trace viewer."""
+    rows = []
+    for request in requests:
+        for resource_spans in request.resource_spans:
+            attributes = {kv.key: kv.value for kv in resource_spans.resource.attributes}
+            service = attributes.get("wake.service") or attributes.get("service.name")
+            service_name = (service.string_value if service is not None else "?") or "?"
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    rows.append(
+                        tracing.SpanRow(
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_span_id=span.parent_span_id.hex(),
+                            service=service_name,
+                            name=span.name,
+                            kind=tracing.SPAN_KINDS.get(span.kind, ""),
+                            start_ns=span.start_time_unix_nano,
+                            end_ns=span.end_time_unix_nano,
+                            status=_STATUS.get(span.status.code, ""),
+                            attributes={kv.key: _value(kv.value) for kv in span.attributes},
+                            links=tuple(link.span_id.hex() for link in span.links),
+                        )
+                    )
+    return rows
+
+
+def _value(value) -> object:
+    which = value.WhichOneof("value")
+    if which == "array_value":
+        return [_value(v) for v in value.array_value.values]
+    return getattr(value, which) if which else ""

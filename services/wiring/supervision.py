@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -129,6 +130,8 @@ class WakeEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     postgres_pid: int
     services: dict[str, int] = {}
     webhook_url: str = ""
+    api_url: str = ""
+    """The console: its REST API under `/api/v1`, its web UI at `/`."""
     nats_pids: list[int] = []
     stream_replicas: int = 1
     nats_admin: str = ""
@@ -156,6 +159,9 @@ class RunningWake:
     services: dict[str, Child] = field(default_factory=dict)
     webhook_url: str = ""
     webhook_secret_file: str = ""
+    api_url: str = ""
+    login_url: str = ""
+    """The one-time admin login link of the console (printed by `wake up`, never stored)."""
     infra_metrics: str = ""
     infra_health: object | None = None
     infra_watch: asyncio.Task | None = None
@@ -178,6 +184,7 @@ class RunningWake:
                 if child.replica == 0
             },
             webhook_url=self.webhook_url,
+            api_url=self.api_url,
             nats_pids=base.nats_pids,
             stream_replicas=base.stream_replicas,
             nats_admin=base.nats_admin,
@@ -417,6 +424,21 @@ async def start_wake(
         base_env["WAKE_WEBHOOK_PORT"] = port
         running.webhook_url = f"http://{host}:{port}"
         running.webhook_secret_file = base_env.get("WAKE_WEBHOOK_SECRET_FILE", "")
+        # The console: a port of its own, and a one-time admin login link. Only the
+        # key's digest goes to the api process; the key is in the link alone.
+        api_port = base_env.get("WAKE_API_PORT") or str(free_port())
+        api_host = base_env.get("WAKE_API_HOST") or "127.0.0.1"
+        running.api_url = f"http://{api_host}:{api_port}"
+        login_key = "wake_" + secrets.token_urlsafe(32)
+        running.login_url = f"{running.api_url}/login?key={login_key}"
+        api_env = {
+            # The console reads as the read-only role (it never writes a read model).
+            "WAKE_DATABASE_URL": infrastructure.endpoints.database_reader_url
+            or base_env["WAKE_DATABASE_URL"],
+            "WAKE_API_PORT": api_port,
+            "WAKE_API_HOST": api_host,
+            "WAKE_API_LOGIN_DIGEST": hashlib.sha256(login_key.encode()).hexdigest(),
+        }
         credentials = data_dir / CREDENTIALS_DIR
         for service in services or list(SERVICES):
             for replica in range(replicas):
@@ -431,6 +453,11 @@ async def start_wake(
                         data_dir / signing.SIGNING_DIR / signing.file_name(f"service:{service}")
                     ),
                 }
+                if service == "api":
+                    env.update(api_env)
+                    if replica > 0:
+                        # The first replica serves api_url; each other one a port of its own.
+                        env["WAKE_API_PORT"] = str(free_port())
                 if replicas > 1:
                     env.update(_replica_env(base_env, replica, replicas))
                 # Its /metrics, /healthz and /readyz on a port it picks and announces

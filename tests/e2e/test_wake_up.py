@@ -48,8 +48,9 @@ async def test_wake_up_serves_until_ctrl_c_then_stops_everything(tmp_path: Path)
         assert Path(endpoints["kubeconfig"]).is_file()
         pids = [endpoints["nats_pid"], endpoints["postgres_pid"], *endpoints["services"].values()]
         assert set(endpoints["services"]) == {
-            "git-watcher", "renderer", "planner", "applier", "notifier", "projector",
+            "git-watcher", "renderer", "planner", "applier", "notifier", "projector", "api",
         }  # fmt: skip
+        assert endpoints["api_url"].startswith("http://127.0.0.1:")
         assert all(psutil.pid_exists(pid) for pid in pids)
         # and other commands find it through the data dir
         listed = wake("app", "list", data_dir=data_dir)
@@ -63,6 +64,9 @@ async def test_wake_up_serves_until_ctrl_c_then_stops_everything(tmp_path: Path)
     # Then it exits 0, having stopped every process it started and unpublished its endpoints
     assert up.returncode == 0, output
     assert "Stopped" in output
+    # and it had printed the console's address and a one-time admin login link to it
+    assert f"console         {endpoints['api_url']}/" in output
+    assert f"admin login     {endpoints['api_url']}/login?key=wake_" in output
     assert not endpoints_file.exists()
     await eventually(
         lambda: all(process_gone(pid) for pid in pids),
