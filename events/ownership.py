@@ -93,7 +93,21 @@ PUBLISHES: MappingProxyType[str, frozenset[str]] = MappingProxyType(
                 *_REJECTS,
             )
         ),
-        "notifier": frozenset(("NotificationSent", "NotificationFailed", *_REJECTS)),
+        "notifier": frozenset(
+            (
+                "NotificationSent",
+                "NotificationFailed",
+                # Commands from chat (`notifier/chatops.py`), signed by the notifier's
+                # key for the person it vouches for (`matrix:@ana:example.org`), and
+                # the refusals of those it did not carry out.
+                "PlanApproved",
+                "PlanRejected",
+                "RollbackRequested",
+                "SyncRequested",
+                "ChatCommandRefused",
+                *_REJECTS,
+            )
+        ),
         # The projector only reads (it folds the log into PostgreSQL), and records
         # what it had to skip.
         "projector": frozenset(_REJECTS),

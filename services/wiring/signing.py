@@ -163,6 +163,14 @@ class DataDirKeys:
         return [self.admin, *self.services.values(), self.person]
 
 
+GATEWAYS: dict[str, tuple[str, ...]] = {
+    # The notifier carries out commands given in chat: it signs them for the person
+    # (`matrix:@ana:example.org`), whom the platform authenticated.
+    "notifier": ("matrix", "slack", "mattermost", "discord", "teams"),
+}
+"""The services whose keys vouch for the people of these namespaces (events/signing.py)."""
+
+
 def ensure_signing_keys(directory: Path, *, person: str | None = None) -> DataDirKeys:
     """The signing keys in `directory`, making the missing ones (dir 0700, files 0600).
 
@@ -179,8 +187,15 @@ def ensure_signing_keys(directory: Path, *, person: str | None = None) -> DataDi
     loaded: list[SigningKey] = []
     for identity, role in wanted:
         path = directory / file_name(identity)
+        vouches = GATEWAYS.get(role, ())
+        if path.exists():
+            os.chmod(path, 0o600)
+            if set(load_key_file(path).vouches_for) != set(vouches):
+                # A key made before its service became a gateway: a new one that
+                # vouches (the old one stays registered, as do the events it signed).
+                path.unlink()
         if not path.exists():
-            write_key_file(path, SigningKey.generate(identity, role))
+            write_key_file(path, SigningKey.generate(identity, role, vouches_for=vouches))
         os.chmod(path, 0o600)
         key = load_key_file(path)
         if key.identity != identity or key.role != role:
