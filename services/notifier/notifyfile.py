@@ -32,9 +32,10 @@ import yaml
 
 from events.payloads import BY_TYPE
 from services.projects.approvers import InvalidApprover, checked_approver
+from services.wiring.settings import SettingsError
 
 
-class NotifyConfigError(ValueError):
+class NotifyConfigError(SettingsError):
     """A notify file that cannot work; the message names the file, the line and the field."""
 
 

@@ -25,15 +25,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import aiohttp
 import nats.js.api as api
 
 from events import names
 from events.envelope import derived_event_id
+from events.payloads import NotificationFailed, NotificationSent
 from services.notifier.attempts import RECORD_TYPES, record_of
+from services.notifier.chatops import ChatOps
 from services.notifier.delivery import deliver
-from services.notifier.routing import Message, Routes, route, routes_from_settings
+from services.notifier.journeys import Threads
+from services.notifier.matrix import MatrixClient, MatrixError
+from services.notifier.matrix_channel import MatrixChannel
+from services.notifier.notifyconfig import load_notify_config, read_credential
+from services.notifier.notifyfile import NotifyConfig, NotifyConfigError
+from services.notifier.routing import (
+    WEBHOOK,
+    Message,
+    Routes,
+    file_webhooks,
+    never_routed,
+    route,
+    routes_from_settings,
+)
 from services.wiring import telemetry
 from services.wiring.consumers import ConsumerSettings, serve_consumer
 from services.wiring.eventlog import StoredEvent
@@ -51,32 +67,107 @@ USER_AGENT = "wake-notifier"
 
 
 async def main(ctx: ServiceContext) -> None:
-    """Notify until `ctx.stop`; raise InvalidRoutes at once if the settings cannot work."""
+    """Notify until `ctx.stop`; raise InvalidRoutes (or NotifyConfigError) at once if the
+    settings or the notify file cannot work."""
+    config = load_notify_config(ctx.settings)
+    for warning in config.warnings:
+        log.warning("%s", warning)
     routes = routes_from_settings(ctx.settings)
     for warning in routes.warnings:
         log.warning("%s", warning)
-    if routes.channels:
-        for channel in routes.channels:
-            log.info(
-                "channel %s: %s receives %s",
-                channel.name,
-                channel.where,
-                ", ".join(sorted(channel.event_types)) or "nothing",
-            )
-    else:
-        log.info("no notification channel configured (WAKE_NOTIFY_URL is empty): routing nothing")
+    if routes.channels and WEBHOOK in config.channels:
+        raise NotifyConfigError(
+            f"{config.source}: channels.{WEBHOOK}: the name is taken by WAKE_NOTIFY_URL's "
+            "channel; choose another"
+        )
+    secrets = {
+        spec.name: read_credential(spec.credentials["secret"])
+        for spec in config.channels.values()
+        if spec.type == "webhook" and "secret" in spec.credentials
+    }
+    routes = Routes(
+        channels=(*routes.channels, *file_webhooks(config, secrets)), warnings=routes.warnings
+    )
+    for channel in routes.channels:
+        log.info(
+            "channel %s: %s receives %s",
+            channel.name,
+            channel.where,
+            "the notify file's routes"
+            if channel.routes
+            else ", ".join(sorted(channel.event_types)) or "nothing",
+        )
+    tokens = {
+        spec.name: read_credential(spec.credentials["access_token"])
+        for spec in config.channels.values()
+        if spec.type == "matrix"
+    }
+    if not routes.channels and not tokens:
+        log.info(
+            "no notification channel configured (WAKE_NOTIFY_URL and WAKE_NOTIFY_CONFIG are "
+            "empty): routing nothing"
+        )
     async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
-        notifier = Notifier(ctx, routes, session)
-        await serve_consumer(ctx, CONSUMER, notifier.handle)
+        threads = Threads()
+        chatops = ChatOps(
+            ctx.log, config, system_namespace=ctx.settings.system_namespace, refuser=ctx.actor
+        )
+        chats = [
+            MatrixChannel(
+                spec,
+                MatrixClient(
+                    session,
+                    homeserver=spec.options["homeserver"],
+                    user_id=spec.options["user_id"],
+                    token=tokens[spec.name],
+                    stop=ctx.stop,
+                ),
+                threads=threads,
+                chatops=chatops,
+                stop=ctx.stop,
+            )
+            for spec in config.channels.values()
+            if spec.type == "matrix"
+        ]
+        for chat in chats:
+            log.info("channel %s: matrix room %s on %s", chat.name, chat.room, chat.where)
+        if chats:
+            await _fold_threads(ctx, threads)
+        notifier = Notifier(ctx, routes, session, config=config, chats=chats)
+        listeners = [asyncio.create_task(chat.listen(), name=chat.name) for chat in chats]
+        try:
+            await serve_consumer(ctx, CONSUMER, notifier.handle)
+        finally:
+            for listener in listeners:
+                listener.cancel()
+            await asyncio.gather(*listeners, return_exceptions=True)
+
+
+async def _fold_threads(ctx: ServiceContext, threads: Threads) -> None:
+    """Each journey's thread, from the NotificationSent records (a restart continues them)."""
+    subjects = [names.type_subjects(NotificationSent.event_type)]
+    async for stored in ctx.log.read(subjects=subjects):
+        threads.remember(stored.event)
+    log.info("%d journey threads known", len(threads.by_journey))
 
 
 class Notifier:
     """The handler of the `notifier` consumer."""
 
-    def __init__(self, ctx: ServiceContext, routes: Routes, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        routes: Routes,
+        session: aiohttp.ClientSession,
+        *,
+        config: NotifyConfig | None = None,
+        chats: Sequence[MatrixChannel] = (),
+    ) -> None:
         self._ctx = ctx
         self._routes = routes
         self._session = session
+        self._config = config or NotifyConfig()
+        self._chats = chats
 
     async def handle(self, stored: StoredEvent) -> None:
         """Deliver and record every message `stored` is routed as, unless already recorded.
@@ -94,6 +185,57 @@ class Notifier:
                 )
                 continue
             await self._notify(stored, message)
+        if never_routed(stored.event.type):
+            return
+        wanted = self._config.channels_for(stored.event.app, stored.event.type)
+        for chat in self._chats:
+            if chat.name not in wanted:
+                continue
+            if await self._recorded(stored, chat.name):
+                log.info(
+                    "%s: %s %s already recorded; not sent again",
+                    chat.name,
+                    stored.event.type,
+                    stored.event.event_id,
+                )
+                continue
+            await self._chat(stored, chat)
+
+    async def _chat(self, stored: StoredEvent, chat: MatrixChannel) -> None:
+        event = stored.event
+        record: NotificationSent | NotificationFailed
+        try:
+            # The transaction id is the record's: a retry after a crash is the same message.
+            posted = await chat.notify(
+                event, txn=derived_event_id(event.event_id, "chat", chat.name)
+            )
+        except MatrixError as exc:
+            record = NotificationFailed(
+                channel=chat.name,
+                about_event_id=event.event_id,
+                about_type=event.type,
+                attempts=1,
+                error=str(exc),
+            )
+            log.warning("%s: gave up on %s %s: %s", chat.name, event.type, event.event_id, exc)
+        else:
+            record = NotificationSent(
+                channel=chat.name,
+                about_event_id=event.event_id,
+                about_type=event.type,
+                message_id=posted.message_id,
+                thread_id=posted.thread_id,
+            )
+            log.info(
+                "%s: sent %s %s (seq %d) as %s in thread %s",
+                chat.name,
+                event.type,
+                event.event_id,
+                stored.seq,
+                posted.message_id,
+                posted.thread_id,
+            )
+        await self._ctx.log.append(self._ctx.derive(record, cause=event, key=chat.name))
 
     async def _notify(self, stored: StoredEvent, message: Message) -> None:
         settings = self._ctx.settings
