@@ -226,6 +226,7 @@ class _Parser:
                 f"{kind!r} is not one of {', '.join(sorted(SCHEMAS))}",
             )
         options: dict[str, str] = {}
+        lines = {key: key_line for key, (_, key_line) in fields.items()}
         credentials: dict[str, Credential] = {}
         for key, (value, key_line) in fields.items():
             if key == "type":
@@ -272,13 +273,15 @@ class _Parser:
                     f"missing: a {kind} channel needs {credential}_file or {credential}_env",
                 )
         if kind == "matrix":
-            self._check_url(options["homeserver"], line, f"{path}.homeserver")
+            self._check_url(options["homeserver"], lines["homeserver"], f"{path}.homeserver")
             if not options["room"].startswith(("!", "#")):
                 raise self.fail(
-                    line, f"{path}.room", "must be a room id (!id:server) or alias (#alias:server)"
+                    lines["room"],
+                    f"{path}.room",
+                    "must be a room id (!id:server) or alias (#alias:server)",
                 )
         if kind == "webhook":
-            self._check_url(options["url"], line, f"{path}.url")
+            self._check_url(options["url"], lines["url"], f"{path}.url")
         return ChannelSpec(
             name=name, type=kind, options=options, credentials=credentials, line=line
         )

@@ -182,16 +182,16 @@ async def test_a_journey_is_one_thread_approved_refused_and_rolled_back_from_mat
         said,
     )
     assert not [s for s in await wake.events(APP, after=before) if s.event.type == "PlanRejected"]
+
     # ... and `wake history` names her
-    history = [
-        json.loads(line)
-        for line in (await wake.wake("history", APP, "--json")).stdout.split("\n")
-        if line
-    ]
-    [journey] = [j for j in history if j["plan_id"] == plan]
-    assert [(d["decision"], d["actor"], d["via"]) for d in journey["decisions"]] == [
-        ("approved", ANA, "chat")
-    ]
+    async def history_names_ana() -> bool:
+        lines = (await wake.wake("history", APP, "--json")).stdout.splitlines()
+        journeys = [j for j in map(json.loads, lines) if j["plan_id"] == plan]
+        decided = [(d["decision"], d["actor"], d["via"]) for j in journeys for d in j["decisions"]]
+        return decided == [("approved", ANA, "chat")]
+
+    # (the history is the projector's: it may be a moment behind the log)
+    await eventually(history_names_ana, timeout=30)
     # ... and the whole journey is one thread, its first message edited to say it is applied
     await chat.wake_says(root, f"applied {first[:7]}")
     await chat.wake_says(root, "approved", "Ana")
