@@ -54,6 +54,8 @@ class Request:
     display_name: str = ""
     thread_app: str = ""
     """The app of the journey whose thread the command was given in, if any."""
+    wrong_place: str = ""
+    """Why the platform's request came from somewhere this channel does not listen to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,10 @@ class ChatOps:
 
     async def handle(self, request: Request) -> Reply:
         """Carry out `request` or record why not; never raises for a bad request."""
+        if request.wrong_place:
+            return await self._refuse(
+                request, Refused(request.wrong_place), command_text=request.text
+            )
         try:
             command = commands.parse(request.text)
         except commands.CommandError as exc:
@@ -168,15 +174,18 @@ class ChatOps:
                 status=view.status,
                 created_at=view.created_at,
             )
-            why = commands.plan_refusal(
+            # Where first, then who (a stranger learns nothing of the plan), then its state.
+            why = commands.place_refusal(
                 facts,
-                now=now(),
                 channel_serves=self._config.serves(request.channel, view.app),
                 thread_app=request.thread_app,
             )
             if why:
                 raise Refused(why, app=view.app, plan_id=plan_id)
             await self._check_requester(request, view.app, command.verb, plan_id=plan_id)
+            why = commands.state_refusal(facts, now=now())
+            if why:
+                raise Refused(why, app=view.app, plan_id=plan_id)
             payload: PlanApproved | PlanRejected
             if command.verb == "approve":
                 payload = PlanApproved(

@@ -104,16 +104,19 @@ class PlanFacts:
     superseded_by: str = ""
 
 
-def plan_refusal(
-    plan: PlanFacts, *, now: datetime, channel_serves: bool, thread_app: str = ""
-) -> str | None:
-    """Why a plan cannot be approved or rejected from this chat, or None if it can."""
+def place_refusal(plan: PlanFacts, *, channel_serves: bool, thread_app: str = "") -> str | None:
+    """Why a plan cannot be decided from this channel or thread, or None if it can."""
     if not channel_serves:
         return f"plan {plan.plan_id[:8]} is of app {plan.app!r}, which this channel does not serve"
     if thread_app and thread_app != plan.app:
         return (
             f"plan {plan.plan_id[:8]} is of app {plan.app!r}, not of this thread's {thread_app!r}"
         )
+    return None
+
+
+def state_refusal(plan: PlanFacts, *, now: datetime) -> str | None:
+    """Why a plan cannot be approved or rejected any more, or None if it can."""
     if plan.status == SUPERSEDED:
         by = f" by {plan.superseded_by[:8]}" if plan.superseded_by else ""
         return f"plan {plan.plan_id[:8]} of {plan.app!r} is superseded{by}"

@@ -22,6 +22,7 @@ from urllib.parse import quote
 import aiohttp
 
 from services.notifier.attempts import MAX_DELAY, parse_retry_after
+from services.notifier.channel import ChannelError
 from services.notifier.journeys import ChatText
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ SYNC_POLL_MS = 20_000
 ATTEMPTS = 5
 
 
-class MatrixError(RuntimeError):
+class MatrixError(ChannelError):
     """A request the homeserver refused or never answered; the message names the call."""
 
 

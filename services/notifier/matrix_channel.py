@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
 from events.envelope import Envelope
 from events.payloads import ApprovalRequested
 from services.notifier import commands
+from services.notifier.channel import Posted
 from services.notifier.chatops import ChatOps, Reply, Request
 from services.notifier.journeys import Threads, commit_of, event_text, reply_text, root_text
 from services.notifier.matrix import Incoming, MatrixClient, MatrixError, edit, message
@@ -20,14 +20,6 @@ PLATFORM = "matrix"
 
 # Seconds between two tries at following the room after /sync failed.
 LISTEN_BACKOFF = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class Posted:
-    """A message sent: the platform's id of it and of its thread's first message."""
-
-    message_id: str
-    thread_id: str
 
 
 class MatrixChannel:

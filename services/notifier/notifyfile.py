@@ -52,6 +52,11 @@ SCHEMAS: Mapping[str, Schema] = {
         options={"homeserver": None, "user_id": None, "room": None},
         credentials={"access_token": True},
     ),
+    "slack": Schema(
+        options={"channel": None, "api_url": "https://slack.com/api"},
+        # Without a signing secret the channel only posts: no buttons, no /wake.
+        credentials={"bot_token": True, "signing_secret": False},
+    ),
     "webhook": Schema(options={"url": None}, credentials={"secret": False}),
 }
 
@@ -280,6 +285,8 @@ class _Parser:
                     f"{path}.room",
                     "must be a room id (!id:server) or alias (#alias:server)",
                 )
+        if kind == "slack":
+            self._check_url(options["api_url"], lines.get("api_url", line), f"{path}.api_url")
         if kind == "webhook":
             self._check_url(options["url"], lines["url"], f"{path}.url")
         return ChannelSpec(

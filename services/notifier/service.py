@@ -34,10 +34,12 @@ from events import names
 from events.envelope import derived_event_id
 from events.payloads import NotificationFailed, NotificationSent
 from services.notifier.attempts import RECORD_TYPES, record_of
+from services.notifier.channel import ChannelError, ChatChannel
 from services.notifier.chatops import ChatOps
+from services.notifier.chatserver import ChatServer
 from services.notifier.delivery import deliver
 from services.notifier.journeys import Threads
-from services.notifier.matrix import MatrixClient, MatrixError
+from services.notifier.matrix import MatrixClient
 from services.notifier.matrix_channel import MatrixChannel
 from services.notifier.notifyconfig import load_notify_config, read_credential
 from services.notifier.notifyfile import NotifyConfig, NotifyConfigError
@@ -50,6 +52,7 @@ from services.notifier.routing import (
     route,
     routes_from_settings,
 )
+from services.notifier.slack import SlackChannel
 from services.wiring import telemetry
 from services.wiring.consumers import ConsumerSettings, serve_consumer
 from services.wiring.eventlog import StoredEvent
@@ -97,50 +100,70 @@ async def main(ctx: ServiceContext) -> None:
             if channel.routes
             else ", ".join(sorted(channel.event_types)) or "nothing",
         )
-    tokens = {
-        spec.name: read_credential(spec.credentials["access_token"])
+    credentials = {
+        (spec.name, what): read_credential(spec.credentials[what])
         for spec in config.channels.values()
-        if spec.type == "matrix"
+        for what in ("access_token", "bot_token", "signing_secret")
+        if spec.type in ("matrix", "slack") and what in spec.credentials
     }
-    if not routes.channels and not tokens:
+    if not routes.channels and not credentials:
         log.info(
             "no notification channel configured (WAKE_NOTIFY_URL and WAKE_NOTIFY_CONFIG are "
             "empty): routing nothing"
         )
+    # One replica takes commands (`wake up --replicas`: the first; WAKE_CHAT_PORT is its).
+    takes_commands = ctx.settings.replica_slot in (-1, 0)
     async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
         threads = Threads()
         chatops = ChatOps(
             ctx.log, config, system_namespace=ctx.settings.system_namespace, refuser=ctx.actor
         )
-        chats = [
-            MatrixChannel(
-                spec,
-                MatrixClient(
+        chats: list[ChatChannel] = []
+        slack: list[SlackChannel] = []
+        for spec in config.channels.values():
+            if spec.type == "matrix":
+                client = MatrixClient(
                     session,
                     homeserver=spec.options["homeserver"],
                     user_id=spec.options["user_id"],
-                    token=tokens[spec.name],
+                    token=credentials[(spec.name, "access_token")],
                     stop=ctx.stop,
-                ),
-                threads=threads,
-                chatops=chatops,
-                stop=ctx.stop,
-            )
-            for spec in config.channels.values()
-            if spec.type == "matrix"
-        ]
+                )
+                chats.append(
+                    MatrixChannel(spec, client, threads=threads, chatops=chatops, stop=ctx.stop)
+                )
+            elif spec.type == "slack":
+                channel = SlackChannel(
+                    spec,
+                    session,
+                    token=credentials[(spec.name, "bot_token")],
+                    signing_secret=credentials.get((spec.name, "signing_secret"), ""),
+                    threads=threads,
+                    chatops=chatops,
+                    stop=ctx.stop,
+                )
+                chats.append(channel)
+                slack.append(channel)
         for chat in chats:
-            log.info("channel %s: matrix room %s on %s", chat.name, chat.room, chat.where)
+            log.info("channel %s: %s", chat.name, chat.where)
         if chats:
             await _fold_threads(ctx, threads)
+        server = ChatServer(slack=slack)
+        if ctx.settings.chat_port and takes_commands:
+            await server.start(ctx.settings.chat_host, ctx.settings.chat_port)
         notifier = Notifier(ctx, routes, session, config=config, chats=chats)
-        listeners = [asyncio.create_task(chat.listen(), name=chat.name) for chat in chats]
+        listeners = [
+            asyncio.create_task(chat.listen(), name=chat.name) for chat in chats if takes_commands
+        ]
         try:
             await serve_consumer(ctx, CONSUMER, notifier.handle)
         finally:
             for listener in listeners:
                 listener.cancel()
             await asyncio.gather(*listeners, return_exceptions=True)
+            await server.stop()
+            for channel in slack:
+                await channel.close()
 
 
 async def _fold_threads(ctx: ServiceContext, threads: Threads) -> None:
@@ -161,7 +184,7 @@ class Notifier:
         session: aiohttp.ClientSession,
         *,
         config: NotifyConfig | None = None,
-        chats: Sequence[MatrixChannel] = (),
+        chats: Sequence[ChatChannel] = (),
     ) -> None:
         self._ctx = ctx
         self._routes = routes
@@ -201,7 +224,7 @@ class Notifier:
                 continue
             await self._chat(stored, chat)
 
-    async def _chat(self, stored: StoredEvent, chat: MatrixChannel) -> None:
+    async def _chat(self, stored: StoredEvent, chat: ChatChannel) -> None:
         event = stored.event
         record: NotificationSent | NotificationFailed
         try:
@@ -209,7 +232,7 @@ class Notifier:
             posted = await chat.notify(
                 event, txn=derived_event_id(event.event_id, "chat", chat.name)
             )
-        except MatrixError as exc:
+        except ChannelError as exc:
             record = NotificationFailed(
                 channel=chat.name,
                 about_event_id=event.event_id,

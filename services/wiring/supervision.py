@@ -129,6 +129,8 @@ class WakeEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     postgres_pid: int
     services: dict[str, int] = {}
     webhook_url: str = ""
+    chat_url: str = ""
+    """Where the notifier takes chat platforms' requests: `<chat_url>/slack`."""
     nats_pids: list[int] = []
     stream_replicas: int = 1
     nats_admin: str = ""
@@ -156,6 +158,7 @@ class RunningWake:
     services: dict[str, Child] = field(default_factory=dict)
     webhook_url: str = ""
     webhook_secret_file: str = ""
+    chat_url: str = ""
     infra_metrics: str = ""
     infra_health: object | None = None
     infra_watch: asyncio.Task | None = None
@@ -178,6 +181,7 @@ class RunningWake:
                 if child.replica == 0
             },
             webhook_url=self.webhook_url,
+            chat_url=self.chat_url,
             nats_pids=base.nats_pids,
             stream_replicas=base.stream_replicas,
             nats_admin=base.nats_admin,
@@ -293,6 +297,8 @@ def _replica_env(base_env: dict[str, str], replica: int, replicas: int) -> dict[
         "WAKE_PARTITIONS": str(_partitions(replicas)),
         # One webhook receiver (the first git-watcher's): the port is taken once.
         **({"WAKE_WEBHOOK_PORT": "0"} if replica > 0 else {}),
+        # ... and one taker of chat requests and commands (the first notifier's).
+        **({"WAKE_CHAT_PORT": "0"} if replica > 0 else {}),
     }
 
 
@@ -417,6 +423,11 @@ async def start_wake(
         base_env["WAKE_WEBHOOK_PORT"] = port
         running.webhook_url = f"http://{host}:{port}"
         running.webhook_secret_file = base_env.get("WAKE_WEBHOOK_SECRET_FILE", "")
+        # The notifier takes chat platforms' requests (Slack's buttons, ...) here.
+        chat_port = base_env.get("WAKE_CHAT_PORT") or str(free_port())
+        chat_host = base_env.get("WAKE_CHAT_HOST") or "127.0.0.1"
+        base_env["WAKE_CHAT_PORT"] = chat_port
+        running.chat_url = f"http://{chat_host}:{chat_port}"
         credentials = data_dir / CREDENTIALS_DIR
         for service in services or list(SERVICES):
             for replica in range(replicas):

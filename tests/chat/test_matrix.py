@@ -6,12 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
-
-import aiohttp
-import pytest
 
 from events.payloads import (
     ApplySucceeded,
@@ -22,88 +16,10 @@ from events.payloads import (
     RollbackRequested,
 )
 from services.demo.sample import APP_PATH, first_commit, second_commit
-from tests.chat.synapse import SERVER_NAME, Person, running_synapse
-from tests.e2e.harness import WakeUnderTest, running_wake
+from tests.chat.world import ANA, BOB, Chat, thread_of
 from tests.waiting import eventually
 
 APP = "chat-shop"
-ANA = f"matrix:@ana:{SERVER_NAME}"
-BOB = f"matrix:@bob:{SERVER_NAME}"
-
-NOTIFY_FILE = """\
-channels:
-  team:
-    type: matrix
-    homeserver: {url}
-    user_id: "@wake:{server}"
-    access_token_file: {token_file}
-    room: "{room}"
-groups:
-  release-managers: ["{ana}"]
-routes:
-  - apps: ["chat-*"]
-    events: [RevisionDetected, PlanCreated, ApprovalRequested, PlanApproved, ApprovalAccepted,
-             ApprovalRefused, ApplySucceeded, ApplyFailed, RollbackRequested]
-    channels: [team]
-"""
-
-
-@dataclass
-class Chat:
-    wake: WakeUnderTest
-    room: str
-    ana: Person
-    bob: Person
-    bot: str
-    secrets: list[str]
-
-    async def said_by_wake(self) -> list[dict[str, Any]]:
-        return [m for m in await self.ana.messages(self.room) if m["sender"] == self.bot]
-
-    async def in_thread(self, root: str) -> list[dict[str, Any]]:
-        return [m for m in await self.said_by_wake() if _thread_of(m) == root]
-
-    async def wake_says(self, root: str | None, *words: str) -> dict[str, Any]:
-        """The first message of Wake in thread `root` (None: anywhere) containing all of `words`."""
-        found: list[dict[str, Any]] = []
-
-        async def said() -> bool:
-            where = await (self.said_by_wake() if root is None else self.in_thread(root))
-            found[:] = [m for m in where if all(w in m["content"].get("body", "") for w in words)]
-            return bool(found)
-
-        await eventually(said, timeout=30)
-        return found[0]
-
-
-def _thread_of(message: dict[str, Any]) -> str:
-    relation = message["content"].get("m.relates_to") or {}
-    return relation.get("event_id", "") if relation.get("rel_type") == "m.thread" else ""
-
-
-@pytest.fixture(scope="module")
-async def chat(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chat]:
-    root = tmp_path_factory.mktemp("chat")
-    async with running_synapse(root / "synapse") as url, aiohttp.ClientSession() as session:
-        bot = await Person.register(session, url, "wake", display_name="Wake")
-        ana = await Person.register(session, url, "ana", display_name="Ana")
-        bob = await Person.register(session, url, "bob", display_name="Bob")
-        # The room exists before Wake: its bot is invited, and accepts when it starts.
-        room = await ana.create_room(invite=[bot.user_id, bob.user_id])
-        await bob.join(room)
-        token_file = root / "matrix.token"
-        token_file.write_text(bot.token + "\n")
-        token_file.chmod(0o600)
-        notify_file = root / "notify.yaml"
-        notify_file.write_text(
-            NOTIFY_FILE.format(
-                url=url, server=SERVER_NAME, token_file=token_file, room=room, ana=ANA
-            )
-        )
-        async with running_wake(
-            root / "wake", env={"WAKE_NOTIFY_CONFIG": str(notify_file)}
-        ) as wake:
-            yield Chat(wake, room, ana, bob, bot.user_id, secrets=[bot.token])
 
 
 async def approval_asked(chat: Chat, after: int) -> tuple[str, str]:
@@ -115,7 +31,7 @@ async def approval_asked(chat: Chat, after: int) -> tuple[str, str]:
 
     async def hinted() -> bool:
         found[:] = [
-            _thread_of(m)
+            thread_of(m)
             for m in await chat.said_by_wake()
             if f"!wake approve {plan[:8]}" in m["content"].get("body", "")
         ]
@@ -276,16 +192,3 @@ async def test_commands_that_cannot_be_carried_out_are_refused_and_recorded(chat
     assert "unknown plan" in reasons["approve"]
     assert "no application 'chat-nowhere'" in reasons["sync"]
     assert "not understood" in reasons["!wake"]
-    # No token is in any event, log line or message
-    await assert_no_secret(chat, await chat.said_by_wake())
-
-
-async def assert_no_secret(chat: Chat, messages: list[dict[str, Any]]) -> None:
-    logs = [p.read_text(errors="replace") for p in (chat.wake.root / "logs").glob("*.log")]
-    events = [data async for _, _, data in chat.wake.log.read_raw(subjects=["wake.evt.>"])]
-    assert events and logs and messages
-    bodies = json.dumps(messages)
-    for secret in chat.secrets:
-        assert secret not in bodies
-        assert not [text for text in logs if secret in text]
-        assert not [data for data in events if secret.encode() in data]

@@ -145,16 +145,17 @@ def test_commands_parse_and_plans_resolve_by_a_unique_prefix():
 def test_a_plan_is_refused_when_elsewhere_superseded_decided_or_expired():
     now = datetime(2026, 1, 10, tzinfo=UTC)
     plan = commands.PlanFacts("01a2164a-0", "shop", "awaiting-approval", now - timedelta(hours=1))
-    assert commands.plan_refusal(plan, now=now, channel_serves=True) is None
-    assert "does not serve" in commands.plan_refusal(plan, now=now, channel_serves=False)
-    assert "not of this thread's 'billing'" in commands.plan_refusal(
-        plan, now=now, channel_serves=True, thread_app="billing"
+    assert commands.place_refusal(plan, channel_serves=True) is None
+    assert commands.state_refusal(plan, now=now) is None
+    assert "does not serve" in commands.place_refusal(plan, channel_serves=False)
+    assert "not of this thread's 'billing'" in commands.place_refusal(
+        plan, channel_serves=True, thread_app="billing"
     )
     for status, why in (("superseded", "superseded"), ("applied", "is applied, not awaiting")):
         moved = commands.PlanFacts(plan.plan_id, "shop", status, plan.created_at)
-        assert why in commands.plan_refusal(moved, now=now, channel_serves=True)
+        assert why in commands.state_refusal(moved, now=now)
     old = commands.PlanFacts(plan.plan_id, "shop", "awaiting-approval", now - timedelta(days=8))
-    assert "expired" in commands.plan_refusal(old, now=now, channel_serves=True)
+    assert "expired" in commands.state_refusal(old, now=now)
 
 
 def test_who_may_give_a_command_from_chat():
