@@ -124,32 +124,36 @@ class ChatOps:
             )
             await self._log.append(event)
             return Reply(f"sync of {app} requested by {by}", done=True, app=app)
-        position = await self._log.app_position(app)
-        applied = applied_revisions(
-            await lookup.app_events(self._log, app, [ApplySucceeded.event_type])
-        )
-        try:
-            revision = find_applied(app, applied, command.target)
-        except RevisionNotApplied as exc:
-            raise Refused(str(exc), app=app) from None
-        event = new_event(
-            RollbackRequested(
-                target=command.target,
-                reason=reason,
-                apply_id=revision.apply.apply_id,
-                commit=revision.apply.commit,
-                bundle_digest=revision.apply.bundle_digest,
-            ),
-            app=app,
-            actor=request.requester,
-            event_id=self._derived(request, RollbackRequested.event_type),
-        )
-        try:
-            await self._log.append(event, expected_last_seq=position)
-        except ConcurrencyConflict:
-            raise Refused(
-                f"{app} changed while requesting the rollback; ask again", app=app
-            ) from None
+        # As `wake rollback`: on the app's position, again if anything landed meanwhile (its
+        # notifications, a health check) -- the same message always makes the same event.
+        for attempt in range(5):
+            position = await self._log.app_position(app)
+            applied = applied_revisions(
+                await lookup.app_events(self._log, app, [ApplySucceeded.event_type])
+            )
+            try:
+                revision = find_applied(app, applied, command.target)
+            except RevisionNotApplied as exc:
+                raise Refused(str(exc), app=app) from None
+            event = new_event(
+                RollbackRequested(
+                    target=command.target,
+                    reason=reason,
+                    apply_id=revision.apply.apply_id,
+                    commit=revision.apply.commit,
+                    bundle_digest=revision.apply.bundle_digest,
+                ),
+                app=app,
+                actor=request.requester,
+                event_id=self._derived(request, RollbackRequested.event_type),
+            )
+            try:
+                await self._log.append(event, expected_last_seq=position)
+                break
+            except ConcurrencyConflict:
+                await after_conflict(attempt)
+        else:
+            raise Refused(f"{app} kept changing while requesting the rollback; ask again", app=app)
         return Reply(
             f"rollback of {app} to {revision.apply.commit[:7]} (apply "
             f"{revision.apply.apply_id[:8]}) requested by {by}",
