@@ -1,4 +1,4 @@
-"""The notifier's HTTP endpoint for chat platforms' requests: `<chat_url>/slack`.
+"""The notifier's HTTP endpoint for chat platforms' requests: `<chat_url>/slack|discord`.
 
 `wake up` picks its port (WAKE_CHAT_PORT) and writes `chat_url` to
 endpoints.json. A request is carried out only once its platform's check
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from services.notifier.discord import DiscordChannel
 from services.notifier.slack import SlackChannel
 
 log = logging.getLogger(__name__)
@@ -22,20 +23,24 @@ MAX_BODY = 64 * 1024
 
 
 class ChatServer:
-    def __init__(self, *, slack: Sequence[SlackChannel]) -> None:
+    def __init__(
+        self, *, slack: Sequence[SlackChannel], discord: Sequence[DiscordChannel] = ()
+    ) -> None:
         self._slack = [c for c in slack if c.takes_requests]
+        self._discord = [c for c in discord if c.takes_requests]
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     async def start(self, host: str, port: int) -> None:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/slack", self._on_slack)
+        app.router.add_post("/discord", self._on_discord)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
         self.port = port
-        log.info("chat requests served on http://%s:%d (/slack)", host, port)
+        log.info("chat requests served on http://%s:%d (/slack, /discord)", host, port)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -54,5 +59,19 @@ class ChatServer:
             "slack: request refused (401): no channel's signing secret verifies it, or its "
             "timestamp %r is not within 5 minutes of now",
             stamp[:20],
+        )
+        return web.Response(status=401)
+
+    async def _on_discord(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        for channel in self._discord:
+            if channel.verified(body, request.headers):
+                if not channel.first_time(request.headers):
+                    log.warning("discord: an interaction seen before (a replay) refused: 401")
+                    return web.Response(status=401)
+                return await channel.answer(body)
+        log.warning(
+            "discord: interaction refused (401): no channel's public key verifies its "
+            "signature, or its timestamp is not within 5 minutes of now"
         )
         return web.Response(status=401)

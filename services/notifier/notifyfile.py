@@ -57,6 +57,11 @@ SCHEMAS: Mapping[str, Schema] = {
         # Without a signing secret the channel only posts: no buttons, no /wake.
         credentials={"bot_token": True, "signing_secret": False},
     ),
+    "discord": Schema(
+        # The application's public key (hex; not a secret): with it, buttons and /wake.
+        options={"public_key": ""},
+        credentials={"webhook_url": True},
+    ),
     "webhook": Schema(options={"url": None}, credentials={"secret": False}),
 }
 
@@ -287,6 +292,14 @@ class _Parser:
                 )
         if kind == "slack":
             self._check_url(options["api_url"], lines.get("api_url", line), f"{path}.api_url")
+        if kind == "discord" and options["public_key"]:
+            key = options["public_key"]
+            if len(key) != 64 or any(c not in "0123456789abcdefABCDEF" for c in key):
+                raise self.fail(
+                    lines["public_key"],
+                    f"{path}.public_key",
+                    "must be the application's Ed25519 public key: 64 hex digits",
+                )
         if kind == "webhook":
             self._check_url(options["url"], lines["url"], f"{path}.url")
         return ChannelSpec(

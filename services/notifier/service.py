@@ -38,6 +38,7 @@ from services.notifier.channel import ChannelError, ChatChannel
 from services.notifier.chatops import ChatOps
 from services.notifier.chatserver import ChatServer
 from services.notifier.delivery import deliver
+from services.notifier.discord import DiscordChannel
 from services.notifier.journeys import Threads
 from services.notifier.matrix import MatrixClient
 from services.notifier.matrix_channel import MatrixChannel
@@ -103,8 +104,8 @@ async def main(ctx: ServiceContext) -> None:
     credentials = {
         (spec.name, what): read_credential(spec.credentials[what])
         for spec in config.channels.values()
-        for what in ("access_token", "bot_token", "signing_secret")
-        if spec.type in ("matrix", "slack") and what in spec.credentials
+        for what in ("access_token", "bot_token", "signing_secret", "webhook_url")
+        if spec.type in ("matrix", "slack", "discord") and what in spec.credentials
     }
     if not routes.channels and not credentials:
         log.info(
@@ -120,6 +121,7 @@ async def main(ctx: ServiceContext) -> None:
         )
         chats: list[ChatChannel] = []
         slack: list[SlackChannel] = []
+        discord: list[DiscordChannel] = []
         for spec in config.channels.values():
             if spec.type == "matrix":
                 client = MatrixClient(
@@ -144,11 +146,22 @@ async def main(ctx: ServiceContext) -> None:
                 )
                 chats.append(channel)
                 slack.append(channel)
+            elif spec.type == "discord":
+                hook = DiscordChannel(
+                    spec,
+                    session,
+                    webhook_url=credentials[(spec.name, "webhook_url")],
+                    threads=threads,
+                    chatops=chatops,
+                    stop=ctx.stop,
+                )
+                chats.append(hook)
+                discord.append(hook)
         for chat in chats:
             log.info("channel %s: %s", chat.name, chat.where)
         if chats:
             await _fold_threads(ctx, threads)
-        server = ChatServer(slack=slack)
+        server = ChatServer(slack=slack, discord=discord)
         if ctx.settings.chat_port and takes_commands:
             await server.start(ctx.settings.chat_host, ctx.settings.chat_port)
         notifier = Notifier(ctx, routes, session, config=config, chats=chats)

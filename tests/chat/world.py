@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from nacl.signing import SigningKey
 
+from tests.chat.discord_api import DiscordWebhook
 from tests.chat.slack_api import SlackApi
 from tests.chat.synapse import SERVER_NAME, Person, running_synapse
 from tests.e2e.harness import WakeUnderTest, running_wake
@@ -38,6 +40,10 @@ channels:
     signing_secret_env: {signing_env}
     channel: {slack_channel}
     api_url: {slack_api}
+  ops-discord:
+    type: discord
+    webhook_url_file: {discord_webhook_file}
+    public_key: "{discord_public_key}"
 groups:
   release-managers: ["{ana}", "{slack_ana}"]
 routes:
@@ -49,6 +55,9 @@ routes:
     events: [RevisionDetected, PlanCreated, ApprovalRequested, PlanApproved, ApprovalAccepted,
              ApplySucceeded]
     channels: [ops-slack]
+  - apps: ["discord-*"]
+    events: [RevisionDetected, PlanCreated, ApprovalRequested, ApplySucceeded]
+    channels: [ops-discord]
 """
 
 
@@ -61,6 +70,8 @@ class Chat:
     bot: str
     slack: SlackApi
     slack_signing_secret: str
+    discord: DiscordWebhook
+    discord_key: SigningKey
     secrets: list[str]
 
     @property
@@ -101,7 +112,9 @@ def _secret_file(path: Path, value: str) -> Path:
 async def running_chat(root: Path) -> AsyncIterator[Chat]:
     slack = SlackApi(token=f"xoxb-{secrets.token_hex(12)}")
     signing_secret = secrets.token_hex(16)
+    discord, discord_key = DiscordWebhook(), SigningKey.generate()
     await slack.start()
+    await discord.start()
     try:
         async with running_synapse(root / "synapse") as url, aiohttp.ClientSession() as session:
             bot = await Person.register(session, url, "wake", display_name="Wake")
@@ -123,6 +136,8 @@ async def running_chat(root: Path) -> AsyncIterator[Chat]:
                     signing_env=SIGNING_ENV,
                     slack_channel=slack.channel_id,
                     slack_api=slack.url,
+                    discord_webhook_file=_secret_file(root / "discord.url", discord.url),
+                    discord_public_key=discord_key.verify_key.encode().hex(),
                 )
             )
             env = {"WAKE_NOTIFY_CONFIG": str(notify_file), SIGNING_ENV: signing_secret}
@@ -135,10 +150,13 @@ async def running_chat(root: Path) -> AsyncIterator[Chat]:
                     bot.user_id,
                     slack=slack,
                     slack_signing_secret=signing_secret,
-                    secrets=[bot.token, slack.token, signing_secret],
+                    discord=discord,
+                    discord_key=discord_key,
+                    secrets=[bot.token, slack.token, signing_secret, discord.token],
                 )
     finally:
         await slack.stop()
+        await discord.stop()
 
 
 async def assert_no_secret(chat: Chat, messages: list[Any]) -> None:
