@@ -1,4 +1,11 @@
-"""The notifier service: every event in, webhook POSTs out, each one recorded.
+"""The notifier service: every event in, webhook POSTs and chat messages out, each one
+recorded; commands from chat in, carried out or refused on the record.
+
+Channels are WAKE_NOTIFY_URL's webhook and the notify file's (WAKE_NOTIFY_CONFIG:
+webhooks, Matrix, Slack, Discord). On a chat channel each journey is a thread
+(`journeys`), continued after a restart from the records' `thread_id`; commands
+arrive through Matrix's /sync (`matrix_channel`) or at `<chat_url>/slack|discord`
+(`chatserver`) and are carried out by `chatops`.
 
 For each event a channel receives, the notifier POSTs it, then appends
 NotificationSent or NotificationFailed, derived from the event with the
