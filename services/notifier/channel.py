@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from events.envelope import Envelope
+from services.notifier.journeys import ChatText
 
 
 class ChannelError(RuntimeError):
@@ -28,6 +29,10 @@ class ChatChannel(Protocol):
 
     async def notify(self, event: Envelope, *, txn: str) -> Posted:
         """Post `event` in its journey's thread; ChannelError if the platform refuses."""
+        ...
+
+    async def send_test(self, text: ChatText) -> str:
+        """Post `text` on its own (`wake notify test`); what the platform answered, as JSON."""
         ...
 
     async def listen(self) -> None:

@@ -37,8 +37,9 @@ from services.notifier.discord_messages import (
     edit_body,
     event_body,
     first_body,
+    test_body,
 )
-from services.notifier.journeys import Threads, commit_of
+from services.notifier.journeys import ChatText, Threads, commit_of
 from services.notifier.notifyfile import ChannelSpec
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class DiscordChannel:
         *,
         webhook_url: str,
         threads: Threads,
-        chatops: ChatOps,
+        chatops: ChatOps | None,
         stop: asyncio.Event,
     ) -> None:
         self.name = spec.name
@@ -74,7 +75,7 @@ class DiscordChannel:
 
     @property
     def takes_requests(self) -> bool:
-        return self._key is not None
+        return self._key is not None and self._chatops is not None
 
     async def notify(self, event: Envelope, *, txn: str) -> Posted:
         thread = self._threads.get(self.name, event.correlation_id)
@@ -92,6 +93,10 @@ class DiscordChannel:
         except ChannelError as exc:
             log.warning("%s: could not update the journey's first message: %s", self.name, exc)
         return Posted(message_id=str(sent["id"]), thread_id=thread.root_id)
+
+    async def send_test(self, text: ChatText) -> str:
+        sent = await self._call("POST", "?wait=true", test_body(text))
+        return json.dumps({k: sent[k] for k in ("id", "channel_id", "timestamp") if k in sent})
 
     async def listen(self) -> None:
         """Discord pushes its interactions to `<chat_url>/discord`: nothing to follow."""
@@ -137,6 +142,8 @@ class DiscordChannel:
         except NotACommand as exc:
             log.info("%s: interaction ignored: %s", self.name, exc)
             return web.json_response(answer(f"not a command of Wake's ({exc})"))
+        if self._chatops is None:
+            return web.Response(status=401)
         reply = await self._chatops.handle(
             Request(
                 channel=self.name,

@@ -77,6 +77,10 @@ def event_body(event: Envelope, thread: Thread, *, buttons: bool) -> dict[str, A
     return body
 
 
+def test_body(text: ChatText) -> dict[str, Any]:
+    return {"embeds": [_embed("Wake", text, _INFO)]}
+
+
 def edit_body(event: Envelope, thread: Thread) -> dict[str, Any]:
     """The journey's first message, saying where it stands after `event`."""
     text = root_text(event, thread)

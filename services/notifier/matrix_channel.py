@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import uuid
 
 from events.envelope import Envelope
 from events.payloads import ApprovalRequested
 from services.notifier import commands
 from services.notifier.channel import Posted
 from services.notifier.chatops import ChatOps, Reply, Request
-from services.notifier.journeys import Threads, commit_of, event_text, reply_text, root_text
+from services.notifier.journeys import (
+    ChatText,
+    Threads,
+    commit_of,
+    event_text,
+    reply_text,
+    root_text,
+)
 from services.notifier.matrix import Incoming, MatrixClient, MatrixError, edit, message
 from services.notifier.notifyfile import ChannelSpec
 
@@ -29,7 +38,7 @@ class MatrixChannel:
         client: MatrixClient,
         *,
         threads: Threads,
-        chatops: ChatOps,
+        chatops: ChatOps | None,
         stop: asyncio.Event,
     ) -> None:
         self.name = spec.name
@@ -79,8 +88,15 @@ class MatrixChannel:
             log.warning("%s: could not update the journey's first message: %s", self.name, exc)
         return Posted(message_id=sent, thread_id=thread.root_id)
 
+    async def send_test(self, text: ChatText) -> str:
+        room_id = await self.joined()
+        sent = await self._client.send(room_id, message(text), txn=f"test.{uuid.uuid4().hex}")
+        return json.dumps({"room_id": room_id, "event_id": sent})
+
     async def listen(self) -> None:
         """Answer the room's `!wake` commands until stop; a homeserver away is waited for."""
+        if self._chatops is None:
+            return
         while not self._stop.is_set():
             try:
                 async for batch in self._client.messages(await self.joined()):
@@ -93,6 +109,8 @@ class MatrixChannel:
                     return
 
     async def _answer(self, said: Incoming) -> None:
+        if self._chatops is None:
+            return
         journey = (
             self._threads.journey_of_root(self.name, said.thread_root) if said.thread_root else None
         )

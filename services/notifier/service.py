@@ -42,13 +42,11 @@ from events.envelope import derived_event_id
 from events.payloads import NotificationFailed, NotificationSent
 from services.notifier.attempts import RECORD_TYPES, record_of
 from services.notifier.channel import ChannelError, ChatChannel
+from services.notifier.channels import CHAT_TYPES, make_channels
 from services.notifier.chatops import ChatOps
 from services.notifier.chatserver import ChatServer
 from services.notifier.delivery import deliver
-from services.notifier.discord import DiscordChannel
 from services.notifier.journeys import Threads
-from services.notifier.matrix import MatrixClient
-from services.notifier.matrix_channel import MatrixChannel
 from services.notifier.notifyconfig import load_notify_config, read_credential
 from services.notifier.notifyfile import NotifyConfig, NotifyConfigError
 from services.notifier.routing import (
@@ -60,7 +58,6 @@ from services.notifier.routing import (
     route,
     routes_from_settings,
 )
-from services.notifier.slack import SlackChannel
 from services.wiring import telemetry
 from services.wiring.consumers import ConsumerSettings, serve_consumer
 from services.wiring.eventlog import StoredEvent
@@ -108,13 +105,8 @@ async def main(ctx: ServiceContext) -> None:
             if channel.routes
             else ", ".join(sorted(channel.event_types)) or "nothing",
         )
-    credentials = {
-        (spec.name, what): read_credential(spec.credentials[what])
-        for spec in config.channels.values()
-        for what in ("access_token", "bot_token", "signing_secret", "webhook_url")
-        if spec.type in ("matrix", "slack", "discord") and what in spec.credentials
-    }
-    if not routes.channels and not credentials:
+    chat_specs = [s for s in config.channels.values() if s.type in CHAT_TYPES]
+    if not routes.channels and not chat_specs:
         log.info(
             "no notification channel configured (WAKE_NOTIFY_URL and WAKE_NOTIFY_CONFIG are "
             "empty): routing nothing"
@@ -126,44 +118,8 @@ async def main(ctx: ServiceContext) -> None:
         chatops = ChatOps(
             ctx.log, config, system_namespace=ctx.settings.system_namespace, refuser=ctx.actor
         )
-        chats: list[ChatChannel] = []
-        slack: list[SlackChannel] = []
-        discord: list[DiscordChannel] = []
-        for spec in config.channels.values():
-            if spec.type == "matrix":
-                client = MatrixClient(
-                    session,
-                    homeserver=spec.options["homeserver"],
-                    user_id=spec.options["user_id"],
-                    token=credentials[(spec.name, "access_token")],
-                    stop=ctx.stop,
-                )
-                chats.append(
-                    MatrixChannel(spec, client, threads=threads, chatops=chatops, stop=ctx.stop)
-                )
-            elif spec.type == "slack":
-                channel = SlackChannel(
-                    spec,
-                    session,
-                    token=credentials[(spec.name, "bot_token")],
-                    signing_secret=credentials.get((spec.name, "signing_secret"), ""),
-                    threads=threads,
-                    chatops=chatops,
-                    stop=ctx.stop,
-                )
-                chats.append(channel)
-                slack.append(channel)
-            elif spec.type == "discord":
-                hook = DiscordChannel(
-                    spec,
-                    session,
-                    webhook_url=credentials[(spec.name, "webhook_url")],
-                    threads=threads,
-                    chatops=chatops,
-                    stop=ctx.stop,
-                )
-                chats.append(hook)
-                discord.append(hook)
+        made = make_channels(chat_specs, session, threads=threads, chatops=chatops, stop=ctx.stop)
+        chats, slack, discord = made.every, made.slack, made.discord
         for chat in chats:
             log.info("channel %s: %s", chat.name, chat.where)
         if chats:

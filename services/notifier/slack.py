@@ -14,6 +14,7 @@ Retry-After says.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -28,13 +29,14 @@ from events.envelope import Envelope
 from services.notifier.attempts import MAX_DELAY, parse_retry_after
 from services.notifier.channel import ChannelError, Posted
 from services.notifier.chatops import ChatOps, Reply, Request
-from services.notifier.journeys import Threads, commit_of
+from services.notifier.journeys import ChatText, Threads, commit_of
 from services.notifier.notifyfile import ChannelSpec
 from services.notifier.slack_messages import (
     NotACommand,
     SlackRequest,
     post_body,
     reply_body,
+    section,
     slack_request,
     update_body,
 )
@@ -57,7 +59,7 @@ class SlackChannel:
         token: str,
         signing_secret: str,
         threads: Threads,
-        chatops: ChatOps,
+        chatops: ChatOps | None,
         stop: asyncio.Event,
     ) -> None:
         self.name = spec.name
@@ -78,7 +80,7 @@ class SlackChannel:
 
     @property
     def takes_requests(self) -> bool:
-        return self._verifier is not None
+        return self._verifier is not None and self._chatops is not None
 
     async def notify(self, event: Envelope, *, txn: str) -> Posted:
         thread = self._threads.get(self.name, event.correlation_id)
@@ -98,6 +100,10 @@ class SlackChannel:
         except ChannelError as exc:
             log.warning("%s: could not update the journey's first message: %s", self.name, exc)
         return Posted(message_id=answer["ts"], thread_id=thread.root_id)
+
+    async def send_test(self, text: ChatText) -> str:
+        body = {"channel": self._channel, "text": text.plain, "blocks": [section(text.plain)]}
+        return json.dumps(await self._call("chat.postMessage", body))
 
     async def listen(self) -> None:
         """Slack pushes its requests to `<chat_url>/slack`: nothing to follow."""
@@ -146,6 +152,8 @@ class SlackChannel:
             thread_app=self._app_of_thread(asked.thread_ts),
             wrong_place=self._wrong_place(asked),
         )
+        if self._chatops is None:
+            return web.Response(status=401)
         reply = await self._chatops.handle(request)
         thread_ts = asked.thread_ts or self._thread_of(reply)
         if asked.slash:

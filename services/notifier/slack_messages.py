@@ -29,7 +29,7 @@ def mrkdwn(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _section(text: str) -> dict[str, Any]:
+def section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn(text)[:3000]}}
 
 
@@ -81,7 +81,7 @@ def reply_body(text: str, *, done: bool, channel: str, thread_ts: str) -> dict[s
 
 
 def _body(text: ChatText, *, channel: str) -> dict[str, Any]:
-    return {"channel": channel, "text": text.plain, "blocks": [_section(text.plain)]}
+    return {"channel": channel, "text": text.plain, "blocks": [section(text.plain)]}
 
 
 class NotACommand(ValueError):

@@ -73,6 +73,8 @@ class Chat:
     discord: DiscordWebhook
     discord_key: SigningKey
     secrets: list[str]
+    env: dict[str, str]
+    """What Wake's processes were given: the notify file and the Slack signing secret."""
 
     @property
     def chat_url(self) -> str:
@@ -153,6 +155,7 @@ async def running_chat(root: Path) -> AsyncIterator[Chat]:
                     discord=discord,
                     discord_key=discord_key,
                     secrets=[bot.token, slack.token, signing_secret, discord.token],
+                    env=env,
                 )
     finally:
         await slack.stop()
