@@ -17,8 +17,9 @@ from services.notifier.matrix_channel import MatrixChannel
 from services.notifier.notifyconfig import read_credential
 from services.notifier.notifyfile import ChannelSpec
 from services.notifier.slack import SlackChannel
+from services.notifier.teams import TeamsChannel
 
-CHAT_TYPES = ("matrix", "slack", "discord")
+CHAT_TYPES = ("matrix", "slack", "discord", "teams")
 
 
 @dataclass
@@ -74,4 +75,8 @@ def make_channels(
             )
             made.every.append(discord)
             made.discord.append(discord)
+        elif spec.type == "teams":
+            made.every.append(
+                TeamsChannel(spec, session, webhook_url=secret["webhook_url"], stop=stop)
+            )
     return made

@@ -62,6 +62,8 @@ SCHEMAS: Mapping[str, Schema] = {
         options={"public_key": ""},
         credentials={"webhook_url": True},
     ),
+    # A Workflows webhook ("Post to a channel when a webhook request is received").
+    "teams": Schema(options={}, credentials={"webhook_url": True}),
     "webhook": Schema(options={"url": None}, credentials={"secret": False}),
 }
 

@@ -36,6 +36,7 @@ async def test_no_token_or_signing_secret_in_any_event_log_line_or_message(chat:
     sent = [
         *(c.body for c in chat.slack.calls),
         *(body for _, _, body in chat.discord.calls),
+        *chat.teams.messages,
         *await chat.said_by_wake(),
         answer,
     ]

@@ -17,6 +17,7 @@ from nacl.signing import SigningKey
 from tests.chat.discord_api import DiscordWebhook
 from tests.chat.slack_api import SlackApi
 from tests.chat.synapse import SERVER_NAME, Person, running_synapse
+from tests.chat.teams_api import TeamsWorkflow
 from tests.e2e.harness import WakeUnderTest, running_wake
 from tests.waiting import eventually
 
@@ -44,6 +45,9 @@ channels:
     type: discord
     webhook_url_file: {discord_webhook_file}
     public_key: "{discord_public_key}"
+  ops-teams:
+    type: teams
+    webhook_url_file: {teams_webhook_file}
 groups:
   release-managers: ["{ana}", "{slack_ana}"]
 routes:
@@ -58,6 +62,9 @@ routes:
   - apps: ["discord-*"]
     events: [RevisionDetected, PlanCreated, ApprovalRequested, ApplySucceeded]
     channels: [ops-discord]
+  - apps: ["teams-*"]
+    events: [RevisionDetected, ApplySucceeded]
+    channels: [ops-teams]
 """
 
 
@@ -72,6 +79,7 @@ class Chat:
     slack_signing_secret: str
     discord: DiscordWebhook
     discord_key: SigningKey
+    teams: TeamsWorkflow
     secrets: list[str]
     env: dict[str, str]
     """What Wake's processes were given: the notify file and the Slack signing secret."""
@@ -117,6 +125,8 @@ async def running_chat(root: Path) -> AsyncIterator[Chat]:
     discord, discord_key = DiscordWebhook(), SigningKey.generate()
     await slack.start()
     await discord.start()
+    teams = TeamsWorkflow()
+    await teams.start()
     try:
         async with running_synapse(root / "synapse") as url, aiohttp.ClientSession() as session:
             bot = await Person.register(session, url, "wake", display_name="Wake")
@@ -140,6 +150,7 @@ async def running_chat(root: Path) -> AsyncIterator[Chat]:
                     slack_api=slack.url,
                     discord_webhook_file=_secret_file(root / "discord.url", discord.url),
                     discord_public_key=discord_key.verify_key.encode().hex(),
+                    teams_webhook_file=_secret_file(root / "teams.url", teams.url),
                 )
             )
             env = {"WAKE_NOTIFY_CONFIG": str(notify_file), SIGNING_ENV: signing_secret}
@@ -154,12 +165,20 @@ async def running_chat(root: Path) -> AsyncIterator[Chat]:
                     slack_signing_secret=signing_secret,
                     discord=discord,
                     discord_key=discord_key,
-                    secrets=[bot.token, slack.token, signing_secret, discord.token],
+                    teams=teams,
+                    secrets=[
+                        bot.token,
+                        slack.token,
+                        signing_secret,
+                        discord.token,
+                        teams.signature,
+                    ],
                     env=env,
                 )
     finally:
         await slack.stop()
         await discord.stop()
+        await teams.stop()
 
 
 async def assert_no_secret(chat: Chat, messages: list[Any]) -> None:
