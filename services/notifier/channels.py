@@ -14,12 +14,13 @@ from services.notifier.discord import DiscordChannel
 from services.notifier.journeys import Threads
 from services.notifier.matrix import MatrixClient
 from services.notifier.matrix_channel import MatrixChannel
+from services.notifier.mattermost import MattermostChannel
 from services.notifier.notifyconfig import read_credential
 from services.notifier.notifyfile import ChannelSpec
 from services.notifier.slack import SlackChannel
 from services.notifier.teams import TeamsChannel
 
-CHAT_TYPES = ("matrix", "slack", "discord", "teams")
+CHAT_TYPES = ("matrix", "slack", "discord", "mattermost", "teams")
 
 
 @dataclass
@@ -27,6 +28,7 @@ class ChatChannels:
     every: list[ChatChannel] = field(default_factory=list)
     slack: list[SlackChannel] = field(default_factory=list)
     discord: list[DiscordChannel] = field(default_factory=list)
+    mattermost: list[MattermostChannel] = field(default_factory=list)
 
 
 def make_channels(
@@ -75,6 +77,19 @@ def make_channels(
             )
             made.every.append(discord)
             made.discord.append(discord)
+        elif spec.type == "mattermost":
+            mattermost = MattermostChannel(
+                spec,
+                session,
+                bot_token=secret["bot_token"],
+                action_token=secret.get("action_token", ""),
+                slash_token=secret.get("slash_token", ""),
+                threads=threads,
+                chatops=chatops,
+                stop=stop,
+            )
+            made.every.append(mattermost)
+            made.mattermost.append(mattermost)
         elif spec.type == "teams":
             made.every.append(
                 TeamsChannel(spec, session, webhook_url=secret["webhook_url"], stop=stop)

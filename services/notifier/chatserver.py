@@ -1,4 +1,4 @@
-"""The notifier's HTTP endpoint for chat platforms' requests: `<chat_url>/slack|discord`.
+"""The notifier's HTTP endpoint for chat platforms' requests: `<chat_url>/slack|discord|mattermost`.
 
 `wake up` picks its port (WAKE_CHAT_PORT) and writes `chat_url` to
 endpoints.json. A request is carried out only once its platform's check
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from services.notifier.discord import DiscordChannel
+from services.notifier.mattermost import MattermostChannel
 from services.notifier.slack import SlackChannel
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,13 @@ MAX_BODY = 64 * 1024
 
 class ChatServer:
     def __init__(
-        self, *, slack: Sequence[SlackChannel], discord: Sequence[DiscordChannel] = ()
+        self,
+        *,
+        slack: Sequence[SlackChannel],
+        discord: Sequence[DiscordChannel] = (),
+        mattermost: Sequence[MattermostChannel] = (),
     ) -> None:
+        self._mattermost = [c for c in mattermost if c.takes_requests]
         self._slack = [c for c in slack if c.takes_requests]
         self._discord = [c for c in discord if c.takes_requests]
         self._runner: web.AppRunner | None = None
@@ -35,12 +41,13 @@ class ChatServer:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post("/slack", self._on_slack)
         app.router.add_post("/discord", self._on_discord)
+        app.router.add_post("/mattermost", self._on_mattermost)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
         self.port = port
-        log.info("chat requests served on http://%s:%d (/slack, /discord)", host, port)
+        log.info("chat requests served on http://%s:%d (/slack, /discord, /mattermost)", host, port)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -73,5 +80,15 @@ class ChatServer:
         log.warning(
             "discord: interaction refused (401): no channel's public key verifies its "
             "signature, or its timestamp is not within 5 minutes of now"
+        )
+        return web.Response(status=401)
+
+    async def _on_mattermost(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        for channel in self._mattermost:
+            if channel.verified(body, request.content_type):
+                return await channel.answer(body, request.content_type)
+        log.warning(
+            "mattermost: request refused (401): it carries no channel's action or slash token"
         )
         return web.Response(status=401)

@@ -62,6 +62,12 @@ SCHEMAS: Mapping[str, Schema] = {
         options={"public_key": ""},
         credentials={"webhook_url": True},
     ),
+    "mattermost": Schema(
+        # actions_url: where Mattermost POSTs button clicks (`<chat_url>/mattermost` as the
+        # server reaches it); without it (or the action token) no buttons.
+        options={"url": None, "channel_id": None, "actions_url": ""},
+        credentials={"bot_token": True, "action_token": False, "slash_token": False},
+    ),
     # A Workflows webhook ("Post to a channel when a webhook request is received").
     "teams": Schema(options={}, credentials={"webhook_url": True}),
     "webhook": Schema(options={"url": None}, credentials={"secret": False}),
@@ -292,6 +298,10 @@ class _Parser:
                     f"{path}.room",
                     "must be a room id (!id:server) or alias (#alias:server)",
                 )
+        if kind == "mattermost":
+            self._check_url(options["url"], lines["url"], f"{path}.url")
+            if options["actions_url"]:
+                self._check_url(options["actions_url"], lines["actions_url"], f"{path}.actions_url")
         if kind == "slack":
             self._check_url(options["api_url"], lines.get("api_url", line), f"{path}.api_url")
         if kind == "discord" and options["public_key"]:

@@ -119,12 +119,12 @@ async def main(ctx: ServiceContext) -> None:
             ctx.log, config, system_namespace=ctx.settings.system_namespace, refuser=ctx.actor
         )
         made = make_channels(chat_specs, session, threads=threads, chatops=chatops, stop=ctx.stop)
-        chats, slack, discord = made.every, made.slack, made.discord
+        chats = made.every
         for chat in chats:
             log.info("channel %s: %s", chat.name, chat.where)
         if chats:
             await _fold_threads(ctx, threads)
-        server = ChatServer(slack=slack, discord=discord)
+        server = ChatServer(slack=made.slack, discord=made.discord, mattermost=made.mattermost)
         if ctx.settings.chat_port and takes_commands:
             await server.start(ctx.settings.chat_host, ctx.settings.chat_port)
         notifier = Notifier(ctx, routes, session, config=config, chats=chats)
@@ -138,7 +138,7 @@ async def main(ctx: ServiceContext) -> None:
                 listener.cancel()
             await asyncio.gather(*listeners, return_exceptions=True)
             await server.stop()
-            for channel in slack:
+            for channel in made.slack:
                 await channel.close()
 
 

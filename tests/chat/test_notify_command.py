@@ -40,6 +40,8 @@ async def test_a_test_message_goes_through_each_channel_and_its_answer_is_printe
     # A channel that does not exist is named, with those that do
     missing = await wake.wake("notify", "test", "nowhere", env=chat.env, check=False)
     assert missing.returncode == 1
-    assert "no channel 'nowhere' (channels: ops-discord, ops-slack, team" in missing.stderr
+    assert (
+        "no channel 'nowhere' (channels: ops-discord, ops-mattermost, ops-slack" in missing.stderr
+    )
     for output in (slack, matrix, discord, webhook, missing):
         assert not [s for s in chat.secrets if s in output.stdout + output.stderr]

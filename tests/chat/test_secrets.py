@@ -37,6 +37,8 @@ async def test_no_token_or_signing_secret_in_any_event_log_line_or_message(chat:
         *(c.body for c in chat.slack.calls),
         *(body for _, _, body in chat.discord.calls),
         *chat.teams.messages,
+        *chat.mattermost.posts.values(),
+        *(body for _, body in chat.mattermost.patches),
         *await chat.said_by_wake(),
         answer,
     ]

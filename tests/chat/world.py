@@ -14,7 +14,9 @@ from typing import Any
 import aiohttp
 from nacl.signing import SigningKey
 
+from services.wiring.ports import free_port
 from tests.chat.discord_api import DiscordWebhook
+from tests.chat.mattermost_api import MattermostApi
 from tests.chat.slack_api import SlackApi
 from tests.chat.synapse import SERVER_NAME, Person, running_synapse
 from tests.chat.teams_api import TeamsWorkflow
@@ -26,6 +28,7 @@ BOB = f"matrix:@bob:{SERVER_NAME}"
 SLACK_ANA = "slack:U0ANA"
 
 SIGNING_ENV = "WAKE_TEST_SLACK_SIGNING_SECRET"
+MM_ACTION_ENV = "WAKE_TEST_MATTERMOST_ACTION_TOKEN"
 
 NOTIFY_FILE = """\
 channels:
@@ -45,6 +48,14 @@ channels:
     type: discord
     webhook_url_file: {discord_webhook_file}
     public_key: "{discord_public_key}"
+  ops-mattermost:
+    type: mattermost
+    url: {mm_url}
+    channel_id: {mm_channel}
+    actions_url: {chat_url}/mattermost
+    bot_token_file: {mm_token_file}
+    action_token_env: {mm_action_env}
+    slash_token_file: {mm_slash_file}
   ops-teams:
     type: teams
     webhook_url_file: {teams_webhook_file}
@@ -62,6 +73,10 @@ routes:
   - apps: ["discord-*"]
     events: [RevisionDetected, PlanCreated, ApprovalRequested, ApplySucceeded]
     channels: [ops-discord]
+  - apps: ["mm-*"]
+    events: [RevisionDetected, PlanCreated, ApprovalRequested, PlanApproved, ApprovalAccepted,
+             ApplySucceeded]
+    channels: [ops-mattermost]
   - apps: ["teams-*"]
     events: [RevisionDetected, ApplySucceeded]
     channels: [ops-teams]
@@ -80,6 +95,9 @@ class Chat:
     discord: DiscordWebhook
     discord_key: SigningKey
     teams: TeamsWorkflow
+    mattermost: MattermostApi
+    mattermost_action_token: str
+    mattermost_slash_token: str
     secrets: list[str]
     env: dict[str, str]
     """What Wake's processes were given: the notify file and the Slack signing secret."""
@@ -127,6 +145,11 @@ async def running_chat(root: Path) -> AsyncIterator[Chat]:
     await discord.start()
     teams = TeamsWorkflow()
     await teams.start()
+    mattermost = MattermostApi()
+    await mattermost.start()
+    action_token, slash_token = secrets.token_hex(16), secrets.token_hex(13)
+    # The chat port is chosen here: Mattermost's buttons name the URL they call back.
+    chat_port = free_port()
     try:
         async with running_synapse(root / "synapse") as url, aiohttp.ClientSession() as session:
             bot = await Person.register(session, url, "wake", display_name="Wake")
@@ -151,9 +174,20 @@ async def running_chat(root: Path) -> AsyncIterator[Chat]:
                     discord_webhook_file=_secret_file(root / "discord.url", discord.url),
                     discord_public_key=discord_key.verify_key.encode().hex(),
                     teams_webhook_file=_secret_file(root / "teams.url", teams.url),
+                    mm_url=mattermost.url,
+                    mm_channel=mattermost.channel_id,
+                    chat_url=f"http://127.0.0.1:{chat_port}",
+                    mm_token_file=_secret_file(root / "mattermost.token", mattermost.token),
+                    mm_action_env=MM_ACTION_ENV,
+                    mm_slash_file=_secret_file(root / "mattermost.slash", slash_token),
                 )
             )
-            env = {"WAKE_NOTIFY_CONFIG": str(notify_file), SIGNING_ENV: signing_secret}
+            env = {
+                "WAKE_NOTIFY_CONFIG": str(notify_file),
+                SIGNING_ENV: signing_secret,
+                MM_ACTION_ENV: action_token,
+                "WAKE_CHAT_PORT": str(chat_port),
+            }
             async with running_wake(root / "wake", env=env) as wake:
                 yield Chat(
                     wake,
@@ -166,6 +200,9 @@ async def running_chat(root: Path) -> AsyncIterator[Chat]:
                     discord=discord,
                     discord_key=discord_key,
                     teams=teams,
+                    mattermost=mattermost,
+                    mattermost_action_token=action_token,
+                    mattermost_slash_token=slash_token,
                     secrets=[
                         bot.token,
                         slack.token,
@@ -179,6 +216,7 @@ async def running_chat(root: Path) -> AsyncIterator[Chat]:
         await slack.stop()
         await discord.stop()
         await teams.stop()
+        await mattermost.stop()
 
 
 async def assert_no_secret(chat: Chat, messages: list[Any]) -> None:
