@@ -150,9 +150,8 @@ def up(
             providers = "{github,gitlab,gitea,bitbucket,generic}"
             click.echo(f"  webhooks        {endpoints.webhook_url}/{providers}")
             click.echo(f"  webhook secret  {running.webhook_secret_file or 'WAKE_WEBHOOK_SECRET'}")
-            click.echo(
-                f"  chat requests   {endpoints.chat_url}/slack (WAKE_NOTIFY_CONFIG's channels)"
-            )
+            platforms = "{slack,mattermost,discord}"
+            click.echo(f"  chat requests   {endpoints.chat_url}/{platforms} (WAKE_NOTIFY_CONFIG)")
             if "infra" in endpoints.metrics:
                 click.echo(
                     f"  metrics         {endpoints.metrics['infra']} (and each service's:"

@@ -93,7 +93,7 @@ DESCRIPTIONS: dict[str, str] = {
     "notify_secret": "Key of the webhook's X-Wake-Signature (HMAC-SHA256 of the body).",
     "notify_events": "Comma-separated event types the webhook channel receives.",
     "chat_host": "Address the notifier serves chat platforms' requests on (`<chat_url>/slack`, "
-    "`/discord`).",
+    "`/discord`, `/mattermost`).",
     "chat_port": "Port of those requests (0: none; `wake up` picks one and writes endpoints.json's "
     "`chat_url`).",
     "notify_retries": "Attempts per notification before NotificationFailed.",
