@@ -102,6 +102,30 @@ class ChatOps:
         except Refused as refusal:
             return await self._refuse(request, refusal, command_text=str(command))
 
+    async def refuse_replay(self, request: Request) -> Reply:
+        """Record that a request was taken before and is not carried out again (once per
+        original request, however often it is replayed), under the app it names."""
+        app, plan_id = "", ""
+        try:
+            command = commands.parse(request.text)
+            if command.plan:
+                plan_id = commands.resolve_plan(command.plan, await self._plan_ids(command.plan))
+                app = (await lookup.find_plan(self._log, plan_id))[0].app
+            elif _valid_app(command.app) and await lookup.app_spec(self._log, command.app):
+                app = command.app
+        except (commands.CommandError, lookup.PlanNotFound):
+            pass
+        return await self._refuse(
+            request,
+            Refused(
+                "a replayed request (taken before): not carried out again",
+                app=app,
+                plan_id=plan_id,
+            ),
+            command_text=request.text,
+            key="replay",
+        )
+
     async def _carry_out(self, request: Request, command: commands.Command) -> Reply:
         if command.verb in ("approve", "reject"):
             return await self._decide(request, command)
@@ -284,10 +308,12 @@ class ChatOps:
             )
         return " ".join(lines)
 
-    def _derived(self, request: Request, event_type: str) -> str:
-        return derived_event_id(f"{request.channel}/{request.message_ref}", event_type)
+    def _derived(self, request: Request, event_type: str, key: str = "") -> str:
+        return derived_event_id(f"{request.channel}/{request.message_ref}", event_type, key)
 
-    async def _refuse(self, request: Request, refusal: Refused, *, command_text: str) -> Reply:
+    async def _refuse(
+        self, request: Request, refusal: Refused, *, command_text: str, key: str = ""
+    ) -> Reply:
         app = refusal.app if _valid_app(refusal.app) else names.SYSTEM_APP
         event = new_event(
             ChatCommandRefused(
@@ -301,7 +327,7 @@ class ChatOps:
             ),
             app=app,
             actor=self._refuser,
-            event_id=self._derived(request, ChatCommandRefused.event_type),
+            event_id=self._derived(request, ChatCommandRefused.event_type, key),
         )
         await self._log.append(event)
         log.info(

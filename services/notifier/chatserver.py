@@ -59,6 +59,7 @@ class ChatServer:
             if channel.verified(body, request.headers):
                 if not channel.first_time(request.headers):
                     log.warning("slack: a request seen before (a replay) refused: 401")
+                    await channel.refuse_replay(body)
                     return web.Response(status=401)
                 return await channel.answer(body)
         stamp = request.headers.get("X-Slack-Request-Timestamp", "")
@@ -75,6 +76,7 @@ class ChatServer:
             if channel.verified(body, request.headers):
                 if not channel.first_time(request.headers):
                     log.warning("discord: an interaction seen before (a replay) refused: 401")
+                    await channel.refuse_replay(body)
                     return web.Response(status=401)
                 return await channel.answer(body)
         log.warning(

@@ -31,6 +31,7 @@ from services.notifier.chatops import ChatOps, Request
 from services.notifier.discord_messages import (
     PING,
     PONG,
+    DiscordCommand,
     NotACommand,
     answer,
     discord_command,
@@ -144,17 +145,27 @@ class DiscordChannel:
             return web.json_response(answer(f"not a command of Wake's ({exc})"))
         if self._chatops is None:
             return web.Response(status=401)
-        reply = await self._chatops.handle(
-            Request(
-                channel=self.name,
-                requester=f"{PLATFORM}:{asked.user_id}",
-                text=asked.text,
-                message_ref=f"{PLATFORM}:{asked.message_ref}",
-                display_name=asked.user_name,
-            )
-        )
+        reply = await self._chatops.handle(self._request_of(asked))
         sign = "\u2705" if reply.done else "\u26d4"
         return web.json_response(answer(f"{sign} {reply.text}"))
+
+    async def refuse_replay(self, body: bytes) -> None:
+        """A verified interaction taken before: on the record, never carried out again."""
+        try:
+            asked = discord_command(json.loads(body))
+        except (ValueError, NotACommand, AttributeError):
+            return
+        if self._chatops is not None:
+            await self._chatops.refuse_replay(self._request_of(asked))
+
+    def _request_of(self, asked: DiscordCommand) -> Request:
+        return Request(
+            channel=self.name,
+            requester=f"{PLATFORM}:{asked.user_id}",
+            text=asked.text,
+            message_ref=f"{PLATFORM}:{asked.message_ref}",
+            display_name=asked.user_name,
+        )
 
     # --- the webhook --------------------------------------------------------------
 

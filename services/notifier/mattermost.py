@@ -192,8 +192,6 @@ class MattermostChannel:
         if content_type == "application/json":
             click = json.loads(body)
             context = click.get("context") or {}
-            if not self.first_time(str(click.get("trigger_id", ""))):
-                return web.Response(status=401)
             user = await self._user_name(str(click.get("user_id", "")), click.get("user_name"))
             plan = str(context.get("plan", ""))
             text = (
@@ -202,38 +200,41 @@ class MattermostChannel:
                 else f"reject {plan} rejected in Mattermost by {user}"
             )
             post_id = str(click.get("post_id", ""))
-            reply = await self._handle(
+            request = self._request_of(
                 user, text, ref=f"{post_id}/{click.get('trigger_id', '')}", channel=click
             )
+            if not self.first_time(str(click.get("trigger_id", ""))):
+                await self._chatops.refuse_replay(request)
+                return web.Response(status=401)
+            reply = await self._chatops.handle(request)
             await self._reply_in_thread(reply)
             return web.json_response({"ephemeral_text": reply.text})
         form = dict(parse_qsl(body.decode("utf-8", "replace")))
-        if not self.first_time(form.get("trigger_id", "")):
-            return web.Response(status=401)
         user = form.get("user_name") or await self._user_name(form.get("user_id", ""), None)
-        reply = await self._handle(
+        request = self._request_of(
             user, form.get("text", ""), ref=form.get("trigger_id", ""), channel=form
         )
+        if not self.first_time(form.get("trigger_id", "")):
+            await self._chatops.refuse_replay(request)
+            return web.Response(status=401)
+        reply = await self._chatops.handle(request)
         await self._reply_in_thread(reply)
         return web.json_response({"response_type": "in_channel", "text": reply.text})
 
-    async def _handle(self, user: str, text: str, *, ref: str, channel: Mapping[str, Any]) -> Reply:
-        assert self._chatops is not None
+    def _request_of(self, user: str, text: str, *, ref: str, channel: Mapping[str, Any]) -> Request:
         where = str(channel.get("channel_id", ""))
         wrong = (
             f"a request from Mattermost channel {where}, not from {self._channel_id}"
             if where and where != self._channel_id
             else ""
         )
-        return await self._chatops.handle(
-            Request(
-                channel=self.name,
-                requester=f"{PLATFORM}:{user}",
-                text=text,
-                message_ref=f"{PLATFORM}:{ref}",
-                display_name=user,
-                wrong_place=wrong,
-            )
+        return Request(
+            channel=self.name,
+            requester=f"{PLATFORM}:{user}",
+            text=text,
+            message_ref=f"{PLATFORM}:{ref}",
+            display_name=user,
+            wrong_place=wrong,
         )
 
     async def _reply_in_thread(self, reply: Reply) -> None:

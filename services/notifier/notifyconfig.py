@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from services.notifier.notifyfile import (
@@ -30,7 +31,25 @@ def load_notify_config(settings: Settings) -> NotifyConfig:
         raise NotifyConfigError(
             f"{env_name('notify_config')}: cannot read {path}: {exc.strerror}"
         ) from None
-    return parse_notify_config(text, source=str(path))
+    return _relative_to(parse_notify_config(text, source=str(path)), path.resolve().parent)
+
+
+def _relative_to(config: NotifyConfig, directory: Path) -> NotifyConfig:
+    """`config` with its credentials' relative `*_file` paths taken from `directory`
+    (the notify file's), as a reader of the file expects."""
+    channels = {
+        name: replace(
+            spec,
+            credentials={
+                what: replace(c, file=str(directory / Path(c.file).expanduser()))
+                if c.file and not Path(c.file).expanduser().is_absolute()
+                else c
+                for what, c in spec.credentials.items()
+            },
+        )
+        for name, spec in config.channels.items()
+    }
+    return replace(config, channels=channels)
 
 
 def groups_of(settings: Settings) -> Mapping[str, tuple[str, ...]]:

@@ -143,7 +143,32 @@ class SlackChannel:
         except NotACommand as exc:
             log.info("%s: request ignored: %s", self.name, exc)
             return web.Response(status=200)
-        request = Request(
+        if self._chatops is None:
+            return web.Response(status=401)
+        reply = await self._chatops.handle(self._request_of(asked))
+        thread_ts = asked.thread_ts or self._thread_of(reply)
+        if asked.slash:
+            if thread_ts:
+                self._reply_later(reply, thread_ts)
+            return web.json_response({"response_type": "in_channel", "text": reply.text})
+        self._reply_later(reply, thread_ts)
+        return web.Response(status=200)
+
+    async def refuse_replay(self, body: bytes) -> None:
+        """A verified request taken before: on the record and in its thread, never again."""
+        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        try:
+            asked = slack_request(form)
+        except NotACommand:
+            return
+        if self._chatops is None:
+            return
+        reply = await self._chatops.refuse_replay(self._request_of(asked))
+        if asked.thread_ts:
+            self._reply_later(reply, asked.thread_ts)
+
+    def _request_of(self, asked: SlackRequest) -> Request:
+        return Request(
             channel=self.name,
             requester=f"{PLATFORM}:{asked.user_id}",
             text=asked.text,
@@ -152,16 +177,6 @@ class SlackChannel:
             thread_app=self._app_of_thread(asked.thread_ts),
             wrong_place=self._wrong_place(asked),
         )
-        if self._chatops is None:
-            return web.Response(status=401)
-        reply = await self._chatops.handle(request)
-        thread_ts = asked.thread_ts or self._thread_of(reply)
-        if asked.slash:
-            if thread_ts:
-                self._reply_later(reply, thread_ts)
-            return web.json_response({"response_type": "in_channel", "text": reply.text})
-        self._reply_later(reply, thread_ts)
-        return web.Response(status=200)
 
     def _wrong_place(self, asked: SlackRequest) -> str:
         if self._channel_id and asked.channel_id and asked.channel_id != self._channel_id:

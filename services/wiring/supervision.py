@@ -383,6 +383,11 @@ async def start_wake(
             # The trust anchor every reader verifies the log's key registrations with.
             signing.ENV_ADMIN_PUBLIC_KEY: infrastructure.endpoints.admin_public_key,
         }
+        if base_env.get("WAKE_NOTIFY_CONFIG"):
+            # The notify file, for the notifier and the planner (groups of approvers),
+            # whatever directory a restarted service finds itself in.
+            notify = Path(base_env["WAKE_NOTIFY_CONFIG"]).expanduser()
+            base_env["WAKE_NOTIFY_CONFIG"] = str(notify.resolve())
         if sandbox:
             kubeconfig_path = data_dir / "sandbox" / "kubeconfig"
             kubeconfig_path.parent.mkdir(exist_ok=True)

@@ -99,7 +99,9 @@ async def test_a_bad_signature_gets_401_and_a_good_one_approves(chat: Chat):
     assert (await post(chat, tampered, signed(click, key)))[0] == 401
     assert (await post(chat, click, signed(click, key, age=600)))[0] == 401
     # ... and then signed with the application's key
-    status, answer = await post(chat, click, signed(click, key))
+    good = signed(click, key)
+    status, answer = await post(chat, click, good)
+    assert (await post(chat, click, good))[0] == 401  # replayed
     # Then that one approves, as Ana of Discord, and is answered in the channel
     assert status == 200 and answer["type"] == 4
     assert f"approved by Ana (discord:{ANA_ID})" in answer["data"]["content"]
@@ -112,6 +114,12 @@ async def test_a_bad_signature_gets_401_and_a_good_one_approves(chat: Chat):
     assert [a.actor for a in approvals] == [f"discord:{ANA_ID}"]
     assert isinstance(approvals[0].payload, PlanApproved)
     assert approvals[0].payload.display_name == "Ana"
+    [replay] = [
+        s.event.payload
+        for s in await wake.events(APP, after=before)
+        if s.event.type == "ChatCommandRefused"
+    ]
+    assert "replayed" in replay.reason
     # ... and `/wake command:status ...` answers
     command = interaction(
         2,

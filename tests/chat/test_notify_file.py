@@ -10,11 +10,12 @@ from events import new_event
 from events.payloads import ApplySucceeded, AppSpec, PlanApproved
 from events.samples import sample_payloads
 from services.notifier import commands
-from services.notifier.notifyconfig import read_credential
+from services.notifier.notifyconfig import load_notify_config, read_credential
 from services.notifier.notifyfile import NotifyConfigError, parse_notify_config
 from services.notifier.routing import file_webhooks, route
 from services.projects import approving
 from services.projects.approvers import InvalidApprover, checked_approver
+from services.wiring.settings import Settings
 
 FILE = """\
 channels:
@@ -193,3 +194,13 @@ def test_the_planner_accepts_a_chat_approver_in_person_or_through_a_group():
     assert "only the CLI may approve" in judged(ana, []).reason
     assert not judged(ana, []).accepted
     assert PlanApproved(plan_id="p").display_name == ""  # old events decode as before
+
+
+def test_a_relative_credential_file_is_the_notify_file_s_neighbour(tmp_path):
+    (tmp_path / "notify.yaml").write_text(FILE.replace("/run/secrets/matrix", "matrix.token"))
+    (tmp_path / "matrix.token").write_text("syt_token\n")
+    config = load_notify_config(Settings(notify_config=str(tmp_path / "notify.yaml")))
+    credential = config.channels["team"].credentials["access_token"]
+    assert read_credential(credential, environ={}) == "syt_token"
+    with pytest.raises(NotifyConfigError, match=r"WAKE_NOTIFY_CONFIG: cannot read"):
+        load_notify_config(Settings(notify_config=str(tmp_path / "missing.yaml")))

@@ -149,12 +149,18 @@ async def test_a_click_signed_with_the_right_secret_approves_and_no_other_change
     assert [a.actor for a in approvals] == [SLACK_ANA]
     assert isinstance(approvals[0].payload, PlanApproved)
     assert (approvals[0].payload.display_name, approvals[0].payload.channel) == ("ana", "ops-slack")
-    assert not [s for s in after if s.event.type == "ChatCommandRefused"]
+    # ... the replay is on the record (the forgeries, unverifiable, only in the log)
+    [replay] = [s.event.payload for s in after if s.event.type == "ChatCommandRefused"]
+    assert isinstance(replay, ChatCommandRefused)
+    assert replay.requester == SLACK_ANA and "replayed" in replay.reason
     # ... and the answer is in the journey's thread
     await eventually(
-        lambda: any(
-            b.get("thread_ts") == root and "approved by ana (slack:U0ANA)" in b["text"]
-            for b in slack.posted()
+        lambda: (
+            any(
+                b.get("thread_ts") == root and "approved by ana (slack:U0ANA)" in b["text"]
+                for b in slack.posted()
+            )
+            and any(b.get("thread_ts") == root and "replayed" in b["text"] for b in slack.posted())
         ),
         timeout=30,
     )
