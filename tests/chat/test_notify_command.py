@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from services.demo.sample import APP_PATH, first_commit
 from services.demo.walkthrough import WEBHOOK_SECRET
 from tests.chat.world import Chat
 
@@ -45,3 +46,17 @@ async def test_a_test_message_goes_through_each_channel_and_its_answer_is_printe
     )
     for output in (slack, matrix, discord, webhook, missing):
         assert not [s for s in chat.secrets if s in output.stdout + output.stderr]
+
+
+async def test_an_approver_of_no_known_form_is_refused_and_cli_means_the_cli_user(chat: Chat):
+    wake = chat.wake
+    repo = wake.repository("cli-approvers")
+    first_commit(repo, namespace="cli-approvers")
+    args = ["app", "add", "cli-approvers", "--repo", repo.url, "--path", APP_PATH]
+    args += ["--namespace", "cli-approvers"]
+    refused = await wake.wake(*args, "--approver", "irc:bob", check=False)
+    assert refused.returncode == 2
+    assert "approver 'irc:bob' is not one of matrix:@user:server" in refused.stderr
+    await wake.wake(*args, "--manual", "--approver", "cli:grace")
+    shown = json.loads((await wake.wake("app", "show", "cli-approvers", "--json")).stdout)
+    assert shown["spec"]["approvers"] == ["user:grace"]

@@ -87,6 +87,9 @@ async def test_a_click_signed_with_the_right_secret_approves_and_no_other_change
     chat: Chat,
 ):
     wake, slack = chat.wake, chat.slack
+    # (Slack is pointed at endpoints.json's chat_url)
+    endpoints = json.loads((wake.running.data_dir / "endpoints.json").read_text())
+    assert endpoints["chat_url"] == chat.chat_url
     # Given a manual app approved by Ana on Slack, and a Web API that first answers 429
     slack.throttle = 1
     repo = wake.repository(APP)
