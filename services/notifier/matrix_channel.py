@@ -102,11 +102,19 @@ class MatrixChannel:
                 async for batch in self._client.messages(await self.joined()):
                     for said in batch:
                         if commands.is_command(said.body):
-                            await self._answer(said)
+                            await self._answer_logged(said)
             except MatrixError as exc:
                 log.warning("%s: following the room failed: %s", self.name, exc)
                 if await _stopped_within(self._stop, LISTEN_BACKOFF):
                     return
+
+    async def _answer_logged(self, said: Incoming) -> None:
+        # One command that cannot be carried out now (the log away, a bug) must not
+        # end the following of the room: it is logged, the next one is read.
+        try:
+            await self._answer(said)
+        except Exception:
+            log.exception("%s: command %s from %s failed", self.name, said.event_id, said.sender)
 
     async def _answer(self, said: Incoming) -> None:
         if self._chatops is None:
