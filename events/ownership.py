@@ -95,7 +95,21 @@ PUBLISHES: MappingProxyType[str, frozenset[str]] = MappingProxyType(
                 *_REJECTS,
             )
         ),
-        "notifier": frozenset(("NotificationSent", "NotificationFailed", *_REJECTS)),
+        "notifier": frozenset(
+            (
+                "NotificationSent",
+                "NotificationFailed",
+                # Commands from chat (`notifier/chatops.py`), signed by the notifier's
+                # key for the person it vouches for (`matrix:@ana:example.org`), and
+                # the refusals of those it did not carry out.
+                "PlanApproved",
+                "PlanRejected",
+                "RollbackRequested",
+                "SyncRequested",
+                "ChatCommandRefused",
+                *_REJECTS,
+            )
+        ),
         # The projector only reads (it folds the log into PostgreSQL), and records
         # what it had to skip.
         "projector": frozenset(_REJECTS),
@@ -156,8 +170,16 @@ BUNDLE_READERS: frozenset[str] = frozenset(("planner", "applier", OPERATOR))
 # Who reads the span store back (`wake trace`, the console's trace viewer).
 SPAN_READERS: frozenset[str] = frozenset((OPERATOR, "api"))
 
-# Namespaces each service's signing key vouches for (events/signing.py).
-VOUCHES: MappingProxyType[str, tuple[str, ...]] = MappingProxyType({"api": ("token",)})
+# Namespaces each service's signing key vouches for (events/signing.py): the
+# console's api signs for its tokens (`token:ci-bot`); the notifier carries out
+# commands given in chat and signs them for the person the platform
+# authenticated (`matrix:@ana:example.org`).
+VOUCHES: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "api": ("token",),
+        "notifier": ("matrix", "slack", "mattermost", "discord", "teams"),
+    }
+)
 
 LEASES: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
     {

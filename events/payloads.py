@@ -394,6 +394,12 @@ class PlanApproved(Payload, frozen=True, kw_only=True):
     plan_id: str
     via: Literal["policy", "cli", "api", "chat"] = "policy"
     comment: str = ""
+    # From chat (via "chat"): the person's display name on the platform, the
+    # notify file's channel and the platform's id of the message that approved
+    # (the actor, `matrix:@ana:example.org`, is who).
+    display_name: str = ""
+    channel: str = ""
+    message_ref: str = ""
 
 
 class ApprovalAccepted(Payload, frozen=True, kw_only=True):
@@ -429,6 +435,10 @@ class PlanRejected(Payload, frozen=True, kw_only=True):
     plan_id: str
     reason: str
     via: Literal["cli", "api", "chat"] = "cli"
+    # From chat: as in PlanApproved.
+    display_name: str = ""
+    channel: str = ""
+    message_ref: str = ""
 
 
 class ApplyStarted(Payload, frozen=True, kw_only=True):
@@ -580,6 +590,31 @@ class NotificationSent(Payload, frozen=True, kw_only=True):
     about_type: str
     attempts: int = 1
     status_code: int | None = None
+    # On a chat channel: the platform's id of the message sent, and of the
+    # first message of the journey's thread (the same for that first one). A
+    # restarted notifier continues each journey's thread from these.
+    message_id: str = ""
+    thread_id: str = ""
+
+
+class ChatCommandRefused(Payload, frozen=True, kw_only=True):
+    """A command given in chat that Wake did not carry out: who, what, why.
+
+    `requester` is the person as the platform names them (`matrix:@bob:example.org`),
+    `command` what they asked (`approve 01a2164a`), `reason` why not (not an
+    approver, an unknown or superseded plan, a replayed request, ...); `message_ref`
+    the platform's id of their message. Appended by the notifier, under the app
+    the command is about (`_wake` when it names none that exists).
+    """
+
+    event_type: ClassVar[str] = "ChatCommandRefused"
+    requester: str
+    command: str
+    reason: str
+    display_name: str = ""
+    channel: str = ""
+    message_ref: str = ""
+    plan_id: str = ""
 
 
 class NotificationFailed(Payload, frozen=True, kw_only=True):
@@ -714,6 +749,7 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     KeyRevoked,
     TokenCreated,
     TokenRevoked,
+    ChatCommandRefused,
 )
 
 BY_TYPE: dict[str, type[Payload]] = {cls.event_type: cls for cls in PAYLOAD_TYPES}

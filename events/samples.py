@@ -115,7 +115,13 @@ def sample_payloads() -> list[p.Payload]:
         p.ApprovalRequested(
             plan_id="01a2164a-0000-7000-8000-000000000001", summary="1 to update, 1 to prune"
         ),
-        p.PlanApproved(plan_id="01a2164a-0000-7000-8000-000000000001", via="cli"),
+        p.PlanApproved(
+            plan_id="01a2164a-0000-7000-8000-000000000001",
+            via="chat",
+            display_name="Ana",
+            channel="team",
+            message_ref="$Hk3a9YzL1bUrgYk2:example.org",
+        ),
         p.PlanRejected(
             plan_id="01a2164a-0000-7000-8000-000000000001", reason="not during the freeze"
         ),
@@ -274,6 +280,16 @@ def sample_payloads() -> list[p.Payload]:
         p.KeyRevoked(key_id="5f3c9a0d2e7b8c41", identity="user:ana", reason="rotated"),
         p.TokenCreated(name="ci-bot", role="approver", apps="shop-*", digest=_sha("a token")),
         p.TokenRevoked(name="ci-bot", reason="the CI moved to its own key"),
+        p.ChatCommandRefused(
+            requester="matrix:@bob:example.org",
+            command="approve 01a2164a",
+            reason="matrix:@bob:example.org may not approve plans of app 'shop': its approvers "
+            "are matrix:@ana:example.org, group:release-managers",
+            display_name="Bob",
+            channel="team",
+            message_ref="$Vq2b8XzK0aTqfXj1:example.org",
+            plan_id="01a2164a-0000-7000-8000-000000000001",
+        ),
     ]
     assert [type(s) for s in samples] == list(p.PAYLOAD_TYPES)
     return samples

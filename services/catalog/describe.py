@@ -14,6 +14,7 @@ from events.payloads import (
     ApprovalAccepted,
     ApprovalRefused,
     ApprovalRequested,
+    ChatCommandRefused,
     DriftDetected,
     EventRejected,
     HealthChanged,
@@ -66,6 +67,10 @@ def short(commit: str | None) -> str:
     return (commit or "")[:7]
 
 
+def _in_chat(p: PlanApproved | PlanRejected) -> str:
+    return f" ({p.display_name} in {p.channel})" if p.display_name and p.channel else ""
+
+
 def describe(event: Envelope) -> str:
     """What the event says, in a line a person reads."""
     p = event.payload
@@ -107,9 +112,12 @@ def describe(event: Envelope) -> str:
         case ApprovalRequested():
             return f"plan {p.plan_id[:8]} awaits approval: {p.summary}"
         case PlanApproved():
-            return f"plan {p.plan_id[:8]} approved via {p.via}"
+            return f"plan {p.plan_id[:8]} approved via {p.via}{_in_chat(p)}"
         case PlanRejected():
-            return f"plan {p.plan_id[:8]} rejected via {p.via}: {p.reason}"
+            return f"plan {p.plan_id[:8]} rejected via {p.via}{_in_chat(p)}: {p.reason}"
+        case ChatCommandRefused():
+            who = f"{p.display_name} ({p.requester})" if p.display_name else p.requester
+            return f"{who} asked `{p.command}` in {p.channel or 'chat'}: refused: {p.reason}"
         case ApplyStarted():
             rollback = f" (rollback to apply {p.rollback_of[:8]})" if p.rollback_of else ""
             retry = f" (try {p.attempt})" if p.attempt > 1 else ""

@@ -25,6 +25,7 @@ from services.catalog import lookup, syncing
 from services.catalog.describe import describe, short, standing
 from services.cli.connecting import (
     checked_app_name,
+    checked_approvers,
     connected,
     data_dir_option,
     echo_columns,
@@ -306,10 +307,11 @@ SPEC_OPTIONS: list[SpecOption] = [
         "approvers",
         multiple=True,
         metavar="ID",
-        help="Who may approve the app's plans (an identity such as user:ana; repeatable), "
-        "besides its project's approvers. None anywhere: any operator may approve. "
-        "`--approver ''` clears the list.",
-        to_spec=lambda values: {"approvers": [v for v in values if v]},
+        help="Who may approve the app's plans (repeatable), besides its project's approvers: "
+        "matrix:@user:server, slack:UID, mattermost:USERNAME, discord:USERID, teams:ID, "
+        "group:NAME (of the notify file) or cli:USER (the CLI's user:USER). None anywhere: any "
+        "operator may approve through the CLI, nobody from chat. `--approver ''` clears the list.",
+        to_spec=lambda values: {"approvers": checked_approvers(values)},
     ),
     spec_option(
         "--separate-approver/--no-separate-approver",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -131,3 +131,14 @@ def checked_app_name(name: str) -> str:
         return names.app_name(name)
     except names.InvalidName as exc:
         raise click.BadParameter(str(exc), param_hint="NAME") from None
+
+
+def checked_approvers(values: Iterable[str]) -> list[str]:
+    """`--approver` values as stored (`cli:ana` is `user:ana`; '' is dropped), or BadParameter
+    naming the one of no known form."""
+    from services.projects.approvers import InvalidApprover, checked_approver
+
+    try:
+        return [checked_approver(v) for v in values if v]
+    except InvalidApprover as exc:
+        raise click.BadParameter(str(exc), param_hint="--approver") from None

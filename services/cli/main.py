@@ -21,6 +21,7 @@ _COMMANDS: dict[str, str] = {
     "history": "services.cli.history_cmd:history",
     "infra": "services.cli.infra_cmd:infra",
     "key": "services.cli.keys_cmd:key",
+    "notify": "services.cli.notify_cmd:notify",
     "plans": "services.cli.plans_cmd:plans",
     "project": "services.cli.projects_cmd:project",
     "reject": "services.cli.plans_cmd:reject",

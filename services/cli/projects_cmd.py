@@ -17,7 +17,14 @@ from click.core import ParameterSource
 from events import names, new_event
 from events.payloads import ProjectCreated, ProjectRemoved, ProjectSpec, ProjectUpdated
 from services.catalog import lookup
-from services.cli.connecting import connected, data_dir_option, echo_columns, run, settings_for
+from services.cli.connecting import (
+    checked_approvers,
+    connected,
+    data_dir_option,
+    echo_columns,
+    run,
+    settings_for,
+)
 from services.projects.rules import DEFAULT_PROJECT, InvalidRule, check_spec
 from services.wiring.eventlog import ConcurrencyConflict, EventLog
 
@@ -76,7 +83,8 @@ _OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
         dict(
             multiple=True,
             metavar="ID",
-            help="Who may approve its apps' plans (repeatable): user:ana.",
+            help="Who may approve its apps' plans (repeatable): matrix:@user:server, slack:UID, "
+            "mattermost:USERNAME, discord:USERID, teams:ID, group:NAME or cli:USER.",
         ),
     ),
     (
@@ -97,7 +105,10 @@ def _project_options(command: Any) -> Any:
 
 def _fields(values: dict[str, Any]) -> dict[str, Any]:
     """ProjectSpec fields from option values; an empty value (`--approver ''`) clears a list."""
-    return {k: [x for x in v if x] if isinstance(v, tuple) else v for k, v in values.items()}
+    fields = {k: [x for x in v if x] if isinstance(v, tuple) else v for k, v in values.items()}
+    if "approvers" in fields:
+        fields["approvers"] = checked_approvers(fields["approvers"])
+    return fields
 
 
 def _checked_name(name: str) -> str:

@@ -153,6 +153,8 @@ def up(
             if endpoints.api_url:
                 click.echo(f"  console         {endpoints.api_url}/ (REST API: /api/v1)")
                 click.echo(f"  admin login     {running.login_url} (works once)")
+            platforms = "{slack,mattermost,discord}"
+            click.echo(f"  chat requests   {endpoints.chat_url}/{platforms} (WAKE_NOTIFY_CONFIG)")
             if "infra" in endpoints.metrics:
                 click.echo(
                     f"  metrics         {endpoints.metrics['infra']} (and each service's:"

@@ -1,9 +1,10 @@
 """Which channels hear of which events, and the message each one is sent. Pure.
 
-A route is a channel and the event types it receives. Today there is one
-channel, `webhook`, configured by WAKE_NOTIFY_URL, WAKE_NOTIFY_SECRET and
-WAKE_NOTIFY_EVENTS; a channel is a name, a URL, a key and a set of types, so
-Slack or Mattermost become more entries of the same table.
+A webhook channel is a name, a URL, a key and what it receives. `webhook`
+is configured by WAKE_NOTIFY_URL, WAKE_NOTIFY_SECRET and WAKE_NOTIFY_EVENTS
+(the event types it receives, of every app); the notify file
+(WAKE_NOTIFY_CONFIG) may add more of `type: webhook`, which receive what its
+routes send them (apps by glob, event types). Chat channels are `journeys`'.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import msgspec
 from events.envelope import Envelope, UnknownPayload, encode
 from events.payloads import BY_TYPE
 from services.catalog.describe import describe
+from services.notifier.notifyfile import NotifyConfig, RouteSpec
 from services.notifier.signing import Secret, signed_headers
 from services.wiring.settings import Settings, SettingsError, env_name
 
@@ -41,6 +43,15 @@ class Channel:
     url: str = field(repr=False)
     secret: Secret
     event_types: frozenset[str]
+    # The notify file's routes, for its channels: they, not `event_types`, say what it hears.
+    routes: tuple[RouteSpec, ...] = ()
+
+    def receives(self, event: Envelope) -> bool:
+        if self.routes:
+            return any(
+                self.name in r.channels and r.selects(event.app, event.type) for r in self.routes
+            )
+        return event.type in self.event_types
 
     @property
     def where(self) -> str:
@@ -116,11 +127,26 @@ def routes_from_settings(settings: Settings) -> Routes:
     return Routes(channels=(channel,), warnings=tuple(warnings))
 
 
+def file_webhooks(config: NotifyConfig, secrets: dict[str, str]) -> list[Channel]:
+    """The notify file's `type: webhook` channels (`secrets`: each one's key, read by the shell)."""
+    return [
+        Channel(
+            name=spec.name,
+            url=spec.options["url"],
+            secret=Secret(secrets.get(spec.name, "")),
+            event_types=frozenset(),
+            routes=config.routes,
+        )
+        for spec in config.channels.values()
+        if spec.type == "webhook"
+    ]
+
+
 def route(event: Envelope, *, seq: int, routes: Routes) -> list[Message]:
     """The messages `event` (stored at `seq`) is sent as: one per channel that receives its type."""
     if never_routed(event.type):
         return []
-    channels = [c for c in routes.channels if event.type in c.event_types]
+    channels = [c for c in routes.channels if c.receives(event)]
     if not channels:
         return []
     body = body_of(event, seq=seq)

@@ -1,4 +1,11 @@
-"""The notifier service: every event in, webhook POSTs out, each one recorded.
+"""The notifier service: every event in, webhook POSTs and chat messages out, each one
+recorded; commands from chat in, carried out or refused on the record.
+
+Channels are WAKE_NOTIFY_URL's webhook and the notify file's (WAKE_NOTIFY_CONFIG:
+webhooks, Matrix, Slack, Discord). On a chat channel each journey is a thread
+(`journeys`), continued after a restart from the records' `thread_id`; commands
+arrive through Matrix's /sync (`matrix_channel`) or at `<chat_url>/slack|discord`
+(`chatserver`) and are carried out by `chatops`.
 
 For each event a channel receives, the notifier POSTs it, then appends
 NotificationSent or NotificationFailed, derived from the event with the
@@ -25,15 +32,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import aiohttp
 import nats.js.api as api
 
 from events import names
 from events.envelope import derived_event_id
+from events.payloads import NotificationFailed, NotificationSent
 from services.notifier.attempts import RECORD_TYPES, record_of
+from services.notifier.channel import ChannelError, ChatChannel
+from services.notifier.channels import CHAT_TYPES, make_channels
+from services.notifier.chatops import ChatOps
+from services.notifier.chatserver import ChatServer
 from services.notifier.delivery import deliver
-from services.notifier.routing import Message, Routes, route, routes_from_settings
+from services.notifier.journeys import Threads
+from services.notifier.notifyconfig import load_notify_config, read_credential
+from services.notifier.notifyfile import NotifyConfig, NotifyConfigError
+from services.notifier.routing import (
+    WEBHOOK,
+    Message,
+    Routes,
+    file_webhooks,
+    never_routed,
+    route,
+    routes_from_settings,
+)
 from services.wiring import telemetry
 from services.wiring.consumers import ConsumerSettings, serve_consumer
 from services.wiring.eventlog import StoredEvent
@@ -51,32 +75,98 @@ USER_AGENT = "wake-notifier"
 
 
 async def main(ctx: ServiceContext) -> None:
-    """Notify until `ctx.stop`; raise InvalidRoutes at once if the settings cannot work."""
+    """Notify until `ctx.stop`; raise InvalidRoutes (or NotifyConfigError) at once if the
+    settings or the notify file cannot work."""
+    config = load_notify_config(ctx.settings)
+    for warning in config.warnings:
+        log.warning("%s", warning)
     routes = routes_from_settings(ctx.settings)
     for warning in routes.warnings:
         log.warning("%s", warning)
-    if routes.channels:
-        for channel in routes.channels:
-            log.info(
-                "channel %s: %s receives %s",
-                channel.name,
-                channel.where,
-                ", ".join(sorted(channel.event_types)) or "nothing",
-            )
-    else:
-        log.info("no notification channel configured (WAKE_NOTIFY_URL is empty): routing nothing")
+    if routes.channels and WEBHOOK in config.channels:
+        raise NotifyConfigError(
+            f"{config.source}: channels.{WEBHOOK}: the name is taken by WAKE_NOTIFY_URL's "
+            "channel; choose another"
+        )
+    secrets = {
+        spec.name: read_credential(spec.credentials["secret"])
+        for spec in config.channels.values()
+        if spec.type == "webhook" and "secret" in spec.credentials
+    }
+    routes = Routes(
+        channels=(*routes.channels, *file_webhooks(config, secrets)), warnings=routes.warnings
+    )
+    for channel in routes.channels:
+        log.info(
+            "channel %s: %s receives %s",
+            channel.name,
+            channel.where,
+            "the notify file's routes"
+            if channel.routes
+            else ", ".join(sorted(channel.event_types)) or "nothing",
+        )
+    chat_specs = [s for s in config.channels.values() if s.type in CHAT_TYPES]
+    if not routes.channels and not chat_specs:
+        log.info(
+            "no notification channel configured (WAKE_NOTIFY_URL and WAKE_NOTIFY_CONFIG are "
+            "empty): routing nothing"
+        )
+    # One replica takes commands (`wake up --replicas`: the first; WAKE_CHAT_PORT is its).
+    takes_commands = ctx.settings.replica_slot in (-1, 0)
     async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session:
-        notifier = Notifier(ctx, routes, session)
-        await serve_consumer(ctx, CONSUMER, notifier.handle)
+        threads = Threads()
+        chatops = ChatOps(
+            ctx.log, config, system_namespace=ctx.settings.system_namespace, refuser=ctx.actor
+        )
+        made = make_channels(chat_specs, session, threads=threads, chatops=chatops, stop=ctx.stop)
+        chats = made.every
+        for chat in chats:
+            log.info("channel %s: %s", chat.name, chat.where)
+        if chats:
+            await _fold_threads(ctx, threads)
+        server = ChatServer(slack=made.slack, discord=made.discord, mattermost=made.mattermost)
+        if ctx.settings.chat_port and takes_commands:
+            await server.start(ctx.settings.chat_host, ctx.settings.chat_port)
+        notifier = Notifier(ctx, routes, session, config=config, chats=chats)
+        listeners = [
+            asyncio.create_task(chat.listen(), name=chat.name) for chat in chats if takes_commands
+        ]
+        try:
+            await serve_consumer(ctx, CONSUMER, notifier.handle)
+        finally:
+            for listener in listeners:
+                listener.cancel()
+            await asyncio.gather(*listeners, return_exceptions=True)
+            await server.stop()
+            for channel in made.slack:
+                await channel.close()
+
+
+async def _fold_threads(ctx: ServiceContext, threads: Threads) -> None:
+    """Each journey's thread, from the NotificationSent records (a restart continues them)."""
+    subjects = [names.type_subjects(NotificationSent.event_type)]
+    async for stored in ctx.log.read(subjects=subjects):
+        threads.remember(stored.event)
+    log.info("%d journey threads known", len(threads.by_journey))
 
 
 class Notifier:
     """The handler of the `notifier` consumer."""
 
-    def __init__(self, ctx: ServiceContext, routes: Routes, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        routes: Routes,
+        session: aiohttp.ClientSession,
+        *,
+        config: NotifyConfig | None = None,
+        chats: Sequence[ChatChannel] = (),
+    ) -> None:
         self._ctx = ctx
         self._routes = routes
         self._session = session
+        self._config = config or NotifyConfig()
+        self._chats = chats
 
     async def handle(self, stored: StoredEvent) -> None:
         """Deliver and record every message `stored` is routed as, unless already recorded.
@@ -94,6 +184,57 @@ class Notifier:
                 )
                 continue
             await self._notify(stored, message)
+        if never_routed(stored.event.type):
+            return
+        wanted = self._config.channels_for(stored.event.app, stored.event.type)
+        for chat in self._chats:
+            if chat.name not in wanted:
+                continue
+            if await self._recorded(stored, chat.name):
+                log.info(
+                    "%s: %s %s already recorded; not sent again",
+                    chat.name,
+                    stored.event.type,
+                    stored.event.event_id,
+                )
+                continue
+            await self._chat(stored, chat)
+
+    async def _chat(self, stored: StoredEvent, chat: ChatChannel) -> None:
+        event = stored.event
+        record: NotificationSent | NotificationFailed
+        try:
+            # The transaction id is the record's: a retry after a crash is the same message.
+            posted = await chat.notify(
+                event, txn=derived_event_id(event.event_id, "chat", chat.name)
+            )
+        except ChannelError as exc:
+            record = NotificationFailed(
+                channel=chat.name,
+                about_event_id=event.event_id,
+                about_type=event.type,
+                attempts=1,
+                error=str(exc),
+            )
+            log.warning("%s: gave up on %s %s: %s", chat.name, event.type, event.event_id, exc)
+        else:
+            record = NotificationSent(
+                channel=chat.name,
+                about_event_id=event.event_id,
+                about_type=event.type,
+                message_id=posted.message_id,
+                thread_id=posted.thread_id,
+            )
+            log.info(
+                "%s: sent %s %s (seq %d) as %s in thread %s",
+                chat.name,
+                event.type,
+                event.event_id,
+                stored.seq,
+                posted.message_id,
+                posted.thread_id,
+            )
+        await self._ctx.log.append(self._ctx.derive(record, cause=event, key=chat.name))
 
     async def _notify(self, stored: StoredEvent, message: Message) -> None:
         settings = self._ctx.settings

@@ -66,6 +66,7 @@ from events.payloads import (
 )
 from services.catalog.following import Follower
 from services.catalog.revisions import RevisionNotApplied, find_applied
+from services.notifier.notifyconfig import groups_of
 from services.planner import policy, superseding
 from services.planner.planning import (
     DryRun,
@@ -171,6 +172,8 @@ class Planner:
         # once and followed (`tracking`): a handled event costs the same
         # whatever the app's history.
         self.projects = Projects()
+        # Groups of approvers (`group:NAME`) are the notify file's, read once at start.
+        self.groups = groups_of(ctx.settings)
         self.state: Follower[AppState] = Follower(
             ctx.log,
             FOLLOWED_TYPES,
@@ -244,6 +247,7 @@ class Planner:
             project=self.project(spec) if spec is not None else None,
             commit=commit,
             author=state.authors.get(commit),
+            groups=self.groups,
         )
         verdict_type = ApprovalAccepted if decided.accepted else ApprovalRefused
         await self.ctx.log.append(

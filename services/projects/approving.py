@@ -6,8 +6,11 @@ chat): the approver is the event's `actor` -- the identity that appended it --
 never a field a client fills in.
 
 1. The app's approvers and its project's are pooled. None anywhere: any
-   operator may approve (Wake's behaviour before approvers existed).
-2. Otherwise the actor must be one of them.
+   operator may approve through the CLI (Wake's behaviour before approvers
+   existed), and nobody from chat.
+2. Otherwise the actor must be one of them, or a member of a `group:NAME`
+   among them (groups come from the notify file, `WAKE_NOTIFY_CONFIG`, which
+   the planner reads at start like the notifier).
 3. With `separate_approver` (on the app or its project) the actor must not be
    the author of the commit the plan is for. A person's identity `user:ana`
    is that author when `ana` equals (case-insensitively) the commit's author
@@ -21,10 +24,13 @@ applies a person's approval only once it is accepted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from events import ownership
 from events.envelope import Envelope
 from events.payloads import AppSpec, PlanApproved
+from services.projects.approvers import member_of
 from services.projects.rules import Missing, Project
 
 # Who appends policy approvals: the planner's signing identity (services/wiring/signing).
@@ -78,6 +84,7 @@ def verdict(
     project: Project | Missing | None,
     commit: str,
     author: Author | None,
+    groups: Mapping[str, Iterable[str]] | None = None,
 ) -> Verdict:
     """Whether `approver` may approve `app`'s plan for `commit` (see the module docstring)."""
     if spec is None:
@@ -87,13 +94,26 @@ def verdict(
     project_approvers = list(project.spec.approvers) if project is not None else []
     project_name = project.name if project is not None else ""
     approvers = [*spec.approvers, *(a for a in project_approvers if a not in spec.approvers)]
+    groups = groups or {}
+    by_app = member_of(approver, spec.approvers, groups)
+    by_project = member_of(approver, project_approvers, groups)
+    if not approvers and ownership.vouched_namespace(approver):
+        return Verdict(
+            False,
+            f"app {app!r} and its project {project_name!r} name no approvers: only the CLI may "
+            f"approve, not {approver}",
+        )
     if not approvers:
         why = f"app {app!r} and its project {project_name!r} name no approvers: any operator "
         why += "may approve"
-    elif approver in spec.approvers:
+    elif by_app is not None:
         why = f"{approver} is an approver of app {app!r}"
-    elif approver in project_approvers:
+        if by_app != approver:
+            why += f" (in {by_app})"
+    elif by_project is not None:
         why = f"{approver} is an approver of project {project_name!r}"
+        if by_project != approver:
+            why += f" (in {by_project})"
     else:
         return Verdict(
             False,

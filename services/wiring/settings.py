@@ -34,6 +34,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     notify_secret: str = ""
     notify_events: str = "ApplySucceeded,ApplyFailed,ApprovalRequested,RenderFailed,PlanBlocked"
     notify_retries: int = 5
+    notify_config: str = ""
+    chat_host: str = "127.0.0.1"
+    chat_port: int = 0
     log_level: str = "INFO"
     log_format: str = "text"
     otel_exporter: str = "none"
@@ -92,7 +95,14 @@ DESCRIPTIONS: dict[str, str] = {
     "notify_url": "Webhook the notifier POSTs events to (empty: no webhook channel).",
     "notify_secret": "Key of the webhook's X-Wake-Signature (HMAC-SHA256 of the body).",
     "notify_events": "Comma-separated event types the webhook channel receives.",
+    "chat_host": "Address the notifier serves chat platforms' requests on (`<chat_url>/slack`, "
+    "`/discord`, `/mattermost`).",
+    "chat_port": "Port of those requests (0: none; `wake up` picks one and writes endpoints.json's "
+    "`chat_url`).",
     "notify_retries": "Attempts per notification before NotificationFailed.",
+    "notify_config": "The notify file (YAML): chat channels (Matrix, ...) with their credentials' "
+    "files or variables, groups of approvers, and routes of apps and event types to channels "
+    "(docs/chatops.md). WAKE_NOTIFY_URL's webhook is a channel beside them.",
     "log_level": "DEBUG, INFO, WARNING or ERROR.",
     "log_format": "text (one line per record, for a terminal) or json (one JSON object per "
     "line: time, level, service, message, app, event_id, trace_id, span_id).",

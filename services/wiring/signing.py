@@ -180,11 +180,17 @@ def ensure_signing_keys(directory: Path, *, person: str | None = None) -> DataDi
     for identity, role in wanted:
         path = directory / file_name(identity)
         vouches = ownership.VOUCHES.get(role, ()) if identity != ADMIN_IDENTITY else ()
+        if path.exists():
+            os.chmod(path, 0o600)
+            if set(load_key_file(path).vouches_for) != set(vouches):
+                # A key made before its service became a gateway: a new one that
+                # vouches (the old one stays registered, as do the events it signed).
+                path.unlink()
         if not path.exists():
             write_key_file(path, SigningKey.generate(identity, role, vouches_for=vouches))
         os.chmod(path, 0o600)
         key = load_key_file(path)
-        if key.identity != identity or key.role != role or key.vouches_for != vouches:
+        if key.identity != identity or key.role != role or set(key.vouches_for) != set(vouches):
             raise SigningKeyError(
                 f"{path} holds the key of {key.identity} ({key.role}, vouching for "
                 f"{list(key.vouches_for)}), not of {identity} ({role}, vouching for "

@@ -132,6 +132,8 @@ class WakeEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     webhook_url: str = ""
     api_url: str = ""
     """The console: its REST API under `/api/v1`, its web UI at `/`."""
+    chat_url: str = ""
+    """Where the notifier takes chat platforms' requests: `<chat_url>/slack`."""
     nats_pids: list[int] = []
     stream_replicas: int = 1
     nats_admin: str = ""
@@ -162,6 +164,7 @@ class RunningWake:
     api_url: str = ""
     login_url: str = ""
     """The one-time admin login link of the console (printed by `wake up`, never stored)."""
+    chat_url: str = ""
     infra_metrics: str = ""
     infra_health: object | None = None
     infra_watch: asyncio.Task | None = None
@@ -185,6 +188,7 @@ class RunningWake:
             },
             webhook_url=self.webhook_url,
             api_url=self.api_url,
+            chat_url=self.chat_url,
             nats_pids=base.nats_pids,
             stream_replicas=base.stream_replicas,
             nats_admin=base.nats_admin,
@@ -300,6 +304,8 @@ def _replica_env(base_env: dict[str, str], replica: int, replicas: int) -> dict[
         "WAKE_PARTITIONS": str(_partitions(replicas)),
         # One webhook receiver (the first git-watcher's): the port is taken once.
         **({"WAKE_WEBHOOK_PORT": "0"} if replica > 0 else {}),
+        # ... and one taker of chat requests and commands (the first notifier's).
+        **({"WAKE_CHAT_PORT": "0"} if replica > 0 else {}),
     }
 
 
@@ -384,6 +390,11 @@ async def start_wake(
             # The trust anchor every reader verifies the log's key registrations with.
             signing.ENV_ADMIN_PUBLIC_KEY: infrastructure.endpoints.admin_public_key,
         }
+        if base_env.get("WAKE_NOTIFY_CONFIG"):
+            # The notify file, for the notifier and the planner (groups of approvers),
+            # whatever directory a restarted service finds itself in.
+            notify = Path(base_env["WAKE_NOTIFY_CONFIG"]).expanduser()
+            base_env["WAKE_NOTIFY_CONFIG"] = str(notify.resolve())
         if sandbox:
             kubeconfig_path = data_dir / "sandbox" / "kubeconfig"
             kubeconfig_path.parent.mkdir(exist_ok=True)
@@ -439,6 +450,11 @@ async def start_wake(
             "WAKE_API_HOST": api_host,
             "WAKE_API_LOGIN_DIGEST": hashlib.sha256(login_key.encode()).hexdigest(),
         }
+        # The notifier takes chat platforms' requests (Slack's buttons, ...) here.
+        chat_port = base_env.get("WAKE_CHAT_PORT") or str(free_port())
+        chat_host = base_env.get("WAKE_CHAT_HOST") or "127.0.0.1"
+        base_env["WAKE_CHAT_PORT"] = chat_port
+        running.chat_url = f"http://{chat_host}:{chat_port}"
         credentials = data_dir / CREDENTIALS_DIR
         for service in services or list(SERVICES):
             for replica in range(replicas):

@@ -41,8 +41,9 @@ def test_a_service_publishes_exactly_its_own_event_types() -> None:
 
 
 def test_only_the_approval_owners_may_approve() -> None:
-    # the console's api appends a token holder's approval (its key vouches for `token:`)
-    assert ownership.owners("PlanApproved") == {"planner", "api", ownership.OPERATOR}
+    # the console's api appends a token holder's approval (its key vouches for `token:`),
+    # the notifier a chat user's (its key vouches for them, issue 12)
+    assert ownership.owners("PlanApproved") == {"planner", "api", "notifier", ownership.OPERATOR}
     assert ownership.entitled(ownership.ADMIN, "PlanApproved")
     assert not ownership.entitled("renderer", "PlanApproved")
 
