@@ -48,7 +48,8 @@ async def test_one_server_serves_the_session_and_stops_with_it(tmp_path: Path) -
     (tmp_path / "test_session.py").write_text(_SESSION)
     basetemp = tmp_path / "basetemp"
     session = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pytest", "-q", "-p", "tests.fixtures_postgres",
+        # In one process (`-n 0`): its tests must share one session, and so one server.
+        sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "tests.fixtures_postgres",
         "-p", "no:cacheprovider", "-c", str(REPO / "pyproject.toml"),
         f"--basetemp={basetemp}", str(tmp_path / "test_session.py"),
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
