@@ -32,7 +32,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     apply_timeout: float = 300.0
     notify_url: str = ""
     notify_secret: str = ""
-    notify_events: str = "ApplySucceeded,ApplyFailed,ApprovalRequested,RenderFailed,PlanBlocked"
+    notify_events: str = (
+        "ApplySucceeded,ApplyFailed,ApprovalRequested,ApprovalRefused,RenderFailed,PlanBlocked"
+    )
     notify_retries: int = 5
     notify_config: str = ""
     chat_host: str = "127.0.0.1"

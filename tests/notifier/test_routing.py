@@ -163,3 +163,12 @@ def test_a_summary_is_one_line_however_long_the_error():
     line = summary_of(failed)
     assert "\n" not in line and len(line) == 300 and line.endswith("\u2026")
     assert line.startswith("shop: apply a1 failed: first line second line")
+
+
+def test_by_default_a_refused_approval_is_sent_as_an_approval_asked_for_is():
+    # Whoever approved learns that the planner refused it, and why
+    routes = routes_from_settings(Settings(notify_url=URL, notify_secret=SECRET))
+    refused = new_event(SAMPLES["ApprovalRefused"], app="shop", actor="service:planner")
+    [message] = route(refused, seq=7, routes=routes)
+    assert message.channel == WEBHOOK
+    assert route(event("ApprovalRequested"), seq=8, routes=routes)
