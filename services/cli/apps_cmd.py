@@ -309,8 +309,9 @@ SPEC_OPTIONS: list[SpecOption] = [
         metavar="ID",
         help="Who may approve the app's plans (repeatable), besides its project's approvers: "
         "matrix:@user:server, slack:UID, mattermost:USERNAME, discord:USERID, teams:ID, "
-        "group:NAME (of the notify file) or cli:USER (the CLI's user:USER). None anywhere: any "
-        "operator may approve through the CLI, nobody from chat. `--approver ''` clears the list.",
+        "token:NAME (a console token), group:NAME (of the notify file) or cli:USER (the CLI's "
+        "user:USER). None anywhere: any operator may approve through the CLI or an approver "
+        "token through the console, nobody from chat. `--approver ''` clears the list.",
         to_spec=lambda values: {"approvers": checked_approvers(values)},
     ),
     spec_option(

@@ -84,7 +84,7 @@ _OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
             multiple=True,
             metavar="ID",
             help="Who may approve its apps' plans (repeatable): matrix:@user:server, slack:UID, "
-            "mattermost:USERNAME, discord:USERID, teams:ID, group:NAME or cli:USER.",
+            "mattermost:USERNAME, discord:USERID, teams:ID, token:NAME, group:NAME or cli:USER.",
         ),
     ),
     (

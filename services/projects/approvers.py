@@ -6,6 +6,8 @@ An app's or project's `--approver` is one of
   `user:ana`, the identity the CLI signs as);
 - `matrix:@user:server`, `slack:UID`, `mattermost:USERNAME`, `discord:USERID`,
   `teams:ID`: a person on a chat platform, as the notifier's key vouches for them;
+- `token:NAME`: the holder of the console's API token NAME (`wake token create`),
+  as the api's key vouches for them;
 - `group:NAME`: every member of the group NAME of the notify file
   (`WAKE_NOTIFY_CONFIG`).
 """
@@ -22,12 +24,14 @@ _FORMS: dict[str, re.Pattern[str]] = {
     "mattermost": re.compile(r"[a-z0-9._-]+"),
     "discord": re.compile(r"[0-9]+"),
     "teams": re.compile(r"[^\s]+"),
+    # services/api/access.py: the names `wake token create` accepts
+    "token": re.compile(r"[a-z0-9][a-z0-9._-]{0,62}"),
     "group": re.compile(r"[a-z0-9][a-z0-9._-]*"),
 }
 
 FORMS_HELP = (
     "matrix:@user:server, slack:UID, mattermost:USERNAME, discord:USERID, teams:ID, "
-    "group:NAME or cli:USER"
+    "token:NAME, group:NAME or cli:USER"
 )
 
 

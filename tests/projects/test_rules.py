@@ -212,6 +212,14 @@ def test_no_approvers_anywhere_lets_any_operator_approve():
     assert "name no approvers: any operator may approve" in decided.reason
 
 
+def test_no_approvers_anywhere_lets_a_console_token_approve_but_nobody_from_chat():
+    # The api checked the token's role and apps; chat people need naming (issue 12)
+    project = default_project(app(), system_namespace=SYSTEM)
+    assert judge("token:ci-bot", app(), project).accepted
+    refused = judge("matrix:@ana:example.org", app(), project)
+    assert not refused.accepted and "only the CLI may approve" in refused.reason
+
+
 def test_only_the_apps_or_its_projects_approvers_may_approve():
     team = Project("team", ProjectSpec(approvers=["user:grace"]))
     spec = app(project="team", approvers=["user:bob"])
