@@ -52,6 +52,10 @@ def require_database(url: str) -> str:
 # retrying 0.5 s doubling up to 5 s, rather than exit: the log keeps every event
 # meanwhile, and it catches up from its stored position once PostgreSQL is back.
 _RECONNECT_FIRST, _RECONNECT_MAX = 0.5, 5.0
+# No statement of a batch takes this long: one that does is waiting on a server that
+# was killed under it (a SIGKILLed postmaster can leave the backend of a connection
+# alive, answering nothing), and the projector reconnects rather than wait forever.
+_STATEMENT_SECONDS = 20.0
 _DATABASE_GONE = (
     OSError,
     TimeoutError,
@@ -109,7 +113,7 @@ async def _watch(ctx: ServiceContext, url: str, progress: _Progress) -> None:
             info = await ctx.log.js.stream_info(names.STREAM)
             metrics.PROJECTOR_LAG.set(max(0, (info.state.last_seq or 0) - progress.position))
             if conn is None or conn.is_closed():
-                conn = await asyncpg.connect(url, timeout=5)
+                conn = await asyncpg.connect(url, timeout=5, command_timeout=_STATEMENT_SECONDS)
             if await store.schema_exists(conn, schema):
                 rows = await conn.fetch(
                     f"SELECT sync_state, health, count(*) AS n FROM {schema}.applications "
@@ -153,7 +157,7 @@ async def _fold_until_stopped(ctx: ServiceContext, url: str, progress: _Progress
     delay = _RECONNECT_FIRST
     while not ctx.stop.is_set():
         try:
-            conn = await asyncpg.connect(url, timeout=5)
+            conn = await asyncpg.connect(url, timeout=5, command_timeout=_STATEMENT_SECONDS)
         except _DATABASE_GONE as exc:
             progress.connected, progress.database = False, f"unreachable: {_why(exc)}"
             log.warning("PostgreSQL unreachable (%s); retrying in %.1fs", _why(exc), delay)
