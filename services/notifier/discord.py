@@ -25,7 +25,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from events.envelope import Envelope
-from services.notifier.attempts import MAX_DELAY, parse_retry_after
+from services.notifier.calling import REQUEST_TIMEOUT, again_after, with_retries
 from services.notifier.channel import ChannelError, Posted
 from services.notifier.chatops import ChatOps, Request
 from services.notifier.discord_messages import (
@@ -46,8 +46,6 @@ from services.notifier.notifyfile import ChannelSpec
 log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
-REQUEST_TIMEOUT = 10.0
-ATTEMPTS = 5
 WINDOW = 5 * 60
 
 
@@ -170,36 +168,25 @@ class DiscordChannel:
     # --- the webhook --------------------------------------------------------------
 
     async def _call(self, method: str, tail: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        error = ""
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                async with self._session.request(
-                    method,
-                    f"{self._url}{tail}",
-                    json=body,
-                    timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
-                ) as response:
-                    text = await response.text()
-                    if 200 <= response.status < 300:
-                        return json.loads(text) if text else {}
-                    error = f"HTTP {response.status}: {text[:200]}"
-                    if response.status == 429:
-                        retry = parse_retry_after(response.headers.get("Retry-After"))
-                        wait = min(MAX_DELAY, retry if retry is not None else 1.0)
-                    elif response.status >= 500:
-                        wait = min(MAX_DELAY, 0.5 * 2 ** (attempt - 1))
-                    else:
-                        raise ChannelError(f"discord {method} {self.where}: {error}")
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                # Some client errors quote the URL, which holds the webhook's token.
-                error = f"{type(exc).__name__}: {exc}".replace(self._url, self.where)
-                wait = min(MAX_DELAY, 0.5 * 2 ** (attempt - 1))
-            if attempt == ATTEMPTS:
-                break
-            log.warning("discord %s %s: %s; retrying in %.2fs", method, self.where, error, wait)
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=wait)
-                raise ChannelError(f"discord {method}: stopping ({error})")
-            except TimeoutError:
-                pass
-        raise ChannelError(f"discord {method} {self.where}: {error} (after {ATTEMPTS} attempts)")
+        async def once(attempt: int) -> dict[str, Any]:
+            async with self._session.request(
+                method,
+                f"{self._url}{tail}",
+                json=body,
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+            ) as response:
+                text = await response.text()
+                if 200 <= response.status < 300:
+                    return json.loads(text) if text else {}
+                error = f"HTTP {response.status}: {text[:200]}"
+                raise again_after(response.status, response.headers, attempt, error) or (
+                    ChannelError(f"discord {method} {self.where}: {error}")
+                )
+
+        return await with_retries(
+            once,
+            label=f"discord {method} {self.where}",
+            stop=self._stop,
+            # Some client errors quote the URL, which holds the webhook's token.
+            scrub=lambda text: text.replace(self._url, self.where),
+        )

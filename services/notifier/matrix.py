@@ -22,6 +22,7 @@ from urllib.parse import quote
 import aiohttp
 
 from services.notifier.attempts import MAX_DELAY, parse_retry_after
+from services.notifier.calling import REQUEST_TIMEOUT, Again, with_retries
 from services.notifier.channel import ChannelError
 from services.notifier.journeys import ChatText
 
@@ -30,11 +31,8 @@ log = logging.getLogger(__name__)
 API = "/_matrix/client/v3"
 HTML = "org.matrix.custom.html"
 
-# Seconds one request may take; a /sync long poll adds its own timeout.
-REQUEST_TIMEOUT = 10.0
+# A /sync long poll waits this long for news, on top of REQUEST_TIMEOUT.
 SYNC_POLL_MS = 20_000
-# Tries of a request answered 429, or failing before any answer.
-ATTEMPTS = 5
 
 
 class MatrixError(ChannelError):
@@ -194,39 +192,29 @@ class MatrixClient:
         timeout: float = REQUEST_TIMEOUT,
     ) -> dict[str, Any]:
         call = f"{method} {path.split('?')[0]}"
-        error = ""
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                async with self._session.request(
-                    method,
-                    f"{self._base}{API}{path}",
-                    json=body,
-                    params=params,
-                    headers=self._headers,
-                    timeout=aiohttp.ClientTimeout(total=timeout),
-                ) as response:
-                    text = await response.text()
-                    if 200 <= response.status < 300:
-                        return json.loads(text) if text else {}
-                    answer = _json_or_empty(text)
-                    error = f"HTTP {response.status} {answer.get('errcode', '')}".strip()
-                    if answer.get("error"):
-                        error += f": {str(answer['error'])[:200]}"
-                    if response.status != 429:
-                        raise MatrixError(f"{call}: {error}")
-                    wait = _retry_after(answer, response.headers.get("Retry-After"))
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                wait = min(MAX_DELAY, 0.5 * 2 ** (attempt - 1))
-            if attempt == ATTEMPTS:
-                break
-            log.warning("matrix %s: %s; retrying in %.2fs", call, error, wait)
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=wait)
-                raise MatrixError(f"{call}: stopping ({error})")
-            except TimeoutError:
-                pass
-        raise MatrixError(f"{call}: {error} (after {ATTEMPTS} attempts)")
+
+        async def once(attempt: int) -> dict[str, Any]:
+            async with self._session.request(
+                method,
+                f"{self._base}{API}{path}",
+                json=body,
+                params=params,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                text = await response.text()
+                if 200 <= response.status < 300:
+                    return json.loads(text) if text else {}
+                answer = _json_or_empty(text)
+                error = f"HTTP {response.status} {answer.get('errcode', '')}".strip()
+                if answer.get("error"):
+                    error += f": {str(answer['error'])[:200]}"
+                # Only a 429 is repeated: a homeserver's 5xx is its answer.
+                if response.status != 429:
+                    raise MatrixError(f"{call}: {error}")
+                raise Again(error, _retry_after(answer, response.headers.get("Retry-After")))
+
+        return await with_retries(once, label=call, stop=self._stop, failure=MatrixError)
 
 
 def _json_or_empty(text: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from events.envelope import Envelope
 from events.payloads import ApprovalRequested
-from services.notifier.attempts import MAX_DELAY, parse_retry_after
+from services.notifier.calling import NETWORK_ERRORS, REQUEST_TIMEOUT, again_after, with_retries
 from services.notifier.channel import ChannelError, Posted
 from services.notifier.chatops import ChatOps, Reply, Request
 from services.notifier.journeys import ChatText, Threads, commit_of, event_text, root_text
@@ -35,8 +35,6 @@ from services.notifier.notifyfile import ChannelSpec
 log = logging.getLogger(__name__)
 
 PLATFORM = "mattermost"
-REQUEST_TIMEOUT = 10.0
-ATTEMPTS = 5
 WINDOW = 5 * 60
 
 
@@ -263,36 +261,25 @@ class MattermostChannel:
     # --- the REST API -------------------------------------------------------------------
 
     async def _call(self, method: str, path: str, body: Mapping[str, Any] | None) -> dict[str, Any]:
-        error = ""
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                async with self._session.request(
-                    method,
-                    f"{self._server}/api/v4{path}",
-                    json=body,
-                    headers=self._headers,
-                    timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
-                ) as response:
-                    text = await response.text()
-                    if 200 <= response.status < 300:
-                        return json.loads(text) if text else {}
-                    error = f"HTTP {response.status}: {text[:200]}"
-                    if response.status == 429:
-                        retry = parse_retry_after(response.headers.get("Retry-After"))
-                        wait = min(MAX_DELAY, retry if retry is not None else 1.0)
-                    elif response.status >= 500:
-                        wait = min(MAX_DELAY, 0.5 * 2 ** (attempt - 1))
-                    else:
-                        raise ChannelError(f"mattermost {method} {path}: {error}")
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                wait = min(MAX_DELAY, 0.5 * 2 ** (attempt - 1))
-            if attempt == ATTEMPTS:
-                break
-            log.warning("mattermost %s %s: %s; retrying in %.2fs", method, path, error, wait)
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=wait)
-                raise ChannelError(f"mattermost {method} {path}: stopping ({error})")
-            except TimeoutError:
-                pass
-        raise ChannelError(f"mattermost {method} {path}: {error} (after {ATTEMPTS} attempts)")
+        async def once(attempt: int) -> dict[str, Any]:
+            async with self._session.request(
+                method,
+                f"{self._server}/api/v4{path}",
+                json=body,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+            ) as response:
+                text = await response.text()
+                if 200 <= response.status < 300:
+                    return json.loads(text) if text else {}
+                error = f"HTTP {response.status}: {text[:200]}"
+                raise again_after(response.status, response.headers, attempt, error) or (
+                    ChannelError(f"mattermost {method} {path}: {error}")
+                )
+
+        return await with_retries(
+            once,
+            label=f"mattermost {method} {path}",
+            stop=self._stop,
+            network=(*NETWORK_ERRORS, ValueError),
+        )

@@ -26,7 +26,7 @@ from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 from events.envelope import Envelope
-from services.notifier.attempts import MAX_DELAY, parse_retry_after
+from services.notifier.calling import NETWORK_ERRORS, REQUEST_TIMEOUT, again_after, with_retries
 from services.notifier.channel import ChannelError, Posted
 from services.notifier.chatops import ChatOps, Reply, Request
 from services.notifier.journeys import ChatText, Threads, commit_of
@@ -44,8 +44,6 @@ from services.notifier.slack_messages import (
 log = logging.getLogger(__name__)
 
 PLATFORM = "slack"
-REQUEST_TIMEOUT = 10.0
-ATTEMPTS = 5
 # Slack's own window: a request older (or newer) than this is refused.
 WINDOW = 5 * 60
 
@@ -215,37 +213,29 @@ class SlackChannel:
 
     async def _call(self, method: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST `body` to the Web API's `method`; its answer (`ok` true), or ChannelError."""
-        error = ""
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                async with self._session.post(
-                    f"{self._api}/{method}",
-                    json=body,
-                    headers=self._headers,
-                    timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
-                ) as response:
-                    if response.status == 429:
-                        retry = parse_retry_after(response.headers.get("Retry-After"))
-                        wait = min(MAX_DELAY, retry if retry is not None else 1.0)
-                        error = "HTTP 429 (rate limited)"
-                    elif response.status >= 500:
-                        wait = min(MAX_DELAY, 0.5 * 2 ** (attempt - 1))
-                        error = f"HTTP {response.status}"
-                    else:
-                        answer = await response.json(content_type=None)
-                        if not isinstance(answer, dict) or not answer.get("ok"):
-                            what = answer.get("error") if isinstance(answer, dict) else answer
-                            raise ChannelError(f"slack {method}: {what} (HTTP {response.status})")
-                        return answer
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                wait = min(MAX_DELAY, 0.5 * 2 ** (attempt - 1))
-            if attempt == ATTEMPTS:
-                break
-            log.warning("slack %s: %s; retrying in %.2fs", method, error, wait)
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=wait)
-                raise ChannelError(f"slack {method}: stopping ({error})")
-            except TimeoutError:
-                pass
-        raise ChannelError(f"slack {method}: {error} (after {ATTEMPTS} attempts)")
+
+        async def once(attempt: int) -> dict[str, Any]:
+            async with self._session.post(
+                f"{self._api}/{method}",
+                json=body,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+            ) as response:
+                error = "HTTP 429 (rate limited)" if response.status == 429 else ""
+                again = again_after(
+                    response.status, response.headers, attempt, error or f"HTTP {response.status}"
+                )
+                if again is not None:
+                    raise again
+                answer = await response.json(content_type=None)
+                if not isinstance(answer, dict) or not answer.get("ok"):
+                    what = answer.get("error") if isinstance(answer, dict) else answer
+                    raise ChannelError(f"slack {method}: {what} (HTTP {response.status})")
+                return answer
+
+        return await with_retries(
+            once,
+            label=f"slack {method}",
+            stop=self._stop,
+            network=(*NETWORK_ERRORS, ValueError),
+        )

@@ -20,15 +20,13 @@ import aiohttp
 
 from events.envelope import Envelope
 from events.payloads import ApplyFailed, ApplySucceeded, ApprovalRequested
-from services.notifier.attempts import MAX_DELAY, parse_retry_after
+from services.notifier.calling import REQUEST_TIMEOUT, again_after, with_retries
 from services.notifier.channel import ChannelError, Posted
 from services.notifier.journeys import ChatText, event_text, root_text
 from services.notifier.notifyfile import ChannelSpec
 
 log = logging.getLogger(__name__)
 
-REQUEST_TIMEOUT = 10.0
-ATTEMPTS = 5
 CARD = "application/vnd.microsoft.card.adaptive"
 
 
@@ -96,32 +94,21 @@ class TeamsChannel:
         """Teams takes no command through a Workflows webhook."""
 
     async def _post(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        error = ""
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                async with self._session.post(
-                    self._url, json=body, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
-                ) as response:
-                    text = (await response.content.read(512)).decode("utf-8", "replace")
-                    if 200 <= response.status < 300:
-                        return {"status": response.status, "body": text}
-                    error = f"HTTP {response.status}: {text[:200]}"
-                    if response.status == 429:
-                        retry = parse_retry_after(response.headers.get("Retry-After"))
-                        wait = min(MAX_DELAY, retry if retry is not None else 1.0)
-                    elif response.status >= 500:
-                        wait = min(MAX_DELAY, 0.5 * 2 ** (attempt - 1))
-                    else:
-                        raise ChannelError(f"teams {self.where}: {error}")
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                error = f"{type(exc).__name__}: {exc}".replace(self._url, self.where)
-                wait = min(MAX_DELAY, 0.5 * 2 ** (attempt - 1))
-            if attempt == ATTEMPTS:
-                break
-            log.warning("teams %s: %s; retrying in %.2fs", self.where, error, wait)
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=wait)
-                raise ChannelError(f"teams: stopping ({error})")
-            except TimeoutError:
-                pass
-        raise ChannelError(f"teams {self.where}: {error} (after {ATTEMPTS} attempts)")
+        async def once(attempt: int) -> dict[str, Any]:
+            async with self._session.post(
+                self._url, json=body, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+            ) as response:
+                text = (await response.content.read(512)).decode("utf-8", "replace")
+                if 200 <= response.status < 300:
+                    return {"status": response.status, "body": text}
+                error = f"HTTP {response.status}: {text[:200]}"
+                raise again_after(response.status, response.headers, attempt, error) or (
+                    ChannelError(f"teams {self.where}: {error}")
+                )
+
+        return await with_retries(
+            once,
+            label=f"teams {self.where}",
+            stop=self._stop,
+            scrub=lambda text: text.replace(self._url, self.where),
+        )
