@@ -44,18 +44,9 @@ from services.wiring.credentials import load_connect_kwargs
 from services.wiring.eventlog import EventLog
 from services.wiring.signing import sign_as_admin
 from services.wiring.supervision import start_wake
+from tests.api import chromium
 from tests.projector.synthetic import random_history
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 BATCH = 500
 
 
@@ -112,7 +103,7 @@ async def bench_page(url: str, token: str, apps: int, loads: int = 15) -> tuple[
 
     wall, interactive = [], []
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = await chromium.launch(playwright)
         context = await browser.new_context(
             viewport={"width": 1280, "height": 800},
             extra_http_headers={"Authorization": f"Bearer {token}"},

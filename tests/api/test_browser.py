@@ -15,19 +15,10 @@ import pytest
 from playwright import async_api as playwright_api
 
 from services.demo.sample import APP_PATH, first_commit, second_commit
+from tests.api import chromium
 from tests.e2e.harness import WakeUnderTest, running_wake
 from tests.waiting import eventually
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 APP = "web"
 # Screenshots for the README are rewritten only when asked (they are committed).
@@ -55,7 +46,7 @@ async def console(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Con
             "viewer": await make_token(wake, "vic", "viewer"),
         }
         async with playwright_api.async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = await chromium.launch(playwright)
             try:
                 yield Console(
                     wake=wake,
