@@ -1244,34 +1244,27 @@ class _PushReader:
         return info.num_pending or 0
 
     async def _receive(self, message) -> None:
-        self._heard_at = time.monotonic()
-        if not message.data and message.headers and message.headers.get("Status") == "100":
-            # Idle heartbeat (no reply) or flow-control request (reply).
-            if message.reply:
-                self._buffer.append((_FLOW_CONTROL, message.reply))
-                self._ready.set()
-            return
-        # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
-        tokens = message.reply.split(".")
-        self._buffer.append(
-            (int(tokens[-4]), message.subject, message.data, int(tokens[-1]), int(tokens[-3]))
-        )
-        self._ready.set()
+        """A message handed over by nats-py (a client other than Wake's `_Client`)."""
+        status = message.headers.get("Status") if message.headers else None
+        self._take(message.subject, message.reply, message.data, status_100=status == "100")
 
     def _receive_raw(self, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
-        """`_receive` on the bytes the server sent (`_Client.route_raw`)."""
+        """The same, on the bytes the server sent (`_Client.route_raw`)."""
+        self._take(
+            subject.decode(), reply.decode(), data, status_100=headers.startswith(_STATUS_100)
+        )
+
+    def _take(self, subject: str, reply: str, data: bytes, *, status_100: bool) -> None:
         self._heard_at = time.monotonic()
         if not data:
             # Status 100: an idle heartbeat (no reply) or a flow-control request (reply).
-            if reply and headers.startswith(_STATUS_100):
-                self._buffer.append((_FLOW_CONTROL, reply.decode()))
+            if reply and status_100:
+                self._buffer.append((_FLOW_CONTROL, reply))
                 self._ready.set()
             return
         # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
-        tokens = reply.rsplit(b".", 5)
-        self._buffer.append(
-            (int(tokens[-4]), subject.decode(), data, int(tokens[-1]), int(tokens[-3]))
-        )
+        tokens = reply.rsplit(".", 5)
+        self._buffer.append((int(tokens[-4]), subject, data, int(tokens[-1]), int(tokens[-3])))
         self._ready.set()
 
     def __aiter__(self) -> _PushReader:
