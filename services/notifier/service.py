@@ -132,7 +132,7 @@ async def main(ctx: ServiceContext) -> None:
             asyncio.create_task(chat.listen(), name=chat.name) for chat in chats if takes_commands
         ]
         try:
-            await serve_consumer(ctx, CONSUMER, notifier.handle)
+            await serve_consumer(ctx, CONSUMER, notifier.handle, wants=notifier.wants)
         finally:
             for listener in listeners:
                 listener.cancel()
@@ -167,6 +167,36 @@ class Notifier:
         self._session = session
         self._config = config or NotifyConfig()
         self._chats = chats
+        self._wanted: dict[str, bool] = {}
+
+    def wants(self, event_type: str) -> bool:
+        """Whether any channel may be sent an event of this type (for some app).
+
+        The consumer reads every event; the others -- most of a fan-out's --
+        are acknowledged unread.
+        """
+        wanted = self._wanted.get(event_type)
+        if wanted is None:
+            wanted = self._wanted[event_type] = self._routes_type(event_type)
+        return wanted
+
+    def _routes_type(self, event_type: str) -> bool:
+        if never_routed(event_type):
+            return False
+        for channel in self._routes.channels:
+            if channel.routes:
+                if any(
+                    channel.name in r.channels and ("*" in r.events or event_type in r.events)
+                    for r in channel.routes
+                ):
+                    return True
+            elif event_type in channel.event_types:
+                return True
+        chats = {chat.name for chat in self._chats}
+        return any(
+            ("*" in r.events or event_type in r.events) and chats.intersection(r.channels)
+            for r in self._config.routes
+        )
 
     async def handle(self, stored: StoredEvent) -> None:
         """Deliver and record every message `stored` is routed as, unless already recorded.

@@ -316,6 +316,7 @@ async def serve_consumer(
     *,
     concurrency: int | None = None,
     ready: Callable[[], None] | None = None,
+    wants: Callable[[str], bool] | None = None,
 ) -> None:
     """Every service's bootstrap: its consumers, then ready, then handling until ctx.stop.
 
@@ -323,6 +324,8 @@ async def serve_consumer(
     service announced ready misses no event appended from then on. Splits the
     work across the service's replicas as `ctx.settings` says (`partitions`,
     `replica_slot`, `replicas`). `concurrency` defaults to the settings'.
+    `wants`, if given, says by event type which messages to handle: the others
+    are acknowledged unread (not decoded, not verified).
     """
     placement = placement_of(ctx)
     if concurrency is None:
@@ -335,6 +338,7 @@ async def serve_consumer(
         concurrency=concurrency,
         placement=placement,
         ready=ready or ctx.ready,
+        wants=wants,
     )
 
 
@@ -364,6 +368,7 @@ async def consume(
     concurrency: int | None = None,
     placement: Placement | None = None,
     ready: Callable[[], None] | None = None,
+    wants: Callable[[str], bool] | None = None,
 ) -> None:
     """Feed every message of the durable consumer(s) to `handler`, in order, until `stop`.
 
@@ -382,7 +387,7 @@ async def consume(
     await ensure_consumer(event_log, settings, placement)
     if ready is not None:
         ready()
-    lanes = _Lanes(event_log, settings, handler)
+    lanes = _Lanes(event_log, settings, handler, wants)
     pullers = [
         _Puller(event_log, settings, lanes, name, index, placement)
         for index, name in enumerate(placement.names(settings.name))
@@ -561,10 +566,17 @@ class _Lanes:
     JetStream redelivers none of it while this process lives.
     """
 
-    def __init__(self, event_log: EventLog, settings: ConsumerSettings, handler: Handler) -> None:
+    def __init__(
+        self,
+        event_log: EventLog,
+        settings: ConsumerSettings,
+        handler: Handler,
+        wants: Callable[[str], bool] | None = None,
+    ) -> None:
         self._event_log = event_log
         self._settings = settings
         self._handler = handler
+        self._wants = wants
         self._slots = asyncio.Semaphore(max(settings.concurrency, 1))
         self._queues: dict[str, collections.deque[_Held]] = {}
         self._held: dict[int, _Held] = {}
@@ -589,6 +601,15 @@ class _Lanes:
             with contextlib.suppress(nats.errors.Error):
                 await message.ack()
             return
+        if self._wants is not None:
+            parsed = names.parse_subject(message.subject)
+            if parsed is not None and not self._wants(parsed[1]):
+                # Of a type this handler never acts on: settled unread. (A subject
+                # that names no type goes on, to be rejected with its reason.)
+                metrics.EVENTS_HANDLED.labels(self._settings.name, parsed[1], "skipped").inc()
+                with contextlib.suppress(nats.errors.Error):
+                    await message.ack()
+                return
         held = _Held(message, consumer, seq)
         self._held[seq] = held
         # With concurrency 1 the whole consumer is one lane: log order across apps.

@@ -34,7 +34,8 @@ EVENTS_APPENDED = Counter(
 EVENTS_HANDLED = Counter(
     "wake_events_handled_total",
     "Events handled by this process's consumers, by consumer, type and outcome "
-    "(ok, deferred, retry, rejected).",
+    "(ok, deferred, retry, rejected; skipped: of a type the consumer never acts on, "
+    "acknowledged unread).",
     ["consumer", "type", "outcome"],
 )
 HANDLER_SECONDS = Histogram(

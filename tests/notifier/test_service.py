@@ -17,6 +17,7 @@ from services.notifier.service import CONSUMER, main
 from services.notifier.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, verify
 from services.wiring.consumers import ensure_consumer
 from services.wiring.eventlog import EventLog, StoredEvent
+from services.wiring.metrics import EVENTS_HANDLED
 from services.wiring.runtime import ServiceContext
 from services.wiring.settings import Settings
 from tests.notifier.receiver import Receiver
@@ -109,6 +110,28 @@ async def test_an_unchosen_event_is_not_posted(event_log, tmp_path):
     assert [json.loads(p.body)["seq"] for p in receiver.received] == [chosen.seq]
     assert [r.event.payload.about_event_id for r in await records(event_log)] == [chosen.event_id]
     assert unchosen.seq < chosen.seq
+
+
+async def test_an_event_of_a_type_no_channel_hears_is_acknowledged_unread(event_log, tmp_path):
+    # Most of a fan-out's events go to no channel: they cost an ack, not a
+    # decoding, a signature check and a span.
+    def skipped() -> float:
+        return EVENTS_HANDLED.labels("notifier", "ManifestsRendered", "skipped")._value.get()
+
+    before = skipped()
+    async with (
+        Receiver() as receiver,
+        notifier(event_log, tmp_path, notify_url=receiver.url, notify_events="ApplySucceeded"),
+    ):
+        # Not even an event: had the notifier read it, it would have rejected it.
+        await event_log.js.publish("wake.evt.shop.ManifestsRendered", b"not an event")
+        chosen = await event_log.append(sample("ApplySucceeded"))
+        await eventually(lambda: handled_up_to(event_log, chosen.seq), what="both handled")
+        await eventually(lambda: records(event_log), what="a record")
+    assert skipped() == before + 1
+    assert [json.loads(p.body)["seq"] for p in receiver.received] == [chosen.seq]
+    rejected = [s async for s in event_log.read(subjects=["wake.evt.*.EventRejected"])]
+    assert rejected == []
 
 
 async def test_two_503s_then_200_is_sent_on_the_third_attempt(event_log, tmp_path):
