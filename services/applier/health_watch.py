@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from datetime import timedelta
 
 from events import names
@@ -40,7 +41,7 @@ from events.payloads import (
 from services.catalog.lookup import app_spec, load_registry
 from services.resources import health
 from services.wiring import telemetry
-from services.wiring.kube import Clusters, Kube, KubeConfigError, KubeError
+from services.wiring.kube import Clusters, Kube, KubeConfigError, KubeError, Resource
 from services.wiring.runtime import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,12 @@ class HealthWatch:
         self._gets = asyncio.Semaphore(CONCURRENT_GETS)
 
     def watch(
-        self, succeeded: Envelope, *, spec: AppSpec | None = None, fresh: bool = False
+        self,
+        succeeded: Envelope,
+        *,
+        spec: AppSpec | None = None,
+        fresh: bool = False,
+        seen: Mapping[ResourceRef, Resource] | None = None,
     ) -> None:
         """Watch the health of the apply `succeeded` records, replacing the app's older watch.
 
@@ -71,13 +77,16 @@ class HealthWatch:
         a duplicate): no HealthChanged of its apply can exist yet, so none is
         read -- a consumer made and deleted per apply, the costliest request
         a NATS server serves.
+        `seen`: objects as the apply just left them (the server's answers): the
+        first assessment takes them instead of reading each one again, so an
+        apply whose resources are healthy at once costs no further request.
         """
         app = succeeded.app
         older = self._tasks.pop(app, None)
         if older is not None:
             older.cancel()
         task = asyncio.create_task(
-            self._watch(succeeded, spec=spec, fresh=fresh), name=f"health:{app}"
+            self._watch(succeeded, spec=spec, fresh=fresh, seen=seen), name=f"health:{app}"
         )
         self._tasks[app] = task
         task.add_done_callback(lambda done: self._forget(app, done))
@@ -133,7 +142,12 @@ class HealthWatch:
         return changes
 
     async def _watch(
-        self, succeeded: Envelope, *, spec: AppSpec | None = None, fresh: bool = False
+        self,
+        succeeded: Envelope,
+        *,
+        spec: AppSpec | None = None,
+        fresh: bool = False,
+        seen: Mapping[ResourceRef, Resource] | None = None,
     ) -> None:
         app = succeeded.app
         applied = succeeded.payload
@@ -154,7 +168,8 @@ class HealthWatch:
         deadline = succeeded.occurred_at + timedelta(seconds=timeout)
         while True:
             with telemetry.untraced():
-                resources = await self._assess(kube, applied.inventory)
+                resources = await self._assess(kube, applied.inventory, seen or {})
+            seen = None  # only the first look: after it, what is live now
             status = health.aggregate(resources)
             expired = not health.is_final(status) and now() >= deadline
             if expired:
@@ -183,8 +198,12 @@ class HealthWatch:
             if await self.ctx.wait_stop(self.ctx.settings.health_interval):
                 return
 
-    async def _assess(self, kube: Kube, inventory: list[ResourceRef]) -> list[ResourceHealth]:
+    async def _assess(
+        self, kube: Kube, inventory: list[ResourceRef], seen: Mapping[ResourceRef, Resource]
+    ) -> list[ResourceHealth]:
         async def one(ref: ResourceRef) -> ResourceHealth:
+            if ref in seen:
+                return health.assess(ref, seen[ref])
             async with self._gets:
                 try:
                     obj = await kube.get(ref)

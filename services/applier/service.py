@@ -570,6 +570,9 @@ class Applier:
         assert isinstance(plan, PlanCreated)
         apply_id = started.event_id
         progress: list[ResourceRef] = []
+        # Each resource as the server answered its apply (or the sync last read it):
+        # the health watch's first look, without reading them all again.
+        seen: dict[ResourceRef, Resource] = {}
         remaining = (
             admission.deadline(started, self.ctx.settings.apply_timeout) - now()
         ).total_seconds()
@@ -579,7 +582,7 @@ class Applier:
             with applying as labels:
                 try:
                     async with scope:
-                        inventory = await self._apply(approval, plan, apply_id, progress)
+                        inventory = await self._apply(approval, plan, apply_id, progress, seen)
                 except (_Failed, TimeoutError):
                     labels["outcome"] = "failed"
                     raise
@@ -627,7 +630,10 @@ class Applier:
         self._finished_at[app] = max([self._finished_at.get(app, 0), *(a.seq for a in appended)])
         if isinstance(outcome, ApplySucceeded):
             self.health.watch(
-                finished, spec=self.history.state(app).spec, fresh=not appended[0].duplicate
+                finished,
+                spec=self.history.state(app).spec,
+                fresh=not appended[0].duplicate,
+                seen=seen,
             )
         if isinstance(outcome, ApplyFailed):
             log.warning("%s: apply %s failed: %s", approval.app, apply_id, outcome.error)
@@ -672,8 +678,12 @@ class Applier:
         plan: PlanCreated,
         apply_id: str,
         progress: list[ResourceRef],
+        seen: dict[ResourceRef, Resource],
     ) -> list[ResourceRef]:
-        """Apply every resource, then prune; the inventory Wake manages afterwards."""
+        """Apply every resource, then prune; the inventory Wake manages afterwards.
+
+        `seen` gets each applied resource's object as the server last showed it.
+        """
         app = approval.app
         # Followed, as of this approval at least (`handle` waited for it).
         spec = self.history.state(app).spec
@@ -718,6 +728,7 @@ class Applier:
             placements=placements,
             timeout=spec.health_timeout_seconds if spec is not None else 0.0,
             progress=progress,
+            seen=seen,
             versions={c.ref: c.resource_version for c in plan.changes if not c.hook},
             settled=frozenset(
                 c.ref
@@ -773,19 +784,28 @@ class Applier:
                 return
 
     async def _apply_bounded(
-        self, kube: Kube, d: DesiredResource, planned_version: str | None = None
+        self,
+        kube: Kube,
+        d: DesiredResource,
+        planned_version: str | None = None,
+        seen: dict[ResourceRef, Resource] | None = None,
     ) -> str:
         async with self._in_flight:
-            return await self._apply_one(kube, d, planned_version)
+            return await self._apply_one(kube, d, planned_version, seen)
 
     async def _apply_one(
-        self, kube: Kube, d: DesiredResource, planned_version: str | None = None
+        self,
+        kube: Kube,
+        d: DesiredResource,
+        planned_version: str | None = None,
+        seen: dict[ResourceRef, Resource] | None = None,
     ) -> str:
         """Server-side apply one resource; created, configured or unchanged.
 
         `planned_version`: the live resourceVersion the plan saw ("" none was
         live). Unchanged means the apply left that version as it was; without it
-        (a plan from before it was recorded) the object is read first.
+        (a plan from before it was recorded) the object is read first. `seen`
+        gets the object the server answered with.
         """
         if d.error is not None:
             raise _Failed.of(d.error, "cannot apply")
@@ -800,6 +820,8 @@ class Applier:
             applied = await kube.apply(d.resource)
         except KubeError as exc:
             raise _Failed.of(exc, "apply of") from None
+        if seen is not None:
+            seen[d.ref] = applied.object
         if planned_version is not None:
             if applied.created:
                 return "created"

@@ -41,7 +41,7 @@ from events.payloads import (
 from services.resources import health, phases
 from services.resources.loading import DesiredResource
 from services.resources.ordering import apply_tier, order_key
-from services.wiring.kube import Kube, KubeError
+from services.wiring.kube import Kube, KubeError, Resource
 
 if TYPE_CHECKING:
     from services.applier.service import Applier
@@ -100,7 +100,11 @@ class StepRunner:
         progress: list[ResourceRef],
         versions: Mapping[ResourceRef, str] | None = None,
         settled: Set[ResourceRef] = frozenset(),
+        seen: dict[ResourceRef, Resource] | None = None,
     ) -> None:
+        # Each resource's object as the server last showed it (its apply's
+        # answer, or a later read while waiting for its health).
+        self.seen = seen if seen is not None else {}
         # The plan's resourceVersion of each resource ("" if none was live):
         # lets an apply say configured or unchanged without a GET first.
         self.versions = versions or {}
@@ -220,7 +224,10 @@ class StepRunner:
             return
         self.progress.extend(d.ref for d in group)
         outcomes = await asyncio.gather(
-            *(self.applier._apply_bounded(self.kube, d, self.versions.get(d.ref)) for d in group),
+            *(
+                self.applier._apply_bounded(self.kube, d, self.versions.get(d.ref), self.seen)
+                for d in group
+            ),
             return_exceptions=True,
         )
         done = [
@@ -365,6 +372,8 @@ class StepRunner:
             except KubeError as exc:
                 # Not known yet: keep waiting (until the timeout) rather than judge.
                 return ResourceHealth(ref=ref, status="Progressing", message=f"unreadable: {exc}")
+            if obj is not None:
+                self.seen[ref] = obj
             return health.assess(ref, obj)
 
         return list(await asyncio.gather(*(one(ref) for ref in refs)))

@@ -71,6 +71,11 @@ class Sandbox:
         """Test-only fault injection: writes to refuse although their dry run passes."""
         return self._server.faults
 
+    def record_requests(self) -> list[tuple[str, str]]:
+        """Test-only: from now on, each request's (method, path) goes in the list returned."""
+        self._server.requests = []
+        return self._server.requests
+
     @property
     def url(self) -> str:
         if self._url is None:

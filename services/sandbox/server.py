@@ -91,6 +91,8 @@ class SandboxServer:
         self.latency_ms = latency_ms
         # Test-only fault injection (see faults.py); empty unless a test arms it.
         self.faults = Faults()
+        # Test-only: a list to record each request's (method, path) in, when set.
+        self.requests: list[tuple[str, str]] | None = None
         self.address = ""  # host:port, for /api's serverAddressByClientCIDRs
         self._watches: set[asyncio.Task[Any]] = set()
 
@@ -109,6 +111,8 @@ class SandboxServer:
         return await handler(request)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.requests is not None:
+            self.requests.append((request.method, request.path))
         try:
             return await self._dispatch(request)
         except ApiError as exc:

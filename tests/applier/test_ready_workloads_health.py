@@ -76,3 +76,40 @@ async def test_an_app_with_a_job_and_a_claim_is_healthy(scenario: Scenario, kube
 async def _final(scenario: Scenario) -> bool:
     statuses = await health_statuses(scenario)
     return bool(statuses) and statuses[-1] in ("Healthy", "Degraded", "Suspended")
+
+
+def deployment() -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+            },
+        },
+    }
+
+
+async def test_resources_healthy_as_applied_are_judged_without_reading_them_again(
+    scenario: Scenario, kube: Kube, sandbox: Sandbox
+) -> None:
+    # Given an app whose resources the cluster reports healthy in its answer to the apply
+    await scenario.register(health_timeout_seconds=60)
+    await planned(scenario, kube, [namespace(), deployment()])
+    requests = sandbox.record_requests()
+    # When the applier applies it
+    ctx, task = await running_applier(scenario, health_interval=0.05)
+    try:
+        await eventually(lambda: _final(scenario), what="a final HealthChanged")
+    finally:
+        await stop(ctx, task)
+    # Then its first health is Healthy, judged from the apply's answers: no object is read
+    assert await health_statuses(scenario) == ["Healthy"]
+    applied = [path for method, path in requests if method == "PATCH"]
+    assert any(path.endswith("/deployments/web") for path in applied)
+    read = [path for method, path in requests if method == "GET" and path.endswith("/web")]
+    assert read == []
