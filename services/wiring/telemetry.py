@@ -367,17 +367,27 @@ def child_span(
     attributes: Mapping[str, object] | None = None,
     *,
     kind: SpanKind = SpanKind.INTERNAL,
+    record_exception: bool = True,
 ) -> Iterator[trace.Span]:
-    """A span under the current one; an exception marks it failed (and propagates)."""
+    """A span under the current one; an exception marks it failed (and propagates),
+    recorded with its traceback unless `record_exception` is False."""
     clean = {key: value for key, value in (attributes or {}).items() if value not in ("", None)}
     with tracer().start_as_current_span(
-        name, kind=kind, attributes=clean, record_exception=True, set_status_on_exception=True
+        name,
+        kind=kind,
+        attributes=clean,
+        record_exception=record_exception,
+        set_status_on_exception=True,
     ) as span:
         yield span
 
 
 def http_client_span(method: str, url: str, attributes: Mapping[str, object] | None = None):
-    """A CLIENT span of an HTTP request, by the HTTP semantic conventions (no credentials)."""
+    """A CLIENT span of an HTTP request, by the HTTP semantic conventions (no credentials).
+
+    An error answer is in its status code; the exception it raises is not recorded
+    with a traceback (a 404 is how a client learns an object is absent, often).
+    """
     from services.wiring.logs import without_credentials
 
     return child_span(
@@ -388,6 +398,7 @@ def http_client_span(method: str, url: str, attributes: Mapping[str, object] | N
             **(attributes or {}),
         },
         kind=SpanKind.CLIENT,
+        record_exception=False,
     )
 
 
