@@ -18,10 +18,10 @@ uses it:
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.sandbox.cloning import clone
 from services.sandbox.fieldsets import (
     FieldPath,
     FieldSet,
@@ -159,14 +159,14 @@ def _with_managed_fields(obj: dict[str, Any], entries: list[ManagedEntry]) -> di
 
 def merge(live: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """`config` merged into a copy of `live`; an explicit null removes the field."""
-    out = copy.deepcopy(live)
+    out = clone(live)
     for key, value in config.items():
         if value is None:
             out.pop(key, None)
         elif key in out:
             out[key] = _merge_value(key, out[key], value)
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = clone(value)
     return out
 
 
@@ -176,7 +176,7 @@ def _merge_value(name: str, live: Any, config: Any) -> Any:
     if isinstance(live, list) and isinstance(config, list):
         kind = resolved_list_type(name, live, config)
         if kind.keys:
-            result = copy.deepcopy(live)
+            result = clone(live)
             positions = {_key_token(kind, item): i for i, item in enumerate(result)}
             for item in config:
                 token = _key_token(kind, item)
@@ -185,13 +185,13 @@ def _merge_value(name: str, live: Any, config: Any) -> Any:
                     result[index] = merge(result[index], item)
                 else:
                     positions[token] = len(result)
-                    result.append(copy.deepcopy(item))
+                    result.append(clone(item))
             return result
         if kind.is_set:
-            result = copy.deepcopy(live)
-            result.extend(copy.deepcopy(v) for v in config if not any(same(v, x) for x in live))
+            result = clone(live)
+            result.extend(clone(v) for v in config if not any(same(v, x) for x in live))
             return result
-    return copy.deepcopy(config)
+    return clone(config)
 
 
 def _key_token(kind: ListType, item: dict[str, Any]) -> str:
@@ -214,7 +214,7 @@ def server_side_apply(
     what the endpoint ignores (`.status` on the main resource of a kind with
     a status subresource). Raises ApplyConflict unless `force`.
     """
-    base: dict[str, Any] = copy.deepcopy(live) if live is not None else {}
+    base: dict[str, Any] = clone(live) if live is not None else {}
     entries = read_managed_fields(base)
     applied = field_set(config)
     merged = merge(base, config)
@@ -286,7 +286,7 @@ def record_update(
         mine.fields |= changed
         mine.api_version, mine.time = api_version, now
     _retime(entries, read_managed_fields(base), now)
-    return _with_managed_fields(copy.deepcopy(after), entries)
+    return _with_managed_fields(clone(after), entries)
 
 
 def _retime(entries: list[ManagedEntry], old: list[ManagedEntry], now: str) -> None:

@@ -14,9 +14,9 @@ Each raises PatchError with a message naming the path at fault.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+from services.sandbox.cloning import clone
 from services.sandbox.fieldsets import ListType, key_of, resolved_list_type, same
 
 
@@ -26,8 +26,8 @@ class PatchError(ValueError):
 
 def merge_patch(target: Any, patch: Any) -> Any:
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return clone(patch)
+    out = clone(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             out.pop(key, None)
@@ -49,7 +49,7 @@ def _smp_map(target: Any, patch: dict[str, Any]) -> dict[str, Any]:
         return _strip_directives(clean)
     if directive not in (None, "merge"):
         raise PatchError(f"unknown $patch directive {directive!r} in a map")
-    out: dict[str, Any] = copy.deepcopy(target) if isinstance(target, dict) else {}
+    out: dict[str, Any] = clone(target) if isinstance(target, dict) else {}
     orders: dict[str, list[Any]] = {}
     retain: list[str] | None = None
     for key, value in clean.items():
@@ -73,7 +73,7 @@ def _smp_map(target: Any, patch: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, list):
             out[key] = _smp_list(key, out.get(key), value)
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = clone(value)
     if retain is not None:
         out = {k: v for k, v in out.items() if k in retain}
     for name, order in orders.items():
@@ -89,7 +89,7 @@ def _smp_list(field: str, target: Any, patch: list[Any]) -> list[Any]:
             for item in patch
             if not (isinstance(item, dict) and item.get("$patch") == "replace")
         ]
-    current: list[Any] = copy.deepcopy(target) if isinstance(target, list) else []
+    current: list[Any] = clone(target) if isinstance(target, list) else []
     plain = [item for item in patch if not (isinstance(item, dict) and "$patch" in item)]
     kind = resolved_list_type(field, current, plain)
     if kind.keys:
@@ -106,7 +106,7 @@ def _smp_list(field: str, target: Any, patch: list[Any]) -> list[Any]:
                 current[index] = _smp_map(current[index], item)
         return current
     if kind.is_set:
-        current.extend(copy.deepcopy(v) for v in patch if not any(same(v, x) for x in current))
+        current.extend(clone(v) for v in patch if not any(same(v, x) for x in current))
         return current
     return _strip_directives(patch)
 
@@ -147,13 +147,13 @@ def _strip_directives(value: Any) -> Any:
         return {k: _strip_directives(v) for k, v in value.items() if not k.startswith("$")}
     if isinstance(value, list):
         return [_strip_directives(v) for v in value]
-    return copy.deepcopy(value)
+    return clone(value)
 
 
 def json_patch(target: dict[str, Any], operations: Any) -> dict[str, Any]:
     if not isinstance(operations, list):
         raise PatchError("a JSON patch must be a JSON array of operations")
-    doc: Any = copy.deepcopy(target)
+    doc: Any = clone(target)
     for number, op in enumerate(operations):
         if not isinstance(op, dict) or "op" not in op or "path" not in op:
             raise PatchError(f"operation {number} needs 'op' and 'path'")
@@ -170,18 +170,18 @@ def _apply_operation(doc: Any, op: dict[str, Any]) -> Any:
     name = op["op"]
     path = _pointer(op["path"])
     if name == "add":
-        doc = _add(doc, path, copy.deepcopy(_required(op, "value")))
+        doc = _add(doc, path, clone(_required(op, "value")))
     elif name == "remove":
         doc = _remove(doc, path)[0]
     elif name == "replace":
         doc = _remove(doc, path)[0]
-        doc = _add(doc, path, copy.deepcopy(_required(op, "value")))
+        doc = _add(doc, path, clone(_required(op, "value")))
     elif name in ("move", "copy"):
         source = _pointer(_required(op, "from"))
         if name == "move":
             doc, value = _remove(doc, source)
         else:
-            value = copy.deepcopy(_get(doc, source))
+            value = clone(_get(doc, source))
         doc = _add(doc, path, value)
     elif name == "test":
         if not same(_get(doc, path), _required(op, "value")):

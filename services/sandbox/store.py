@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import json
 import re
 import secrets
@@ -32,6 +31,7 @@ from typing import Any
 
 from services.sandbox import errors, workloads
 from services.sandbox.apply import ApplyConflict, record_update, server_side_apply
+from services.sandbox.cloning import clone
 from services.sandbox.discovery import (
     CRD_GROUP,
     CRD_PLURAL,
@@ -334,7 +334,7 @@ class ObjectStore:
         return self._store_new(t, obj, dry_run)
 
     def _new_object(self, t: ResourceType, namespace: str, body: Obj) -> Obj:
-        obj = copy.deepcopy(body)
+        obj = clone(body)
         metadata = obj["metadata"]
         for key in _SERVER_METADATA:
             metadata.pop(key, None)
@@ -411,23 +411,23 @@ class ObjectStore:
         dry_run: bool,
         subresource: str,
     ) -> Obj:
-        candidate = copy.deepcopy(body)
+        candidate = clone(body)
         if subresource == "status":
             # Only .status moves through the status subresource.
-            candidate = copy.deepcopy(live)
+            candidate = clone(live)
             if "status" in body:
-                candidate["status"] = copy.deepcopy(body["status"])
+                candidate["status"] = clone(body["status"])
             else:
                 candidate.pop("status", None)
         else:
             _keep_server_metadata(candidate, live)
             if t.status_subresource:
                 if "status" in live:
-                    candidate["status"] = copy.deepcopy(live["status"])
+                    candidate["status"] = clone(live["status"])
                 else:
                     candidate.pop("status", None)
         candidate["apiVersion"], candidate["kind"] = live["apiVersion"], t.kind
-        candidate["metadata"]["managedFields"] = copy.deepcopy(
+        candidate["metadata"]["managedFields"] = clone(
             live["metadata"].get("managedFields", [])
         )
         candidate = record_update(
@@ -491,7 +491,7 @@ class ObjectStore:
                     self._require_namespace(namespace)
                 fresh = self._new_object(t, namespace, config)
                 applied = server_side_apply(
-                    {"metadata": copy.deepcopy(fresh["metadata"])},
+                    {"metadata": clone(fresh["metadata"])},
                     config,
                     manager=manager,
                     api_version=t.api_version,
@@ -556,7 +556,7 @@ class ObjectStore:
         """Replace `.status` directly, as a controller would through /status."""
         live = self._require(t, namespace, name)
         body = _present(live, t)
-        body["status"] = copy.deepcopy(status)
+        body["status"] = clone(status)
         return self._update(
             t, live, body, manager=SANDBOX_MANAGER, dry_run=False, subresource="status"
         )
@@ -593,7 +593,7 @@ class ObjectStore:
                 [("spec.replicas", f"Invalid value: {replicas!r}: must be a non-negative integer")],
             )
         _check_precondition(t, live, (scale.get("metadata") or {}).get("resourceVersion"))
-        candidate = copy.deepcopy(live)
+        candidate = clone(live)
         candidate.setdefault("spec", {})["replicas"] = replicas
         candidate = record_update(
             live,
@@ -632,7 +632,7 @@ class ObjectStore:
         if live["metadata"].get("finalizers"):
             if live["metadata"].get("deletionTimestamp"):
                 return _present(live, t), False
-            marked = copy.deepcopy(live)
+            marked = clone(live)
             marked["metadata"]["deletionTimestamp"] = self._now()
             marked["metadata"]["deletionGracePeriodSeconds"] = 0
             if dry_run:
@@ -661,7 +661,7 @@ class ObjectStore:
                         self._remove(t_inner, bucket[key])
         del self._bucket(t)[_key(t, live)]
         self._revision += 1
-        gone = copy.deepcopy(live)
+        gone = clone(live)
         gone["metadata"]["resourceVersion"] = str(self._revision)
         self._emit("DELETED", t, gone)
         self._side_effects_after_delete(t, live)
@@ -765,7 +765,7 @@ def _crd_status(crd: Obj, previous: Any, since: str) -> Obj:
     for version in storage:
         if version not in stored:
             stored.append(version)
-    names = copy.deepcopy(spec.get("names") or {})
+    names = clone(spec.get("names") or {})
     names.setdefault("singular", str(names.get("kind", "")).lower())
     names.setdefault("listKind", f"{names.get('kind', '')}List")
     return {
@@ -817,7 +817,7 @@ def _present(obj: Obj, t: ResourceType) -> Obj:
     out: Obj = {"apiVersion": t.api_version, "kind": obj.get("kind", t.kind)}
     for key, value in obj.items():
         if key not in ("apiVersion", "kind"):
-            out[key] = copy.deepcopy(value)
+            out[key] = clone(value)
     return out
 
 
@@ -890,7 +890,7 @@ def _check_body(
         raise errors.bad_request(
             f"the request body must be a {t.kind} object, not {type(body).__name__}"
         )
-    body = copy.deepcopy(body)
+    body = clone(body)
     if not type_required:
         # As the API server decodes a create or update: the URL supplies what the body omits.
         body.setdefault("apiVersion", t.api_version)
