@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config.config_exception import ConfigException
 
 from events.bundle import ref_of
 from events.payloads import ResourceRef
 from services.wiring import telemetry
+
+# kubernetes_asyncio without its generated models: 61 MiB of every process talking to a cluster.
+from services.wiring.kubelight import ApiException, ConfigException, client, config
 from services.wiring.settings import Settings
 
 Resource = dict[str, Any]
