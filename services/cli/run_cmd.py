@@ -8,6 +8,7 @@ import cProfile
 import os
 import signal
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def run_service_command(data_dir: str, interval: float | None, service: str) -> 
 
     settings = settings_for(data_dir, poll_interval=interval)
     try:
-        with _profiled(service):
+        with _profiled(service), _memory_traced(service):
             asyncio.run(run_service(service, settings))
     except (SettingsError, LogMissing, ConsumerMissing, KeyFileError) as exc:
         # What the operator must fix (a setting, an unprovisioned log, a key file): one line.
@@ -80,6 +81,33 @@ def _profiled(service: str) -> Iterator[None]:
         profile.disable()
         Path(directory).mkdir(parents=True, exist_ok=True)
         profile.dump_stats(Path(directory) / f"{service}-{os.getpid()}.prof")
+
+
+MEMORY_DIR_ENV = "WAKE_TRACEMALLOC_DIR"
+
+
+@contextlib.contextmanager
+def _memory_traced(service: str) -> Iterator[None]:
+    """With WAKE_TRACEMALLOC_DIR set, trace the service's allocations and write the
+    40 lines holding the most memory when it stops into DIR/SERVICE-PID.memory.txt
+    (where a service's memory goes, for the benchmarks). Off by default: it slows
+    the service and adds its own memory."""
+    directory = os.environ.get(MEMORY_DIR_ENV)
+    if not directory:
+        yield
+        return
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        snapshot = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        top = snapshot.statistics("lineno")
+        lines = [f"{sum(s.size for s in top) / 2**20:.1f} MiB traced in all"]
+        lines += [f"{s.size / 2**20:8.2f} MiB {s.count:9d} blocks  {s.traceback}" for s in top[:40]]
+        out = Path(directory) / f"{service}-{os.getpid()}.memory.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(lines) + "\n")
 
 
 @click.command()

@@ -26,6 +26,9 @@ and misses nothing, across restarts.
 
 Events are handled one at a time, in log order, so a receiver sees them in
 the order they happened; a slow receiver delays the notifications behind it.
+An event of a type no channel receives is acknowledged unread (`wants`): not
+decoded, not verified. The projector, which reads every event, is the one that
+records a forged or unreadable one (an EventRejected).
 """
 
 from __future__ import annotations

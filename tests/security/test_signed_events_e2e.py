@@ -250,10 +250,10 @@ async def test_forged_registration_rollback_and_plan_are_refused_and_the_next_co
     for what, (seq, reason) in rolled.items():
         refusal = await rejected(wake, "vault", "planner", seq)
         assert f"stream sequence {seq}" in refusal.error and reason in refusal.error, what
-    # and the notifier, which reads every event, records each forgery with its reason
+    # and the projector, which reads every event, records each forgery with its reason
     for app, seqs in (("intruder", registered), ("vault", rolled), ("vault", planned)):
         for what, (seq, reason) in seqs.items():
-            assert reason in (await rejected(wake, app, "notifier", seq)).error, (app, what)
+            assert reason in (await rejected(wake, app, "wake-projector", seq)).error, (app, what)
     # and the forged plan cannot be approved: no reader knows it
     refused = await wake.wake("approve", forged_plan.plan_id, check=False)
     assert refused.returncode != 0 and f"no plan {forged_plan.plan_id}" in refused.stderr
@@ -298,7 +298,7 @@ async def test_wake_replay_verify_lists_every_forged_event_by_sequence(
             tamper=lambda data: data.replace(b'"forged"', b'"f0rged"'),
         ),
     )
-    await rejected(wake, "guarded", "notifier", tampered)
+    await rejected(wake, "guarded", "wake-projector", tampered)
     # When the read models are rebuilt and verified
     result = await wake.wake("replay", "--verify", "--into", "signed_replay", check=False)
     # Then every forged event of the log is listed by its sequence, with why
