@@ -540,12 +540,13 @@ async def poll_forever(
         try:
             current = list(apps())
             detected = await watcher.check_apps(current, "poll")
-            log.debug(
-                "poll done: %d apps in %d repositories, %d revisions detected",
-                len(current),
-                len({normalize_url(app.spec.repo_url) for app in current}),
-                len(detected),
-            )
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "poll done: %d apps in %d repositories, %d revisions detected",
+                    len(current),
+                    len({normalize_url(app.spec.repo_url) for app in current}),
+                    len(detected),
+                )
         except Exception:
             # NATS unavailable, a bug on one app...: the next poll tries again.
             log.exception("poll failed; trying again at the next interval")

@@ -158,7 +158,15 @@ def normalize_url(url: str) -> str:
     A local path becomes an absolute `file://` URL (so `/r`, `file:///r` and
     `./r` seen from `/` share a mirror); for other URLs the scheme and host
     are lower-cased, credentials and a trailing '/' dropped.
+
+    Remembered per URL (with the directory and home a relative path depends
+    on): every poll asks it of every app, three times.
     """
+    return _normalized(url, os.getcwd(), os.environ.get("HOME", ""))
+
+
+@functools.lru_cache(maxsize=16_384)
+def _normalized(url: str, cwd: str, home: str) -> str:
     url = url.strip()
     if _SCP_LIKE.match(url) and not _SCHEME.match(url):
         return url.rstrip("/")

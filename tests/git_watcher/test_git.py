@@ -83,6 +83,16 @@ def test_urls_are_normalized_to_one_mirror_per_repository(tmp_path: Path):
     assert mirror_name("https://a.example/r") != mirror_name("https://b.example/r")
 
 
+def test_a_relative_path_is_normalized_from_the_directory_it_is_given_in(tmp_path, monkeypatch):
+    # normalize_url remembers its answers: a relative path's depends on where it is asked.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    assert normalize_url("repo") == f"file://{tmp_path}/a/repo"
+    monkeypatch.chdir(tmp_path / "b")
+    assert normalize_url("repo") == f"file://{tmp_path}/b/repo"
+
+
 def test_credentials_never_reach_a_message():
     assert redact("https://bot:s3cret@example.com/r.git") == "https://bot:***@example.com/r.git"
     assert redact("https://token@example.com/r.git") == "https://***@example.com/r.git"
