@@ -62,6 +62,10 @@ _DATABASE_GONE = (
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
+    # A connection whose server died mid-statement can be left with that operation
+    # "in progress": the next use raises this ("cannot switch to state ..."), and
+    # only a new connection helps.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
