@@ -10,9 +10,10 @@ notifier is stopping; anything else is refused at once.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -86,3 +87,37 @@ async def with_retries(
             continue
         raise failure(f"{label}: stopping ({error})")
     raise failure(f"{label}: {error} (after {ATTEMPTS} attempts)")
+
+
+async def json_call(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    body: Mapping[str, Any] | None,
+    *,
+    label: str,
+    stop: asyncio.Event,
+    headers: Mapping[str, str] | None = None,
+    network: tuple[type[BaseException], ...] = NETWORK_ERRORS,
+    scrub: Callable[[str], str] = lambda text: text,
+) -> dict[str, Any]:
+    """A JSON request and its JSON answer ({} for none), through `with_retries`: a 2xx
+    is the answer, a 429 or 5xx is tried again, any other status is refused."""
+
+    async def once(attempt: int) -> dict[str, Any]:
+        async with session.request(
+            method,
+            url,
+            json=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+        ) as response:
+            text = await response.text()
+            if 200 <= response.status < 300:
+                return json.loads(text) if text else {}
+            error = f"HTTP {response.status}: {text[:200]}"
+            raise again_after(response.status, response.headers, attempt, error) or (
+                ChannelError(f"{label}: {error}")
+            )
+
+    return await with_retries(once, label=label, stop=stop, network=network, scrub=scrub)

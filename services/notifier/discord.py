@@ -25,7 +25,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from events.envelope import Envelope
-from services.notifier.calling import REQUEST_TIMEOUT, again_after, with_retries
+from services.notifier.calling import json_call
 from services.notifier.channel import ChannelError, Posted
 from services.notifier.chatops import ChatOps, Request
 from services.notifier.discord_messages import (
@@ -168,23 +168,11 @@ class DiscordChannel:
     # --- the webhook --------------------------------------------------------------
 
     async def _call(self, method: str, tail: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        async def once(attempt: int) -> dict[str, Any]:
-            async with self._session.request(
-                method,
-                f"{self._url}{tail}",
-                json=body,
-                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
-            ) as response:
-                text = await response.text()
-                if 200 <= response.status < 300:
-                    return json.loads(text) if text else {}
-                error = f"HTTP {response.status}: {text[:200]}"
-                raise again_after(response.status, response.headers, attempt, error) or (
-                    ChannelError(f"discord {method} {self.where}: {error}")
-                )
-
-        return await with_retries(
-            once,
+        return await json_call(
+            self._session,
+            method,
+            f"{self._url}{tail}",
+            body,
             label=f"discord {method} {self.where}",
             stop=self._stop,
             # Some client errors quote the URL, which holds the webhook's token.

@@ -26,7 +26,10 @@ from aiohttp import web
 
 from events.envelope import Envelope
 from events.payloads import ApprovalRequested
-from services.notifier.calling import NETWORK_ERRORS, REQUEST_TIMEOUT, again_after, with_retries
+from services.notifier.calling import (
+    NETWORK_ERRORS,
+    json_call,
+)
 from services.notifier.channel import ChannelError, Posted
 from services.notifier.chatops import ChatOps, Reply, Request
 from services.notifier.journeys import ChatText, Threads, commit_of, event_text, root_text
@@ -261,25 +264,13 @@ class MattermostChannel:
     # --- the REST API -------------------------------------------------------------------
 
     async def _call(self, method: str, path: str, body: Mapping[str, Any] | None) -> dict[str, Any]:
-        async def once(attempt: int) -> dict[str, Any]:
-            async with self._session.request(
-                method,
-                f"{self._server}/api/v4{path}",
-                json=body,
-                headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
-            ) as response:
-                text = await response.text()
-                if 200 <= response.status < 300:
-                    return json.loads(text) if text else {}
-                error = f"HTTP {response.status}: {text[:200]}"
-                raise again_after(response.status, response.headers, attempt, error) or (
-                    ChannelError(f"mattermost {method} {path}: {error}")
-                )
-
-        return await with_retries(
-            once,
+        return await json_call(
+            self._session,
+            method,
+            f"{self._server}/api/v4{path}",
+            body,
             label=f"mattermost {method} {path}",
             stop=self._stop,
+            headers=self._headers,
             network=(*NETWORK_ERRORS, ValueError),
         )
