@@ -55,13 +55,11 @@ class ChatServer:
 
     async def _on_slack(self, request: web.Request) -> web.Response:
         body = await request.read()
-        for channel in self._slack:
-            if channel.verified(body, request.headers):
-                if not channel.first_time(request.headers):
-                    log.warning("slack: a request seen before (a replay) refused: 401")
-                    await channel.refuse_replay(body)
-                    return web.Response(status=401)
-                return await channel.answer(body)
+        answer = await _answered(
+            self._slack, body, request, "slack: a request seen before (a replay) refused: 401"
+        )
+        if answer is not None:
+            return answer
         stamp = request.headers.get("X-Slack-Request-Timestamp", "")
         log.warning(
             "slack: request refused (401): no channel's signing secret verifies it, or its "
@@ -72,13 +70,14 @@ class ChatServer:
 
     async def _on_discord(self, request: web.Request) -> web.Response:
         body = await request.read()
-        for channel in self._discord:
-            if channel.verified(body, request.headers):
-                if not channel.first_time(request.headers):
-                    log.warning("discord: an interaction seen before (a replay) refused: 401")
-                    await channel.refuse_replay(body)
-                    return web.Response(status=401)
-                return await channel.answer(body)
+        answer = await _answered(
+            self._discord,
+            body,
+            request,
+            "discord: an interaction seen before (a replay) refused: 401",
+        )
+        if answer is not None:
+            return answer
         log.warning(
             "discord: interaction refused (401): no channel's public key verifies its "
             "signature, or its timestamp is not within 5 minutes of now"
@@ -94,3 +93,21 @@ class ChatServer:
             "mattermost: request refused (401): it carries no channel's action or slash token"
         )
         return web.Response(status=401)
+
+
+async def _answered(
+    channels: Sequence[SlackChannel] | Sequence[DiscordChannel],
+    body: bytes,
+    request: web.Request,
+    replay: str,
+) -> web.Response | None:
+    """The answer of the first channel whose secret verifies the signed request; a
+    401 for a request seen before (logged as `replay`); None if no channel verifies it."""
+    for channel in channels:
+        if channel.verified(body, request.headers):
+            if not channel.first_time(request.headers):
+                log.warning(replay)
+                await channel.refuse_replay(body)
+                return web.Response(status=401)
+            return await channel.answer(body)
+    return None
