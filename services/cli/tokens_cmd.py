@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from events import names, new_event
+from events.envelope import Envelope
 from events.payloads import TokenCreated, TokenRevoked
 from services.api import access
 from services.cli.connecting import connected, data_dir_option, run, settings_for
@@ -78,12 +79,7 @@ def create(data_dir: str, name: str, role: str, apps: str) -> None:
                 app=names.SYSTEM_APP,
                 actor=log.actor,
             )
-            try:
-                await log.append(event, expected_last_seq=position, on_subjects=SYSTEM_SUBJECTS)
-            except ConcurrencyConflict:
-                raise click.ClickException(
-                    "Wake's own records changed meanwhile; run the command again"
-                ) from None
+            await _append_at(log, event, position)
 
     run(record())
     click.echo(f"token {name} ({role}, apps {apps}) made; it is shown once:")
@@ -106,12 +102,18 @@ def revoke(data_dir: str, name: str, reason: str) -> None:
             event = new_event(
                 TokenRevoked(name=name, reason=reason), app=names.SYSTEM_APP, actor=log.actor
             )
-            try:
-                await log.append(event, expected_last_seq=position, on_subjects=SYSTEM_SUBJECTS)
-            except ConcurrencyConflict:
-                raise click.ClickException(
-                    "Wake's own records changed meanwhile; run the command again"
-                ) from None
+            await _append_at(log, event, position)
 
     run(record())
     click.echo(f"token {name} revoked")
+
+
+async def _append_at(log: EventLog, event: Envelope, position: int) -> None:
+    """Append a token event if Wake's own records are still at `position` (what was
+    checked against them); else ask for the command to be run again."""
+    try:
+        await log.append(event, expected_last_seq=position, on_subjects=SYSTEM_SUBJECTS)
+    except ConcurrencyConflict:
+        raise click.ClickException(
+            "Wake's own records changed meanwhile; run the command again"
+        ) from None
